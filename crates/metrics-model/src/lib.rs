@@ -1,0 +1,31 @@
+//! Names, units and types that every bp-monitoring crate shares.
+//!
+//! - [`field`]: the standard fields (`cpu.usage`, `errors.count`, …) with their
+//!   units, and application-defined `custom.<name>` fields.
+//! - [`host`]: validated host (node) names.
+//! - [`duration`]: the `1h30m` duration grammar used by every configuration.
+//! - [`tick`]: one sample of one host at one instant, and the JSON-lines
+//!   format used by `bp-alerter replay` and `bp-collector import`.
+//! - [`time`]: milliseconds-since-epoch helpers (RFC 3339 in and out).
+//! - [`store`]: the traits the Redis store and the in-memory store implement.
+//! - [`deployment`]: how the environment (`REDIS_URL`, `CLUSTER_ENABLED`,
+//!   `BP_REDIS_SCOPE`) selects standalone or cluster mode; the redacting
+//!   [`deployment::RedisUrl`].
+//!
+//! This crate does no IO: it reads no file, socket, clock or environment
+//! variable. Callers pass those values in.
+#![deny(missing_docs)]
+
+pub mod deployment;
+pub mod duration;
+pub mod field;
+pub mod host;
+pub mod store;
+pub mod tick;
+pub mod time;
+
+pub use deployment::{Deployment, Mode, RedisUrl};
+pub use duration::Duration;
+pub use field::{Field, StandardField};
+pub use host::HostName;
+pub use tick::{Tick, TickLineError, Values};

@@ -1,0 +1,2 @@
+//! rules
+#![deny(missing_docs)]
