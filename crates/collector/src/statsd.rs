@@ -1,0 +1,453 @@
+//! StatsD (and DogStatsD) lines → recorder updates.
+//!
+//! One datagram holds one or more lines separated by `\n`; each line is
+//! `<name>:<value>|<type>[|@<rate>][|#<tags>]`. The mapping:
+//!
+//! | line | effect |
+//! |---|---|
+//! | `bp.requests:12\|ms` (or `\|h`) | one request of 12 ms |
+//! | `bp.events_in:1\|c` | `eventsIn.count` + 1 |
+//! | `bp.events_out:1\|c` | `eventsOut.count` + 1 |
+//! | `bp.warnings:1\|c` | `warnings.count` + 1 |
+//! | `bp.errors:1\|c` | `errors.count` + 1 |
+//! | `bp.criticals:1\|c` | `criticals.count` + 1 |
+//! | `custom.jobs:3\|c` | custom counter `custom.jobs` + 3 |
+//! | `custom.queue_depth:17\|g` | custom gauge set to 17 (`+3` / `-3` adjust it) |
+//!
+//! The standard field names (`eventsIn.count:1|c`, …) are accepted as aliases
+//! of the `bp.*` names. A sample rate `|@0.1` scales counts and requests by
+//! `1/rate` (one `bp.requests:12|ms|@0.1` line counts 10 requests of 12 ms);
+//! gauges ignore it. DogStatsD sections `|#tags`, `|c:<container>` and
+//! `|T<timestamp>` are accepted and ignored.
+
+use metrics_model::field::{CUSTOM_PREFIX, StandardField, is_valid_custom_name};
+
+use crate::error::CollectorError;
+use crate::recorder::Recorder;
+
+/// One parsed StatsD line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Metric<'a> {
+    /// `count` requests (1/rate), each of `latency_ms`.
+    Requests {
+        /// The latency of each request, ms.
+        latency_ms: f64,
+        /// How many requests the line stands for (1 / sample rate).
+        count: f64,
+    },
+    /// `n` (already scaled by 1/rate) added to a standard counter.
+    Standard {
+        /// The counter.
+        field: StandardField,
+        /// How much to add.
+        n: f64,
+    },
+    /// `n` (already scaled) added to a custom counter.
+    CustomCounter {
+        /// The whole field name, `custom.<name>`.
+        name: &'a str,
+        /// How much to add.
+        n: f64,
+    },
+    /// A custom gauge set (or adjusted, for `+n` / `-n`).
+    CustomGauge {
+        /// The whole field name, `custom.<name>`.
+        name: &'a str,
+        /// The value, or the delta when `relative`.
+        value: f64,
+        /// Whether the value had an explicit sign (`+3`, `-3`).
+        relative: bool,
+    },
+}
+
+/// The names accepted for standard counters.
+const STANDARD_NAMES: &[(&str, StandardField)] = &[
+    ("bp.events_in", StandardField::EventsInCount),
+    ("bp.events_out", StandardField::EventsOutCount),
+    ("bp.warnings", StandardField::WarningsCount),
+    ("bp.errors", StandardField::ErrorsCount),
+    ("bp.criticals", StandardField::CriticalsCount),
+];
+
+const KNOWN: &str = "expected bp.requests, bp.events_in, bp.events_out, bp.warnings, bp.errors, \
+     bp.criticals or custom.<name>";
+
+fn standard_counter(name: &str) -> Option<StandardField> {
+    STANDARD_NAMES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, f)| *f)
+        .or_else(|| match StandardField::from_name(name) {
+            Some(
+                f @ (StandardField::EventsInCount
+                | StandardField::EventsOutCount
+                | StandardField::WarningsCount
+                | StandardField::ErrorsCount
+                | StandardField::CriticalsCount),
+            ) => Some(f),
+            _ => None,
+        })
+}
+
+/// Parses one line (without its newline).
+pub fn parse_line(line: &str) -> Result<Metric<'_>, String> {
+    let Some((name, rest)) = line.split_once(':') else {
+        return Err("expected <name>:<value>|<type>".to_owned());
+    };
+    let mut sections = rest.split('|');
+    let value_text = sections.next().unwrap_or("");
+    let Some(kind) = sections.next() else {
+        return Err("missing |<type> (c, ms, h or g)".to_owned());
+    };
+    let mut rate = 1.0;
+    for s in sections {
+        if let Some(r) = s.strip_prefix('@') {
+            rate = match r.parse::<f64>() {
+                Ok(r) if r > 0.0 && r <= 1.0 => r,
+                _ => return Err(format!("sample rate {r:?} is not a number in (0, 1]")),
+            };
+        } else if s.starts_with('#') || s.starts_with("c:") || s.starts_with('T') {
+            // DogStatsD tags, container id, timestamp: accepted and ignored.
+        } else {
+            return Err(format!(
+                "unexpected section {s:?}; expected |@<rate> or |#<tags>"
+            ));
+        }
+    }
+    let value: f64 = value_text
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite())
+        .ok_or_else(|| format!("value {value_text:?} is not a finite number"))?;
+    let counts_only = |what: &str| -> Result<(), String> {
+        if kind == "c" {
+            Ok(())
+        } else {
+            Err(format!("{what} takes type c (a counter), not {kind:?}"))
+        }
+    };
+    if name == "bp.requests" {
+        if kind != "ms" && kind != "h" {
+            return Err(format!(
+                "bp.requests takes type ms (a latency in ms), not {kind:?}"
+            ));
+        }
+        if value < 0.0 {
+            return Err(format!("latency {value_text} is negative"));
+        }
+        return Ok(Metric::Requests {
+            latency_ms: value,
+            count: 1.0 / rate,
+        });
+    }
+    if let Some(field) = standard_counter(name) {
+        counts_only(name)?;
+        if value < 0.0 {
+            return Err(format!("counter value {value_text} is negative"));
+        }
+        return Ok(Metric::Standard {
+            field,
+            n: value / rate,
+        });
+    }
+    if let Some(short) = name.strip_prefix(CUSTOM_PREFIX) {
+        if !is_valid_custom_name(short) {
+            return Err(format!(
+                "{name:?} is not a valid custom field: the name after \"custom.\" must be 1-64 \
+                 of A-Z a-z 0-9 _ - ."
+            ));
+        }
+        return match kind {
+            "c" if value < 0.0 => Err(format!("counter value {value_text} is negative")),
+            "c" => Ok(Metric::CustomCounter {
+                name,
+                n: value / rate,
+            }),
+            "g" => Ok(Metric::CustomGauge {
+                name,
+                value,
+                relative: value_text.starts_with(['+', '-']),
+            }),
+            other => Err(format!(
+                "custom fields take type c (counter) or g (gauge), not {other:?}"
+            )),
+        };
+    }
+    Err(format!("unknown metric name {name:?}; {KNOWN}"))
+}
+
+/// What one datagram did.
+#[derive(Debug, Default)]
+pub struct IngestReport {
+    /// Lines applied.
+    pub accepted: usize,
+    /// Lines dropped, with why (line numbers are 1-based inside the datagram).
+    pub rejected: Vec<CollectorError>,
+}
+
+/// Applies StatsD lines to a [`Recorder`], carrying the fractions that
+/// sample rates give standard counters (`1|c|@0.3` is 3.33…) from line to
+/// line so that nothing is lost to rounding.
+#[derive(Debug, Clone)]
+pub struct StatsdSink {
+    recorder: Recorder,
+    /// Fractional carries: requests, then the five standard counters.
+    carry: [f64; 6],
+    /// Latency not yet added, in ms (goes with the carried requests).
+    carry_latency_ms: f64,
+}
+
+impl StatsdSink {
+    /// A sink counting into `recorder`.
+    pub fn new(recorder: Recorder) -> Self {
+        StatsdSink {
+            recorder,
+            carry: [0.0; 6],
+            carry_latency_ms: 0.0,
+        }
+    }
+
+    /// Parses and applies one datagram. Bad lines are skipped and reported;
+    /// good ones are applied whatever their neighbours.
+    pub fn ingest(&mut self, datagram: &[u8]) -> IngestReport {
+        let mut report = IngestReport::default();
+        for (i, raw) in datagram.split(|b| *b == b'\n').enumerate() {
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            if raw.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let bad = |reason: String| CollectorError::Statsd {
+                line: i + 1,
+                text: shorten(&String::from_utf8_lossy(raw)),
+                reason,
+            };
+            let result = std::str::from_utf8(raw)
+                .map_err(|_| "not UTF-8".to_owned())
+                .and_then(|line| parse_line(line.trim()))
+                .map_err(&bad)
+                .and_then(|m| self.apply(&m));
+            match result {
+                Ok(()) => report.accepted += 1,
+                Err(e @ CollectorError::Statsd { .. }) => report.rejected.push(e),
+                Err(e) => report.rejected.push(bad(e.to_string())),
+            }
+        }
+        report
+    }
+
+    /// Applies one parsed line.
+    pub fn apply(&mut self, m: &Metric<'_>) -> Result<(), CollectorError> {
+        match *m {
+            Metric::Requests { latency_ms, count } => {
+                self.carry[0] += count;
+                self.carry_latency_ms += latency_ms * count;
+                let whole = self.carry[0].floor();
+                if whole >= 1.0 {
+                    let share = self.carry_latency_ms * whole / self.carry[0];
+                    self.carry[0] -= whole;
+                    self.carry_latency_ms -= share;
+                    self.recorder.requests(
+                        whole as u64,
+                        std::time::Duration::from_secs_f64(share.max(0.0) / 1000.0),
+                    );
+                }
+                Ok(())
+            }
+            Metric::Standard { field, n } => {
+                let idx = 1 + STANDARD_NAMES
+                    .iter()
+                    .position(|(_, f)| *f == field)
+                    .unwrap_or(0);
+                self.carry[idx] += n;
+                let whole = self.carry[idx].floor();
+                self.carry[idx] -= whole;
+                if whole >= 1.0 {
+                    self.recorder.add_standard(field, whole as u64)?;
+                }
+                Ok(())
+            }
+            Metric::CustomCounter { name, n } => self.recorder.add(name, n),
+            Metric::CustomGauge {
+                name,
+                value,
+                relative: true,
+            } => self.recorder.adjust(name, value),
+            Metric::CustomGauge { name, value, .. } => self.recorder.set(name, value),
+        }
+    }
+}
+
+fn shorten(s: &str) -> String {
+    if s.len() <= 100 {
+        return s.to_owned();
+    }
+    let mut end = 100;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(line: &str, expected: Result<Metric<'_>, &str>) {
+        match (parse_line(line), expected) {
+            (Ok(got), Ok(want)) => assert_eq!(got, want, "{line}"),
+            (Err(got), Err(part)) => assert!(got.contains(part), "{line}: {got}"),
+            (got, want) => panic!("{line}: got {got:?}, expected {want:?}"),
+        }
+    }
+
+    #[test]
+    fn lines() {
+        use Metric::*;
+        check(
+            "bp.requests:12|ms",
+            Ok(Requests {
+                latency_ms: 12.0,
+                count: 1.0,
+            }),
+        );
+        check(
+            "bp.requests:12.5|ms|@0.1",
+            Ok(Requests {
+                latency_ms: 12.5,
+                count: 10.0,
+            }),
+        );
+        check(
+            "bp.events_in:1|c",
+            Ok(Standard {
+                field: StandardField::EventsInCount,
+                n: 1.0,
+            }),
+        );
+        check(
+            "bp.errors:2|c|@0.5|#env:prod,svc:x",
+            Ok(Standard {
+                field: StandardField::ErrorsCount,
+                n: 4.0,
+            }),
+        );
+        check(
+            "errors.count:1|c",
+            Ok(Standard {
+                field: StandardField::ErrorsCount,
+                n: 1.0,
+            }),
+        );
+        check(
+            "custom.queue_depth:17|g",
+            Ok(CustomGauge {
+                name: "custom.queue_depth",
+                value: 17.0,
+                relative: false,
+            }),
+        );
+        check(
+            "custom.queue_depth:-3|g|@0.5",
+            Ok(CustomGauge {
+                name: "custom.queue_depth",
+                value: -3.0,
+                relative: true,
+            }),
+        );
+        check(
+            "custom.jobs:3|c|#a:b",
+            Ok(CustomCounter {
+                name: "custom.jobs",
+                n: 3.0,
+            }),
+        );
+        check("bp.requests", Err("expected <name>:<value>|<type>"));
+        check("bp.requests:12", Err("missing |<type>"));
+        check("bp.requests:abc|ms", Err("value \"abc\" is not a finite"));
+        check("bp.requests:NaN|ms", Err("not a finite"));
+        check("bp.requests:inf|ms", Err("not a finite"));
+        check("bp.requests:-1|ms", Err("negative"));
+        check("bp.requests:1|c", Err("bp.requests takes type ms"));
+        check("bp.errors:1|g", Err("bp.errors takes type c"));
+        check("bp.errors:-1|c", Err("negative"));
+        check("bp.errors:1|c|@0", Err("sample rate \"0\""));
+        check("bp.errors:1|c|@2", Err("sample rate"));
+        check("bp.errors:1|c|x", Err("unexpected section \"x\""));
+        check("cpu.usage:1|g", Err("unknown metric name \"cpu.usage\""));
+        check("bp.foo:1|c", Err("unknown metric name"));
+        check("custom.a b:1|c", Err("not a valid custom field"));
+        check("custom.:1|c", Err("not a valid custom field"));
+        check("custom.x:1|ms", Err("custom fields take type c"));
+        check("custom.x:-1|c", Err("negative"));
+    }
+
+    fn counted(r: &Recorder) -> std::collections::BTreeMap<String, f64> {
+        r.take_interval()
+            .into_iter()
+            .map(|(f, v)| (f.to_string(), v))
+            .collect()
+    }
+
+    #[test]
+    fn datagram_with_good_and_bad_lines() {
+        let r = Recorder::default();
+        let mut sink = StatsdSink::new(r.clone());
+        let report = sink.ingest(
+            b"bp.requests:12|ms\nbp.requests:8|ms\r\n\nbogus\nbp.errors:1|c\ncustom.q:17|g\n\xff\xfe:1|c\n",
+        );
+        assert_eq!(report.accepted, 4);
+        let errs: Vec<String> = report.rejected.iter().map(ToString::to_string).collect();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].starts_with("statsd line 4 \"bogus\": "), "{errs:?}");
+        assert!(errs[1].starts_with("statsd line 7 ") && errs[1].contains("not UTF-8"));
+        let v = counted(&r);
+        assert_eq!(v["requests.count"], 2.0);
+        assert_eq!(v["requests.latency_sum"], 20.0);
+        assert_eq!(v["requests.latency_avg"], 10.0);
+        assert_eq!(v["errors.count"], 1.0);
+        assert_eq!(v["custom.q"], 17.0);
+    }
+
+    #[test]
+    fn sample_rates_carry_fractions() {
+        let r = Recorder::default();
+        let mut sink = StatsdSink::new(r.clone());
+        for _ in 0..3 {
+            assert_eq!(sink.ingest(b"bp.events_out:1|c|@0.3").accepted, 1);
+        }
+        // 3 × 3.33… = 10 (up to float rounding, which the carry keeps)
+        let n = counted(&r)["eventsOut.count"];
+        assert!((9.0..=10.0).contains(&n), "{n}");
+        sink.ingest(b"bp.requests:5|ms|@0.25");
+        let v = counted(&r);
+        assert_eq!(v["requests.count"], 4.0);
+        assert_eq!(v["requests.latency_sum"], 20.0);
+    }
+
+    #[test]
+    fn bound_on_custom_fields_is_reported_per_line() {
+        let r = Recorder::new(crate::RecorderConfig {
+            max_custom_fields: 1,
+        });
+        let mut sink = StatsdSink::new(r.clone());
+        let report = sink.ingest(b"custom.a:1|c\ncustom.b:1|c");
+        assert_eq!(report.accepted, 1);
+        let e = report.rejected[0].to_string();
+        assert!(e.contains("line 2") && e.contains("maximum of 1"), "{e}");
+        assert_eq!(r.stats().custom_dropped, 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let mut sink = StatsdSink::new(Recorder::default());
+            let _ = sink.ingest(&bytes);
+        }
+
+        #[test]
+        fn never_panics_on_text(text in "[a-z_.:|@#0-9+\\-\n]{0,80}") {
+            let mut sink = StatsdSink::new(Recorder::default());
+            let _ = sink.ingest(text.as_bytes());
+        }
+    }
+}
