@@ -1,0 +1,234 @@
+//! The configuration file: a `botpress.config.json`-style file (only
+//! `pro.monitoring` and `pro.alerting` are read; everything else is
+//! ignored) or a file holding just `{ "monitoring": …, "alerting": … }`.
+//!
+//! Defaults are the original's (`collectionInterval` 10s, `retentionPeriod`
+//! 10d, `janitorInterval` 15m, `watcherInterval` 10s). A section that is
+//! present is enabled unless it says `"enabled": false`; running with no
+//! file at all means monitoring and alerting enabled with no rules.
+//! Unknown keys inside the two sections are rejected (they are almost
+//! always typos). Every problem is reported at once, by JSON path.
+
+use metrics_model::Duration;
+use serde_json::{Map, Value};
+
+use crate::error::{ConfigError, Problems};
+use crate::rule::{RuleSet, duration_key, kind, parse_rules};
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Config {
+    /// `pro.monitoring` (or `monitoring`).
+    pub monitoring: MonitoringConfig,
+    /// `pro.alerting` (or `alerting`).
+    pub alerting: AlertingConfig,
+}
+
+/// The monitoring (collection) section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonitoringConfig {
+    /// Whether collection runs.
+    pub enabled: bool,
+    /// How often a collector writes a tick (> 0).
+    pub collection_interval: Duration,
+    /// How long ticks are kept (> 0).
+    pub retention_period: Duration,
+    /// How often ticks older than the retention are removed (> 0).
+    pub janitor_interval: Duration,
+}
+
+/// The alerting section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertingConfig {
+    /// Whether rules are evaluated.
+    pub enabled: bool,
+    /// Rules are evaluated at every multiple of this (> 0).
+    pub watcher_interval: Duration,
+    /// How long resolved incidents are kept (> 0).
+    pub retention_period: Duration,
+    /// How often old incidents are removed (> 0).
+    pub janitor_interval: Duration,
+    /// How long after an instant `t` the live alerter waits before
+    /// evaluating it, so that ticks stamped ≤ `t` have arrived.
+    pub evaluation_delay: Duration,
+    /// After a restart, missed instants are evaluated back to at most this
+    /// far.
+    pub catch_up_limit: Duration,
+    /// The rules.
+    pub rules: RuleSet,
+}
+
+fn d(text: &str) -> Duration {
+    // Only called on the constant defaults below.
+    text.parse().unwrap_or_default()
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        MonitoringConfig {
+            enabled: true,
+            collection_interval: d("10s"),
+            retention_period: d("10d"),
+            janitor_interval: d("15m"),
+        }
+    }
+}
+
+impl Default for AlertingConfig {
+    fn default() -> Self {
+        AlertingConfig {
+            enabled: true,
+            watcher_interval: d("10s"),
+            retention_period: d("10d"),
+            janitor_interval: d("15m"),
+            evaluation_delay: d("1s"),
+            catch_up_limit: d("1h"),
+            rules: RuleSet::default(),
+        }
+    }
+}
+
+/// Keys of the monitoring section.
+pub const MONITORING_KEYS: [&str; 4] = ["enabled", "collectionInterval", "retentionPeriod", "janitorInterval"];
+/// Keys of the alerting section.
+pub const ALERTING_KEYS: [&str; 7] =
+    ["enabled", "watcherInterval", "retentionPeriod", "janitorInterval", "evaluationDelay", "catchUpLimit", "rules"];
+
+impl Config {
+    /// Parses a configuration file's text. `source_name` (usually the path)
+    /// names the file in syntax errors, which give line and column.
+    pub fn from_json_text(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+        let value: Value = serde_json::from_str(text).map_err(|e| ConfigError::from_json(source_name, &e))?;
+        Config::from_json(&value)
+    }
+
+    /// Parses a configuration document.
+    pub fn from_json(value: &Value) -> Result<Config, ConfigError> {
+        let mut p = Problems::default();
+        let Value::Object(top) = value else {
+            p.push("$", format!("expected a configuration object, got {}", kind(value)), None);
+            return p.into_result(Config::default());
+        };
+        let (prefix, root) = match top.get("pro") {
+            Some(Value::Object(pro)) => ("pro.", pro),
+            Some(other) => {
+                p.push("pro", format!("expected an object, got {}", kind(other)), None);
+                return p.into_result(Config::default());
+            }
+            None => ("", top),
+        };
+        let mut config = Config::default();
+        if let Some(section) = section(root, prefix, "monitoring", &mut p) {
+            config.monitoring = monitoring(section, &format!("{prefix}monitoring"), &mut p);
+        }
+        if let Some(section) = section(root, prefix, "alerting", &mut p) {
+            config.alerting = alerting(section, &format!("{prefix}alerting"), &mut p);
+        }
+        p.into_result(config)
+    }
+
+    /// Things worth a warning in a valid configuration.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.alerting.enabled && !self.monitoring.enabled {
+            w.push("alerting is enabled but monitoring is disabled: no tick will be collected for the rules".into());
+        }
+        if self.alerting.enabled && self.alerting.rules.is_empty() {
+            w.push("alerting is enabled but there is no rule".into());
+        }
+        w
+    }
+}
+
+fn section<'a>(root: &'a Map<String, Value>, prefix: &str, key: &str, p: &mut Problems) -> Option<&'a Map<String, Value>> {
+    match root.get(key)? {
+        Value::Object(m) => Some(m),
+        Value::Null => None,
+        other => {
+            p.push(format!("{prefix}{key}"), format!("expected an object, got {}", kind(other)), None);
+            None
+        }
+    }
+}
+
+fn check_keys(obj: &Map<String, Value>, path: &str, valid: &[&str], p: &mut Problems) {
+    let mut unknown: Vec<&String> = obj.keys().filter(|k| !valid.contains(&k.as_str())).collect();
+    unknown.sort();
+    for key in unknown {
+        p.push(format!("{path}.{key}"), format!("unknown key; valid keys are {}", valid.join(", ")), None);
+    }
+}
+
+fn enabled(obj: &Map<String, Value>, path: &str, p: &mut Problems) -> bool {
+    match obj.get("enabled") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            p.push(format!("{path}.enabled"), format!("expected true or false, got {}", kind(other)), None);
+            true
+        }
+    }
+}
+
+/// A positive duration at `key`, or `default` when absent.
+fn interval(obj: &Map<String, Value>, path: &str, key: &str, default: Duration, p: &mut Problems) -> Duration {
+    if obj.get(key).is_none_or(Value::is_null) {
+        return default;
+    }
+    match duration_key(obj, path, key, None, p) {
+        Some(d) if d.is_zero() => {
+            p.push(format!("{path}.{key}"), "must be greater than 0", None);
+            default
+        }
+        Some(d) => d,
+        None => default,
+    }
+}
+
+fn monitoring(obj: &Map<String, Value>, path: &str, p: &mut Problems) -> MonitoringConfig {
+    check_keys(obj, path, &MONITORING_KEYS, p);
+    let def = MonitoringConfig::default();
+    MonitoringConfig {
+        enabled: enabled(obj, path, p),
+        collection_interval: interval(obj, path, "collectionInterval", def.collection_interval, p),
+        retention_period: interval(obj, path, "retentionPeriod", def.retention_period, p),
+        janitor_interval: interval(obj, path, "janitorInterval", def.janitor_interval, p),
+    }
+}
+
+fn alerting(obj: &Map<String, Value>, path: &str, p: &mut Problems) -> AlertingConfig {
+    check_keys(obj, path, &ALERTING_KEYS, p);
+    let def = AlertingConfig::default();
+    let evaluation_delay = match obj.get("evaluationDelay") {
+        None | Some(Value::Null) => def.evaluation_delay,
+        Some(_) => duration_key(obj, path, "evaluationDelay", None, p).unwrap_or(def.evaluation_delay),
+    };
+    let rules = match obj.get("rules") {
+        None | Some(Value::Null) => RuleSet::default(),
+        Some(v) => parse_rules(v, &format!("{path}.rules"), p),
+    };
+    AlertingConfig {
+        enabled: enabled(obj, path, p),
+        watcher_interval: interval(obj, path, "watcherInterval", def.watcher_interval, p),
+        retention_period: interval(obj, path, "retentionPeriod", def.retention_period, p),
+        janitor_interval: interval(obj, path, "janitorInterval", def.janitor_interval, p),
+        evaluation_delay,
+        catch_up_limit: interval(obj, path, "catchUpLimit", def.catch_up_limit, p),
+        rules,
+    }
+}
+
+/// Reads rules from a rules file's text: either a JSON array of rules or a
+/// configuration file holding them (`pro.alerting.rules` or
+/// `alerting.rules`). Also returns the file's `watcherInterval` when it is a
+/// configuration file that sets one.
+pub fn rules_from_json_text(text: &str, source_name: &str) -> Result<(RuleSet, Option<Duration>), ConfigError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| ConfigError::from_json(source_name, &e))?;
+    if value.is_array() {
+        return Ok((RuleSet::from_json(&value, "rules")?, None));
+    }
+    let config = Config::from_json(&value)?;
+    let section = value.get("pro").unwrap_or(&value).get("alerting");
+    let watcher = section.and_then(|s| s.get("watcherInterval")).map(|_| config.alerting.watcher_interval);
+    Ok((config.alerting.rules, watcher))
+}

@@ -1,0 +1,304 @@
+//! The evaluator: hosts, their windows and incident states, evaluated at
+//! instants the caller chooses. The live alerter, `bp-alerter replay` and
+//! `bp-alerter test-rules` all drive this same type.
+//!
+//! Flow: [`Engine::ingest`] ticks in any order (they wait until an
+//! evaluation reaches their `ts`), then [`Engine::evaluate`] at increasing
+//! instants `t`. At `t`, every pending tick with `ts ≤ t` enters its host's
+//! windows (duplicates by host and `ts` are ignored: the first one seen
+//! counts), then every rule is evaluated for every known host.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use metrics_model::time::Millis;
+use metrics_model::{Duration, HostName, Tick, Values};
+use uuid::Uuid;
+
+use crate::incident::{Incident, IncidentState, Transition};
+use crate::rule::{Rule, RuleSet};
+use crate::window::Window;
+
+/// How the engine forgets hosts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Live: a host with no tick newer than `t − retention` is forgotten at
+    /// `t` and its open incidents resolved. `None` (replay): hosts are never
+    /// forgotten.
+    pub retention: Option<Duration>,
+}
+
+/// Why an evaluation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// Instants must increase.
+    #[error("evaluation instant {t} is not after the last one ({last})")]
+    NotIncreasing {
+        /// The refused instant.
+        t: Millis,
+        /// The last instant evaluated.
+        last: Millis,
+    },
+}
+
+/// The current window value of one (rule, host), for dashboards and APIs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowValue<'a> {
+    /// The rule.
+    pub rule: &'a Arc<Rule>,
+    /// The host.
+    pub host: &'a HostName,
+    /// The window's value at the last evaluation (`None`: no value).
+    pub value: Option<f64>,
+    /// Whether the condition held.
+    pub holds: bool,
+    /// The open incident, if any.
+    pub open: Option<&'a Incident>,
+}
+
+/// The rules engine. Not thread-safe by itself; the caller owns it.
+pub struct Engine {
+    rules: RuleSet,
+    options: EngineOptions,
+    hosts: BTreeMap<HostName, HostState>,
+    pending: VecDeque<(Millis, u64, Tick)>,
+    pending_sorted: bool,
+    seq: u64,
+    last_t: Option<Millis>,
+    /// Open incidents of rules removed by [`Engine::set_rules`]; resolved at
+    /// the next evaluation.
+    retired: Vec<(Arc<Rule>, HostName, IncidentState)>,
+    new_id: Box<dyn FnMut() -> Uuid + Send>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("rules", &self.rules.len())
+            .field("hosts", &self.hosts.len())
+            .field("pending", &self.pending.len())
+            .field("last_t", &self.last_t)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct HostState {
+    /// Greatest `ts` taken in.
+    last_ts: Millis,
+    /// Ticks taken in, ascending by `ts`, back to the longest timeframe:
+    /// for duplicate detection and for rebuilding windows when rules change.
+    history: VecDeque<(Millis, Values)>,
+    /// One slot per rule, in the order of `Engine::rules`.
+    slots: Vec<Slot>,
+}
+
+#[derive(Debug, Clone)]
+struct Slot {
+    window: Window,
+    state: IncidentState,
+}
+
+impl Engine {
+    /// An engine with these rules; incident ids are random UUID v4.
+    pub fn new(rules: RuleSet, options: EngineOptions) -> Engine {
+        Engine {
+            rules,
+            options,
+            hosts: BTreeMap::new(),
+            pending: VecDeque::new(),
+            pending_sorted: true,
+            seq: 0,
+            last_t: None,
+            retired: Vec::new(),
+            new_id: Box::new(Uuid::new_v4),
+        }
+    }
+
+    /// Replaces the source of incident ids (tests use deterministic ones).
+    #[must_use]
+    pub fn with_id_source(mut self, new_id: impl FnMut() -> Uuid + Send + 'static) -> Engine {
+        self.new_id = Box::new(new_id);
+        self
+    }
+
+    /// The rules.
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// The last instant evaluated.
+    pub fn last_evaluated(&self) -> Option<Millis> {
+        self.last_t
+    }
+
+    /// Known hosts with the greatest `ts` taken in for each.
+    pub fn hosts(&self) -> impl Iterator<Item = (&HostName, Millis)> {
+        self.hosts.iter().map(|(h, s)| (h, s.last_ts))
+    }
+
+    /// Ticks ingested but not yet reached by an evaluation.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Queues a tick; it enters the windows at the first evaluation with
+    /// `t ≥ ts`. A tick with `ts` at or before the last evaluated instant is
+    /// taken in at the next evaluation and does not change evaluations
+    /// already made.
+    pub fn ingest(&mut self, tick: Tick) {
+        if self.pending.back().is_some_and(|(ts, _, _)| *ts > tick.ts) {
+            self.pending_sorted = false;
+        }
+        self.seq += 1;
+        self.pending.push_back((tick.ts, self.seq, tick));
+    }
+
+    /// Evaluates every rule for every known host at `t`, which must be after
+    /// the last evaluated instant. Transitions come sorted by rule name, then
+    /// host name (byte order).
+    pub fn evaluate(&mut self, t: Millis) -> Result<Vec<Transition>, EngineError> {
+        if let Some(last) = self.last_t.filter(|last| t <= *last) {
+            return Err(EngineError::NotIncreasing { t, last });
+        }
+        self.take_in(t);
+        let mut out = Vec::new();
+        for (rule, _, mut state) in self.retired.drain(..) {
+            out.extend(state.resolve(t, rule.cooldown().as_millis_i64()));
+        }
+        let span = self.rules.max_timeframe().as_millis_i64();
+        let forget_before = self.options.retention.map(|r| t.saturating_sub(r.as_millis_i64()));
+        let rules = self.rules.rules();
+        let new_id = &mut self.new_id;
+        self.hosts.retain(|host, hs| {
+            if forget_before.is_some_and(|bound| hs.last_ts <= bound) {
+                for (slot, rule) in hs.slots.iter_mut().zip(rules) {
+                    out.extend(slot.state.resolve(t, rule.cooldown().as_millis_i64()));
+                }
+                return false;
+            }
+            let bound = t.saturating_sub(span);
+            while hs.history.front().is_some_and(|(ts, _)| *ts <= bound) {
+                hs.history.pop_front();
+            }
+            for (slot, rule) in hs.slots.iter_mut().zip(rules) {
+                let value = slot.window.value_at(t);
+                out.extend(slot.state.step(rule, host, t, value, new_id));
+            }
+            true
+        });
+        out.sort_by(|a, b| {
+            (&*a.incident.rule_name, &a.incident.host_name).cmp(&(&*b.incident.rule_name, &b.incident.host_name))
+        });
+        self.last_t = Some(t);
+        Ok(out)
+    }
+
+    /// Moves pending ticks with `ts ≤ t` into the hosts' windows.
+    fn take_in(&mut self, t: Millis) {
+        if !self.pending_sorted {
+            self.pending.make_contiguous().sort_unstable_by_key(|(ts, seq, _)| (*ts, *seq));
+            self.pending_sorted = true;
+        }
+        let span = self.rules.max_timeframe().as_millis_i64();
+        let horizon = self.last_t.map_or(Millis::MIN, |last| last.saturating_sub(span));
+        while self.pending.front().is_some_and(|(ts, _, _)| *ts <= t) {
+            let Some((_, _, tick)) = self.pending.pop_front() else { break };
+            let rules = self.rules.rules();
+            let hs = self.hosts.entry(tick.host).or_insert_with(|| HostState {
+                last_ts: tick.ts,
+                history: VecDeque::new(),
+                slots: rules.iter().map(|r| Slot::new(r)).collect(),
+            });
+            let pos = if hs.history.back().is_none_or(|(ts, _)| *ts < tick.ts) {
+                Some(hs.history.len())
+            } else {
+                hs.history.binary_search_by_key(&tick.ts, |(ts, _)| *ts).err()
+            };
+            // `None`: a duplicate of a tick held; ticks at or before the
+            // horizon can be in no future window.
+            let Some(pos) = pos.filter(|_| tick.ts > horizon) else {
+                hs.last_ts = hs.last_ts.max(tick.ts);
+                continue;
+            };
+            for (slot, rule) in hs.slots.iter_mut().zip(rules) {
+                if let Some(v) = tick.values.get(rule.field()) {
+                    slot.window.insert(tick.ts, *v);
+                }
+            }
+            hs.last_ts = hs.last_ts.max(tick.ts);
+            hs.history.insert(pos, (tick.ts, tick.values));
+        }
+    }
+
+    /// Replaces the rules. State belongs to the trimmed rule name: a rule
+    /// kept (even edited) keeps its incidents and cooldowns; windows whose
+    /// field, timeframe or aggregation changed are rebuilt from the ticks
+    /// the engine still holds (those within the previous longest
+    /// timeframe). Open incidents of removed rules are resolved at the next
+    /// evaluation, with their trigger value unchanged.
+    pub fn set_rules(&mut self, rules: RuleSet) {
+        let old = std::mem::take(&mut self.rules);
+        let last_t = self.last_t;
+        for (host, hs) in &mut self.hosts {
+            let mut old_slots: BTreeMap<&str, (&Arc<Rule>, Slot)> =
+                old.rules().iter().map(|r| r.name()).zip(old.rules().iter().zip(hs.slots.drain(..))).collect();
+            for rule in rules.rules() {
+                let slot = match old_slots.remove(rule.name()) {
+                    Some((old_rule, slot)) if old_rule.same_window(rule) => slot,
+                    Some((_, slot)) => Slot { window: rebuild(rule, &hs.history, last_t), state: slot.state },
+                    None => Slot { window: rebuild(rule, &hs.history, last_t), state: IncidentState::default() },
+                };
+                hs.slots.push(slot);
+            }
+            for (_, (old_rule, slot)) in old_slots {
+                if slot.state.open.is_some() {
+                    self.retired.push((old_rule.clone(), host.clone(), slot.state));
+                }
+            }
+        }
+        self.rules = rules;
+    }
+
+    /// The current value of every (rule, host), as of the last evaluation.
+    pub fn window_values(&self) -> impl Iterator<Item = WindowValue<'_>> {
+        self.hosts.iter().flat_map(move |(host, hs)| {
+            hs.slots.iter().zip(self.rules.rules()).map(move |(slot, rule)| {
+                let value = slot.window.value();
+                WindowValue {
+                    rule,
+                    host,
+                    value,
+                    holds: value.is_some_and(|v| rule.operand().holds(v, rule.value())),
+                    open: slot.state.open.as_ref(),
+                }
+            })
+        })
+    }
+
+    /// Every (rule name, host) with its incident state, for persistence.
+    pub fn incident_states(&self) -> impl Iterator<Item = (&Arc<Rule>, &HostName, &IncidentState)> {
+        self.hosts
+            .iter()
+            .flat_map(move |(host, hs)| hs.slots.iter().zip(self.rules.rules()).map(move |(s, r)| (r, host, &s.state)))
+    }
+}
+
+impl Slot {
+    fn new(rule: &Rule) -> Slot {
+        Slot { window: Window::new(rule.aggregation(), rule.timeframe().as_millis_i64()), state: IncidentState::default() }
+    }
+}
+
+fn rebuild(rule: &Rule, history: &VecDeque<(Millis, Values)>, last_t: Option<Millis>) -> Window {
+    let mut w = Window::new(rule.aggregation(), rule.timeframe().as_millis_i64());
+    for (ts, values) in history {
+        if let Some(v) = values.get(rule.field()) {
+            w.insert(*ts, *v);
+        }
+    }
+    if let Some(t) = last_t {
+        w.advance(t);
+    }
+    w
+}

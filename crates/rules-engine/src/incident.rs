@@ -1,0 +1,179 @@
+//! Incidents and the per-(rule, host) state machine.
+
+use std::sync::Arc;
+
+use metrics_model::HostName;
+use metrics_model::time::{self, Millis};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::rule::Rule;
+
+/// An incident, as the hooks, the API and the replay output show it:
+/// `{"id","ruleName","hostName","startTime","endTime","triggerValue"}` with
+/// times in RFC 3339 UTC with milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Incident {
+    /// A random UUID v4.
+    pub id: Uuid,
+    /// The (trimmed) name of the rule.
+    pub rule_name: Arc<str>,
+    /// The host.
+    pub host_name: HostName,
+    /// The instant it opened, ms since the epoch.
+    #[serde(with = "rfc3339")]
+    pub start_time: Millis,
+    /// The instant it resolved; `None` while open.
+    #[serde(with = "rfc3339_opt")]
+    pub end_time: Option<Millis>,
+    /// The window's value when it opened.
+    pub trigger_value: f64,
+}
+
+impl Incident {
+    /// Whether it is still open.
+    pub fn is_open(&self) -> bool {
+        self.end_time.is_none()
+    }
+}
+
+/// What happened to an incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Event {
+    /// It opened.
+    Opened,
+    /// It resolved.
+    Resolved,
+}
+
+impl Event {
+    /// `opened` or `resolved`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Opened => "opened",
+            Event::Resolved => "resolved",
+        }
+    }
+}
+
+/// One open or resolve: the unit delivered to hooks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    /// Opened or resolved.
+    pub event: Event,
+    /// The evaluation instant, ms since the epoch.
+    pub at: Millis,
+    /// The incident (resolved: with `endTime` set).
+    pub incident: Incident,
+}
+
+impl Transition {
+    /// The idempotency key of its delivery: `<incident id>:opened` or
+    /// `<incident id>:resolved`.
+    pub fn idempotency_key(&self) -> String {
+        format!("{}:{}", self.incident.id, self.event.as_str())
+    }
+
+    /// The replay output line: `{"event":…,"at":…,"incident":{…}}`.
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// The state of one (rule, host) pair.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IncidentState {
+    /// The open incident, if any.
+    pub open: Option<Incident>,
+    /// No incident opens before this instant (ms).
+    pub cooldown_until: Millis,
+}
+
+impl Default for IncidentState {
+    fn default() -> Self {
+        IncidentState { open: None, cooldown_until: Millis::MIN }
+    }
+}
+
+impl IncidentState {
+    /// One evaluation at `t` with the window's value `value` (`None`: the
+    /// window has no value). Returns the transition it makes, if any:
+    /// - no open incident, the condition holds and `t ≥ cooldown_until`: open;
+    /// - open incident, the window has a value and the condition does not
+    ///   hold: resolve, and `cooldown_until = t + cooldown`;
+    /// - otherwise nothing changes.
+    pub fn step(
+        &mut self,
+        rule: &Rule,
+        host: &HostName,
+        t: Millis,
+        value: Option<f64>,
+        new_id: &mut dyn FnMut() -> Uuid,
+    ) -> Option<Transition> {
+        let holds = value.map(|v| rule.operand().holds(v, rule.value()));
+        match (&self.open, holds) {
+            (None, Some(true)) if t >= self.cooldown_until => {
+                let incident = Incident {
+                    id: new_id(),
+                    rule_name: rule.name_arc().clone(),
+                    host_name: host.clone(),
+                    start_time: t,
+                    end_time: None,
+                    trigger_value: value.unwrap_or_default(),
+                };
+                self.open = Some(incident.clone());
+                Some(Transition { event: Event::Opened, at: t, incident })
+            }
+            (Some(_), Some(false)) => self.resolve(t, rule.cooldown().as_millis_i64()),
+            _ => None,
+        }
+    }
+
+    /// Resolves the open incident at `t` (if any), keeping its trigger value;
+    /// starts a cooldown of `cooldown_ms`.
+    pub fn resolve(&mut self, t: Millis, cooldown_ms: i64) -> Option<Transition> {
+        let mut incident = self.open.take()?;
+        incident.end_time = Some(t);
+        self.cooldown_until = t.saturating_add(cooldown_ms);
+        Some(Transition { event: Event::Resolved, at: t, incident })
+    }
+}
+
+mod rfc3339 {
+    use super::{Millis, time};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ts: &Millis, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&time::format_rfc3339(*ts))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Millis, D::Error> {
+        let text = String::deserialize(d)?;
+        time::parse_rfc3339(&text).ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not an RFC 3339 time")))
+    }
+}
+
+mod rfc3339_opt {
+    use super::{Millis, time};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    #[allow(clippy::ref_option)] // serde's `with` passes `&Option<T>`.
+    pub fn serialize<S: Serializer>(ts: &Option<Millis>, s: S) -> Result<S::Ok, S::Error> {
+        match ts {
+            Some(ts) => s.serialize_str(&time::format_rfc3339(*ts)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Millis>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(text) => time::parse_rfc3339(&text)
+                .map(Some)
+                .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not an RFC 3339 time"))),
+        }
+    }
+}
