@@ -67,6 +67,7 @@ struct Stripe([AtomicU64; SLOTS]);
 /// A custom field's storage: an `f64` as bits.
 #[derive(Debug)]
 struct CustomSlot {
+    field: Field,
     kind: CustomKind,
     bits: AtomicU64,
 }
@@ -83,7 +84,7 @@ pub enum CustomKind {
 
 struct Inner {
     stripes: [Stripe; STRIPES],
-    custom: RwLock<HashMap<Field, Arc<CustomSlot>>>,
+    custom: RwLock<HashMap<Box<str>, Arc<CustomSlot>>>,
     custom_dropped: AtomicU64,
     config: RecorderConfig,
 }
@@ -144,16 +145,17 @@ impl CustomGauge {
     /// from 0. A non-finite delta is ignored.
     pub fn add(&self, delta: f64) {
         if delta.is_finite() {
-            let _ = self
-                .0
-                .bits
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                    let cur = f64::from_bits(b);
-                    let base = if cur.is_nan() { 0.0 } else { cur };
-                    Some((base + delta).to_bits())
-                });
+            gauge_add(&self.0.bits, delta);
         }
     }
+}
+
+fn gauge_add(bits: &AtomicU64, delta: f64) {
+    let _ = bits.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+        let cur = f64::from_bits(b);
+        let base = if cur.is_nan() { 0.0 } else { cur };
+        Some((base + delta).to_bits())
+    });
 }
 
 fn add_f64(bits: &AtomicU64, n: f64) {
@@ -289,8 +291,7 @@ impl Recorder {
                 reason: format!("{n} is not a finite number ≥ 0 (counters only go up)"),
             });
         }
-        self.counter(name)?.add(n);
-        Ok(())
+        self.with_slot(name, CustomKind::Counter, |s| add_f64(&s.bits, n))
     }
 
     /// Sets custom gauge `name` to `value` (finite).
@@ -301,8 +302,9 @@ impl Recorder {
                 reason: format!("{value} is not a finite number"),
             });
         }
-        self.gauge(name)?.set(value);
-        Ok(())
+        self.with_slot(name, CustomKind::Gauge, |s| {
+            s.bits.store(value.to_bits(), Ordering::Relaxed);
+        })
     }
 
     /// Adds `delta` (finite, may be negative) to custom gauge `name`.
@@ -313,11 +315,31 @@ impl Recorder {
                 reason: format!("{delta} is not a finite number"),
             });
         }
-        self.gauge(name)?.add(delta);
-        Ok(())
+        self.with_slot(name, CustomKind::Gauge, |s| gauge_add(&s.bits, delta))
     }
 
     fn slot(&self, name: &str, kind: CustomKind) -> Result<Arc<CustomSlot>, CollectorError> {
+        self.with_slot(name, kind, Arc::clone)
+    }
+
+    /// Runs `f` on the slot of `name`, registering it if needed. The fast
+    /// path (a known name) is one read lock and a hash lookup, no allocation.
+    fn with_slot<T>(
+        &self,
+        name: &str,
+        kind: CustomKind,
+        f: impl FnOnce(&Arc<CustomSlot>) -> T,
+    ) -> Result<T, CollectorError> {
+        {
+            let map = self
+                .inner
+                .custom
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(slot) = map.get(name) {
+                return check_kind(name, slot, kind).map(|()| f(slot));
+            }
+        }
         let field: Field = name
             .parse()
             .map_err(
@@ -332,52 +354,33 @@ impl Recorder {
                 reason: "only custom.<name> fields can be registered".to_owned(),
             });
         }
-        let found = {
-            let map = self
-                .inner
-                .custom
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
-            map.get(&field).cloned()
-        };
-        let slot = if let Some(slot) = found {
-            slot
-        } else {
-            let mut map = self
-                .inner
-                .custom
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
-            let len = map.len();
-            if let Some(slot) = map.get(&field) {
-                slot.clone()
-            } else if len >= self.inner.config.max_custom_fields {
-                self.inner.custom_dropped.fetch_add(1, Ordering::Relaxed);
-                return Err(CollectorError::TooManyCustomFields {
-                    name: name.to_owned(),
-                    max: self.inner.config.max_custom_fields,
-                });
-            } else {
-                let initial = match kind {
-                    CustomKind::Counter => 0.0,
-                    CustomKind::Gauge => f64::NAN,
-                };
-                let slot = Arc::new(CustomSlot {
-                    kind,
-                    bits: AtomicU64::new(f64::to_bits(initial)),
-                });
-                map.insert(field, slot.clone());
-                slot
-            }
-        };
-        if slot.kind == kind {
-            Ok(slot)
-        } else {
-            Err(CollectorError::KindMismatch {
-                name: name.to_owned(),
-                registered: slot.kind,
-            })
+        let mut map = self
+            .inner
+            .custom
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(slot) = map.get(name) {
+            return check_kind(name, slot, kind).map(|()| f(slot));
         }
+        if map.len() >= self.inner.config.max_custom_fields {
+            self.inner.custom_dropped.fetch_add(1, Ordering::Relaxed);
+            return Err(CollectorError::TooManyCustomFields {
+                name: name.to_owned(),
+                max: self.inner.config.max_custom_fields,
+            });
+        }
+        let initial = match kind {
+            CustomKind::Counter => 0.0,
+            CustomKind::Gauge => f64::NAN,
+        };
+        let slot = Arc::new(CustomSlot {
+            field,
+            kind,
+            bits: AtomicU64::new(f64::to_bits(initial)),
+        });
+        let out = f(&slot);
+        map.insert(name.into(), slot);
+        Ok(out)
     }
 
     /// Counters about the recorder itself.
@@ -430,16 +433,27 @@ impl Recorder {
             .custom
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        for (field, slot) in map.iter() {
+        for slot in map.values() {
             let value = match slot.kind {
                 CustomKind::Counter => f64::from_bits(slot.bits.swap(0, Ordering::Relaxed)),
                 CustomKind::Gauge => f64::from_bits(slot.bits.load(Ordering::Relaxed)),
             };
             if value.is_finite() {
-                out.push((field.clone(), value));
+                out.push((slot.field.clone(), value));
             }
         }
         out
+    }
+}
+
+fn check_kind(name: &str, slot: &CustomSlot, kind: CustomKind) -> Result<(), CollectorError> {
+    if slot.kind == kind {
+        Ok(())
+    } else {
+        Err(CollectorError::KindMismatch {
+            name: name.to_owned(),
+            registered: slot.kind,
+        })
     }
 }
 
