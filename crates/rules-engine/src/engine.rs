@@ -91,12 +91,29 @@ struct HostState {
     history: VecDeque<(Millis, Values)>,
     /// One slot per rule, in the order of `Engine::rules`.
     slots: Vec<Slot>,
+    /// Ticks due at the evaluation under way, in (ts, arrival) order; taken
+    /// in host by host so that each host's memory is touched once.
+    inbox: Vec<Tick>,
 }
 
 #[derive(Debug, Clone)]
 struct Slot {
     window: Window,
-    state: IncidentState,
+    /// `None` is the default state (nothing open, no cooldown): most slots,
+    /// kept small so an evaluation streams through less memory.
+    state: Option<Box<IncidentState>>,
+}
+
+static DEFAULT_STATE: IncidentState = IncidentState { open: None, cooldown_until: Millis::MIN };
+
+impl Slot {
+    fn state(&self) -> &IncidentState {
+        self.state.as_deref().unwrap_or(&DEFAULT_STATE)
+    }
+
+    fn state_mut(&mut self) -> &mut IncidentState {
+        self.state.get_or_insert_with(Box::default)
+    }
 }
 
 impl Engine {
@@ -161,19 +178,24 @@ impl Engine {
         if let Some(last) = self.last_t.filter(|last| t <= *last) {
             return Err(EngineError::NotIncreasing { t, last });
         }
-        self.take_in(t);
+        self.route_due(t);
         let mut out = Vec::new();
         for (rule, _, mut state) in self.retired.drain(..) {
             out.extend(state.resolve(t, rule.cooldown().as_millis_i64()));
         }
         let span = self.rules.max_timeframe().as_millis_i64();
+        // Ticks at or before the horizon can be in no future window.
+        let horizon = self.last_t.map_or(Millis::MIN, |last| last.saturating_sub(span));
         let forget_before = self.options.retention.map(|r| t.saturating_sub(r.as_millis_i64()));
         let rules = self.rules.rules();
         let new_id = &mut self.new_id;
         self.hosts.retain(|host, hs| {
+            hs.take_in(rules, horizon);
             if forget_before.is_some_and(|bound| hs.last_ts <= bound) {
                 for (slot, rule) in hs.slots.iter_mut().zip(rules) {
-                    out.extend(slot.state.resolve(t, rule.cooldown().as_millis_i64()));
+                    if let Some(state) = slot.state.as_deref_mut() {
+                        out.extend(state.resolve(t, rule.cooldown().as_millis_i64()));
+                    }
                 }
                 return false;
             }
@@ -183,7 +205,11 @@ impl Engine {
             }
             for (slot, rule) in hs.slots.iter_mut().zip(rules) {
                 let value = slot.window.value_at(t);
-                out.extend(slot.state.step(rule, host, t, value, new_id));
+                // Only a holding condition or an open incident can transition.
+                let holds = value.is_some_and(|v| rule.operand().holds(v, rule.value()));
+                if holds || slot.state().open.is_some() {
+                    out.extend(slot.state_mut().step(rule, host, t, value, new_id));
+                }
             }
             true
         });
@@ -194,40 +220,30 @@ impl Engine {
         Ok(out)
     }
 
-    /// Moves pending ticks with `ts ≤ t` into the hosts' windows.
-    fn take_in(&mut self, t: Millis) {
+    /// Moves pending ticks with `ts ≤ t` to their hosts' inboxes.
+    fn route_due(&mut self, t: Millis) {
         if !self.pending_sorted {
             self.pending.make_contiguous().sort_unstable_by_key(|(ts, seq, _)| (*ts, *seq));
             self.pending_sorted = true;
         }
-        let span = self.rules.max_timeframe().as_millis_i64();
-        let horizon = self.last_t.map_or(Millis::MIN, |last| last.saturating_sub(span));
+        let n_rules = self.rules.len();
         while self.pending.front().is_some_and(|(ts, _, _)| *ts <= t) {
             let Some((_, _, tick)) = self.pending.pop_front() else { break };
             let rules = self.rules.rules();
-            let hs = self.hosts.entry(tick.host).or_insert_with(|| HostState {
+            if let Some(hs) = self.hosts.get_mut(&tick.host) {
+                hs.inbox.push(tick);
+                continue;
+            }
+            let mut hs = HostState {
                 last_ts: tick.ts,
                 history: VecDeque::new(),
-                slots: rules.iter().map(|r| Slot::new(r)).collect(),
-            });
-            let pos = if hs.history.back().is_none_or(|(ts, _)| *ts < tick.ts) {
-                Some(hs.history.len())
-            } else {
-                hs.history.binary_search_by_key(&tick.ts, |(ts, _)| *ts).err()
+                slots: Vec::with_capacity(n_rules),
+                inbox: Vec::new(),
             };
-            // `None`: a duplicate of a tick held; ticks at or before the
-            // horizon can be in no future window.
-            let Some(pos) = pos.filter(|_| tick.ts > horizon) else {
-                hs.last_ts = hs.last_ts.max(tick.ts);
-                continue;
-            };
-            for (slot, rule) in hs.slots.iter_mut().zip(rules) {
-                if let Some(v) = tick.values.get(rule.field()) {
-                    slot.window.insert(tick.ts, *v);
-                }
-            }
-            hs.last_ts = hs.last_ts.max(tick.ts);
-            hs.history.insert(pos, (tick.ts, tick.values));
+            hs.slots.extend(rules.iter().map(|r| Slot::new(r)));
+            let host = tick.host.clone();
+            hs.inbox.push(tick);
+            self.hosts.insert(host, hs);
         }
     }
 
@@ -247,13 +263,13 @@ impl Engine {
                 let slot = match old_slots.remove(rule.name()) {
                     Some((old_rule, slot)) if old_rule.same_window(rule) => slot,
                     Some((_, slot)) => Slot { window: rebuild(rule, &hs.history, last_t), state: slot.state },
-                    None => Slot { window: rebuild(rule, &hs.history, last_t), state: IncidentState::default() },
+                    None => Slot { window: rebuild(rule, &hs.history, last_t), state: None },
                 };
                 hs.slots.push(slot);
             }
             for (_, (old_rule, slot)) in old_slots {
-                if slot.state.open.is_some() {
-                    self.retired.push((old_rule.clone(), host.clone(), slot.state));
+                if let Some(state) = slot.state.filter(|s| s.open.is_some()) {
+                    self.retired.push((old_rule.clone(), host.clone(), *state));
                 }
             }
         }
@@ -270,7 +286,7 @@ impl Engine {
                     host,
                     value,
                     holds: value.is_some_and(|v| rule.operand().holds(v, rule.value())),
-                    open: slot.state.open.as_ref(),
+                    open: slot.state().open.as_ref(),
                 }
             })
         })
@@ -280,13 +296,43 @@ impl Engine {
     pub fn incident_states(&self) -> impl Iterator<Item = (&Arc<Rule>, &HostName, &IncidentState)> {
         self.hosts
             .iter()
-            .flat_map(move |(host, hs)| hs.slots.iter().zip(self.rules.rules()).map(move |(s, r)| (r, host, &s.state)))
+            .flat_map(move |(host, hs)| hs.slots.iter().zip(self.rules.rules()).map(move |(s, r)| (r, host, s.state())))
     }
 }
 
 impl Slot {
     fn new(rule: &Rule) -> Slot {
-        Slot { window: Window::new(rule.aggregation(), rule.timeframe().as_millis_i64()), state: IncidentState::default() }
+        Slot { window: Window::new(rule.aggregation(), rule.timeframe().as_millis_i64()), state: None }
+    }
+}
+
+impl HostState {
+    /// Takes the inbox's ticks into history and windows. Duplicates of a
+    /// held (host, ts) are ignored: the first one seen counts.
+    fn take_in(&mut self, rules: &[Arc<Rule>], horizon: Millis) {
+        // Keep the inbox's allocation from one evaluation to the next.
+        let mut inbox = std::mem::take(&mut self.inbox);
+        for tick in inbox.drain(..) {
+            self.last_ts = self.last_ts.max(tick.ts);
+            if tick.ts <= horizon {
+                continue;
+            }
+            let pos = if self.history.back().is_none_or(|(ts, _)| *ts < tick.ts) {
+                self.history.len()
+            } else {
+                match self.history.binary_search_by_key(&tick.ts, |(ts, _)| *ts) {
+                    Ok(_) => continue,
+                    Err(pos) => pos,
+                }
+            };
+            for (slot, rule) in self.slots.iter_mut().zip(rules) {
+                if let Some(v) = tick.values.get(rule.field()) {
+                    slot.window.insert(tick.ts, *v);
+                }
+            }
+            self.history.insert(pos, (tick.ts, tick.values));
+        }
+        self.inbox = inbox;
     }
 }
 
