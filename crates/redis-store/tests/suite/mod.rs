@@ -1,0 +1,368 @@
+//! The behavioural suite every `TickStore` must pass. Each case gets an
+//! empty store. `behaviour.rs` runs it against the in-memory store and a
+//! real `redis-server`; `cluster.rs` against a three-master Redis Cluster.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+
+use metrics_model::store::{StoreError, TickStore};
+use metrics_model::{Field, HostName, StandardField, Tick};
+
+pub fn host(name: &str) -> HostName {
+    name.parse().unwrap()
+}
+
+/// A tick with realistic values derived from `ts` (so a test can tell ticks
+/// apart) plus `tag` in `errors.count`.
+pub fn tick(h: &str, ts: i64, tag: f64) -> Tick {
+    let n = (ts / 1000) as f64;
+    Tick::new(
+        host(h),
+        ts,
+        [
+            (StandardField::CpuUsage.into(), (n % 10_000.0) / 100.0),
+            (StandardField::MemFree.into(), 8_000_000.0 + n),
+            (StandardField::RequestsLatencyAvg.into(), 12.345),
+            (StandardField::ErrorsCount.into(), tag),
+        ],
+    )
+}
+
+fn tag(t: &Tick) -> f64 {
+    t.get(&StandardField::ErrorsCount.into()).unwrap()
+}
+
+fn stamps(ticks: &[Tick]) -> Vec<i64> {
+    ticks.iter().map(|t| t.ts).collect()
+}
+
+fn keyed(ticks: &[Tick]) -> BTreeSet<(String, i64)> {
+    ticks.iter().map(|t| (t.host.to_string(), t.ts)).collect()
+}
+
+/// Every case, by name, for stores that run them one after another.
+pub const CASES: &[&str] = &[
+    "append_and_range",
+    "values_round_trip",
+    "duplicates_first_wins",
+    "out_of_order",
+    "read_new_follows_arrival",
+    "cursor_now_skips_the_past",
+    "hosts_with_last_seen",
+    "prune_removes_old_ticks_and_hosts",
+    "bad_ticks_are_refused",
+    "large_batches",
+];
+
+/// Runs the case called `name`.
+pub async fn run<S: TickStore>(name: &str, s: &S) {
+    match name {
+        "append_and_range" => append_and_range(s).await,
+        "values_round_trip" => values_round_trip(s).await,
+        "duplicates_first_wins" => duplicates_first_wins(s).await,
+        "out_of_order" => out_of_order(s).await,
+        "read_new_follows_arrival" => read_new_follows_arrival(s).await,
+        "cursor_now_skips_the_past" => cursor_now_skips_the_past(s).await,
+        "hosts_with_last_seen" => hosts_with_last_seen(s).await,
+        "prune_removes_old_ticks_and_hosts" => prune_removes_old_ticks_and_hosts(s).await,
+        "bad_ticks_are_refused" => bad_ticks_are_refused(s).await,
+        "large_batches" => large_batches(s).await,
+        other => panic!("no case {other}"),
+    }
+}
+
+pub async fn append_and_range<S: TickStore>(s: &S) {
+    let mut batch = Vec::new();
+    for i in 1..=30 {
+        batch.push(tick("a", i * 10_000, 0.0));
+        batch.push(tick("b", i * 10_000 + 1, 0.0));
+    }
+    let out = s.append(&batch).await.unwrap();
+    assert_eq!((out.written, out.duplicates), (60, 0));
+    let got = s.range(&host("a"), 50_000, 100_000).await.unwrap();
+    assert_eq!(
+        stamps(&got),
+        vec![50_000, 60_000, 70_000, 80_000, 90_000, 100_000]
+    );
+    assert!(got.iter().all(|t| t.host == host("a")));
+    assert_eq!(got[0], tick("a", 50_000, 0.0));
+    assert_eq!(s.range(&host("a"), 0, i64::MAX).await.unwrap().len(), 30);
+    assert_eq!(s.range(&host("b"), 10_001, 10_001).await.unwrap().len(), 1);
+    assert!(
+        s.range(&host("a"), 100_000, 50_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(s.range(&host("a"), -100, -1).await.unwrap().is_empty());
+    assert!(
+        s.range(&host("nobody"), 0, i64::MAX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn values_round_trip<S: TickStore>(s: &S) {
+    let fields: Vec<(Field, f64)> = vec![
+        (StandardField::CpuUsage.into(), 63.52),
+        (StandardField::MemUsage.into(), 0.1 + 0.2),
+        (StandardField::MemFree.into(), 8_123_456.0),
+        (StandardField::Uptime.into(), 1e300),
+        (StandardField::RequestsCount.into(), 0.0),
+        (StandardField::RequestsLatencyAvg.into(), -12.345),
+        (StandardField::RequestsLatencySum.into(), 5e-324),
+        (StandardField::EventsInCount.into(), 17.0),
+        ("custom.queue_depth".parse().unwrap(), 42.5),
+        (format!("custom.{}", "x".repeat(64)).parse().unwrap(), -1.0),
+    ];
+    let t = Tick::new(host("v"), 1_767_225_600_000, fields);
+    let empty = Tick::new(host("v"), 1_767_225_610_000, []);
+    s.append(&[t.clone(), empty.clone()]).await.unwrap();
+    let got = s.range(&host("v"), 0, i64::MAX).await.unwrap();
+    assert_eq!(got, vec![t, empty]);
+}
+
+pub async fn duplicates_first_wins<S: TickStore>(s: &S) {
+    let out = s
+        .append(&[
+            tick("a", 10_000, 1.0),
+            tick("a", 20_000, 1.0),
+            tick("a", 10_000, 2.0),
+        ])
+        .await
+        .unwrap();
+    assert_eq!((out.written, out.duplicates), (2, 1));
+    let out = s
+        .append(&[tick("a", 20_000, 3.0), tick("a", 30_000, 3.0)])
+        .await
+        .unwrap();
+    assert_eq!((out.written, out.duplicates), (1, 1));
+    // A duplicate of a tick that arrived late is still a duplicate.
+    s.append(&[tick("a", 5_000, 4.0)]).await.unwrap();
+    let out = s.append(&[tick("a", 5_000, 5.0)]).await.unwrap();
+    assert_eq!((out.written, out.duplicates), (0, 1));
+    let got = s.range(&host("a"), 0, 100_000).await.unwrap();
+    assert_eq!(stamps(&got), vec![5_000, 10_000, 20_000, 30_000]);
+    assert_eq!(
+        got.iter().map(tag).collect::<Vec<_>>(),
+        vec![4.0, 1.0, 1.0, 3.0]
+    );
+    // The same (host, ts) on another host is another tick.
+    let out = s.append(&[tick("b", 10_000, 6.0)]).await.unwrap();
+    assert_eq!((out.written, out.duplicates), (1, 0));
+}
+
+pub async fn out_of_order<S: TickStore>(s: &S) {
+    // A deterministic shuffle of 0..200, appended in batches of 7.
+    let mut order: Vec<i64> = (0..200).collect();
+    let mut x: u64 = 42;
+    for i in (1..order.len()).rev() {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        order.swap(i, (x >> 33) as usize % (i + 1));
+    }
+    let ticks: Vec<Tick> = order
+        .iter()
+        .map(|&i| tick("a", i * 1000, i as f64))
+        .collect();
+    let mut written = 0;
+    for batch in ticks.chunks(7) {
+        written += s.append(batch).await.unwrap().written;
+    }
+    assert_eq!(written, 200);
+    let got = s.range(&host("a"), 0, i64::MAX).await.unwrap();
+    assert_eq!(stamps(&got), (0..200).map(|i| i * 1000).collect::<Vec<_>>());
+    assert!(got.iter().all(|t| tag(t) == (t.ts / 1000) as f64));
+    assert_eq!(got[17], tick("a", 17_000, 17.0));
+    // The late ones are in range reads by time like the others.
+    let mid = s.range(&host("a"), 50_000, 59_000).await.unwrap();
+    assert_eq!(stamps(&mid), (50..60).map(|i| i * 1000).collect::<Vec<_>>());
+    // Replaying everything, shuffled again, stores nothing more.
+    let mut again = ticks.clone();
+    again.reverse();
+    let out = s.append(&again).await.unwrap();
+    assert_eq!((out.written, out.duplicates), (0, 200));
+    assert_eq!(s.range(&host("a"), 0, i64::MAX).await.unwrap(), got);
+}
+
+pub async fn read_new_follows_arrival<S: TickStore>(s: &S) {
+    let first = s.read_new(&S::Cursor::default()).await.unwrap();
+    assert!(first.ticks.is_empty());
+    s.append(&[
+        tick("a", 100_000, 0.0),
+        tick("a", 110_000, 0.0),
+        tick("b", 100_000, 0.0),
+    ])
+    .await
+    .unwrap();
+    let r1 = s.read_new(&first.cursor).await.unwrap();
+    assert_eq!(
+        keyed(&r1.ticks),
+        keyed(&[
+            tick("a", 100_000, 0.0),
+            tick("a", 110_000, 0.0),
+            tick("b", 100_000, 0.0)
+        ])
+    );
+    let again = s.read_new(&r1.cursor).await.unwrap();
+    assert!(again.ticks.is_empty(), "{:?}", again.ticks);
+    // A late tick (older than what was read) and a new one, and a new host.
+    s.append(&[tick("a", 50_000, 1.0)]).await.unwrap();
+    s.append(&[tick("a", 120_000, 2.0), tick("c", 1_000, 3.0)])
+        .await
+        .unwrap();
+    s.append(&[tick("a", 110_000, 9.0)]).await.unwrap(); // a duplicate: not new
+    let r2 = s.read_new(&r1.cursor).await.unwrap();
+    let a: Vec<(i64, f64)> = r2
+        .ticks
+        .iter()
+        .filter(|t| t.host == host("a"))
+        .map(|t| (t.ts, tag(t)))
+        .collect();
+    assert_eq!(
+        a,
+        vec![(50_000, 1.0), (120_000, 2.0)],
+        "arrival order per host"
+    );
+    assert_eq!(keyed(&r2.ticks).len(), 3);
+    assert!(r2.ticks.contains(&tick("c", 1_000, 3.0)));
+    // Reading from the old cursor again gives the same ticks.
+    let r2b = s.read_new(&r1.cursor).await.unwrap();
+    assert_eq!(keyed(&r2b.ticks), keyed(&r2.ticks));
+    assert!(s.read_new(&r2.cursor).await.unwrap().ticks.is_empty());
+    // From the beginning: everything once.
+    let all = s.read_new(&S::Cursor::default()).await.unwrap();
+    assert_eq!(all.ticks.len(), 6);
+    assert_eq!(keyed(&all.ticks).len(), 6);
+}
+
+pub async fn cursor_now_skips_the_past<S: TickStore>(s: &S) {
+    let empty_now = s.cursor_now().await.unwrap();
+    s.append(&[tick("a", 10_000, 0.0), tick("b", 10_000, 0.0)])
+        .await
+        .unwrap();
+    assert_eq!(s.read_new(&empty_now).await.unwrap().ticks.len(), 2);
+    let now = s.cursor_now().await.unwrap();
+    assert!(s.read_new(&now).await.unwrap().ticks.is_empty());
+    s.append(&[
+        tick("a", 5_000, 1.0),
+        tick("b", 20_000, 2.0),
+        tick("d", 1, 3.0),
+    ])
+    .await
+    .unwrap();
+    let r = s.read_new(&now).await.unwrap();
+    assert_eq!(
+        keyed(&r.ticks),
+        keyed(&[
+            tick("a", 5_000, 1.0),
+            tick("b", 20_000, 2.0),
+            tick("d", 1, 3.0)
+        ])
+    );
+}
+
+pub async fn hosts_with_last_seen<S: TickStore>(s: &S) {
+    assert!(s.hosts().await.unwrap().is_empty());
+    s.append(&[
+        tick("web-2", 30_000, 0.0),
+        tick("web-1", 10_000, 0.0),
+        tick("web-1", 20_000, 0.0),
+    ])
+    .await
+    .unwrap();
+    s.append(&[tick("web-2", 5_000, 0.0)]).await.unwrap(); // late: last_seen stays
+    let hosts = s.hosts().await.unwrap();
+    let got: Vec<(String, i64)> = hosts
+        .iter()
+        .map(|h| (h.host.to_string(), h.last_seen))
+        .collect();
+    assert_eq!(
+        got,
+        vec![("web-1".to_owned(), 20_000), ("web-2".to_owned(), 30_000)]
+    );
+}
+
+pub async fn prune_removes_old_ticks_and_hosts<S: TickStore>(s: &S) {
+    s.append(&[tick("old", 1_000, 0.0), tick("old", 2_000, 0.0)])
+        .await
+        .unwrap();
+    let mut keep = Vec::new();
+    for i in 1..=10 {
+        keep.push(tick("live", i * 10_000, 0.0));
+    }
+    s.append(&keep).await.unwrap();
+    // Late ticks: one below the cut (removed), one above (kept).
+    s.append(&[tick("live", 5_000, 1.0), tick("live", 55_000, 1.0)])
+        .await
+        .unwrap();
+    let out = s.prune(45_000).await.unwrap();
+    assert_eq!((out.ticks_removed, out.hosts_removed), (2 + 4 + 1, 1));
+    let left = s.range(&host("live"), 0, i64::MAX).await.unwrap();
+    assert_eq!(
+        stamps(&left),
+        vec![50_000, 55_000, 60_000, 70_000, 80_000, 90_000, 100_000]
+    );
+    assert!(s.range(&host("old"), 0, i64::MAX).await.unwrap().is_empty());
+    let hosts = s.hosts().await.unwrap();
+    assert_eq!(hosts.len(), 1);
+    assert_eq!(
+        (hosts[0].host.as_str(), hosts[0].last_seen),
+        ("live", 100_000)
+    );
+    let all = s.read_new(&S::Cursor::default()).await.unwrap();
+    assert_eq!(keyed(&all.ticks), keyed(&left));
+    let out = s.prune(45_000).await.unwrap();
+    assert_eq!((out.ticks_removed, out.hosts_removed), (0, 0));
+    // A host can come back after being forgotten.
+    s.append(&[tick("old", 200_000, 0.0)]).await.unwrap();
+    assert_eq!(s.hosts().await.unwrap().len(), 2);
+    let r = s.read_new(&all.cursor).await.unwrap();
+    assert_eq!(keyed(&r.ticks), keyed(&[tick("old", 200_000, 0.0)]));
+    // Everything goes.
+    let out = s.prune(i64::MAX).await.unwrap();
+    assert_eq!((out.ticks_removed, out.hosts_removed), (8, 2));
+    assert!(s.hosts().await.unwrap().is_empty());
+    assert!(
+        s.read_new(&S::Cursor::default())
+            .await
+            .unwrap()
+            .ticks
+            .is_empty()
+    );
+}
+
+pub async fn bad_ticks_are_refused<S: TickStore>(s: &S) {
+    let err = s
+        .append(&[tick("a", 1_000, 0.0), tick("a", -1, 0.0)])
+        .await
+        .unwrap_err();
+    match err {
+        StoreError::Other(m) => assert!(m.contains("host a") && m.contains("-1"), "{m}"),
+        other => panic!("expected Other, got {other:?}"),
+    }
+    assert!(
+        s.range(&host("a"), 0, i64::MAX).await.unwrap().is_empty(),
+        "nothing written"
+    );
+    assert_eq!(s.append(&[]).await.unwrap().written, 0);
+    // ts 0 is fine.
+    assert_eq!(s.append(&[tick("a", 0, 0.0)]).await.unwrap().written, 1);
+    assert_eq!(s.append(&[tick("a", 0, 1.0)]).await.unwrap().duplicates, 1);
+    assert_eq!(stamps(&s.range(&host("a"), 0, 0).await.unwrap()), vec![0]);
+}
+
+pub async fn large_batches<S: TickStore>(s: &S) {
+    let ticks: Vec<Tick> = (0..25_000).map(|i| tick("big", i * 10_000, 0.0)).collect();
+    let out = s.append(&ticks).await.unwrap();
+    assert_eq!(out.written, 25_000);
+    let all = s.read_new(&S::Cursor::default()).await.unwrap();
+    assert_eq!(all.ticks.len(), 25_000);
+    assert_eq!(all.ticks[24_999].ts, 249_990_000);
+    assert!(s.read_new(&all.cursor).await.unwrap().ticks.is_empty());
+    let day = s.range(&host("big"), 0, 86_400_000 - 1).await.unwrap();
+    assert_eq!(day.len(), 8_640);
+}
