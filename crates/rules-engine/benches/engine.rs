@@ -78,13 +78,26 @@ const FIELDS: [StandardField; 10] = [
 /// One tick of the 10 fields: each host has its own level (20–39, or 80 for
 /// 1 % of hosts) with a little noise.
 fn host_tick(host: &metrics_model::HostName, i: usize, ts: i64) -> Tick {
-    let level = if i % 100 == 0 { 80.0 } else { 20.0 + (i % 20) as f64 };
+    let level = if i.is_multiple_of(100) {
+        80.0
+    } else {
+        20.0 + (i % 20) as f64
+    };
     let noise = ((i as i64 * 7919 + ts / STEP * 104_729) % 100) as f64 / 100.0;
-    Tick::new(host.clone(), ts, FIELDS.iter().enumerate().map(|(k, f)| (Field::Standard(*f), level + noise + k as f64)))
+    Tick::new(
+        host.clone(),
+        ts,
+        FIELDS
+            .iter()
+            .enumerate()
+            .map(|(k, f)| (Field::Standard(*f), level + noise + k as f64)),
+    )
 }
 
 fn evaluation_bench(c: &mut Criterion) {
-    let hosts: Vec<metrics_model::HostName> = (0..HOSTS).map(|i| format!("node-{i:05}").parse().unwrap()).collect();
+    let hosts: Vec<metrics_model::HostName> = (0..HOSTS)
+        .map(|i| format!("node-{i:05}").parse().unwrap())
+        .collect();
     let mut engine = Engine::new(twenty_rules(), EngineOptions::default());
     // Fill every window (12 ticks of 10 s in 2 m).
     let mut t = 0;
@@ -104,7 +117,11 @@ fn evaluation_bench(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 t += STEP;
-                let ticks: Vec<Tick> = hosts.iter().enumerate().map(|(i, h)| host_tick(h, i, t)).collect();
+                let ticks: Vec<Tick> = hosts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, h)| host_tick(h, i, t))
+                    .collect();
                 let start = Instant::now();
                 for tick in ticks {
                     engine.ingest(tick);
@@ -117,7 +134,9 @@ fn evaluation_bench(c: &mut Criterion) {
         });
     });
     g.finish();
-    println!("evaluation/10k_hosts_x_20_rules: {transitions} transitions in all measured evaluations");
+    println!(
+        "evaluation/10k_hosts_x_20_rules: {transitions} transitions in all measured evaluations"
+    );
 }
 
 criterion_group!(benches, window_bench, evaluation_bench);

@@ -89,16 +89,29 @@ impl Default for AlertingConfig {
 }
 
 /// Keys of the monitoring section.
-pub const MONITORING_KEYS: [&str; 4] = ["enabled", "collectionInterval", "retentionPeriod", "janitorInterval"];
+pub const MONITORING_KEYS: [&str; 4] = [
+    "enabled",
+    "collectionInterval",
+    "retentionPeriod",
+    "janitorInterval",
+];
 /// Keys of the alerting section.
-pub const ALERTING_KEYS: [&str; 7] =
-    ["enabled", "watcherInterval", "retentionPeriod", "janitorInterval", "evaluationDelay", "catchUpLimit", "rules"];
+pub const ALERTING_KEYS: [&str; 7] = [
+    "enabled",
+    "watcherInterval",
+    "retentionPeriod",
+    "janitorInterval",
+    "evaluationDelay",
+    "catchUpLimit",
+    "rules",
+];
 
 impl Config {
     /// Parses a configuration file's text. `source_name` (usually the path)
     /// names the file in syntax errors, which give line and column.
     pub fn from_json_text(text: &str, source_name: &str) -> Result<Config, ConfigError> {
-        let value: Value = serde_json::from_str(text).map_err(|e| ConfigError::from_json(source_name, &e))?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| ConfigError::from_json(source_name, &e))?;
         Config::from_json(&value)
     }
 
@@ -106,13 +119,21 @@ impl Config {
     pub fn from_json(value: &Value) -> Result<Config, ConfigError> {
         let mut p = Problems::default();
         let Value::Object(top) = value else {
-            p.push("$", format!("expected a configuration object, got {}", kind(value)), None);
+            p.push(
+                "$",
+                format!("expected a configuration object, got {}", kind(value)),
+                None,
+            );
             return p.into_result(Config::default());
         };
         let (prefix, root) = match top.get("pro") {
             Some(Value::Object(pro)) => ("pro.", pro),
             Some(other) => {
-                p.push("pro", format!("expected an object, got {}", kind(other)), None);
+                p.push(
+                    "pro",
+                    format!("expected an object, got {}", kind(other)),
+                    None,
+                );
                 return p.into_result(Config::default());
             }
             None => ("", top),
@@ -140,22 +161,38 @@ impl Config {
     }
 }
 
-fn section<'a>(root: &'a Map<String, Value>, prefix: &str, key: &str, p: &mut Problems) -> Option<&'a Map<String, Value>> {
+fn section<'a>(
+    root: &'a Map<String, Value>,
+    prefix: &str,
+    key: &str,
+    p: &mut Problems,
+) -> Option<&'a Map<String, Value>> {
     match root.get(key)? {
         Value::Object(m) => Some(m),
         Value::Null => None,
         other => {
-            p.push(format!("{prefix}{key}"), format!("expected an object, got {}", kind(other)), None);
+            p.push(
+                format!("{prefix}{key}"),
+                format!("expected an object, got {}", kind(other)),
+                None,
+            );
             None
         }
     }
 }
 
 fn check_keys(obj: &Map<String, Value>, path: &str, valid: &[&str], p: &mut Problems) {
-    let mut unknown: Vec<&String> = obj.keys().filter(|k| !valid.contains(&k.as_str())).collect();
+    let mut unknown: Vec<&String> = obj
+        .keys()
+        .filter(|k| !valid.contains(&k.as_str()))
+        .collect();
     unknown.sort();
     for key in unknown {
-        p.push(format!("{path}.{key}"), format!("unknown key; valid keys are {}", valid.join(", ")), None);
+        p.push(
+            format!("{path}.{key}"),
+            format!("unknown key; valid keys are {}", valid.join(", ")),
+            None,
+        );
     }
 }
 
@@ -164,14 +201,24 @@ fn enabled(obj: &Map<String, Value>, path: &str, p: &mut Problems) -> bool {
         None | Some(Value::Null) => true,
         Some(Value::Bool(b)) => *b,
         Some(other) => {
-            p.push(format!("{path}.enabled"), format!("expected true or false, got {}", kind(other)), None);
+            p.push(
+                format!("{path}.enabled"),
+                format!("expected true or false, got {}", kind(other)),
+                None,
+            );
             true
         }
     }
 }
 
 /// A positive duration at `key`, or `default` when absent.
-fn interval(obj: &Map<String, Value>, path: &str, key: &str, default: Duration, p: &mut Problems) -> Duration {
+fn interval(
+    obj: &Map<String, Value>,
+    path: &str,
+    key: &str,
+    default: Duration,
+    p: &mut Problems,
+) -> Duration {
     if obj.get(key).is_none_or(Value::is_null) {
         return default;
     }
@@ -201,7 +248,9 @@ fn alerting(obj: &Map<String, Value>, path: &str, p: &mut Problems) -> AlertingC
     let def = AlertingConfig::default();
     let evaluation_delay = match obj.get("evaluationDelay") {
         None | Some(Value::Null) => def.evaluation_delay,
-        Some(_) => duration_key(obj, path, "evaluationDelay", None, p).unwrap_or(def.evaluation_delay),
+        Some(_) => {
+            duration_key(obj, path, "evaluationDelay", None, p).unwrap_or(def.evaluation_delay)
+        }
     };
     let rules = match obj.get("rules") {
         None | Some(Value::Null) => RuleSet::default(),
@@ -222,13 +271,19 @@ fn alerting(obj: &Map<String, Value>, path: &str, p: &mut Problems) -> AlertingC
 /// configuration file holding them (`pro.alerting.rules` or
 /// `alerting.rules`). Also returns the file's `watcherInterval` when it is a
 /// configuration file that sets one.
-pub fn rules_from_json_text(text: &str, source_name: &str) -> Result<(RuleSet, Option<Duration>), ConfigError> {
-    let value: Value = serde_json::from_str(text).map_err(|e| ConfigError::from_json(source_name, &e))?;
+pub fn rules_from_json_text(
+    text: &str,
+    source_name: &str,
+) -> Result<(RuleSet, Option<Duration>), ConfigError> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| ConfigError::from_json(source_name, &e))?;
     if value.is_array() {
         return Ok((RuleSet::from_json(&value, "rules")?, None));
     }
     let config = Config::from_json(&value)?;
     let section = value.get("pro").unwrap_or(&value).get("alerting");
-    let watcher = section.and_then(|s| s.get("watcherInterval")).map(|_| config.alerting.watcher_interval);
+    let watcher = section
+        .and_then(|s| s.get("watcherInterval"))
+        .map(|_| config.alerting.watcher_interval);
     Ok((config.alerting.rules, watcher))
 }

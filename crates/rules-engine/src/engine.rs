@@ -104,7 +104,10 @@ struct Slot {
     state: Option<Box<IncidentState>>,
 }
 
-static DEFAULT_STATE: IncidentState = IncidentState { open: None, cooldown_until: Millis::MIN };
+static DEFAULT_STATE: IncidentState = IncidentState {
+    open: None,
+    cooldown_until: Millis::MIN,
+};
 
 impl Slot {
     fn state(&self) -> &IncidentState {
@@ -185,8 +188,13 @@ impl Engine {
         }
         let span = self.rules.max_timeframe().as_millis_i64();
         // Ticks at or before the horizon can be in no future window.
-        let horizon = self.last_t.map_or(Millis::MIN, |last| last.saturating_sub(span));
-        let forget_before = self.options.retention.map(|r| t.saturating_sub(r.as_millis_i64()));
+        let horizon = self
+            .last_t
+            .map_or(Millis::MIN, |last| last.saturating_sub(span));
+        let forget_before = self
+            .options
+            .retention
+            .map(|r| t.saturating_sub(r.as_millis_i64()));
         let rules = self.rules.rules();
         let new_id = &mut self.new_id;
         self.hosts.retain(|host, hs| {
@@ -214,7 +222,8 @@ impl Engine {
             true
         });
         out.sort_by(|a, b| {
-            (&*a.incident.rule_name, &a.incident.host_name).cmp(&(&*b.incident.rule_name, &b.incident.host_name))
+            (&*a.incident.rule_name, &a.incident.host_name)
+                .cmp(&(&*b.incident.rule_name, &b.incident.host_name))
         });
         self.last_t = Some(t);
         Ok(out)
@@ -223,12 +232,16 @@ impl Engine {
     /// Moves pending ticks with `ts ≤ t` to their hosts' inboxes.
     fn route_due(&mut self, t: Millis) {
         if !self.pending_sorted {
-            self.pending.make_contiguous().sort_unstable_by_key(|(ts, seq, _)| (*ts, *seq));
+            self.pending
+                .make_contiguous()
+                .sort_unstable_by_key(|(ts, seq, _)| (*ts, *seq));
             self.pending_sorted = true;
         }
         let n_rules = self.rules.len();
         while self.pending.front().is_some_and(|(ts, _, _)| *ts <= t) {
-            let Some((_, _, tick)) = self.pending.pop_front() else { break };
+            let Some((_, _, tick)) = self.pending.pop_front() else {
+                break;
+            };
             let rules = self.rules.rules();
             if let Some(hs) = self.hosts.get_mut(&tick.host) {
                 hs.inbox.push(tick);
@@ -257,13 +270,23 @@ impl Engine {
         let old = std::mem::take(&mut self.rules);
         let last_t = self.last_t;
         for (host, hs) in &mut self.hosts {
-            let mut old_slots: BTreeMap<&str, (&Arc<Rule>, Slot)> =
-                old.rules().iter().map(|r| r.name()).zip(old.rules().iter().zip(hs.slots.drain(..))).collect();
+            let mut old_slots: BTreeMap<&str, (&Arc<Rule>, Slot)> = old
+                .rules()
+                .iter()
+                .map(|r| r.name())
+                .zip(old.rules().iter().zip(hs.slots.drain(..)))
+                .collect();
             for rule in rules.rules() {
                 let slot = match old_slots.remove(rule.name()) {
                     Some((old_rule, slot)) if old_rule.same_window(rule) => slot,
-                    Some((_, slot)) => Slot { window: rebuild(rule, &hs.history, last_t), state: slot.state },
-                    None => Slot { window: rebuild(rule, &hs.history, last_t), state: None },
+                    Some((_, slot)) => Slot {
+                        window: rebuild(rule, &hs.history, last_t),
+                        state: slot.state,
+                    },
+                    None => Slot {
+                        window: rebuild(rule, &hs.history, last_t),
+                        state: None,
+                    },
                 };
                 hs.slots.push(slot);
             }
@@ -279,30 +302,39 @@ impl Engine {
     /// The current value of every (rule, host), as of the last evaluation.
     pub fn window_values(&self) -> impl Iterator<Item = WindowValue<'_>> {
         self.hosts.iter().flat_map(move |(host, hs)| {
-            hs.slots.iter().zip(self.rules.rules()).map(move |(slot, rule)| {
-                let value = slot.window.value();
-                WindowValue {
-                    rule,
-                    host,
-                    value,
-                    holds: value.is_some_and(|v| rule.operand().holds(v, rule.value())),
-                    open: slot.state().open.as_ref(),
-                }
-            })
+            hs.slots
+                .iter()
+                .zip(self.rules.rules())
+                .map(move |(slot, rule)| {
+                    let value = slot.window.value();
+                    WindowValue {
+                        rule,
+                        host,
+                        value,
+                        holds: value.is_some_and(|v| rule.operand().holds(v, rule.value())),
+                        open: slot.state().open.as_ref(),
+                    }
+                })
         })
     }
 
     /// Every (rule name, host) with its incident state, for persistence.
     pub fn incident_states(&self) -> impl Iterator<Item = (&Arc<Rule>, &HostName, &IncidentState)> {
-        self.hosts
-            .iter()
-            .flat_map(move |(host, hs)| hs.slots.iter().zip(self.rules.rules()).map(move |(s, r)| (r, host, s.state())))
+        self.hosts.iter().flat_map(move |(host, hs)| {
+            hs.slots
+                .iter()
+                .zip(self.rules.rules())
+                .map(move |(s, r)| (r, host, s.state()))
+        })
     }
 }
 
 impl Slot {
     fn new(rule: &Rule) -> Slot {
-        Slot { window: Window::new(rule.aggregation(), rule.timeframe().as_millis_i64()), state: None }
+        Slot {
+            window: Window::new(rule.aggregation(), rule.timeframe().as_millis_i64()),
+            state: None,
+        }
     }
 }
 

@@ -44,7 +44,11 @@ pub enum ConfigError {
 }
 
 fn list(problems: &[Problem]) -> String {
-    problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl ConfigError {
@@ -63,7 +67,12 @@ impl ConfigError {
             Some(i) => message[..i].to_owned(),
             None => message,
         };
-        ConfigError::Syntax { source_name: source_name.to_owned(), line: e.line(), column: e.column(), message }
+        ConfigError::Syntax {
+            source_name: source_name.to_owned(),
+            line: e.line(),
+            column: e.column(),
+            message,
+        }
     }
 }
 
@@ -72,11 +81,24 @@ impl ConfigError {
 pub(crate) struct Problems(pub Vec<Problem>);
 
 impl Problems {
-    pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>, rule: Option<&str>) {
-        self.0.push(Problem { path: path.into(), message: message.into(), rule: rule.map(str::to_owned) });
+    pub fn push(
+        &mut self,
+        path: impl Into<String>,
+        message: impl Into<String>,
+        rule: Option<&str>,
+    ) {
+        self.0.push(Problem {
+            path: path.into(),
+            message: message.into(),
+            rule: rule.map(str::to_owned),
+        });
     }
 
     pub fn into_result<T>(self, value: T) -> Result<T, ConfigError> {
-        if self.0.is_empty() { Ok(value) } else { Err(ConfigError::Invalid(self.0)) }
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(ConfigError::Invalid(self.0))
+        }
     }
 }

@@ -94,7 +94,10 @@ pub struct IncidentState {
 
 impl Default for IncidentState {
     fn default() -> Self {
-        IncidentState { open: None, cooldown_until: Millis::MIN }
+        IncidentState {
+            open: None,
+            cooldown_until: Millis::MIN,
+        }
     }
 }
 
@@ -125,7 +128,11 @@ impl IncidentState {
                     trigger_value: value.unwrap_or_default(),
                 };
                 self.open = Some(incident.clone());
-                Some(Transition { event: Event::Opened, at: t, incident })
+                Some(Transition {
+                    event: Event::Opened,
+                    at: t,
+                    incident,
+                })
             }
             (Some(_), Some(false)) => self.resolve(t, rule.cooldown().as_millis_i64()),
             _ => None,
@@ -138,7 +145,11 @@ impl IncidentState {
         let mut incident = self.open.take()?;
         incident.end_time = Some(t);
         self.cooldown_until = t.saturating_add(cooldown_ms);
-        Some(Transition { event: Event::Resolved, at: t, incident })
+        Some(Transition {
+            event: Event::Resolved,
+            at: t,
+            incident,
+        })
     }
 }
 
@@ -146,13 +157,15 @@ mod rfc3339 {
     use super::{Millis, time};
     use serde::{Deserialize, Deserializer, Serializer};
 
+    #[allow(clippy::trivially_copy_pass_by_ref)] // serde's `with` passes `&T`.
     pub fn serialize<S: Serializer>(ts: &Millis, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&time::format_rfc3339(*ts))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Millis, D::Error> {
         let text = String::deserialize(d)?;
-        time::parse_rfc3339(&text).ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not an RFC 3339 time")))
+        time::parse_rfc3339(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not an RFC 3339 time")))
     }
 }
 
@@ -171,9 +184,9 @@ mod rfc3339_opt {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Millis>, D::Error> {
         match Option::<String>::deserialize(d)? {
             None => Ok(None),
-            Some(text) => time::parse_rfc3339(&text)
-                .map(Some)
-                .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not an RFC 3339 time"))),
+            Some(text) => time::parse_rfc3339(&text).map(Some).ok_or_else(|| {
+                serde::de::Error::custom(format!("{text:?} is not an RFC 3339 time"))
+            }),
         }
     }
 }

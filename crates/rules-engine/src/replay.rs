@@ -29,7 +29,11 @@ pub struct ReplayOptions {
 impl ReplayOptions {
     /// Options with this watcher interval and the defaults otherwise.
     pub fn new(watcher_interval: Duration) -> Self {
-        ReplayOptions { watcher_interval, until: None, max_instants: DEFAULT_MAX_INSTANTS }
+        ReplayOptions {
+            watcher_interval,
+            until: None,
+            max_instants: DEFAULT_MAX_INSTANTS,
+        }
     }
 }
 
@@ -64,7 +68,11 @@ pub fn replay(
     ticks: impl IntoIterator<Item = Tick>,
     options: ReplayOptions,
 ) -> Result<Vec<Transition>, ReplayError> {
-    replay_with(Engine::new(rules.clone(), EngineOptions::default()), ticks, options)
+    replay_with(
+        Engine::new(rules.clone(), EngineOptions::default()),
+        ticks,
+        options,
+    )
 }
 
 /// [`replay`] with a prepared engine (for example one with deterministic ids).

@@ -56,18 +56,26 @@ impl Aggregation {
 
     /// The name as written in rules.
     pub fn as_str(self) -> &'static str {
-        Self::ALL.iter().find(|(a, _)| *a == self).map_or("", |(_, n)| n)
+        Self::ALL
+            .iter()
+            .find(|(a, _)| *a == self)
+            .map_or("", |(_, n)| n)
     }
 }
 
 impl Operand {
     /// Every operand with its name.
-    pub const ALL: [(Operand, &'static str); 2] =
-        [(Operand::EqualOrMoreThan, "equalOrMoreThan"), (Operand::EqualOrLessThan, "equalOrLessThan")];
+    pub const ALL: [(Operand, &'static str); 2] = [
+        (Operand::EqualOrMoreThan, "equalOrMoreThan"),
+        (Operand::EqualOrLessThan, "equalOrLessThan"),
+    ];
 
     /// The name as written in rules.
     pub fn as_str(self) -> &'static str {
-        Self::ALL.iter().find(|(a, _)| *a == self).map_or("", |(_, n)| n)
+        Self::ALL
+            .iter()
+            .find(|(a, _)| *a == self)
+            .map_or("", |(_, n)| n)
     }
 
     /// Whether `v` compares to `threshold` as this operand says.
@@ -90,7 +98,12 @@ impl FromStr for Aggregation {
             .iter()
             .find(|(_, n)| *n == s)
             .map(|(a, _)| *a)
-            .ok_or_else(|| format!("unknown aggregation {s:?}; valid aggregations are {}", names(&Self::ALL)))
+            .ok_or_else(|| {
+                format!(
+                    "unknown aggregation {s:?}; valid aggregations are {}",
+                    names(&Self::ALL)
+                )
+            })
     }
 }
 
@@ -101,7 +114,12 @@ impl FromStr for Operand {
             .iter()
             .find(|(_, n)| *n == s)
             .map(|(a, _)| *a)
-            .ok_or_else(|| format!("unknown operand {s:?}; valid operands are {}", names(&Self::ALL)))
+            .ok_or_else(|| {
+                format!(
+                    "unknown operand {s:?}; valid operands are {}",
+                    names(&Self::ALL)
+                )
+            })
     }
 }
 
@@ -163,7 +181,11 @@ impl Rule {
             p.push("name", "must not be empty", None);
         }
         if !spec.value.is_finite() {
-            p.push("value", format!("{} is not a finite number", spec.value), rule);
+            p.push(
+                "value",
+                format!("{} is not a finite number", spec.value),
+                rule,
+            );
         }
         if spec.timeframe.is_zero() {
             p.push("timeframe", "must be greater than 0", rule);
@@ -216,7 +238,9 @@ impl Rule {
     /// Whether the window (field, timeframe, aggregation) differs from `other`'s,
     /// so that a window built for one cannot serve the other.
     pub fn same_window(&self, other: &Rule) -> bool {
-        self.field == other.field && self.timeframe == other.timeframe && self.aggregation == other.aggregation
+        self.field == other.field
+            && self.timeframe == other.timeframe
+            && self.aggregation == other.aggregation
     }
 
     /// The rule as the spec's JSON object.
@@ -246,8 +270,23 @@ pub struct RuleSet {
 }
 
 /// The keys a rule object may have.
-pub const RULE_KEYS: [&str; 7] = ["name", "field", "aggregation", "operand", "value", "timeframe", "cooldown"];
-const REQUIRED_KEYS: [&str; 6] = ["name", "field", "aggregation", "operand", "value", "timeframe"];
+pub const RULE_KEYS: [&str; 7] = [
+    "name",
+    "field",
+    "aggregation",
+    "operand",
+    "value",
+    "timeframe",
+    "cooldown",
+];
+const REQUIRED_KEYS: [&str; 6] = [
+    "name",
+    "field",
+    "aggregation",
+    "operand",
+    "value",
+    "timeframe",
+];
 
 impl RuleSet {
     /// A set from rules; fails when two names are equal.
@@ -257,7 +296,11 @@ impl RuleSet {
         let mut seen = HashMap::new();
         for (i, r) in rules.iter().enumerate() {
             if let Some(first) = seen.insert(r.name(), i) {
-                p.push(format!("[{i}].name"), format!("duplicate rule name (also [{first}])"), Some(r.name()));
+                p.push(
+                    format!("[{i}].name"),
+                    format!("duplicate rule name (also [{first}])"),
+                    Some(r.name()),
+                );
             }
         }
         p.into_result(())?;
@@ -281,7 +324,10 @@ impl RuleSet {
 
     /// The rule of that (trimmed) name.
     pub fn get(&self, name: &str) -> Option<&Arc<Rule>> {
-        self.rules.binary_search_by(|r| (*r.name).cmp(name)).ok().map(|i| &self.rules[i])
+        self.rules
+            .binary_search_by(|r| (*r.name).cmp(name))
+            .ok()
+            .map(|i| &self.rules[i])
     }
 
     /// Number of rules.
@@ -296,13 +342,21 @@ impl RuleSet {
 
     /// The longest timeframe (zero when there is no rule).
     pub fn max_timeframe(&self) -> Duration {
-        self.rules.iter().map(|r| r.timeframe).max().unwrap_or_default()
+        self.rules
+            .iter()
+            .map(|r| r.timeframe)
+            .max()
+            .unwrap_or_default()
     }
 }
 
 pub(crate) fn parse_rules(value: &Value, path: &str, p: &mut Problems) -> RuleSet {
     let Value::Array(items) = value else {
-        p.push(path, format!("expected an array of rules, got {}", kind(value)), None);
+        p.push(
+            path,
+            format!("expected an array of rules, got {}", kind(value)),
+            None,
+        );
         return RuleSet::default();
     };
     let mut rules = Vec::new();
@@ -353,7 +407,11 @@ pub(crate) fn kind(v: &Value) -> &'static str {
 
 fn parse_rule(item: &Value, at: &str, p: &mut Problems) -> Option<Rule> {
     let Value::Object(obj) = item else {
-        p.push(at, format!("expected a rule object, got {}", kind(item)), None);
+        p.push(
+            at,
+            format!("expected a rule object, got {}", kind(item)),
+            None,
+        );
         return None;
     };
     let before = p.0.len();
@@ -364,13 +422,20 @@ fn parse_rule(item: &Value, at: &str, p: &mut Problems) -> Option<Rule> {
             None
         }
         Some(other) => {
-            p.push(format!("{at}.name"), format!("expected a string, got {}", kind(other)), None);
+            p.push(
+                format!("{at}.name"),
+                format!("expected a string, got {}", kind(other)),
+                None,
+            );
             None
         }
         None => None,
     };
     let rule = name.as_deref();
-    let mut unknown: Vec<&String> = obj.keys().filter(|k| !RULE_KEYS.contains(&k.as_str())).collect();
+    let mut unknown: Vec<&String> = obj
+        .keys()
+        .filter(|k| !RULE_KEYS.contains(&k.as_str()))
+        .collect();
     unknown.sort();
     for key in unknown {
         p.push(
@@ -379,7 +444,11 @@ fn parse_rule(item: &Value, at: &str, p: &mut Problems) -> Option<Rule> {
             rule,
         );
     }
-    let missing: Vec<&str> = REQUIRED_KEYS.iter().copied().filter(|k| !obj.contains_key(*k)).collect();
+    let missing: Vec<&str> = REQUIRED_KEYS
+        .iter()
+        .copied()
+        .filter(|k| !obj.contains_key(*k))
+        .collect();
     if !missing.is_empty() {
         p.push(at, format!("missing keys: {}", missing.join(", ")), rule);
     }
@@ -397,12 +466,20 @@ fn parse_rule(item: &Value, at: &str, p: &mut Problems) -> Option<Rule> {
         Some(Value::Number(n)) => match n.as_f64() {
             Some(v) if v.is_finite() => Some(v),
             _ => {
-                p.push(format!("{at}.value"), format!("{n} is not a finite number"), rule);
+                p.push(
+                    format!("{at}.value"),
+                    format!("{n} is not a finite number"),
+                    rule,
+                );
                 None
             }
         },
         Some(other) => {
-            p.push(format!("{at}.value"), format!("expected a finite number, got {}", kind(other)), rule);
+            p.push(
+                format!("{at}.value"),
+                format!("expected a finite number, got {}", kind(other)),
+                rule,
+            );
             None
         }
     };
@@ -429,11 +506,21 @@ fn parse_rule(item: &Value, at: &str, p: &mut Problems) -> Option<Rule> {
     Rule::new(spec).ok()
 }
 
-fn string_key<'a>(obj: &'a Map<String, Value>, at: &str, key: &str, rule: Option<&str>, p: &mut Problems) -> Option<&'a str> {
+fn string_key<'a>(
+    obj: &'a Map<String, Value>,
+    at: &str,
+    key: &str,
+    rule: Option<&str>,
+    p: &mut Problems,
+) -> Option<&'a str> {
     match obj.get(key)? {
         Value::String(s) => Some(s),
         other => {
-            p.push(format!("{at}.{key}"), format!("expected a string, got {}", kind(other)), rule);
+            p.push(
+                format!("{at}.{key}"),
+                format!("expected a string, got {}", kind(other)),
+                rule,
+            );
             None
         }
     }
@@ -447,7 +534,9 @@ fn parsed_key<T: FromStr<Err = String>>(
     p: &mut Problems,
 ) -> Option<T> {
     let s = string_key(obj, at, key, rule, p)?;
-    s.parse().map_err(|e| p.push(format!("{at}.{key}"), e, rule)).ok()
+    s.parse()
+        .map_err(|e| p.push(format!("{at}.{key}"), e, rule))
+        .ok()
 }
 
 pub(crate) fn duration_key(
@@ -458,5 +547,7 @@ pub(crate) fn duration_key(
     p: &mut Problems,
 ) -> Option<Duration> {
     let s = string_key(obj, at, key, rule, p)?;
-    s.parse::<Duration>().map_err(|e| p.push(format!("{at}.{key}"), e.to_string(), rule)).ok()
+    s.parse::<Duration>()
+        .map_err(|e| p.push(format!("{at}.{key}"), e.to_string(), rule))
+        .ok()
 }

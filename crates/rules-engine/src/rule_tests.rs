@@ -70,10 +70,15 @@ impl TestFile {
         source_name: &str,
         load_rules: &dyn Fn(&str) -> Result<RuleSet, String>,
     ) -> Result<TestFile, ConfigError> {
-        let value: Value = serde_json::from_str(text).map_err(|e| ConfigError::from_json(source_name, &e))?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| ConfigError::from_json(source_name, &e))?;
         let mut p = Problems::default();
         let Value::Object(obj) = &value else {
-            p.push("$", format!("expected a test file object, got {}", kind(&value)), None);
+            p.push(
+                "$",
+                format!("expected a test file object, got {}", kind(&value)),
+                None,
+            );
             return Err(ConfigError::Invalid(p.0));
         };
         unknown_keys(obj, "", &FILE_KEYS, &mut p);
@@ -89,7 +94,14 @@ impl TestFile {
                 RuleSet::default()
             }),
             Some(other) => {
-                p.push("rules", format!("expected an array of rules or a file path, got {}", kind(other)), None);
+                p.push(
+                    "rules",
+                    format!(
+                        "expected an array of rules or a file path, got {}",
+                        kind(other)
+                    ),
+                    None,
+                );
                 RuleSet::default()
             }
             None => {
@@ -97,7 +109,7 @@ impl TestFile {
                 RuleSet::default()
             }
         };
-        let interval = positive(obj, "", "interval", &mut p).unwrap_or_else(|| d10s());
+        let interval = positive(obj, "", "interval", &mut p).unwrap_or_else(d10s);
         let watcher_interval = positive(obj, "", "watcherInterval", &mut p).unwrap_or(interval);
         let start = match obj.get("start") {
             None => 0,
@@ -107,7 +119,14 @@ impl TestFile {
             }),
             Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64().unwrap_or_default(),
             Some(other) => {
-                p.push("start", format!("expected an RFC 3339 time or milliseconds, got {}", kind(other)), None);
+                p.push(
+                    "start",
+                    format!(
+                        "expected an RFC 3339 time or milliseconds, got {}",
+                        kind(other)
+                    ),
+                    None,
+                );
                 0
             }
         };
@@ -115,15 +134,27 @@ impl TestFile {
         match obj.get("tests") {
             Some(Value::Array(items)) => {
                 for (i, item) in items.iter().enumerate() {
-                    if let Some(t) = parse_case(item, &format!("tests[{i}]"), start, interval, &mut p) {
+                    if let Some(t) =
+                        parse_case(item, &format!("tests[{i}]"), start, interval, &mut p)
+                    {
                         tests.push(t);
                     }
                 }
             }
-            Some(other) => p.push("tests", format!("expected an array, got {}", kind(other)), None),
+            Some(other) => p.push(
+                "tests",
+                format!("expected an array, got {}", kind(other)),
+                None,
+            ),
             None => p.push("$", "missing key: tests", None),
         }
-        p.into_result(TestFile { rules, interval, watcher_interval, start, tests })
+        p.into_result(TestFile {
+            rules,
+            interval,
+            watcher_interval,
+            start,
+            tests,
+        })
     }
 
     /// Runs every test case.
@@ -136,7 +167,13 @@ impl TestFile {
         options.until = case.until;
         let got = match replay(&self.rules, case.ticks.iter().cloned(), options) {
             Ok(got) => got,
-            Err(e) => return TestOutcome { name: case.name.clone(), passed: false, diff: format!("  replay failed: {e}\n") },
+            Err(e) => {
+                return TestOutcome {
+                    name: case.name.clone(),
+                    passed: false,
+                    diff: format!("  replay failed: {e}\n"),
+                };
+            }
         };
         let mut diff = String::new();
         let mut passed = got.len() == case.expect.len();
@@ -159,11 +196,18 @@ impl TestFile {
         if got.is_empty() && case.expect.is_empty() {
             diff.push_str("  (no incident)\n");
         }
-        TestOutcome { name: case.name.clone(), passed, diff }
+        TestOutcome {
+            name: case.name.clone(),
+            passed,
+            diff,
+        }
     }
 
     fn offset(&self, at: Millis) -> String {
-        match u64::try_from(at - self.start).ok().and_then(Duration::from_millis) {
+        match u64::try_from(at - self.start)
+            .ok()
+            .and_then(Duration::from_millis)
+        {
             Some(d) => d.to_string(),
             None => format!("{}ms", at - self.start),
         }
@@ -184,7 +228,13 @@ impl TestFile {
     }
 
     fn show_expected(&self, e: &Expected) -> String {
-        let mut s = format!("{:<8} at {:<8} rule {:?} host {}", e.event.as_str(), self.offset(e.at), e.rule, e.host);
+        let mut s = format!(
+            "{:<8} at {:<8} rule {:?} host {}",
+            e.event.as_str(),
+            self.offset(e.at),
+            e.rule,
+            e.host
+        );
         if let Some(v) = e.trigger_value {
             let _ = write!(s, " triggerValue {v}");
         }
@@ -216,25 +266,47 @@ fn d10s() -> Duration {
 
 fn unknown_keys(obj: &Map<String, Value>, path: &str, valid: &[&str], p: &mut Problems) {
     for key in obj.keys().filter(|k| !valid.contains(&k.as_str())) {
-        let at = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
-        p.push(at, format!("unknown key; valid keys are {}", valid.join(", ")), None);
+        let at = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
+        p.push(
+            at,
+            format!("unknown key; valid keys are {}", valid.join(", ")),
+            None,
+        );
     }
 }
 
 fn positive(obj: &Map<String, Value>, path: &str, key: &str, p: &mut Problems) -> Option<Duration> {
     obj.get(key)?;
-    let at = if path.is_empty() { "$".to_owned() } else { path.to_owned() };
+    let at = if path.is_empty() {
+        "$".to_owned()
+    } else {
+        path.to_owned()
+    };
     let d = duration_key(obj, &at, key, None, p)?;
     if d.is_zero() {
-        p.push(format!("{key}"), "must be greater than 0", None);
+        p.push(key, "must be greater than 0", None);
         return None;
     }
     Some(d)
 }
 
-fn parse_case(item: &Value, at: &str, start: Millis, interval: Duration, p: &mut Problems) -> Option<TestCase> {
+fn parse_case(
+    item: &Value,
+    at: &str,
+    start: Millis,
+    interval: Duration,
+    p: &mut Problems,
+) -> Option<TestCase> {
     let Value::Object(obj) = item else {
-        p.push(at, format!("expected a test object, got {}", kind(item)), None);
+        p.push(
+            at,
+            format!("expected a test object, got {}", kind(item)),
+            None,
+        );
         return None;
     };
     unknown_keys(obj, at, &TEST_KEYS, p);
@@ -244,9 +316,15 @@ fn parse_case(item: &Value, at: &str, start: Millis, interval: Duration, p: &mut
     };
     let before = p.0.len();
     let ticks = match obj.get("series") {
-        Some(Value::Object(hosts)) => parse_series(hosts, &format!("{at}.series"), start, interval, p),
+        Some(Value::Object(hosts)) => {
+            parse_series(hosts, &format!("{at}.series"), start, interval, p)
+        }
         Some(other) => {
-            p.push(format!("{at}.series"), format!("expected an object of hosts, got {}", kind(other)), None);
+            p.push(
+                format!("{at}.series"),
+                format!("expected an object of hosts, got {}", kind(other)),
+                None,
+            );
             Vec::new()
         }
         None => {
@@ -256,7 +334,9 @@ fn parse_case(item: &Value, at: &str, start: Millis, interval: Duration, p: &mut
     };
     let until = match obj.get("until") {
         None => None,
-        Some(_) => duration_key(obj, at, "until", None, p).map(|d| start.saturating_add(d.as_millis_i64())),
+        Some(_) => {
+            duration_key(obj, at, "until", None, p).map(|d| start.saturating_add(d.as_millis_i64()))
+        }
     };
     let expect = match obj.get("expect") {
         Some(Value::Array(items)) => items
@@ -265,7 +345,14 @@ fn parse_case(item: &Value, at: &str, start: Millis, interval: Duration, p: &mut
             .filter_map(|(i, e)| parse_expected(e, &format!("{at}.expect[{i}]"), start, p))
             .collect(),
         Some(other) => {
-            p.push(format!("{at}.expect"), format!("expected an array (empty: no incident), got {}", kind(other)), None);
+            p.push(
+                format!("{at}.expect"),
+                format!(
+                    "expected an array (empty: no incident), got {}",
+                    kind(other)
+                ),
+                None,
+            );
             Vec::new()
         }
         None => {
@@ -273,7 +360,12 @@ fn parse_case(item: &Value, at: &str, start: Millis, interval: Duration, p: &mut
             Vec::new()
         }
     };
-    (p.0.len() == before).then_some(TestCase { name, ticks, until, expect })
+    (p.0.len() == before).then_some(TestCase {
+        name,
+        ticks,
+        until,
+        expect,
+    })
 }
 
 fn parse_series(
@@ -294,7 +386,11 @@ fn parse_series(
             }
         };
         let Value::Object(fields) = fields else {
-            p.push(&path, format!("expected an object of fields, got {}", kind(fields)), None);
+            p.push(
+                &path,
+                format!("expected an object of fields, got {}", kind(fields)),
+                None,
+            );
             continue;
         };
         let mut slots: BTreeMap<usize, Values> = BTreeMap::new();
@@ -308,7 +404,14 @@ fn parse_series(
                 }
             };
             let Value::String(notation) = notation else {
-                p.push(&fpath, format!("expected a series string such as \"10x12 70x6 _ 5\", got {}", kind(notation)), None);
+                p.push(
+                    &fpath,
+                    format!(
+                        "expected a series string such as \"10x12 70x6 _ 5\", got {}",
+                        kind(notation)
+                    ),
+                    None,
+                );
                 continue;
             };
             match parse_notation(notation) {
@@ -324,7 +427,11 @@ fn parse_series(
         }
         for (slot, values) in slots {
             let ts = start.saturating_add((slot as i64).saturating_mul(interval.as_millis_i64()));
-            ticks.push(Tick { host: host.clone(), ts, values });
+            ticks.push(Tick {
+                host: host.clone(),
+                ts,
+                values,
+            });
         }
     }
     ticks
@@ -337,9 +444,18 @@ const MAX_SLOTS: usize = 1_000_000;
 pub fn parse_notation(text: &str) -> Result<Vec<Option<f64>>, String> {
     let mut out = Vec::new();
     for (i, item) in text.split_whitespace().enumerate() {
-        let bad = |why: &str| format!("item {} {item:?}: {why}; write e.g. \"10x12 70x6 _ 5\"", i + 1);
+        let bad = |why: &str| {
+            format!(
+                "item {} {item:?}: {why}; write e.g. \"10x12 70x6 _ 5\"",
+                i + 1
+            )
+        };
         let (value, count) = match item.split_once('x') {
-            Some((v, n)) => (v, n.parse::<usize>().map_err(|_| bad("the count after x must be a whole number"))?),
+            Some((v, n)) => (
+                v,
+                n.parse::<usize>()
+                    .map_err(|_| bad("the count after x must be a whole number"))?,
+            ),
             None => (item, 1),
         };
         let value = if value == "_" {
@@ -371,7 +487,11 @@ fn parse_expected(item: &Value, at: &str, start: Millis, p: &mut Problems) -> Op
     let text = |key: &str, p: &mut Problems| match obj.get(key) {
         Some(Value::String(s)) => Some(s.clone()),
         Some(other) => {
-            p.push(format!("{at}.{key}"), format!("expected a string, got {}", kind(other)), None);
+            p.push(
+                format!("{at}.{key}"),
+                format!("expected a string, got {}", kind(other)),
+                None,
+            );
             None
         }
         None => {
@@ -383,18 +503,30 @@ fn parse_expected(item: &Value, at: &str, start: Millis, p: &mut Problems) -> Op
         "opened" => Some(Event::Opened),
         "resolved" => Some(Event::Resolved),
         _ => {
-            p.push(format!("{at}.event"), format!("{e:?} is not opened or resolved"), None);
+            p.push(
+                format!("{at}.event"),
+                format!("{e:?} is not opened or resolved"),
+                None,
+            );
             None
         }
     });
-    let offset = if obj.contains_key("at") { duration_key(obj, at, "at", None, p) } else { text("at", p).and(None) };
+    let offset = if obj.contains_key("at") {
+        duration_key(obj, at, "at", None, p)
+    } else {
+        text("at", p).and(None)
+    };
     let rule = text("rule", p);
     let host = text("host", p);
     let trigger_value = match obj.get("triggerValue") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => n.as_f64(),
         Some(other) => {
-            p.push(format!("{at}.triggerValue"), format!("expected a number, got {}", kind(other)), None);
+            p.push(
+                format!("{at}.triggerValue"),
+                format!("expected a number, got {}", kind(other)),
+                None,
+            );
             None
         }
     };

@@ -125,7 +125,11 @@ impl Window {
         let n = self.samples.len();
         match self.aggregation {
             Aggregation::Count => Some(n as f64),
-            Aggregation::Sum => Some(if n == 0 { 0.0 } else { self.sum + self.compensation }),
+            Aggregation::Sum => Some(if n == 0 {
+                0.0
+            } else {
+                self.sum + self.compensation
+            }),
             Aggregation::Avg => (n > 0).then(|| (self.sum + self.compensation) / n as f64),
             Aggregation::Min | Aggregation::Max => self.mono.front().map(|&(_, v)| v),
             Aggregation::Last => self.samples.back().map(|&(_, v)| v),
@@ -148,7 +152,11 @@ impl Window {
         self.samples.push_back((ts, value));
         self.add(value);
         if self.tracks_extremes() {
-            while self.mono.back().is_some_and(|&(_, held)| self.dominates(value, held)) {
+            while self
+                .mono
+                .back()
+                .is_some_and(|&(_, held)| self.dominates(value, held))
+            {
                 self.mono.pop_back();
             }
             self.mono.push_back((ts, value));
@@ -159,7 +167,11 @@ impl Window {
         self.mono.clear();
         for i in 0..self.samples.len() {
             let (ts, value) = self.samples[i];
-            while self.mono.back().is_some_and(|&(_, held)| self.dominates(value, held)) {
+            while self
+                .mono
+                .back()
+                .is_some_and(|&(_, held)| self.dominates(value, held))
+            {
                 self.mono.pop_back();
             }
             self.mono.push_back((ts, value));
@@ -198,7 +210,11 @@ mod tests {
 
     /// The spec's definition, computed from scratch.
     fn naive(agg: Aggregation, ticks: &[(Millis, f64)], t: Millis, tf: i64) -> Option<f64> {
-        let vals: Vec<(Millis, f64)> = ticks.iter().copied().filter(|&(ts, _)| t - tf < ts && ts <= t).collect();
+        let vals: Vec<(Millis, f64)> = ticks
+            .iter()
+            .copied()
+            .filter(|&(ts, _)| t - tf < ts && ts <= t)
+            .collect();
         let n = vals.len();
         match agg {
             Aggregation::Count => Some(n as f64),
@@ -213,7 +229,9 @@ mod tests {
     fn close(a: Option<f64>, b: Option<f64>, scale: f64) -> bool {
         match (a, b) {
             (None, None) => true,
-            (Some(a), Some(b)) => (a - b).abs() <= 1e-9 * scale.max(a.abs()).max(b.abs()).max(1e-300),
+            (Some(a), Some(b)) => {
+                (a - b).abs() <= 1e-9 * scale.max(a.abs()).max(b.abs()).max(1e-300)
+            }
             _ => false,
         }
     }
@@ -286,7 +304,9 @@ mod tests {
             w.insert(i, v);
             w.advance(i);
         }
-        let last12: f64 = (1_000_000 - 12..1_000_000).map(|i| if i % 3 == 0 { 1.0e12 } else { 0.1 }).sum();
+        let last12: f64 = (1_000_000 - 12..1_000_000)
+            .map(|i| if i % 3 == 0 { 1.0e12 } else { 0.1 })
+            .sum();
         let got = w.value().unwrap();
         assert!((got - last12).abs() <= 1e-9 * last12, "{got} vs {last12}");
     }

@@ -23,7 +23,11 @@ fn rule_strategy() -> impl Strategy<Value = RuleSpec> {
             name: String::new(),
             field: FIELDS[field].parse().unwrap(),
             aggregation: Aggregation::ALL[agg].0,
-            operand: if more { Operand::EqualOrMoreThan } else { Operand::EqualOrLessThan },
+            operand: if more {
+                Operand::EqualOrMoreThan
+            } else {
+                Operand::EqualOrLessThan
+            },
             value: f64::from(value),
             timeframe: metrics_model::Duration::from_secs(tf * 10).unwrap(),
             cooldown: metrics_model::Duration::from_secs(cd * 10).unwrap(),
@@ -31,23 +35,31 @@ fn rule_strategy() -> impl Strategy<Value = RuleSpec> {
 }
 
 fn ticks_strategy() -> impl Strategy<Value = Vec<Tick>> {
-    proptest::collection::vec((0usize..3, 0i64..40, proptest::option::of(-3i32..12), proptest::option::of(0i32..5)), 0..60)
-        .prop_map(|raw| {
-            raw.into_iter()
-                .map(|(h, slot, cpu, q)| {
-                    let mut values = Vec::new();
-                    if let Some(v) = cpu {
-                        values.push(("cpu.usage".parse::<Field>().unwrap(), f64::from(v)));
-                    }
-                    if let Some(v) = q {
-                        values.push(("custom.q".parse::<Field>().unwrap(), f64::from(v)));
-                    }
-                    // Some ticks fall between instants (ts not a multiple of 10 s).
-                    let ts = slot * 5_000;
-                    Tick::new(["a", "b", "c"][h].parse().unwrap(), ts, values)
-                })
-                .collect()
-        })
+    proptest::collection::vec(
+        (
+            0usize..3,
+            0i64..40,
+            proptest::option::of(-3i32..12),
+            proptest::option::of(0i32..5),
+        ),
+        0..60,
+    )
+    .prop_map(|raw| {
+        raw.into_iter()
+            .map(|(h, slot, cpu, q)| {
+                let mut values = Vec::new();
+                if let Some(v) = cpu {
+                    values.push(("cpu.usage".parse::<Field>().unwrap(), f64::from(v)));
+                }
+                if let Some(v) = q {
+                    values.push(("custom.q".parse::<Field>().unwrap(), f64::from(v)));
+                }
+                // Some ticks fall between instants (ts not a multiple of 10 s).
+                let ts = slot * 5_000;
+                Tick::new(["a", "b", "c"][h].parse().unwrap(), ts, values)
+            })
+            .collect()
+    })
 }
 
 /// The spec, evaluated from scratch at every instant (no incremental state
@@ -58,10 +70,17 @@ fn naive(rules: &RuleSet, ticks: &[Tick], step: i64) -> Vec<(Event, i64, String,
     for t in ticks {
         first.entry((t.host.to_string(), t.ts)).or_insert(t);
     }
-    let Some(min) = ticks.iter().map(|t| t.ts).min() else { return Vec::new() };
+    let Some(min) = ticks.iter().map(|t| t.ts).min() else {
+        return Vec::new();
+    };
     let max = ticks.iter().map(|t| t.ts).max().unwrap();
     let start = min.div_euclid(step) * step + if min.rem_euclid(step) == 0 { 0 } else { step };
-    let hosts: Vec<String> = first.keys().map(|(h, _)| h.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let hosts: Vec<String> = first
+        .keys()
+        .map(|(h, _)| h.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     // (rule, host) → (open: Option<(startValue)>, cooldown_until)
     let mut state: HashMap<(String, String), (Option<f64>, i64)> = HashMap::new();
     let mut out = Vec::new();
@@ -82,17 +101,27 @@ fn naive(rules: &RuleSet, ticks: &[Tick], step: i64) -> Vec<(Event, i64, String,
                 let value = match rule.aggregation() {
                     Aggregation::Count => Some(vals.len() as f64),
                     Aggregation::Sum => Some(vals.iter().sum()),
-                    Aggregation::Avg => (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64),
+                    Aggregation::Avg => {
+                        (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64)
+                    }
                     Aggregation::Min => vals.iter().copied().reduce(f64::min),
                     Aggregation::Max => vals.iter().copied().reduce(f64::max),
                     Aggregation::Last => window.last().map(|w| w.1),
                 };
-                let st = state.entry((rule.name().to_owned(), host.clone())).or_insert((None, i64::MIN));
+                let st = state
+                    .entry((rule.name().to_owned(), host.clone()))
+                    .or_insert((None, i64::MIN));
                 let holds = value.map(|v| rule.operand().holds(v, rule.value()));
                 match (st.0, holds) {
                     (None, Some(true)) if t >= st.1 => {
                         st.0 = value;
-                        out.push((Event::Opened, t, rule.name().to_owned(), host.clone(), value.unwrap()));
+                        out.push((
+                            Event::Opened,
+                            t,
+                            rule.name().to_owned(),
+                            host.clone(),
+                            value.unwrap(),
+                        ));
                     }
                     (Some(tv), Some(false)) => {
                         st.0 = None;
@@ -110,7 +139,15 @@ fn naive(rules: &RuleSet, ticks: &[Tick], step: i64) -> Vec<(Event, i64, String,
 
 fn rows(ts: &[Transition]) -> Vec<(Event, i64, String, String, f64)> {
     ts.iter()
-        .map(|t| (t.event, t.at, t.incident.rule_name.to_string(), t.incident.host_name.to_string(), t.incident.trigger_value))
+        .map(|t| {
+            (
+                t.event,
+                t.at,
+                t.incident.rule_name.to_string(),
+                t.incident.host_name.to_string(),
+                t.incident.trigger_value,
+            )
+        })
         .collect()
 }
 
@@ -130,18 +167,26 @@ fn check_invariants(transitions: &[Transition], rules: &RuleSet) -> Result<(), T
     for t in transitions {
         prop_assert!(t.at >= last_at, "transitions out of time order");
         last_at = t.at;
-        let key = (t.incident.rule_name.to_string(), t.incident.host_name.to_string());
+        let key = (
+            t.incident.rule_name.to_string(),
+            t.incident.host_name.to_string(),
+        );
         match t.event {
             Event::Opened => {
                 prop_assert!(!open.contains_key(&key), "two open incidents for {key:?}");
-                prop_assert!(t.at >= *cooldown_until.get(&key).unwrap_or(&i64::MIN), "opened inside a cooldown");
+                prop_assert!(
+                    t.at >= *cooldown_until.get(&key).unwrap_or(&i64::MIN),
+                    "opened inside a cooldown"
+                );
                 prop_assert_eq!(t.incident.start_time, t.at);
                 prop_assert!(t.incident.end_time.is_none());
                 open.insert(key, t);
             }
             Event::Resolved => {
                 let Some(opened) = open.remove(&key) else {
-                    return Err(TestCaseError::fail(format!("resolve without open for {key:?}")));
+                    return Err(TestCaseError::fail(format!(
+                        "resolve without open for {key:?}"
+                    )));
                 };
                 prop_assert_eq!(opened.incident.id, t.incident.id);
                 prop_assert_eq!(t.incident.end_time, Some(t.at));

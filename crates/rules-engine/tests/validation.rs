@@ -3,8 +3,8 @@
 use rules_engine::{Config, ConfigError, RuleSet};
 use serde_json::json;
 
-fn problems_of(rules: serde_json::Value) -> Vec<String> {
-    match RuleSet::from_json(&rules, "pro.alerting.rules") {
+fn problems_of(rules: &serde_json::Value) -> Vec<String> {
+    match RuleSet::from_json(rules, "pro.alerting.rules") {
         Ok(_) => Vec::new(),
         Err(e) => e.problems(),
     }
@@ -12,10 +12,15 @@ fn problems_of(rules: serde_json::Value) -> Vec<String> {
 
 /// `check(rules, expected)`: each expected text is found in exactly one
 /// problem, and there are as many problems as expected texts.
+#[allow(clippy::needless_pass_by_value)] // Called with `json!` literals.
 fn check(rules: serde_json::Value, expected: &[&str]) {
-    let got = problems_of(rules);
+    let got = problems_of(&rules);
     for e in expected {
-        assert_eq!(got.iter().filter(|p| p.contains(e)).count(), 1, "{e:?} not found once in {got:#?}");
+        assert_eq!(
+            got.iter().filter(|p| p.contains(e)).count(),
+            1,
+            "{e:?} not found once in {got:#?}"
+        );
     }
     assert_eq!(got.len(), expected.len(), "{got:#?}");
 }
@@ -36,7 +41,10 @@ fn valid_rules() {
     check(json!([cpu()]), &[]);
     check(json!([with("cooldown", json!(null))]), &[]);
     check(json!([with("cooldown", json!("0s"))]), &[]);
-    check(json!([with("value", json!(-3.5)), with("name", json!("b"))]), &[]);
+    check(
+        json!([with("value", json!(-3.5)), with("name", json!("b"))]),
+        &[],
+    );
     check(json!([with("field", json!("custom.queue_depth"))]), &[]);
     let set = RuleSet::from_json(&json!([cpu()]), "r").unwrap();
     assert_eq!(set.rules()[0].name(), "High CPU Usage");
@@ -44,26 +52,71 @@ fn valid_rules() {
 
 #[test]
 fn each_mistake_names_rule_and_key() {
-    check(json!([with("timeframe", json!("2x"))]), &[
-        "pro.alerting.rules[0].timeframe: \"2x\" is not a duration",
-    ]);
-    check(json!([with("timeframe", json!("0s"))]), &["pro.alerting.rules[0].timeframe: must be greater than 0 (rule \"High CPU Usage\")"]);
-    check(json!([with("cooldown", json!("soon"))]), &["pro.alerting.rules[0].cooldown: \"soon\" is not a duration"]);
-    check(json!([with("field", json!("cpu.usag"))]), &["rules[0].field: unknown field \"cpu.usag\"; valid fields are cpu.usage"]);
-    check(json!([with("aggregation", json!("median"))]), &["rules[0].aggregation: unknown aggregation \"median\"; valid aggregations are avg, sum, min, max, last, count"]);
-    check(json!([with("operand", json!(">="))]), &["rules[0].operand: unknown operand \">=\"; valid operands are equalOrMoreThan, equalOrLessThan"]);
-    check(json!([with("value", json!("60"))]), &["rules[0].value: expected a finite number, got a string"]);
-    check(json!([with("name", json!("   "))]), &["rules[0].name: must not be empty"]);
-    check(json!([with("cooldwon", json!("1m"))]), &["rules[0].cooldwon: unknown key; valid keys are name, field, aggregation, operand, value, timeframe, cooldown (rule \"High CPU Usage\")"]);
-    check(json!([cpu(), with("name", json!("High CPU Usage\t"))]), &["rules[1].name: duplicate rule name after trimming (also pro.alerting.rules[0])"]);
-    check(json!(["x"]), &["rules[0]: expected a rule object, got a string"]);
-    check(json!({}), &["pro.alerting.rules: expected an array of rules, got an object"]);
+    check(
+        json!([with("timeframe", json!("2x"))]),
+        &["pro.alerting.rules[0].timeframe: \"2x\" is not a duration"],
+    );
+    check(
+        json!([with("timeframe", json!("0s"))]),
+        &["pro.alerting.rules[0].timeframe: must be greater than 0 (rule \"High CPU Usage\")"],
+    );
+    check(
+        json!([with("cooldown", json!("soon"))]),
+        &["pro.alerting.rules[0].cooldown: \"soon\" is not a duration"],
+    );
+    check(
+        json!([with("field", json!("cpu.usag"))]),
+        &["rules[0].field: unknown field \"cpu.usag\"; valid fields are cpu.usage"],
+    );
+    check(
+        json!([with("aggregation", json!("median"))]),
+        &[
+            "rules[0].aggregation: unknown aggregation \"median\"; valid aggregations are avg, sum, min, max, last, count",
+        ],
+    );
+    check(
+        json!([with("operand", json!(">="))]),
+        &[
+            "rules[0].operand: unknown operand \">=\"; valid operands are equalOrMoreThan, equalOrLessThan",
+        ],
+    );
+    check(
+        json!([with("value", json!("60"))]),
+        &["rules[0].value: expected a finite number, got a string"],
+    );
+    check(
+        json!([with("name", json!("   "))]),
+        &["rules[0].name: must not be empty"],
+    );
+    check(
+        json!([with("cooldwon", json!("1m"))]),
+        &[
+            "rules[0].cooldwon: unknown key; valid keys are name, field, aggregation, operand, value, timeframe, cooldown (rule \"High CPU Usage\")",
+        ],
+    );
+    check(
+        json!([cpu(), with("name", json!("High CPU Usage\t"))]),
+        &["rules[1].name: duplicate rule name after trimming (also pro.alerting.rules[0])"],
+    );
+    check(
+        json!(["x"]),
+        &["rules[0]: expected a rule object, got a string"],
+    );
+    check(
+        json!({}),
+        &["pro.alerting.rules: expected an array of rules, got an object"],
+    );
 }
 
 #[test]
 fn empty_rule_lists_missing_keys() {
     // The original failed to boot on `"rules": [{}]`.
-    check(json!([{}]), &["pro.alerting.rules[0]: missing keys: name, field, aggregation, operand, value, timeframe"]);
+    check(
+        json!([{}]),
+        &[
+            "pro.alerting.rules[0]: missing keys: name, field, aggregation, operand, value, timeframe",
+        ],
+    );
 }
 
 #[test]
@@ -74,17 +127,20 @@ fn every_problem_at_once() {
         {},
         with("value", json!(1)),
     ]);
-    check(rules, &[
-        "rules[0].timeframe",
-        "rules[1].field",
-        "rules[1].aggregation",
-        "rules[1].operand",
-        "rules[1].value",
-        "rules[1].timeframe",
-        "rules[1].extra",
-        "rules[2]: missing keys",
-        "rules[3].name: duplicate",
-    ]);
+    check(
+        rules,
+        &[
+            "rules[0].timeframe",
+            "rules[1].field",
+            "rules[1].aggregation",
+            "rules[1].operand",
+            "rules[1].value",
+            "rules[1].timeframe",
+            "rules[1].extra",
+            "rules[2]: missing keys",
+            "rules[3].name: duplicate",
+        ],
+    );
 }
 
 #[test]
@@ -130,19 +186,29 @@ fn config_errors_name_paths() {
         "pro.alerting.rules[0]: missing keys",
         "pro.alerting.rules[1].timeframe: \"2x\" is not a duration",
     ] {
-        assert!(got.iter().any(|p| p.starts_with(want)), "{want:?} not in {got:#?}");
+        assert!(
+            got.iter().any(|p| p.starts_with(want)),
+            "{want:?} not in {got:#?}"
+        );
     }
     assert_eq!(got.len(), 6, "{got:#?}");
 }
 
 #[test]
 fn syntax_errors_give_line_and_column() {
-    let e = Config::from_json_text("{\n  \"pro\": {\n    \"monitoring\": { ,\n", "cfg.json").unwrap_err();
+    let e = Config::from_json_text("{\n  \"pro\": {\n    \"monitoring\": { ,\n", "cfg.json")
+        .unwrap_err();
     match &e {
         ConfigError::Syntax { line, column, .. } => assert_eq!((*line, *column), (3, 21)),
-        other => panic!("{other:?}"),
+        other @ ConfigError::Invalid(_) => panic!("{other:?}"),
     }
-    assert!(e.to_string().starts_with("cfg.json:3:21: invalid JSON: "), "{e}");
+    assert!(
+        e.to_string().starts_with("cfg.json:3:21: invalid JSON: "),
+        "{e}"
+    );
     let e = Config::from_json_text("[1]", "f").unwrap_err();
-    assert_eq!(e.problems(), vec!["$: expected a configuration object, got an array".to_owned()]);
+    assert_eq!(
+        e.problems(),
+        vec!["$: expected a configuration object, got an array".to_owned()]
+    );
 }

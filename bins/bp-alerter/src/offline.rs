@@ -1,0 +1,178 @@
+//! The offline subcommands: `check-config`, `replay`, `test-rules`.
+
+use std::io::{self, BufRead, BufWriter, Write};
+use std::path::Path;
+
+use metrics_model::{Duration, Tick};
+use rules_engine::config::rules_from_json_text;
+use rules_engine::replay::{ReplayOptions, replay as run_replay};
+use rules_engine::rule_tests::TestFile;
+use rules_engine::{Config, RuleSet};
+
+use crate::EXIT_BAD_INPUT;
+
+fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))
+}
+
+/// `check-config FILE`.
+pub fn check_config(path: &Path) -> u8 {
+    let text = match read(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("bp-alerter check-config: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    match Config::from_json_text(&text, &path.display().to_string()) {
+        Ok(config) => {
+            println!(
+                "{}: valid; monitoring {} (every {}, kept {}), alerting {} (every {}, {} rule{})",
+                path.display(),
+                if config.monitoring.enabled {
+                    "enabled"
+                } else {
+                    "disabled"
+                },
+                config.monitoring.collection_interval,
+                config.monitoring.retention_period,
+                if config.alerting.enabled {
+                    "enabled"
+                } else {
+                    "disabled"
+                },
+                config.alerting.watcher_interval,
+                config.alerting.rules.len(),
+                if config.alerting.rules.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+            );
+            for w in config.warnings() {
+                println!("warning: {w}");
+            }
+            0
+        }
+        Err(e) => {
+            let problems = e.problems();
+            for p in &problems {
+                println!("{p}");
+            }
+            eprintln!(
+                "{}: {} problem{}",
+                path.display(),
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" }
+            );
+            EXIT_BAD_INPUT
+        }
+    }
+}
+
+fn load_rules(path: &Path) -> Result<(RuleSet, Option<Duration>), String> {
+    let text = read(path)?;
+    rules_from_json_text(&text, &path.display().to_string()).map_err(|e| {
+        let problems = e.problems();
+        if problems.len() == 1 {
+            format!("{}: {}", path.display(), problems[0])
+        } else {
+            format!(
+                "{}: {} problems:\n  {}",
+                path.display(),
+                problems.len(),
+                problems.join("\n  ")
+            )
+        }
+    })
+}
+
+/// `replay --rules FILE [--watcher-interval D]`.
+pub fn replay(rules_path: &Path, watcher_interval: Option<Duration>) -> u8 {
+    let fail = |msg: &str| {
+        eprintln!("bp-alerter replay: {msg}");
+        EXIT_BAD_INPUT
+    };
+    let (rules, file_interval) = match load_rules(rules_path) {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    let interval = watcher_interval
+        .or(file_interval)
+        .unwrap_or_else(|| Duration::from_secs(10).unwrap_or_default());
+    let mut ticks = Vec::new();
+    for (i, line) in io::stdin().lock().lines().enumerate() {
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => return fail(&format!("line {}: cannot read: {e}", i + 1)),
+        };
+        match Tick::parse_line(&line, i + 1) {
+            Ok(Some(t)) => ticks.push(t),
+            Ok(None) => {}
+            Err(e) => return fail(&e.to_string()),
+        }
+    }
+    let transitions = match run_replay(&rules, ticks, ReplayOptions::new(interval)) {
+        Ok(t) => t,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let mut out = BufWriter::new(io::stdout().lock());
+    for t in transitions {
+        if writeln!(out, "{}", t.to_json_line()).is_err() {
+            // The reader went away (e.g. `| head`): nothing more to do.
+            return 0;
+        }
+    }
+    let _ = out.flush();
+    0
+}
+
+/// `test-rules FILE...`.
+pub fn test_rules(files: &[std::path::PathBuf]) -> u8 {
+    let (mut passed, mut failed, mut bad_files) = (0usize, 0usize, 0usize);
+    for path in files {
+        let text = match read(path) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("bp-alerter test-rules: {e}");
+                bad_files += 1;
+                continue;
+            }
+        };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let loader = |rel: &str| load_rules(&dir.join(rel)).map(|(r, _)| r);
+        let file = match TestFile::parse(&text, &path.display().to_string(), &loader) {
+            Ok(f) => f,
+            Err(e) => {
+                for p in e.problems() {
+                    eprintln!("{}: {p}", path.display());
+                }
+                bad_files += 1;
+                continue;
+            }
+        };
+        for outcome in file.run() {
+            if outcome.passed {
+                passed += 1;
+                println!("PASS {}: {}", path.display(), outcome.name);
+            } else {
+                failed += 1;
+                println!("FAIL {}: {}", path.display(), outcome.name);
+                println!("  transitions (- expected, + got):");
+                for line in outcome.diff.lines() {
+                    println!("  {line}");
+                }
+            }
+        }
+    }
+    println!("test-rules: {passed} passed, {failed} failed");
+    if bad_files > 0 {
+        eprintln!(
+            "bp-alerter test-rules: {bad_files} file{} could not be read",
+            if bad_files == 1 { "" } else { "s" }
+        );
+        EXIT_BAD_INPUT
+    } else {
+        u8::from(failed > 0)
+    }
+}

@@ -1,0 +1,424 @@
+//! The offline subcommands through the real binary: JSON lines piped in,
+//! output and exit status checked.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn example(name: &str) -> PathBuf {
+    root().join("examples").join(name)
+}
+
+fn bp_alerter(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bp-alerter"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bp-alerter starts");
+    // The process may exit before reading (bad usage): a broken pipe is fine.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+/// Ticks of one host every 10 s over `[from, to)` seconds after T0.
+fn lines(host: &str, from: i64, to: i64, values: &Value) -> String {
+    let mut out = String::new();
+    for s in (from..to).step_by(10) {
+        out += &json!({ "host": host, "ts": T0 + s * 1000, "values": values }).to_string();
+        out.push('\n');
+    }
+    out
+}
+
+fn replay(rules: &Path, input: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["replay", "--rules", rules.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    bp_alerter(&args, input)
+}
+
+/// `(event, at − T0 in s, ruleName, hostName, triggerValue, endTime set)`.
+fn summary(out: &str) -> Vec<(String, i64, String, String, f64, bool)> {
+    out.lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"));
+            let i = &v["incident"];
+            (
+                v["event"].as_str().unwrap().to_owned(),
+                (v["at"].as_i64().unwrap() - T0) / 1000,
+                i["ruleName"].as_str().unwrap().to_owned(),
+                i["hostName"].as_str().unwrap().to_owned(),
+                i["triggerValue"].as_f64().unwrap(),
+                !i["endTime"].is_null(),
+            )
+        })
+        .collect()
+}
+
+fn row(
+    e: &str,
+    at: i64,
+    rule: &str,
+    host: &str,
+    v: f64,
+    ended: bool,
+) -> (String, i64, String, String, f64, bool) {
+    (e.to_owned(), at, rule.to_owned(), host.to_owned(), v, ended)
+}
+
+#[test]
+fn replay_reproduces_the_seed_examples() {
+    let mut input = String::new();
+    // node-a: CPU 30 % for 2 m, 90 % for 2 m, 30 % for 2 m; events throughout.
+    input += &lines(
+        "node-a",
+        0,
+        120,
+        &json!({ "cpu.usage": 30, "eventsIn.count": 1 }),
+    );
+    input += &lines(
+        "node-a",
+        120,
+        240,
+        &json!({ "cpu.usage": 90, "eventsIn.count": 1 }),
+    );
+    input += &lines(
+        "node-a",
+        240,
+        360,
+        &json!({ "cpu.usage": 30, "eventsIn.count": 1 }),
+    );
+    // node-b: 2 errors a tick for 50 s, then none; events stop after 60 s.
+    input += &lines(
+        "node-b",
+        0,
+        50,
+        &json!({ "errors.count": 2, "eventsIn.count": 1 }),
+    );
+    input += &lines(
+        "node-b",
+        50,
+        360,
+        &json!({ "errors.count": 0, "eventsIn.count": 0 }),
+    );
+    let out = replay(&example("seed-rules.json"), &input, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let got = summary(&stdout(&out));
+    assert_eq!(
+        got,
+        vec![
+            row("opened", 40, "High number of errors", "node-b", 10.0, false),
+            row(
+                "resolved",
+                60,
+                "High number of errors",
+                "node-b",
+                10.0,
+                true
+            ),
+            row("opened", 170, "High CPU Usage", "node-a", 60.0, false),
+            row("resolved", 300, "High CPU Usage", "node-a", 60.0, true),
+        ]
+    );
+    // node-b's last event is at 40 s: "No more incoming events" needs 10 m of
+    // silence, which this input does not reach.
+    let lines: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[2]["incident"]["id"], lines[3]["incident"]["id"]);
+    assert_eq!(
+        lines[2]["incident"]["startTime"],
+        "2026-01-01T00:02:50.000Z"
+    );
+    assert_eq!(lines[3]["incident"]["endTime"], "2026-01-01T00:05:00.000Z");
+}
+
+#[test]
+fn replay_reads_any_order_rfc3339_blank_lines_and_duplicates() {
+    let rules = example("seed-rules.json");
+    let mut ordered = lines(
+        "h",
+        0,
+        600,
+        &json!({ "eventsIn.count": 0, "cpu.usage": 10, "errors.count": null }),
+    );
+    ordered += &lines("h", 600, 700, &json!({ "eventsIn.count": 0 }));
+    let sorted = replay(&rules, &ordered, &[]);
+    assert_eq!(sorted.status.code(), Some(0), "{}", stderr(&sorted));
+    assert_eq!(
+        summary(&stdout(&sorted)),
+        vec![row("opened", 0, "No more incoming events", "h", 0.0, false)]
+    );
+
+    // Reversed, with RFC 3339 stamps in another offset, blank lines, unknown
+    // keys and a duplicate of the first tick (ignored: first seen counts).
+    let mut shuffled: Vec<String> = ordered.lines().map(str::to_owned).collect();
+    shuffled.reverse();
+    shuffled[3] = json!({ "host": "h", "ts": "2026-01-01T01:01:10.000+01:00", "values": { "eventsIn.count": 0 }, "serverId": "x" }).to_string();
+    shuffled.push(String::new());
+    shuffled.push(json!({ "host": "h", "ts": T0, "values": { "eventsIn.count": 5 } }).to_string());
+    let out = replay(&rules, &shuffled.join("\n"), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let got = summary(&stdout(&out));
+    // The duplicate at T0 comes last in the input, so it is ignored.
+    assert_eq!(got, summary(&stdout(&sorted)));
+}
+
+#[test]
+fn replay_watcher_interval_from_flag_or_file() {
+    let input = lines("h", 5, 60, &json!({ "errors.count": 20 }));
+    // Instants every 10 s from 10 s: the first is 10 s.
+    let out = replay(&example("seed-rules.json"), &input, &[]);
+    assert_eq!(summary(&stdout(&out))[0].1, 10);
+    let out = replay(
+        &example("seed-rules.json"),
+        &input,
+        &["--watcher-interval", "1m"],
+    );
+    assert_eq!(stdout(&out), "", "no multiple of 1m between 5s and 55s");
+    let out = replay(
+        &example("seed-rules.json"),
+        &input,
+        &["--watcher-interval", "7s"],
+    );
+    assert_eq!(summary(&stdout(&out))[0].1, 7);
+    // A configuration file works as a rules file, with its watcherInterval.
+    let out = replay(&example("botpress.config.json"), &input, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(summary(&stdout(&out))[0].1, 10);
+    let out = replay(
+        &example("seed-rules.json"),
+        &input,
+        &["--watcher-interval", "2x"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn replay_empty_input_prints_nothing() {
+    let out = replay(&example("seed-rules.json"), "", &[]);
+    assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), ""));
+    let out = replay(&example("seed-rules.json"), "\n\n   \n", &[]);
+    assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), ""));
+}
+
+#[test]
+fn replay_bad_input_names_the_line() {
+    let good = json!({ "host": "a", "ts": T0, "values": { "cpu.usage": 1 } }).to_string();
+    for (bad, expected) in [
+        ("not json", "line 2: not JSON"),
+        (r#"{"ts":1,"values":{}}"#, "line 2: missing \"host\""),
+        (r#"{"host":"a","values":{}}"#, "line 2: missing \"ts\""),
+        (r#"{"host":"a","ts":1}"#, "line 2: missing \"values\""),
+        (
+            r#"{"host":"a","ts":"last tuesday","values":{}}"#,
+            "line 2: ts:",
+        ),
+        (
+            r#"{"host":"a","ts":1,"values":{"cpu.usage":"high"}}"#,
+            "line 2: values.cpu.usage: expected a number or null",
+        ),
+        (
+            r#"{"host":"a","ts":1,"values":{"cpu.usage":1e999}}"#,
+            "line 2: not JSON",
+        ),
+        (
+            r#"{"host":"a","ts":1,"values":{"disk.usage":1}}"#,
+            "line 2: values.disk.usage: unknown field",
+        ),
+        (
+            r#"{"host":"<script>","ts":1,"values":{}}"#,
+            "line 2: host: invalid host name",
+        ),
+    ] {
+        let out = replay(
+            &example("seed-rules.json"),
+            &format!("{good}\n{bad}\n{good}\n"),
+            &[],
+        );
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert_eq!(stdout(&out), "", "{bad}");
+        let err = stderr(&out);
+        assert!(
+            err.contains(expected) && err.lines().count() == 1,
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
+fn replay_bad_rules_file_exits_2() {
+    let out = replay(&example("bad-config.json"), "", &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("alerting.rules[1].timeframe"),
+        "{}",
+        stderr(&out)
+    );
+    let out = replay(Path::new("/nonexistent/rules.json"), "", &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("cannot read"), "{}", stderr(&out));
+}
+
+#[test]
+fn check_config_lists_every_problem() {
+    let out = bp_alerter(
+        &["check-config", example("bad-config.json").to_str().unwrap()],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let text = stdout(&out);
+    for want in [
+        "monitoring.collectionInterval: \"10 s\" is not a duration",
+        "alerting.rules[0]: missing keys: name, field, aggregation, operand, value, timeframe",
+        "alerting.rules[1].cooldwon: unknown key",
+        "alerting.rules[1].field: unknown field \"cpu.usag\"",
+        "alerting.rules[1].aggregation: unknown aggregation \"mean\"",
+        "alerting.rules[1].timeframe: \"2x\" is not a duration",
+        "alerting.rules[2].operand: unknown operand \"above\"",
+        "alerting.rules[2].value: expected a finite number",
+        "alerting.rules[2].timeframe: must be greater than 0",
+        "alerting.rules[2].cooldown: \"-1s\" is not a duration",
+        "alerting.rules[2].name: duplicate rule name after trimming (also alerting.rules[1])",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(want)),
+            "{want:?} missing from:\n{text}"
+        );
+    }
+    assert_eq!(text.lines().count(), 11, "{text}");
+    // Every rule problem names the rule.
+    assert!(
+        text.lines()
+            .filter(|l| l.contains("rules[1].") || l.contains("rules[2]."))
+            .all(|l| l.ends_with("(rule \"High CPU Usage\")"))
+    );
+}
+
+#[test]
+fn check_config_accepts_the_examples() {
+    let path = example("botpress.config.json");
+    let out = bp_alerter(&["check-config", path.to_str().unwrap()], "");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("valid"), "{}", stdout(&out));
+}
+
+#[test]
+fn check_config_syntax_error_gives_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.json");
+    std::fs::write(&path, "{\n  \"alerting\": {\n    \"rules\": [,]\n  }\n}\n").unwrap();
+    let out = bp_alerter(&["check-config", path.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stdout(&out).contains("broken.json:3:15: invalid JSON"),
+        "{}",
+        stdout(&out)
+    );
+    let out = bp_alerter(&["check-config", "/nonexistent.json"], "");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn test_rules_pass_on_examples_and_fail_with_a_diff() {
+    let out = bp_alerter(
+        &[
+            "test-rules",
+            example("rule-tests/seed-rules.test.json").to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("test-rules: 5 passed, 0 failed"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = bp_alerter(
+        &[
+            "test-rules",
+            example("rule-tests/wrong-expectation.test.json")
+                .to_str()
+                .unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("FAIL "), "{text}");
+    assert!(
+        text.contains(
+            "- opened   at 1m30s    rule \"High number of errors\" host node-a triggerValue 8"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "+ opened   at 1m40s    rule \"High number of errors\" host node-a triggerValue 10"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("    resolved at 2m "), "{text}");
+}
+
+#[test]
+fn test_rules_bad_file_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.test.json");
+    std::fs::write(&path, r#"{ "rules": [], "tests": [ { "name": "x", "series": { "h": { "cpu.usage": "1x2 7y" } }, "expect": [ { "event": "closed" } ] } ] }"#).unwrap();
+    let out = bp_alerter(&["test-rules", path.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("tests[0].series.h.cpu.usage: item 2 \"7y\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("tests[0].expect[0].event: \"closed\" is not opened or resolved"),
+        "{err}"
+    );
+    assert!(err.contains("tests[0].expect[0]: missing key: at"), "{err}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(bp_alerter(&[], "").status.code(), Some(2));
+    assert_eq!(bp_alerter(&["replay"], "").status.code(), Some(2));
+    assert_eq!(bp_alerter(&["frobnicate"], "").status.code(), Some(2));
+    assert_eq!(bp_alerter(&["--help"], "").status.code(), Some(0));
+    for sub in ["check-config", "replay", "test-rules"] {
+        let out = bp_alerter(&[sub, "--help"], "");
+        assert_eq!(out.status.code(), Some(0), "{sub}");
+    }
+}
