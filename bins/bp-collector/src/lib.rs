@@ -1,0 +1,222 @@
+//! The `bp-collector` service, as a library so that `main.rs` stays thin and
+//! tests can drive it.
+//!
+//! - [`config`]: command line + configuration file + environment → [`Config`].
+//! - [`run`]: the collector: a ticker task (one tick per interval, aligned to
+//!   the interval), the StatsD and HTTP receivers, and the writer.
+//! - [`writer`]: the bounded outage buffer, retries with backoff, and the
+//!   sinks (a store, or stdout for the dry run).
+//! - [`import`]: `bp-collector import`, JSON-lines ticks on stdin → store.
+//! - [`ingest`]: the StatsD (UDP) and HTTP (JSON) receivers.
+//!
+//! Shutdown fans out through one `watch` channel: the receivers stop, the
+//! ticker emits the current partial tick and closes the tick channel, and the
+//! writer flushes its buffer (for at most `--shutdown-timeout`).
+// "StatsD" is a protocol name in prose (and in --help), not code to put in backticks.
+#![allow(clippy::doc_markdown)]
+
+pub mod config;
+pub mod import;
+pub mod ingest;
+pub mod ratelimit;
+pub mod store;
+pub mod writer;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use collector::{Recorder, RecorderConfig, TickAssembler, next_tick_after};
+use metrics_model::tick::Tick;
+use metrics_model::time::{Millis, ceil_to};
+use tokio::sync::{mpsc, watch};
+
+pub use config::Config;
+
+use crate::ingest::IngestStats;
+use crate::ratelimit::RateLimited;
+use crate::writer::{TickSink, WriterConfig, WriterStats};
+
+/// How many missed ticks the ticker still emits (one after the other) when
+/// it fell behind; further behind, it skips to the present.
+const CATCH_UP_TICKS: i64 = 10;
+
+/// Ticks per store write while catching up after an outage.
+const WRITE_BATCH: usize = 500;
+
+/// Runs the collector until `shutdown` completes, writing to the store the
+/// configuration's deployment selects (Redis, or stdout for the dry run).
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    for w in &config.deployment.warnings {
+        tracing::warn!("{w}");
+    }
+    match store::open(&config.deployment).await? {
+        store::Opened::Redis(sink) => run_with_sink(config, sink, shutdown).await,
+        store::Opened::DryRun => {
+            tracing::info!("REDIS_URL is not set: dry run, ticks are printed to stdout");
+            run_with_sink(config, writer::StdoutSink, shutdown).await
+        }
+    }
+}
+
+/// Runs the collector with an explicit sink.
+pub async fn run_with_sink<K: TickSink>(
+    config: Config,
+    sink: K,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let recorder = Recorder::new(RecorderConfig {
+        max_custom_fields: config.max_custom_fields,
+    });
+    let assembler = TickAssembler::new(config.node.clone(), recorder.clone())
+        .context("cannot sample the system")?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let ingest_stats = Arc::new(IngestStats::default());
+    let writer_stats = Arc::new(WriterStats::default());
+    let mut tasks = tokio::task::JoinSet::new();
+
+    if let Some(addr) = config.statsd {
+        let socket = ingest::bind_statsd(addr)
+            .await
+            .with_context(|| format!("cannot listen for statsd on udp {addr}"))?;
+        let local = socket.local_addr()?;
+        tracing::info!(addr = %local, "statsd listening");
+        tasks.spawn(ingest::statsd(
+            socket,
+            recorder.clone(),
+            ingest_stats.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    if let Some(addr) = config.http {
+        let listener = ingest::bind_http(addr)
+            .await
+            .with_context(|| format!("cannot listen for http on tcp {addr}"))?;
+        let local = listener.local_addr()?;
+        tracing::info!(addr = %local, token = config.http_token.is_some(), "http listening");
+        let fut = ingest::http(
+            listener,
+            recorder.clone(),
+            config.http_token.clone(),
+            config.node.to_string(),
+            ingest_stats.clone(),
+            writer_stats.clone(),
+            stop_rx.clone(),
+        );
+        tasks.spawn(async move {
+            if let Err(e) = fut.await {
+                tracing::error!(error = %e, "http server failed");
+            }
+        });
+    }
+
+    let (tick_tx, tick_rx) = mpsc::unbounded_channel();
+    let interval_ms = config.interval.as_millis_i64();
+    let ticker = tokio::spawn(tick_loop(assembler, interval_ms, tick_tx, stop_rx));
+    let writer = tokio::spawn(writer::write_loop(
+        sink,
+        tick_rx,
+        WriterConfig {
+            capacity: config.buffer_ticks,
+            batch: WRITE_BATCH,
+            write_timeout: std::time::Duration::from_secs(5).max(
+                config
+                    .interval
+                    .to_std()
+                    .min(std::time::Duration::from_secs(30)),
+            ),
+            shutdown_timeout: config.shutdown_timeout,
+        },
+        writer_stats,
+    ));
+    tracing::info!(
+        node = %config.node,
+        interval = %config.interval,
+        buffer_ticks = config.buffer_ticks,
+        "collector started"
+    );
+
+    let mut writer = writer;
+    let writer_result = tokio::select! {
+        () = shutdown => None,
+        r = &mut writer => Some(r),
+    };
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    let _ = ticker.await;
+    let report = match writer_result {
+        Some(r) => r,
+        None => writer.await,
+    }
+    .context("writer task failed")?
+    .context("the store refused the ticks")?;
+    if report.unwritten > 0 {
+        anyhow::bail!(
+            "{} tick(s) were not written: the store stayed unreachable for --shutdown-timeout",
+            report.unwritten
+        );
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+/// One tick per interval, stamped with the aligned instant; on shutdown one
+/// last (partial) tick for the interval in progress.
+async fn tick_loop(
+    mut assembler: TickAssembler,
+    interval_ms: i64,
+    ticks: mpsc::UnboundedSender<Tick>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut last: Option<Millis> = None;
+    let mut custom_warning = RateLimited::new(std::time::Duration::from_mins(1));
+    let mut custom_dropped = 0;
+    loop {
+        let now = now_ms();
+        // Normally the next aligned instant. When the process fell behind
+        // (CPU starvation), catch up tick by tick so that no ts is skipped,
+        // unless it is far behind (a suspended machine).
+        let due = match last {
+            Some(l) if now - (l + interval_ms) < CATCH_UP_TICKS * interval_ms => l + interval_ms,
+            _ => next_tick_after(now, interval_ms),
+        };
+        let wait = std::time::Duration::from_millis((due - now).max(0) as u64);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => break,
+        }
+        // The wall clock may lag the monotonic timer by a little: never stamp
+        // a tick before its instant has come.
+        while now_ms() < due {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        let tick = assembler.collect(due);
+        last = Some(due);
+        if ticks.send(tick).is_err() {
+            return;
+        }
+        let dropped = assembler.recorder().stats().custom_dropped;
+        if dropped > custom_dropped {
+            if let Some(suppressed) = custom_warning.allow() {
+                tracing::warn!(
+                    dropped_total = dropped,
+                    suppressed,
+                    "custom fields over the --max-custom-fields bound were dropped"
+                );
+            }
+            custom_dropped = dropped;
+        }
+    }
+    // The partial tick of the interval in progress: everything counted
+    // since the last tick.
+    let ts = last.map_or_else(|| ceil_to(now_ms(), interval_ms), |l| l + interval_ms);
+    let _ = ticks.send(assembler.collect(ts));
+}
