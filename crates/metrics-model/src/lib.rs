@@ -7,7 +7,10 @@
 //! - [`tick`]: one sample of one host at one instant, and the JSON-lines
 //!   format used by `bp-alerter replay` and `bp-collector import`.
 //! - [`time`]: milliseconds-since-epoch helpers (RFC 3339 in and out).
-//! - [`store`]: the traits the Redis store and the in-memory store implement.
+//! - [`store`]: the traits the Redis store and the in-memory stores implement
+//!   ([`store::TickStore`] for ticks, [`store::AlertStore`] for the alerter's
+//!   lease, incident states, outbox and history); [`memory`] and
+//!   [`memory_alerts`] are the in-memory implementations.
 //! - [`deployment`]: how the environment (`REDIS_URL`, `CLUSTER_ENABLED`,
 //!   `BP_REDIS_SCOPE`) selects standalone or cluster mode; the redacting
 //!   [`deployment::RedisUrl`].
@@ -21,6 +24,7 @@ pub mod duration;
 pub mod field;
 pub mod host;
 pub mod memory;
+pub mod memory_alerts;
 pub mod store;
 pub mod tick;
 pub mod time;
@@ -30,4 +34,5 @@ pub use duration::Duration;
 pub use field::{Field, StandardField};
 pub use host::HostName;
 pub use memory::MemoryStore;
+pub use memory_alerts::MemoryAlertStore;
 pub use tick::{Tick, TickLineError, Values};

@@ -63,6 +63,10 @@ pub enum StoreError {
     /// (for example a newer key layout); retrying will not help.
     #[error("store incompatible: {0}")]
     Incompatible(String),
+    /// The caller's lease token is not the current one: another alerter is
+    /// active, and nothing was written.
+    #[error("fenced: the alerter lease is held by another process (token {0} is stale)")]
+    Fenced(u64),
     /// Any other failure of one operation.
     #[error("store error: {0}")]
     Other(String),
@@ -113,4 +117,138 @@ pub trait TickStore: Send + Sync {
         &self,
         before: Millis,
     ) -> impl Future<Output = Result<PruneOutcome, StoreError>> + Send;
+}
+
+/// The active alerter's lease: who holds it and its fencing token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseInfo {
+    /// The holder's identity (host name and process id, for example).
+    pub holder: String,
+    /// The fencing token: it grows by one at every acquisition.
+    pub token: u64,
+    /// Milliseconds until the lease expires unless renewed.
+    pub expires_in_ms: u64,
+}
+
+/// Everything an alerter needs to continue where the last one stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertSnapshot {
+    /// The last instant evaluated (committed).
+    pub last_evaluated: Option<Millis>,
+    /// Incident state per key (opaque JSON, owned by the `incidents` crate).
+    pub states: Vec<(String, String)>,
+}
+
+/// One evaluation's changes, committed atomically with the fencing check.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertCommit {
+    /// The instant evaluated.
+    pub evaluated_at: Millis,
+    /// State changes: `(key, Some(json))` sets, `(key, None)` removes.
+    pub states: Vec<(String, Option<String>)>,
+    /// Transitions to deliver (opaque JSON), appended to the outbox in order.
+    pub outbox: Vec<String>,
+    /// Resolved incidents for the history: `(end time, incident id, json)`.
+    pub resolved: Vec<(Millis, String, String)>,
+}
+
+/// A transition waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// Position in the outbox; grows with every entry.
+    pub seq: u64,
+    /// The transition (opaque JSON).
+    pub payload: String,
+}
+
+/// A delivery that failed for good, kept for operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// When it was given up, ms since the epoch.
+    pub at: Millis,
+    /// The hook's name.
+    pub hook: String,
+    /// The last error.
+    pub error: String,
+    /// The transition (opaque JSON).
+    pub payload: String,
+}
+
+/// Storage of the alerter's state: the lease, incident states, the outbox
+/// of transitions to deliver, resolved history and dead letters.
+///
+/// **Invariant:** [`AlertStore::commit`] applies all of a commit or none of
+/// it, and only while the given token is the current lease's token (a paused
+/// old leader cannot write after losing the lease).
+pub trait AlertStore: Send + Sync {
+    /// Acquires the lease for `holder` if it is free or expired, or renews it
+    /// if `holder` holds it. Returns the fencing token when `holder` holds the
+    /// lease after the call, `None` when someone else does.
+    fn acquire_lease(
+        &self,
+        holder: &str,
+        ttl_ms: u64,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
+    /// Gives the lease up if `holder` still holds it with `token`.
+    fn release_lease(
+        &self,
+        holder: &str,
+        token: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The current lease, if any.
+    fn lease(&self) -> impl Future<Output = Result<Option<LeaseInfo>, StoreError>> + Send;
+
+    /// The last instant evaluated and every incident state.
+    fn load(&self) -> impl Future<Output = Result<AlertSnapshot, StoreError>> + Send;
+
+    /// Applies one evaluation's changes atomically, if `token` is the current
+    /// lease's token; otherwise fails with [`StoreError::Fenced`] and changes
+    /// nothing.
+    fn commit(
+        &self,
+        token: u64,
+        commit: &AlertCommit,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Up to `limit` outbox entries, oldest first.
+    fn outbox(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<OutboxEntry>, StoreError>> + Send;
+
+    /// Removes delivered entries from the outbox.
+    fn ack(&self, seqs: &[u64]) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Number of entries waiting in the outbox.
+    fn outbox_len(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Keeps a failed delivery (bounded: the oldest are dropped past a limit
+    /// the implementation documents).
+    fn dead_letter(
+        &self,
+        letter: &DeadLetter,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The newest dead letters, newest first.
+    fn dead_letters(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<DeadLetter>, StoreError>> + Send;
+
+    /// Resolved incidents (JSON) whose end time is within `from..=to`,
+    /// oldest first, at most `limit`.
+    fn resolved(
+        &self,
+        from: Millis,
+        to: Millis,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// Removes resolved incidents that ended before `before`; returns how many.
+    fn prune_resolved(
+        &self,
+        before: Millis,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
 }

@@ -56,6 +56,9 @@ pub struct AlertingConfig {
     pub catch_up_limit: Duration,
     /// The rules.
     pub rules: RuleSet,
+    /// The `hooks` object as written, validated by the `incidents` crate
+    /// (this crate knows nothing of hooks).
+    pub hooks: Option<Value>,
 }
 
 fn d(text: &str) -> Duration {
@@ -84,6 +87,7 @@ impl Default for AlertingConfig {
             evaluation_delay: d("1s"),
             catch_up_limit: d("1h"),
             rules: RuleSet::default(),
+            hooks: None,
         }
     }
 }
@@ -264,6 +268,7 @@ fn alerting(obj: &Map<String, Value>, path: &str, p: &mut Problems) -> AlertingC
         evaluation_delay,
         catch_up_limit: interval(obj, path, "catchUpLimit", def.catch_up_limit, p),
         rules,
+        hooks: obj.get("hooks").filter(|v| !v.is_null()).cloned(),
     }
 }
 
