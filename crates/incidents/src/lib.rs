@@ -1,3 +1,17 @@
-//! Incident records, their persistence through the store traits, the outbox
-//! and hook delivery. Not built yet: see the "Alerter, incidents and hooks" issue.
+//! Incidents after the rules engine has made them: their persistence through
+//! the [`metrics_model::store::AlertStore`] trait (Redis or in-memory), the
+//! outbox of transitions, and hook delivery.
+//!
+//! - [`persist`]: incident state ↔ the store's opaque records; one
+//!   evaluation's transitions → one atomic [`metrics_model::store::AlertCommit`].
+//!
+//! The incident record itself ([`Incident`]: `id`, `ruleName`, `hostName`,
+//! `startTime`, `endTime`, `triggerValue`) is the rules engine's, re-exported.
+//!
+//! Not here: rule evaluation (`rules-engine`), Redis commands (`redis-store`),
+//! scheduling and leadership (`bp-alerter`).
 #![deny(missing_docs)]
+
+pub mod persist;
+
+pub use rules_engine::{Event, Incident, IncidentState, Transition};
