@@ -1,0 +1,243 @@
+//! Bytes per stored sample, measured with `INFO memory` (`used_memory`
+//! delta), for 10 days of 10 s ticks of one node with the 10 seed fields:
+//! 86,400 ticks × 10 = 864,000 samples with realistic values (CPU and
+//! memory random walks with 2 decimals, small integer counters, latencies
+//! with 3 decimals).
+//!
+//! In one run, on a `redis-server` it starts itself (default settings):
+//! - this store's layout (ticks appended in order, 1,000 per call), with
+//!   the import throughput;
+//! - the same ticks appended shuffled (the late-tick path);
+//! - the original system's layout: one sorted set, `ZADD <ts> <JSON of the tick>`;
+//! - a plain stream per node with one entry per tick and one field per value;
+//! - the time of a one-day range read (8,640 ticks) through the store.
+//!
+//! `cargo run --release -p redis-store --example bytes_per_sample`
+
+use std::time::{Duration, Instant};
+
+use fred::prelude::*;
+use metrics_model::store::TickStore;
+use metrics_model::{HostName, RedisUrl, StandardField, Tick};
+use redis_store::{RedisOptions, RedisStore};
+use test_support::RedisServer;
+
+const TICKS: i64 = 86_400;
+const STEP: i64 = 10_000;
+const START: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+const SAMPLES: f64 = (TICKS * 10) as f64;
+
+/// A small deterministic generator (PCG-style LCG).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn unit(&mut self) -> f64 {
+        self.next() as f64 / f64::from(1u32 << 31)
+    }
+}
+
+fn round(v: f64, decimals: i32) -> f64 {
+    let p = 10f64.powi(decimals);
+    (v * p).round() / p
+}
+
+fn ticks(host: &HostName) -> Vec<Tick> {
+    let mut rng = Rng(7);
+    let (mut cpu, mut mem, mut free) = (35.0f64, 45.0f64, 8_000_000.0f64);
+    (0..TICKS)
+        .map(|i| {
+            cpu = (cpu + (rng.unit() - 0.5) * 6.0).clamp(0.0, 100.0);
+            mem = (mem + (rng.unit() - 0.5) * 0.4).clamp(0.0, 100.0);
+            free = (free + (rng.unit() - 0.5) * 20_000.0).clamp(0.0, 16_000_000.0);
+            let count = 1 + rng.below(40);
+            let avg = round(5.0 + rng.unit() * 150.0, 3);
+            let sum = round(avg * count as f64, 3);
+            Tick::new(
+                host.clone(),
+                START + i * STEP,
+                [
+                    (StandardField::CpuUsage.into(), round(cpu, 2)),
+                    (StandardField::MemUsage.into(), round(mem, 2)),
+                    (StandardField::MemFree.into(), free.round()),
+                    (StandardField::RequestsCount.into(), count as f64),
+                    (StandardField::RequestsLatencyAvg.into(), avg),
+                    (StandardField::RequestsLatencySum.into(), sum),
+                    (StandardField::EventsInCount.into(), rng.below(20) as f64),
+                    (StandardField::EventsOutCount.into(), rng.below(20) as f64),
+                    (StandardField::WarningsCount.into(), rng.below(3) as f64),
+                    (StandardField::ErrorsCount.into(), rng.below(2) as f64),
+                ],
+            )
+        })
+        .collect()
+}
+
+fn used_memory(server: &RedisServer) -> i64 {
+    let info = server.cli(&["info", "memory"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("used_memory in INFO memory")
+}
+
+fn original_json(t: &Tick) -> String {
+    use std::fmt::Write as _;
+    let mut s = format!(
+        "{{\"host\":\"{}\",\"serverId\":\"srv-1\",\"ts\":{}",
+        t.host, t.ts
+    );
+    for (f, v) in &t.values {
+        let _ = write!(s, ",\"{f}\":{v}");
+    }
+    s.push('}');
+    s
+}
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn report(label: &str, bytes: i64, extra: &str) {
+    println!(
+        "{label:<28} {bytes:>10} bytes  {:5.2} B/sample{extra}",
+        bytes as f64 / SAMPLES
+    );
+}
+
+/// Appends `ticks` 1,000 per call; returns (`used_memory` delta, ticks/s).
+async fn load(server: &RedisServer, store: &RedisStore, ticks: &[Tick]) -> Res<(i64, f64)> {
+    let m0 = used_memory(server);
+    let t0 = Instant::now();
+    for batch in ticks.chunks(1000) {
+        store.append(batch).await?;
+    }
+    let rate = ticks.len() as f64 / t0.elapsed().as_secs_f64();
+    Ok((used_memory(server) - m0, rate))
+}
+
+async fn range_reads(store: &RedisStore, host: &HostName) -> Res<()> {
+    let mut times: Vec<Duration> = Vec::new();
+    for d in 0..20i64 {
+        let from = START + (d % 10) * 86_400_000;
+        let t = Instant::now();
+        let got = store.range(host, from, from + 86_400_000 - 1).await?;
+        times.push(t.elapsed());
+        assert_eq!(got.len(), 8_640);
+    }
+    times.sort();
+    println!(
+        "one-day range read (8,640 ticks): median {:.1} ms, max {:.1} ms (20 reads)",
+        times[10].as_secs_f64() * 1e3,
+        times[19].as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
+/// The original system's layout: `ZADD monitoring <ts> <JSON>`.
+async fn load_original(server: &RedisServer, client: &Client, ticks: &[Tick]) -> Res<i64> {
+    let m0 = used_memory(server);
+    for batch in ticks.chunks(1000) {
+        let pipeline = client.pipeline();
+        for t in batch {
+            let _: () = pipeline
+                .zadd(
+                    "monitoring",
+                    None,
+                    None,
+                    false,
+                    false,
+                    (t.ts as f64, original_json(t)),
+                )
+                .await?;
+        }
+        let _: Vec<Value> = pipeline.all().await?;
+    }
+    Ok(used_memory(server) - m0)
+}
+
+/// A plain stream: one entry per tick, one field per value.
+async fn load_plain_stream(server: &RedisServer, client: &Client, ticks: &[Tick]) -> Res<i64> {
+    let m0 = used_memory(server);
+    for batch in ticks.chunks(1000) {
+        let pipeline = client.pipeline();
+        for t in batch {
+            let fields: Vec<(String, String)> = t
+                .values
+                .iter()
+                .map(|(f, v)| (f.to_string(), v.to_string()))
+                .collect();
+            let _: () = pipeline
+                .xadd("plain-stream", false, None, format!("{}-0", t.ts), fields)
+                .await?;
+        }
+        let _: Vec<Value> = pipeline.all().await?;
+    }
+    Ok(used_memory(server) - m0)
+}
+
+#[tokio::main]
+async fn main() -> Res<()> {
+    let server = RedisServer::start();
+    let url = RedisUrl::parse(&server.url())?;
+    let host: HostName = "node-a".parse()?;
+    let data = ticks(&host);
+    let version = server.cli(&["info", "server"]);
+    let version = version
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .unwrap_or("?")
+        .trim();
+    println!(
+        "redis-server {version} (default settings) on port {}; {TICKS} ticks x 10 fields = {SAMPLES} samples",
+        server.port()
+    );
+
+    let store = RedisStore::connect(RedisOptions::new(url.clone(), "bp")).await?;
+    let (bytes, rate) = load(&server, &store, &data).await?;
+    report(
+        "store layout 1, in order:",
+        bytes,
+        &format!("  import {rate:.0} ticks/s"),
+    );
+    range_reads(&store, &host).await?;
+
+    let mut shuffled = data.clone();
+    let mut rng = Rng(99);
+    for i in (1..shuffled.len()).rev() {
+        shuffled.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let shuffled_store = RedisStore::connect(RedisOptions::new(url, "shuffled")).await?;
+    let (bytes, rate) = load(&server, &shuffled_store, &shuffled).await?;
+    report(
+        "store layout 1, shuffled:",
+        bytes,
+        &format!("  import {rate:.0} ticks/s"),
+    );
+    let back = shuffled_store
+        .range(&host, START, START + TICKS * STEP)
+        .await?;
+    assert!(back == data, "a shuffled import must give the same data");
+
+    let client = Builder::from_config(Config::from_url(&server.url())?).build()?;
+    client.init().await?;
+    report(
+        "original (ZADD JSON):",
+        load_original(&server, &client, &data).await?,
+        "",
+    );
+    report(
+        "plain stream, 10 fields:",
+        load_plain_stream(&server, &client, &data).await?,
+        "",
+    );
+    client.quit().await?;
+    Ok(())
+}

@@ -1,0 +1,294 @@
+//! Redis-only behaviour: authentication, layout versions, outages,
+//! concurrent janitors, key names, start-up warnings. Every test starts its
+//! own `redis-server`.
+
+mod suite;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use metrics_model::store::{StoreError, TickStore};
+use metrics_model::{RedisUrl, Tick};
+use redis_store::{RedisOptions, RedisStore, RedisStoreError};
+use suite::{host, tick};
+use test_support::{RedisServer, RedisServerOptions, free_port};
+
+/// Guards against a hang: every store call here must answer long before.
+const HANG: Duration = Duration::from_mins(1);
+
+fn opts(url: &str, scope: &str) -> RedisOptions {
+    RedisOptions::new(RedisUrl::parse(url).unwrap(), scope)
+}
+
+async fn connect(url: &str, scope: &str) -> Result<RedisStore, RedisStoreError> {
+    tokio::time::timeout(HANG, RedisStore::connect(opts(url, scope)))
+        .await
+        .expect("connect hung")
+}
+
+#[tokio::test]
+async fn acl_user_connects_and_the_password_never_shows() {
+    let server = RedisServer::start_with(RedisServerOptions {
+        acl_user: Some(("bp-writer".into(), "s3cr3t-Pw".into())),
+        ..RedisServerOptions::default()
+    });
+    let store = connect(&server.url_with_auth("bp-writer", "s3cr3t-Pw"), "bp")
+        .await
+        .unwrap();
+    store.append(&[tick("a", 1_000, 0.0)]).await.unwrap();
+    assert_eq!(store.range(&host("a"), 0, 10_000).await.unwrap().len(), 1);
+    let shown = format!("{store:?} {}", store.url());
+    assert!(
+        !shown.contains("s3cr3t-Pw") && shown.contains("***"),
+        "{shown}"
+    );
+
+    let wrong = connect(&server.url_with_auth("bp-writer", "wr0ng-Pw"), "bp")
+        .await
+        .unwrap_err();
+    let text = format!("{wrong} {wrong:?}");
+    assert!(!text.contains("wr0ng-Pw"), "{text}");
+    assert!(text.contains("bp-writer:***@127.0.0.1"), "{text}");
+    assert!(matches!(wrong, RedisStoreError::Redis(_)), "{wrong:?}");
+
+    let anonymous = connect(&server.url(), "bp").await.unwrap_err();
+    assert!(
+        !format!("{anonymous:?}").contains("s3cr3t"),
+        "{anonymous:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_newer_layout_is_refused() {
+    let server = RedisServer::start();
+    assert_eq!(server.cli(&["set", "bp:layout", "2"]).trim(), "OK");
+    let err = connect(&server.url(), "bp").await.unwrap_err();
+    match &err {
+        RedisStoreError::Incompatible(m) => {
+            assert!(
+                m.contains("bp:layout") && m.contains("\"2\"") && m.contains("layout 1"),
+                "{m}"
+            );
+        }
+        other => panic!("expected Incompatible, got {other:?}"),
+    }
+    let as_store_error: StoreError = err.into();
+    assert!(matches!(as_store_error, StoreError::Incompatible(_)));
+    // Another scope is another layout; an empty scope gets version 1.
+    connect(&server.url(), "other").await.unwrap();
+    assert_eq!(server.cli(&["get", "other:layout"]).trim(), "1");
+    connect(&server.url(), "other").await.unwrap();
+    let err = connect(&server.url(), "a{b}").await.unwrap_err();
+    assert!(matches!(err, RedisStoreError::Config(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_down_redis_fails_fast_and_the_store_recovers() {
+    let mut server = RedisServer::start_with(RedisServerOptions {
+        appendonly: true,
+        ..RedisServerOptions::default()
+    });
+    let store = connect(&server.url(), "bp").await.unwrap();
+    store.append(&[tick("a", 10_000, 0.0)]).await.unwrap();
+    let cursor = store.cursor_now().await.unwrap();
+    server.stop();
+
+    let append = tokio::time::timeout(HANG, store.append(&[tick("a", 20_000, 0.0)]))
+        .await
+        .expect("append hung while redis was down");
+    assert!(
+        matches!(append, Err(StoreError::Unavailable(_))),
+        "{append:?}"
+    );
+    let read = tokio::time::timeout(HANG, store.read_new(&cursor))
+        .await
+        .expect("read_new hung");
+    assert!(matches!(read, Err(StoreError::Unavailable(_))), "{read:?}");
+    let range = tokio::time::timeout(HANG, store.range(&host("a"), 0, 100_000))
+        .await
+        .expect("range hung");
+    assert!(
+        matches!(range, Err(StoreError::Unavailable(_))),
+        "{range:?}"
+    );
+
+    // Back up (scripts are gone from the restarted server: reloaded).
+    server.restart();
+    let deadline = tokio::time::Instant::now() + HANG;
+    loop {
+        match store.append(&[tick("a", 20_000, 0.0)]).await {
+            Ok(out) => {
+                assert_eq!(out.written, 1);
+                break;
+            }
+            Err(StoreError::Unavailable(_)) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("append after restart: {e}"),
+        }
+    }
+    let all = store.range(&host("a"), 0, 100_000).await.unwrap();
+    assert_eq!(all.len(), 2);
+    let new = store.read_new(&cursor).await.unwrap();
+    assert_eq!(new.ticks, vec![tick("a", 20_000, 0.0)]);
+}
+
+#[tokio::test]
+async fn connecting_to_nothing_is_unavailable() {
+    let port = free_port();
+    let err = connect(&format!("redis://:pw-xyz@127.0.0.1:{port}"), "bp")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RedisStoreError::Unavailable(_)), "{err:?}");
+    assert!(!err.to_string().contains("pw-xyz"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn janitors_in_two_processes_remove_each_tick_once() {
+    let server = RedisServer::start();
+    let a = connect(&server.url(), "bp").await.unwrap();
+    let b = connect(&server.url(), "bp").await.unwrap();
+    for round in 0..3i64 {
+        let base = round * 10_000_000;
+        // 12 hosts: the even ones stop reporting before the cut.
+        let mut ticks = Vec::new();
+        for h in 0..12 {
+            let last = if h % 2 == 0 { 400 } else { 1000 };
+            for i in 0..last {
+                ticks.push(tick(&format!("n{h}"), base + i * 1000, 0.0));
+            }
+        }
+        a.append(&ticks).await.unwrap();
+        // A late tick below the cut on an odd host.
+        a.append(&[tick("n1", base + 100_500, 1.0)]).await.unwrap();
+        let before = base + 500_000;
+        // Expected: even hosts lose 400, odd hosts 500 (+1 late on n1).
+        let expected_ticks = 6 * 400 + 6 * 500 + 1;
+        let newer: Vec<Tick> = (0..50)
+            .map(|i| tick("n3", base + 2_000_000 + i * 1000, 0.0))
+            .collect();
+        let (ra, rb, w) = tokio::join!(a.prune(before), b.prune(before), b.append(&newer));
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        assert_eq!(w.unwrap().written, 50);
+        assert_eq!(
+            ra.ticks_removed + rb.ticks_removed,
+            expected_ticks,
+            "round {round}: {ra:?} {rb:?}"
+        );
+        assert_eq!(
+            ra.hosts_removed + rb.hosts_removed,
+            6,
+            "round {round}: {ra:?} {rb:?}"
+        );
+        let hosts = a.hosts().await.unwrap();
+        assert_eq!(hosts.len(), 6, "{hosts:?}");
+        for h in &hosts {
+            let left = a.range(&h.host, 0, i64::MAX).await.unwrap();
+            assert!(left.iter().all(|t| t.ts >= before));
+            assert_eq!(left.len(), if h.host == host("n3") { 550 } else { 500 });
+        }
+        // Next round starts clean.
+        let out = a.prune(i64::MAX).await.unwrap();
+        assert_eq!(out.hosts_removed, 6);
+    }
+    assert_eq!(
+        server.cli(&["dbsize"]).trim(),
+        "1",
+        "only bp:layout is left"
+    );
+}
+
+#[tokio::test]
+async fn keys_sit_under_the_scope_with_a_host_hash_tag() {
+    let server = RedisServer::start();
+    let store = connect(&server.url(), "prod.eu-1").await.unwrap();
+    store
+        .append(&[tick("web-1", 20_000, 0.0), tick("web-1", 10_000, 0.0)])
+        .await
+        .unwrap();
+    store.append(&[tick("web-1", 5_000, 0.0)]).await.unwrap();
+    let mut keys: Vec<String> = server
+        .cli(&["--raw", "keys", "*"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec![
+            "prod.eu-1:hosts",
+            "prod.eu-1:late:{web-1}",
+            "prod.eu-1:layout",
+            "prod.eu-1:ticks:{web-1}"
+        ]
+    );
+    assert_eq!(
+        server.cli(&["type", "prod.eu-1:ticks:{web-1}"]).trim(),
+        "stream"
+    );
+    assert_eq!(server.cli(&["xlen", "prod.eu-1:ticks:{web-1}"]).trim(), "3");
+    assert_eq!(server.cli(&["zcard", "prod.eu-1:late:{web-1}"]).trim(), "1");
+    // In-order ticks have the ID <ts>-0; the late one the next free ID.
+    let ids = server.cli(&["--raw", "xrange", "prod.eu-1:ticks:{web-1}", "-", "+"]);
+    assert!(
+        ids.contains("10000-0") && ids.contains("20000-0") && ids.contains("20000-1"),
+        "{ids}"
+    );
+}
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+async fn connect_logged(url: &str) -> String {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::DEBUG)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    connect(url, "bp").await.unwrap();
+    captured.text()
+}
+
+#[tokio::test]
+async fn warns_when_redis_may_evict_or_keeps_nothing_on_disk() {
+    let server = RedisServer::start_with(RedisServerOptions {
+        requirepass: Some("hunter2-pw".into()),
+        extra_args: vec![("maxmemory-policy".into(), "allkeys-lru".into())],
+        ..RedisServerOptions::default()
+    });
+    let log = connect_logged(&server.url_with_auth("", "hunter2-pw")).await;
+    assert!(
+        log.contains("maxmemory-policy is not noeviction") && log.contains("allkeys-lru"),
+        "{log}"
+    );
+    assert!(log.contains("keeps nothing on disk"), "{log}");
+    assert!(!log.contains("hunter2-pw"), "{log}");
+
+    let safe = RedisServer::start_with(RedisServerOptions {
+        appendonly: true,
+        ..RedisServerOptions::default()
+    });
+    let log = connect_logged(&safe.url()).await;
+    assert!(!log.contains("WARN"), "{log}");
+}
