@@ -320,12 +320,14 @@ impl RedisStore {
         calls: impl Iterator<Item = &'a (&'a Script, Vec<String>, Vec<Value>)>,
     ) -> Vec<Result<Value, Error>> {
         let pipeline = self.inner.client.pipeline();
+        let mut n = 0;
         for (script, keys, args) in calls {
+            n += 1;
             if let Err(e) = queue_evalsha(&pipeline, script, keys, args).await {
-                return vec![Err(e)];
+                return vec![Err(e); n];
             }
         }
-        pipeline.try_all::<Value>().await
+        replies(&pipeline, n).await
     }
 
     fn err(&self, what: &str, e: &Error) -> StoreError {
@@ -413,7 +415,9 @@ impl RedisStore {
             out.written += w as usize;
             out.duplicates += d as usize;
         }
-        if out.written > 0 {
+        // Even when every tick was a duplicate: a retried batch must still
+        // register its hosts if an earlier try stopped before this step.
+        if !newest.is_empty() {
             let mut args: Vec<Value> = vec![keys.hosts().into(), "GT".into()];
             for (ts, host) in newest {
                 args.push(Value::Integer(ts));
@@ -461,7 +465,7 @@ impl RedisStore {
             Err(e) => Err(e),
         };
         queued.map_err(|e| self.err("reading ticks", &e))?;
-        let mut results = pipeline.try_all::<Value>().await.into_iter();
+        let mut results = replies(&pipeline, 2).await.into_iter();
         let entries = results
             .next()
             .unwrap_or_else(|| Ok(Value::Null))
@@ -531,7 +535,7 @@ impl RedisStore {
                     .await
                     .map_err(|e| self.err("reading new ticks", &e))?;
             }
-            let results = pipeline.try_all::<Value>().await;
+            let results = replies(&pipeline, pending.len()).await;
             let mut next = Vec::new();
             for ((host, pos), r) in pending.into_iter().zip(results) {
                 let entries = r
@@ -572,7 +576,7 @@ impl RedisStore {
                 .await
                 .map_err(|e| self.err("reading the newest ticks", &e))?;
         }
-        let results = pipeline.try_all::<Value>().await;
+        let results = replies(&pipeline, hosts.len()).await;
         let mut positions = BTreeMap::new();
         for (h, r) in hosts.into_iter().zip(results) {
             let entries = r
@@ -677,6 +681,22 @@ impl TickStore for RedisStore {
     ) -> impl Future<Output = Result<PruneOutcome, StoreError>> + Send {
         self.prune_before(before)
     }
+}
+
+/// Sends `pipeline` and returns exactly `n` replies (missing ones are
+/// errors, so no caller can skip a host silently).
+async fn replies(
+    pipeline: &fred::clients::Pipeline<Client>,
+    n: usize,
+) -> Vec<Result<Value, Error>> {
+    let mut results = pipeline.try_all::<Value>().await;
+    results.resize_with(n, || {
+        Err(Error::new(
+            ErrorKind::Unknown,
+            "no reply to a pipelined command",
+        ))
+    });
+    results
 }
 
 /// Queues `EVALSHA` in `pipeline`, routed by the first key's hash slot
