@@ -9,6 +9,7 @@
 //! - [`scripts`]: the Lua scripts of the atomic steps.
 //! - [`error`]: [`RedisStoreError`] (connecting); operations fail with
 //!   [`metrics_model::store::StoreError`].
+//! - [`janitor`]: the retention janitor loop, for any `TickStore`.
 //!
 //! Layout (docs/storage.md has the details): per host a stream whose entry
 //! IDs are `<ts>-0` for in-order ticks (one field holding the values in
@@ -16,19 +17,21 @@
 //! their last `ts`; a layout version key. All keys of a host share the hash
 //! tag `{<host>}`, so every script works on Redis Cluster.
 //!
-//! This crate does not decide when to prune (the janitors of the binaries
-//! call [`metrics_model::store::TickStore::prune`]), does not buffer
+//! This crate does not decide the retention (the binaries pass it to
+//! [`run_janitor`] from their configuration), does not buffer
 //! during outages (the collector does; operations fail fast with
 //! `StoreError::Unavailable`), and never logs a password.
 #![deny(missing_docs)]
 
 pub mod codec;
 pub mod error;
+pub mod janitor;
 pub mod keys;
 pub mod options;
 pub mod scripts;
 pub mod store;
 
 pub use error::RedisStoreError;
+pub use janitor::{JanitorConfig, run_janitor};
 pub use options::RedisOptions;
 pub use store::{RedisCursor, RedisStore, StreamId};
