@@ -89,7 +89,9 @@ async fn a_down_redis_fails_fast_and_the_store_recovers() {
         appendonly: true,
         ..RedisServerOptions::default()
     });
-    let store = connect(&server.url(), "bp").await.unwrap();
+    let mut options = opts(&server.url(), "bp");
+    options.command_timeout = Duration::from_secs(1);
+    let store = RedisStore::connect(options).await.unwrap();
     store.append(&[tick("a", 10_000, 0.0)]).await.unwrap();
     let cursor = store.cursor_now().await.unwrap();
     server.stop();
