@@ -1,5 +1,6 @@
 //! [`RedisOptions`]: where the store connects and how patient it is.
 
+use std::path::PathBuf;
 use std::time::Duration as StdDuration;
 
 use metrics_model::RedisUrl;
@@ -26,6 +27,10 @@ pub struct RedisOptions {
     /// How long [`crate::RedisStore::connect`] waits for the first
     /// connection. Default 5 s.
     pub connect_timeout: StdDuration,
+    /// With a `rediss://` URL: a PEM file of the CA certificates to trust
+    /// instead of the system's roots (a private CA, like
+    /// `redis-cli --cacert`). `None` (the default) trusts the system's roots.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 /// The default command timeout.
@@ -41,6 +46,7 @@ impl RedisOptions {
             scope: scope.into(),
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            tls_ca_file: None,
         }
     }
 }

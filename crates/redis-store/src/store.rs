@@ -119,9 +119,18 @@ impl RedisStore {
             )));
         }
         let url = opts.url.clone();
-        let config = Config::from_url(url.expose()).map_err(|e| {
+        let mut config = Config::from_url(url.expose()).map_err(|e| {
             RedisStoreError::Config(format!("REDIS_URL {url}: {}", scrub(e.details(), &url)))
         })?;
+        if let Some(ca) = &opts.tls_ca_file {
+            if config.tls.is_none() {
+                return Err(RedisStoreError::Config(format!(
+                    "REDIS_URL {url}: a TLS CA file ({}) is set but the URL is not rediss://",
+                    ca.display()
+                )));
+            }
+            config.tls = Some(tls_with_ca(ca)?);
+        }
         let client = Builder::from_config(config)
             .with_connection_config(|c| {
                 c.connection_timeout = opts.connect_timeout;
@@ -683,6 +692,33 @@ impl TickStore for RedisStore {
     }
 }
 
+/// A rustls client configuration trusting the CA certificates of the PEM
+/// file `ca` (instead of the system's roots, like `redis-cli --cacert`).
+fn tls_with_ca(ca: &std::path::Path) -> Result<fred::types::config::TlsConfig, RedisStoreError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let bad =
+        |what: String| RedisStoreError::Config(format!("TLS CA file {}: {what}", ca.display()));
+    let mut roots = rustls::RootCertStore::empty();
+    let mut added = 0;
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| bad(e.to_string()))? {
+        let cert = cert.map_err(|e| bad(e.to_string()))?;
+        roots.add(cert).map_err(|e| bad(e.to_string()))?;
+        added += 1;
+    }
+    if added == 0 {
+        return Err(bad("no PEM certificate in the file".to_owned()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(fred::types::config::TlsConnector::from(config).into())
+}
+
 /// Sends `pipeline` and returns exactly `n` replies (missing ones are
 /// errors, so no caller can skip a host silently).
 async fn replies(
@@ -819,7 +855,13 @@ fn is_unavailable(e: &Error) -> bool {
 }
 
 fn connect_error(e: &Error, url: &RedisUrl) -> RedisStoreError {
-    let msg = format!("redis {url}: {}", scrub(&e.to_string(), url));
+    let text = e.to_string();
+    let msg = format!("redis {url}: {}", scrub(&text, url));
+    if matches!(e.kind(), ErrorKind::Tls) || text.contains("InvalidCertificate") {
+        return RedisStoreError::Config(format!(
+            "{msg} (TLS: the server's certificate is not trusted for this host; check the host name, or give the CA file)"
+        ));
+    }
     match e.kind() {
         ErrorKind::Auth => {
             RedisStoreError::Redis(format!("{msg} (check the user and password in REDIS_URL)"))

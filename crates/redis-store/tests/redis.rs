@@ -294,3 +294,35 @@ async fn warns_when_redis_may_evict_or_keeps_nothing_on_disk() {
     let log = connect_logged(&safe.url()).await;
     assert!(!log.contains("WARN"), "{log}");
 }
+
+#[tokio::test]
+async fn rediss_connects_with_tls_and_a_private_ca() {
+    let server = RedisServer::start_with(RedisServerOptions {
+        tls: true,
+        requirepass: Some("tls-Pw-9".into()),
+        ..RedisServerOptions::default()
+    });
+    let port = server.tls_port().unwrap();
+    let url = format!("rediss://:tls-Pw-9@127.0.0.1:{port}");
+    let mut options = opts(&url, "bp");
+    options.tls_ca_file = Some(server.ca_file());
+    let store = tokio::time::timeout(HANG, RedisStore::connect(options))
+        .await
+        .expect("connect hung")
+        .unwrap();
+    store.append(&[tick("tls", 1_000, 0.0)]).await.unwrap();
+    assert_eq!(store.range(&host("tls"), 0, 1_000).await.unwrap().len(), 1);
+
+    // Without the CA the server's certificate is not trusted.
+    let err = connect(&url, "bp").await.unwrap_err();
+    assert!(!format!("{err:?}").contains("tls-Pw-9"), "{err:?}");
+    match err {
+        RedisStoreError::Config(m) => assert!(m.contains("certificate is not trusted"), "{m}"),
+        other => panic!("expected Config, got {other:?}"),
+    }
+    // A CA file needs a rediss:// URL.
+    let mut plain = opts(&server.url(), "bp");
+    plain.tls_ca_file = Some(server.ca_file());
+    let err = RedisStore::connect(plain).await.unwrap_err();
+    assert!(matches!(err, RedisStoreError::Config(_)), "{err:?}");
+}

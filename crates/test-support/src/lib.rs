@@ -51,6 +51,10 @@ pub struct RedisServerOptions {
     pub appendonly: bool,
     /// Extra `--name value` arguments, e.g. `("maxmemory-policy", "allkeys-lru")`.
     pub extra_args: Vec<(String, String)>,
+    /// Also listen with TLS on a second port ([`RedisServer::tls_url`]),
+    /// with a certificate for `127.0.0.1` signed by a fresh test CA
+    /// ([`RedisServer::ca_file`]), made with the `openssl` command.
+    pub tls: bool,
 }
 
 /// A `redis-server` child process on `127.0.0.1:<port>`, in a temporary
@@ -58,6 +62,7 @@ pub struct RedisServerOptions {
 #[derive(Debug)]
 pub struct RedisServer {
     port: u16,
+    tls_port: Option<u16>,
     dir: TempDir,
     child: Option<Child>,
     options: RedisServerOptions,
@@ -86,13 +91,18 @@ impl RedisServer {
             .expect("create a temporary directory for redis-server");
         // Another process may take the free port between our probe and the
         // server's bind: try a few ports.
+        if options.tls {
+            make_test_certificates(dir.path());
+        }
         let mut last_error = String::new();
         for _ in 0..5 {
             let port = free_port();
-            match launch(port, dir.path(), &options) {
+            let tls_port = options.tls.then(free_port);
+            match launch(port, tls_port, dir.path(), &options) {
                 Ok(child) => {
                     return RedisServer {
                         port,
+                        tls_port,
                         dir,
                         child: Some(child),
                         options,
@@ -118,6 +128,27 @@ impl RedisServer {
     /// The TCP port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The TLS port, when started with [`RedisServerOptions::tls`].
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls_port
+    }
+
+    /// `rediss://127.0.0.1:<tls port>`.
+    ///
+    /// # Panics
+    /// When the server was started without TLS.
+    pub fn tls_url(&self) -> String {
+        let port = self
+            .tls_port
+            .expect("started with RedisServerOptions { tls: true, .. }");
+        format!("rediss://127.0.0.1:{port}")
+    }
+
+    /// The PEM file of the test CA that signed the server's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
     }
 
     /// The server's working directory (holds its log and, with
@@ -169,7 +200,7 @@ impl RedisServer {
         if self.child.is_some() {
             self.stop();
         }
-        match launch(self.port, self.dir.path(), &self.options) {
+        match launch(self.port, self.tls_port, self.dir.path(), &self.options) {
             Ok(child) => self.child = Some(child),
             Err(e) => panic!("redis-server did not restart on port {}: {e}", self.port),
         }
@@ -387,7 +418,12 @@ pub fn free_port() -> u16 {
 
 /// Spawns `redis-server` on `port` in `dir` and waits until it answers;
 /// on failure the process is killed.
-fn launch(port: u16, dir: &Path, options: &RedisServerOptions) -> Result<Child, String> {
+fn launch(
+    port: u16,
+    tls_port: Option<u16>,
+    dir: &Path,
+    options: &RedisServerOptions,
+) -> Result<Child, String> {
     let mut cmd = Command::new("redis-server");
     cmd.arg("--port")
         .arg(port.to_string())
@@ -410,6 +446,17 @@ fn launch(port: u16, dir: &Path, options: &RedisServerOptions) -> Result<Child, 
             .arg(format!(">{pass}"))
             .args(["~*", "&*", "+@all", "--user", "default", "off"]);
     }
+    if let Some(tls_port) = tls_port {
+        cmd.arg("--tls-port")
+            .arg(tls_port.to_string())
+            .args([
+                "--tls-cert-file",
+                "redis.crt",
+                "--tls-key-file",
+                "redis.key",
+            ])
+            .args(["--tls-ca-cert-file", "ca.crt", "--tls-auth-clients", "no"]);
+    }
     for (name, value) in &options.extra_args {
         cmd.arg(format!("--{name}")).arg(value);
     }
@@ -422,6 +469,64 @@ fn launch(port: u16, dir: &Path, options: &RedisServerOptions) -> Result<Child, 
             Err(e)
         }
     }
+}
+
+/// Writes `ca.crt`, `redis.crt` (for IP 127.0.0.1) and `redis.key` in `dir`.
+fn make_test_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run openssl ({e}); install it: apt-get install openssl")
+            });
+        assert!(
+            out.status.success(),
+            "openssl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=bp-test-ca"];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.crt"]);
+    ca.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
+    ca.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+    openssl(&ca);
+    let mut csr = vec!["req", "-subj", "/CN=127.0.0.1"];
+    csr.extend(ec);
+    csr.extend(["-keyout", "redis.key", "-out", "redis.csr"]);
+    openssl(&csr);
+    std::fs::write(
+        dir.join("redis.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write redis.ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "redis.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "redis.ext",
+        "-out",
+        "redis.crt",
+    ]);
 }
 
 fn check_installed(program: &str) {
