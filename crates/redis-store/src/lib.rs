@@ -23,6 +23,7 @@
 //! `StoreError::Unavailable`), and never logs a password.
 #![deny(missing_docs)]
 
+pub mod alerts;
 pub mod codec;
 pub mod error;
 pub mod janitor;

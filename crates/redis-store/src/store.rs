@@ -188,6 +188,11 @@ impl RedisStore {
         &self.inner.url
     }
 
+    /// The shared client (for the alert store in [`crate::alerts`]).
+    pub(crate) fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
     /// Closes the connection (clones too). Later operations fail.
     pub async fn close(&self) {
         let _ = self.inner.client.quit().await;
@@ -339,7 +344,9 @@ impl RedisStore {
         replies(&pipeline, n).await
     }
 
-    fn err(&self, what: &str, e: &Error) -> StoreError {
+    /// Maps a client error to a [`StoreError`] (`Unavailable` for connection
+    /// loss and timeouts), naming `what` failed; never shows the password.
+    pub(crate) fn err(&self, what: &str, e: &Error) -> StoreError {
         let msg = format!(
             "redis {}: {what}: {}",
             self.inner.url,

@@ -1,0 +1,442 @@
+//! The behavioural suite every `AlertStore` must pass. Each case gets an
+//! empty store `s` and a second handle `other` on the same data (a clone of
+//! the in-memory store; a second connection to the same Redis), standing for
+//! a second alerter process. `alerts.rs` runs it against the in-memory
+//! store, a real `redis-server` and a three-master Redis Cluster.
+
+#![allow(dead_code)]
+
+use metrics_model::memory_alerts::DEAD_LETTERS_MAX;
+use metrics_model::store::{AlertCommit, AlertStore, DeadLetter, StoreError};
+
+/// Every case, by name, for stores that run them one after another.
+pub const CASES: &[&str] = &[
+    "lease_acquire_renew_release",
+    "lease_is_exclusive_under_races",
+    "stale_token_is_fenced",
+    "commit_round_trip",
+    "large_commit",
+    "outbox_order_and_ack",
+    "dead_letters_bounded_newest_first",
+    "resolved_history_range_limit_prune",
+];
+
+/// Runs the case called `name`.
+pub async fn run<S: AlertStore>(name: &str, s: &S, other: &S) {
+    match name {
+        "lease_acquire_renew_release" => lease_acquire_renew_release(s, other).await,
+        "lease_is_exclusive_under_races" => lease_is_exclusive_under_races(s, other).await,
+        "stale_token_is_fenced" => stale_token_is_fenced(s, other).await,
+        "commit_round_trip" => commit_round_trip(s, other).await,
+        "large_commit" => large_commit(s, other).await,
+        "outbox_order_and_ack" => outbox_order_and_ack(s, other).await,
+        "dead_letters_bounded_newest_first" => dead_letters_bounded_newest_first(s, other).await,
+        "resolved_history_range_limit_prune" => {
+            resolved_history_range_limit_prune(s, other).await;
+        }
+        other => panic!("no case {other}"),
+    }
+}
+
+/// A lease TTL long enough never to expire during a test.
+pub const LONG_TTL: u64 = 60_000;
+
+/// A commit with only `evaluated_at` and `outbox` set.
+pub fn outbox_commit(at: i64, payloads: &[&str]) -> AlertCommit {
+    AlertCommit {
+        evaluated_at: at,
+        outbox: payloads.iter().map(|p| (*p).to_owned()).collect(),
+        ..AlertCommit::default()
+    }
+}
+
+fn set(key: &str, json: &str) -> (String, Option<String>) {
+    (key.to_owned(), Some(json.to_owned()))
+}
+
+fn del(key: &str) -> (String, Option<String>) {
+    (key.to_owned(), None)
+}
+
+fn resolved(end: i64, id: &str) -> (i64, String, String) {
+    (
+        end,
+        id.to_owned(),
+        format!(r#"{{"id":"{id}","endTime":{end}}}"#),
+    )
+}
+
+async fn payloads<S: AlertStore>(s: &S) -> Vec<String> {
+    s.outbox(usize::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.payload)
+        .collect()
+}
+
+pub async fn lease_acquire_renew_release<S: AlertStore>(s: &S, other: &S) {
+    assert_eq!(s.lease().await.unwrap(), None);
+    let t1 = s.acquire_lease("alerter-a", LONG_TTL).await.unwrap();
+    let t1 = t1.expect("a free lease is acquired");
+    // Renewing keeps the token.
+    assert_eq!(
+        s.acquire_lease("alerter-a", LONG_TTL).await.unwrap(),
+        Some(t1)
+    );
+    // Exclusive: the second holder gets nothing while the first holds it.
+    assert_eq!(
+        other.acquire_lease("alerter-b", LONG_TTL).await.unwrap(),
+        None
+    );
+    let info = other.lease().await.unwrap().expect("a lease is held");
+    assert_eq!((info.holder.as_str(), info.token), ("alerter-a", t1));
+    assert!(info.expires_in_ms > 0);
+
+    // Releasing with the wrong holder or token does nothing.
+    other.release_lease("alerter-b", t1).await.unwrap();
+    s.release_lease("alerter-a", t1 + 1).await.unwrap();
+    assert_eq!(s.lease().await.unwrap().map(|l| l.token), Some(t1));
+
+    s.release_lease("alerter-a", t1).await.unwrap();
+    assert_eq!(s.lease().await.unwrap(), None);
+    let t2 = other
+        .acquire_lease("alerter-b", LONG_TTL)
+        .await
+        .unwrap()
+        .expect("a released lease is free");
+    assert!(t2 > t1, "tokens grow: {t1} then {t2}");
+    assert_eq!(s.acquire_lease("alerter-a", LONG_TTL).await.unwrap(), None);
+    // A holder name with separators round-trips.
+    other.release_lease("alerter-b", t2).await.unwrap();
+    let t3 = s
+        .acquire_lease("host:a:1234 {x}", LONG_TTL)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(t3 > t2);
+    let info = s.lease().await.unwrap().unwrap();
+    assert_eq!((info.holder.as_str(), info.token), ("host:a:1234 {x}", t3));
+}
+
+pub async fn lease_is_exclusive_under_races<S: AlertStore>(s: &S, other: &S) {
+    let mut last = 0;
+    for round in 0..20 {
+        let (a, b) = tokio::join!(
+            s.acquire_lease("alerter-a", LONG_TTL),
+            other.acquire_lease("alerter-b", LONG_TTL)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let (winner, token) = match (a, b) {
+            (Some(t), None) => ("alerter-a", t),
+            (None, Some(t)) => ("alerter-b", t),
+            both => panic!("round {round}: exactly one holder expected, got {both:?}"),
+        };
+        assert!(token > last, "round {round}: token {token} after {last}");
+        last = token;
+        s.release_lease(winner, token).await.unwrap();
+    }
+}
+
+pub async fn stale_token_is_fenced<S: AlertStore>(s: &S, other: &S) {
+    // No lease at all: fenced.
+    let err = s.commit(1, &outbox_commit(1_000, &["x"])).await;
+    assert_eq!(err, Err(StoreError::Fenced(1)));
+
+    let t1 = s.acquire_lease("old", LONG_TTL).await.unwrap().unwrap();
+    let first = AlertCommit {
+        evaluated_at: 10_000,
+        states: vec![set("cpu|a", r#"{"open":true}"#)],
+        outbox: vec!["opened".into()],
+        resolved: vec![resolved(9_000, "i-1")],
+    };
+    s.commit(t1, &first).await.unwrap();
+    s.release_lease("old", t1).await.unwrap();
+    let t2 = other.acquire_lease("new", LONG_TTL).await.unwrap().unwrap();
+    assert!(t2 > t1);
+
+    let before = other.load().await.unwrap();
+    let outbox_before = other.outbox(100).await.unwrap();
+    let stale = AlertCommit {
+        evaluated_at: 20_000,
+        states: vec![del("cpu|a"), set("mem|b", r#"{"open":true}"#)],
+        outbox: vec!["resolved".into(), "opened".into()],
+        resolved: vec![resolved(19_000, "i-2")],
+    };
+    assert_eq!(s.commit(t1, &stale).await, Err(StoreError::Fenced(t1)));
+    // A token from the future is fenced too.
+    assert_eq!(
+        s.commit(t2 + 1, &stale).await,
+        Err(StoreError::Fenced(t2 + 1))
+    );
+    // Nothing changed: states, last_evaluated, outbox, history.
+    assert_eq!(other.load().await.unwrap(), before);
+    assert_eq!(before.last_evaluated, Some(10_000));
+    assert_eq!(other.outbox(100).await.unwrap(), outbox_before);
+    assert_eq!(other.outbox_len().await.unwrap(), 1);
+    assert_eq!(
+        other.resolved(0, i64::MAX, 100).await.unwrap(),
+        vec![resolved(9_000, "i-1").2]
+    );
+    // The current holder commits.
+    other.commit(t2, &stale).await.unwrap();
+    assert_eq!(other.load().await.unwrap().last_evaluated, Some(20_000));
+    assert_eq!(other.outbox_len().await.unwrap(), 3);
+}
+
+pub async fn commit_round_trip<S: AlertStore>(s: &S, other: &S) {
+    let empty = s.load().await.unwrap();
+    assert_eq!(empty.last_evaluated, None);
+    assert!(empty.states.is_empty());
+
+    let t = s.acquire_lease("a", LONG_TTL).await.unwrap().unwrap();
+    let odd = "ü \"quoted\" \\ back\nslash {} : | ∑ 🚀";
+    s.commit(
+        t,
+        &AlertCommit {
+            evaluated_at: 60_000,
+            states: vec![
+                set("cpu|web-1", r#"{"s":1}"#),
+                set("cpu|web-2", r#"{"s":2}"#),
+                set("odd key: {x}", odd),
+                set("gone", "x"),
+                // Operations apply in order: set then remove.
+                del("gone"),
+                // Removing an absent key is fine.
+                del("never"),
+            ],
+            outbox: vec![],
+            resolved: vec![],
+        },
+    )
+    .await
+    .unwrap();
+    let snap = other.load().await.unwrap();
+    assert_eq!(snap.last_evaluated, Some(60_000));
+    let mut states = snap.states.clone();
+    states.sort();
+    assert_eq!(
+        states,
+        vec![
+            ("cpu|web-1".to_owned(), r#"{"s":1}"#.to_owned()),
+            ("cpu|web-2".to_owned(), r#"{"s":2}"#.to_owned()),
+            ("odd key: {x}".to_owned(), odd.to_owned()),
+        ]
+    );
+
+    // Remove then set again, update, remove.
+    s.commit(
+        t,
+        &AlertCommit {
+            evaluated_at: 70_000,
+            states: vec![
+                del("cpu|web-1"),
+                set("cpu|web-1", r#"{"s":3}"#),
+                set("cpu|web-2", r#"{"s":4}"#),
+                del("odd key: {x}"),
+            ],
+            ..AlertCommit::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut states = other.load().await.unwrap().states;
+    states.sort();
+    assert_eq!(
+        states,
+        vec![
+            ("cpu|web-1".to_owned(), r#"{"s":3}"#.to_owned()),
+            ("cpu|web-2".to_owned(), r#"{"s":4}"#.to_owned()),
+        ]
+    );
+    // An empty commit still records the instant evaluated.
+    s.commit(t, &outbox_commit(80_000, &[])).await.unwrap();
+    assert_eq!(other.load().await.unwrap().last_evaluated, Some(80_000));
+    assert_eq!(other.outbox_len().await.unwrap(), 0);
+}
+
+pub async fn large_commit<S: AlertStore>(s: &S, other: &S) {
+    let t = s.acquire_lease("a", LONG_TTL).await.unwrap().unwrap();
+    let n = 5_000;
+    let json = |i: usize| {
+        format!(
+            r#"{{"id":"{i:08}","ruleName":"cpu","hostName":"node-{i}","startTime":1767225720000,"triggerValue":93.5}}"#
+        )
+    };
+    let commit = AlertCommit {
+        evaluated_at: 1_767_225_720_000,
+        states: (0..n)
+            .map(|i| (format!("cpu|node-{i}"), Some(json(i))))
+            .collect(),
+        outbox: (0..n).map(json).collect(),
+        resolved: (0..2_000)
+            .map(|i| (1_767_225_000_000 + i as i64, format!("{i:08}"), json(i)))
+            .collect(),
+    };
+    s.commit(t, &commit).await.unwrap();
+    let snap = other.load().await.unwrap();
+    assert_eq!(snap.last_evaluated, Some(1_767_225_720_000));
+    assert_eq!(snap.states.len(), n);
+    assert_eq!(other.outbox_len().await.unwrap(), n as u64);
+    let all = other.outbox(usize::MAX).await.unwrap();
+    assert_eq!(all.len(), n);
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(
+        all.iter().map(|e| e.payload.clone()).collect::<Vec<_>>(),
+        commit.outbox
+    );
+    let hist = other.resolved(0, i64::MAX, usize::MAX).await.unwrap();
+    assert_eq!(hist.len(), 2_000);
+    assert_eq!(hist[1_999], json(1_999));
+    // Acknowledge everything in one call.
+    let seqs: Vec<u64> = all.iter().map(|e| e.seq).collect();
+    other.ack(&seqs).await.unwrap();
+    assert_eq!(other.outbox_len().await.unwrap(), 0);
+}
+
+pub async fn outbox_order_and_ack<S: AlertStore>(s: &S, other: &S) {
+    assert!(s.outbox(10).await.unwrap().is_empty());
+    let t = s.acquire_lease("a", LONG_TTL).await.unwrap().unwrap();
+    s.commit(t, &outbox_commit(1, &["p1", "p2", "p3"]))
+        .await
+        .unwrap();
+    s.commit(t, &outbox_commit(2, &["p4"])).await.unwrap();
+    s.commit(t, &outbox_commit(3, &["p5", "p6"])).await.unwrap();
+    assert_eq!(s.outbox_len().await.unwrap(), 6);
+    let all = other.outbox(100).await.unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.payload.as_str()).collect::<Vec<_>>(),
+        ["p1", "p2", "p3", "p4", "p5", "p6"]
+    );
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq), "{all:?}");
+    assert!(other.outbox(0).await.unwrap().is_empty());
+    let first_two = other.outbox(2).await.unwrap();
+    assert_eq!(first_two, all[..2].to_vec());
+
+    // Acknowledge an arbitrary subset, plus an unknown seq, twice.
+    let unknown = all[5].seq + 1_000;
+    let subset = [all[1].seq, all[4].seq, unknown];
+    other.ack(&subset).await.unwrap();
+    other.ack(&subset).await.unwrap();
+    other.ack(&[]).await.unwrap();
+    assert_eq!(s.outbox_len().await.unwrap(), 4);
+    assert_eq!(payloads(s).await, ["p1", "p3", "p4", "p6"]);
+    let rest = s.outbox(2).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [all[0].seq, all[2].seq]
+    );
+
+    // Seqs keep growing after the outbox empties.
+    let left: Vec<u64> = s.outbox(100).await.unwrap().iter().map(|e| e.seq).collect();
+    s.ack(&left).await.unwrap();
+    assert_eq!(s.outbox_len().await.unwrap(), 0);
+    s.commit(t, &outbox_commit(4, &["p7"])).await.unwrap();
+    let next = s.outbox(10).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert!(next[0].seq > all[5].seq, "{next:?} after {all:?}");
+    assert_eq!(next[0].payload, "p7");
+}
+
+pub async fn dead_letters_bounded_newest_first<S: AlertStore>(s: &S, other: &S) {
+    assert!(s.dead_letters(10).await.unwrap().is_empty());
+    let letter = |i: usize| DeadLetter {
+        at: 1_767_225_720_000 + i as i64,
+        hook: format!("hook-{i}.js"),
+        error: format!("exit status 1: \"quoted\" \\ ü\nline {i}"),
+        payload: format!(r#"{{"id":"{i}","note":"a \"b\" / c"}}"#),
+    };
+    let total = DEAD_LETTERS_MAX + 5;
+    for i in 0..total {
+        s.dead_letter(&letter(i)).await.unwrap();
+    }
+    let all = other.dead_letters(usize::MAX).await.unwrap();
+    assert_eq!(all.len(), DEAD_LETTERS_MAX, "bounded");
+    assert_eq!(all[0], letter(total - 1), "newest first");
+    assert_eq!(
+        all[DEAD_LETTERS_MAX - 1],
+        letter(5),
+        "the oldest were dropped"
+    );
+    assert!(all.windows(2).all(|w| w[0].at > w[1].at));
+    assert_eq!(other.dead_letters(3).await.unwrap(), all[..3].to_vec());
+    assert!(other.dead_letters(0).await.unwrap().is_empty());
+    // A negative time (before the epoch) round-trips too.
+    let early = DeadLetter {
+        at: -5,
+        ..letter(0)
+    };
+    s.dead_letter(&early).await.unwrap();
+    assert_eq!(other.dead_letters(1).await.unwrap(), vec![early]);
+}
+
+pub async fn resolved_history_range_limit_prune<S: AlertStore>(s: &S, other: &S) {
+    assert!(s.resolved(0, i64::MAX, 10).await.unwrap().is_empty());
+    let t = s.acquire_lease("a", LONG_TTL).await.unwrap().unwrap();
+    // Two commits, out of order within each, one tie on end time.
+    let c1 = AlertCommit {
+        evaluated_at: 1,
+        resolved: vec![resolved(3_000, "c"), resolved(1_000, "a")],
+        ..AlertCommit::default()
+    };
+    let c2 = AlertCommit {
+        evaluated_at: 2,
+        resolved: vec![
+            resolved(5_000, "e"),
+            resolved(2_000, "b"),
+            resolved(3_000, "c2"),
+            resolved(4_000, "d"),
+        ],
+        ..AlertCommit::default()
+    };
+    s.commit(t, &c1).await.unwrap();
+    s.commit(t, &c2).await.unwrap();
+    let ids = |v: Vec<String>| -> Vec<String> {
+        v.iter()
+            .map(|j| j.split('"').nth(3).unwrap().to_owned())
+            .collect()
+    };
+    let history = |from, to, limit| other.resolved(from, to, limit);
+    assert_eq!(
+        ids(history(0, i64::MAX, 100).await.unwrap()),
+        ["a", "b", "c", "c2", "d", "e"]
+    );
+    // Inclusive bounds.
+    assert_eq!(
+        ids(history(2_000, 4_000, 100).await.unwrap()),
+        ["b", "c", "c2", "d"]
+    );
+    assert_eq!(ids(history(2_001, 3_999, 100).await.unwrap()), ["c", "c2"]);
+    assert_eq!(ids(history(2_000, 4_000, 2).await.unwrap()), ["b", "c"]);
+    assert!(history(4_000, 2_000, 100).await.unwrap().is_empty());
+    assert!(history(0, i64::MAX, 0).await.unwrap().is_empty());
+    assert_eq!(history(i64::MIN, i64::MAX, 100).await.unwrap().len(), 6);
+    assert_eq!(
+        history(1_000, 1_000, 10).await.unwrap(),
+        vec![resolved(1_000, "a").2]
+    );
+
+    // Prune: ended strictly before `before`; twice is a no-op.
+    assert_eq!(s.prune_resolved(1_000).await.unwrap(), 0);
+    assert_eq!(s.prune_resolved(3_000).await.unwrap(), 2);
+    assert_eq!(s.prune_resolved(3_000).await.unwrap(), 0);
+    assert_eq!(
+        ids(history(0, i64::MAX, 100).await.unwrap()),
+        ["c", "c2", "d", "e"]
+    );
+
+    // Two janitors at once remove each incident once.
+    let many = AlertCommit {
+        evaluated_at: 3,
+        resolved: (0..2_500)
+            .map(|i| resolved(10_000 + i, &format!("m{i:05}")))
+            .collect(),
+        ..AlertCommit::default()
+    };
+    s.commit(t, &many).await.unwrap();
+    let (mine, theirs) = tokio::join!(s.prune_resolved(11_000), other.prune_resolved(11_000));
+    assert_eq!(mine.unwrap() + theirs.unwrap(), 4 + 1_000);
+    assert_eq!(history(0, i64::MAX, usize::MAX).await.unwrap().len(), 1_500);
+    assert_eq!(s.prune_resolved(i64::MAX).await.unwrap(), 1_500);
+    assert!(history(i64::MIN, i64::MAX, 10).await.unwrap().is_empty());
+}
