@@ -326,3 +326,12 @@ async fn rediss_connects_with_tls_and_a_private_ca() {
     let err = RedisStore::connect(plain).await.unwrap_err();
     assert!(matches!(err, RedisStoreError::Config(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn the_sentinel_url_form_finds_the_master() {
+    let master = RedisServer::start();
+    let sentinel = test_support::RedisSentinel::start(&master);
+    let store = connect(&sentinel.url(), "bp").await.unwrap();
+    store.append(&[tick("s", 1_000, 0.0)]).await.unwrap();
+    assert_eq!(master.cli(&["xlen", "bp:ticks:{s}"]).trim(), "1");
+}

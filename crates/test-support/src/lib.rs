@@ -366,6 +366,93 @@ impl Drop for RedisCluster {
     }
 }
 
+/// A Redis Sentinel (`redis-server --sentinel`) watching one
+/// [`RedisServer`] as master `mymaster`. Killed on drop.
+#[derive(Debug)]
+pub struct RedisSentinel {
+    port: u16,
+    child: Option<Child>,
+    dir: TempDir,
+}
+
+impl RedisSentinel {
+    /// The master's name.
+    pub const MASTER_NAME: &'static str = "mymaster";
+
+    /// Starts a sentinel for `master` and waits until it answers with the
+    /// master's address.
+    ///
+    /// # Panics
+    /// When `redis-server` is missing or the sentinel does not come up in
+    /// [`START_DEADLINE`].
+    pub fn start(master: &RedisServer) -> RedisSentinel {
+        check_installed("redis-server");
+        let dir = tempfile::Builder::new()
+            .prefix("bp-redis-sentinel-")
+            .tempdir()
+            .expect("create a temporary directory for redis-sentinel");
+        let port = free_port();
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\nlogfile sentinel.log\nsentinel monitor {} 127.0.0.1 {} 1\n",
+                dir.path().display(),
+                Self::MASTER_NAME,
+                master.port()
+            ),
+        )
+        .expect("write sentinel.conf");
+        let mut cmd = Command::new("redis-server");
+        cmd.arg(&conf).arg("--sentinel");
+        let child = spawn(cmd, "redis-server --sentinel").unwrap_or_else(|e| panic!("{e}"));
+        let mut sentinel = RedisSentinel {
+            port,
+            child: Some(child),
+            dir,
+        };
+        let log = sentinel.dir.path().join("sentinel.log");
+        if let Err(e) = wait_ready(port, sentinel.child.as_mut(), &log) {
+            panic!("redis sentinel did not start: {e}");
+        }
+        let known = wait_until(START_DEADLINE, || {
+            node_cli(
+                port,
+                &["sentinel", "get-master-addr-by-name", Self::MASTER_NAME],
+            )
+            .contains(&master.port().to_string())
+        });
+        assert!(
+            known,
+            "the sentinel on port {port} does not know its master"
+        );
+        sentinel
+    }
+
+    /// The sentinel's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis-sentinel://127.0.0.1:<port>/0?sentinelServiceName=mymaster`.
+    pub fn url(&self) -> String {
+        format!(
+            "redis-sentinel://127.0.0.1:{}/0?sentinelServiceName={}",
+            self.port,
+            Self::MASTER_NAME
+        )
+    }
+}
+
+impl Drop for RedisSentinel {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// A held cross-process lock; released on drop.
 #[derive(Debug)]
 pub struct HeavyTestGuard {
