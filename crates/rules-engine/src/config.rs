@@ -100,7 +100,7 @@ pub const MONITORING_KEYS: [&str; 4] = [
     "janitorInterval",
 ];
 /// Keys of the alerting section.
-pub const ALERTING_KEYS: [&str; 7] = [
+pub const ALERTING_KEYS: [&str; 8] = [
     "enabled",
     "watcherInterval",
     "retentionPeriod",
@@ -108,6 +108,7 @@ pub const ALERTING_KEYS: [&str; 7] = [
     "evaluationDelay",
     "catchUpLimit",
     "rules",
+    "hooks",
 ];
 
 impl Config {

@@ -299,6 +299,41 @@ impl Engine {
         self.rules = rules;
     }
 
+    /// Continues after `t` (the last instant a previous engine evaluated, as
+    /// recorded with the state): the next evaluation must be later, and
+    /// ticks at or before `t − longest timeframe` are no longer taken in.
+    pub fn resume_after(&mut self, t: Millis) {
+        self.last_t = Some(self.last_t.map_or(t, |last| last.max(t)));
+    }
+
+    /// Restores the state of (rule, host) saved by a previous engine. A state
+    /// of a rule that no longer exists is resolved at the next evaluation if
+    /// it has an open incident (as a rule removed by a reload); a host with no
+    /// tick yet is known from now on (and forgotten by retention unless ticks
+    /// arrive).
+    pub fn restore_state(&mut self, rule: &str, host: &HostName, state: IncidentState) {
+        let Some(index) = self.rules.rules().iter().position(|r| r.name() == rule) else {
+            if let (Some(_), Ok(rule)) = (&state.open, retired_rule(rule, &state)) {
+                self.retired.push((rule, host.clone(), state));
+            }
+            return;
+        };
+        let rules = self.rules.rules();
+        let hs = self.hosts.entry(host.clone()).or_insert_with(|| HostState {
+            last_ts: Millis::MIN,
+            history: VecDeque::new(),
+            slots: rules.iter().map(|r| Slot::new(r)).collect(),
+            inbox: Vec::new(),
+        });
+        hs.slots[index].state = Some(Box::new(state));
+    }
+
+    /// The state of (rule, host), if the engine holds that pair.
+    pub fn state_of(&self, rule: &str, host: &HostName) -> Option<&IncidentState> {
+        let index = self.rules.rules().iter().position(|r| r.name() == rule)?;
+        self.hosts.get(host).map(|hs| hs.slots[index].state())
+    }
+
     /// The current value of every (rule, host), as of the last evaluation.
     pub fn window_values(&self) -> impl Iterator<Item = WindowValue<'_>> {
         self.hosts.iter().flat_map(move |(host, hs)| {
@@ -379,4 +414,23 @@ fn rebuild(rule: &Rule, history: &VecDeque<(Millis, Values)>, last_t: Option<Mil
         w.advance(t);
     }
     w
+}
+
+/// A stand-in rule for resolving the state of a rule that is gone: only
+/// its name and a zero cooldown matter.
+fn retired_rule(
+    name: &str,
+    state: &IncidentState,
+) -> Result<Arc<Rule>, crate::ConfigError> {
+    let value = state.open.as_ref().map_or(0.0, |i| i.trigger_value);
+    Rule::new(crate::RuleSpec {
+        name: name.to_owned(),
+        field: metrics_model::Field::Standard(metrics_model::StandardField::CpuUsage),
+        aggregation: crate::Aggregation::Last,
+        operand: crate::Operand::EqualOrMoreThan,
+        value,
+        timeframe: Duration::from_millis(1).unwrap_or_default(),
+        cooldown: Duration::ZERO,
+    })
+    .map(Arc::new)
 }
