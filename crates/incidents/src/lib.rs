@@ -4,6 +4,11 @@
 //!
 //! - [`persist`]: incident state ↔ the store's opaque records; one
 //!   evaluation's transitions → one atomic [`metrics_model::store::AlertCommit`].
+//! - [`hooks`]: the `alerting.hooks` configuration and the hooks (`*.js`
+//!   and executable files, webhooks, Alertmanager, the [`hooks::Hook`] trait).
+//! - [`delivery`]: the dispatcher delivering outbox entries to every hook,
+//!   in order per (rule, host), with retries, a process limit and dead letters.
+//! - [`watchdog`]: the URL pinged after every successful evaluation.
 //!
 //! The incident record itself ([`Incident`]: `id`, `ruleName`, `hostName`,
 //! `startTime`, `endTime`, `triggerValue`) is the rules engine's, re-exported.
@@ -12,6 +17,9 @@
 //! scheduling and leadership (`bp-alerter`).
 #![deny(missing_docs)]
 
+pub mod delivery;
+pub mod hooks;
 pub mod persist;
+pub mod watchdog;
 
 pub use rules_engine::{Event, Incident, IncidentState, Transition};

@@ -1,0 +1,217 @@
+//! Hooks: what is called on every incident open and resolve.
+//!
+//! - [`config`]: the `alerting.hooks` object ([`HooksConfig`]).
+//! - [`files`]: the hook directory — `*.js` files run with Node.js
+//!   ([`files::JsHook`]) and other executable files run directly
+//!   ([`files::ExecHook`]); re-scanned at every delivery.
+//! - [`process`]: running one hook process (no shell, timeout that kills the
+//!   process group, output to the log line by line, bounded).
+//! - [`webhook`]: POST of the transition JSON ([`webhook::WebhookHook`]).
+//! - [`alertmanager`]: push to Alertmanager's `/api/v2/alerts`, with the
+//!   periodic re-push of open alerts ([`alertmanager::AlertmanagerHook`]).
+//! - The [`Hook`] trait, for embedders who add their own.
+//!
+//! Delivery order, retries, the process limit and dead letters are the
+//! dispatcher's ([`crate::delivery`]); a hook only makes one attempt.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use rules_engine::Transition;
+use serde_json::{Value, json};
+
+pub mod alertmanager;
+pub mod config;
+pub mod files;
+pub mod process;
+pub mod webhook;
+
+pub use config::{AlertmanagerConfig, HooksConfig, WatchdogConfig, WebhookConfig};
+
+/// One transition to deliver, with its idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// The outbox sequence number of the transition.
+    pub seq: u64,
+    /// `<incident id>:opened` or `<incident id>:resolved`: the same for every
+    /// redelivery of the same transition, so receivers can drop duplicates.
+    pub idempotency_key: String,
+    /// The transition.
+    pub transition: Transition,
+}
+
+impl Delivery {
+    /// A delivery of `transition`, outbox entry `seq`.
+    pub fn new(seq: u64, transition: Transition) -> Delivery {
+        Delivery {
+            seq,
+            idempotency_key: transition.idempotency_key(),
+            transition,
+        }
+    }
+
+    /// What executable hooks read on stdin: the transition line
+    /// `{"event","at","incident":{…}}` plus `"idempotencyKey"`.
+    pub fn stdin_json(&self) -> Value {
+        let mut v = serde_json::to_value(&self.transition).unwrap_or(Value::Null);
+        if let Value::Object(m) = &mut v {
+            m.insert("idempotencyKey".into(), json!(self.idempotency_key));
+        }
+        v
+    }
+
+    /// What webhooks receive: the incident's fields (`id`, `ruleName`,
+    /// `hostName`, `startTime`, `endTime`, `triggerValue`) plus `event`,
+    /// `at` (RFC 3339) and `idempotencyKey`.
+    pub fn webhook_json(&self) -> Value {
+        let mut v = serde_json::to_value(&self.transition.incident).unwrap_or(Value::Null);
+        if let Value::Object(m) = &mut v {
+            m.insert("event".into(), json!(self.transition.event.as_str()));
+            m.insert(
+                "at".into(),
+                json!(metrics_model::time::format_rfc3339(self.transition.at)),
+            );
+            m.insert("idempotencyKey".into(), json!(self.idempotency_key));
+        }
+        v
+    }
+}
+
+/// What kind of resource a hook uses, for the dispatcher's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookKind {
+    /// It runs a child process: counts against `concurrency` (at most K
+    /// processes at once). Such a hook enforces the timeout itself (killing
+    /// its process group).
+    Process,
+    /// Anything else (HTTP, in-process code): the dispatcher bounds the call
+    /// with the timeout.
+    Task,
+}
+
+/// A future returned by [`Hook::deliver`].
+pub type HookFuture<'a> = Pin<Box<dyn Future<Output = Result<(), HookError>> + Send + 'a>>;
+
+/// Something called on every incident transition. Object-safe, so embedders
+/// can pass `Arc<dyn Hook>` to the dispatcher.
+///
+/// One call is one attempt: the dispatcher retries failures with backoff,
+/// applies the timeout (see [`HookKind`]) and keeps per-(rule, host) order.
+/// Deliveries are at least once: use [`Delivery::idempotency_key`] to drop
+/// duplicates.
+pub trait Hook: Send + Sync + fmt::Debug {
+    /// The name used in logs, counters and dead letters (low cardinality;
+    /// never a secret).
+    fn name(&self) -> &str;
+
+    /// The resource it uses; [`HookKind::Task`] unless overridden.
+    fn kind(&self) -> HookKind {
+        HookKind::Task
+    }
+
+    /// Makes one delivery attempt.
+    fn deliver<'a>(&'a self, delivery: &'a Delivery) -> HookFuture<'a>;
+}
+
+/// Why a hook call failed. Messages name the hook and what failed; they
+/// never hold header values or full webhook URLs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HookError {
+    /// The process could not be started.
+    #[error("hook {hook}: cannot start {program}: {message}")]
+    Spawn {
+        /// The hook.
+        hook: String,
+        /// The program that was run (the hook file, or Node.js).
+        program: String,
+        /// The OS error.
+        message: String,
+    },
+    /// The process ran longer than the timeout and was killed.
+    #[error("hook {hook}: timed out after {timeout}{}", killed_suffix(*.killed))]
+    Timeout {
+        /// The hook.
+        hook: String,
+        /// The timeout, e.g. `10s`.
+        timeout: String,
+        /// Whether a process group was killed.
+        killed: bool,
+    },
+    /// The process exited unsuccessfully.
+    #[error("hook {hook}: {status}{}", last_stderr_suffix(.last_stderr.as_ref()))]
+    Exit {
+        /// The hook.
+        hook: String,
+        /// How it ended, e.g. `exit status 3` or `killed by signal 9`.
+        status: String,
+        /// The last non-empty line it wrote on stderr.
+        last_stderr: Option<String>,
+    },
+    /// An HTTP request failed before a response (connection, TLS, timeout).
+    #[error("hook {hook}: request to {origin} failed: {message}")]
+    Http {
+        /// The hook.
+        hook: String,
+        /// `scheme://host:port` of the target (never the path or query).
+        origin: String,
+        /// What failed.
+        message: String,
+    },
+    /// An HTTP request got a non-2xx response.
+    #[error("hook {hook}: {origin} answered HTTP {status}{}", body_suffix(.body))]
+    Status {
+        /// The hook.
+        hook: String,
+        /// `scheme://host:port` of the target.
+        origin: String,
+        /// The status code.
+        status: u16,
+        /// The start of the response body, if any.
+        body: String,
+    },
+    /// The hook directory could not be read.
+    #[error("hook directory {directory}: cannot read it: {message}")]
+    Directory {
+        /// The directory.
+        directory: String,
+        /// The OS error.
+        message: String,
+    },
+    /// Any other failure (for embedders' hooks).
+    #[error("hook {hook}: {message}")]
+    Other {
+        /// The hook.
+        hook: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+impl HookError {
+    /// Whether this is a timeout (counted separately).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, HookError::Timeout { .. })
+    }
+}
+
+fn last_stderr_suffix(line: Option<&String>) -> String {
+    line.map(|l| format!("; last stderr line: {l}"))
+        .unwrap_or_default()
+}
+
+fn killed_suffix(killed: bool) -> &'static str {
+    if killed {
+        "; its process group was killed"
+    } else {
+        ""
+    }
+}
+
+fn body_suffix(body: &str) -> String {
+    if body.is_empty() {
+        String::new()
+    } else {
+        format!(": {body}")
+    }
+}
