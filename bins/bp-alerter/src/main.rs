@@ -1,17 +1,13 @@
-//! `bp-alerter`: the bp-monitoring alerter. Today it offers the offline
-//! tools — `check-config`, `replay` and `test-rules` — which run the same
-//! rules engine the live alerter is built on.
-
-mod offline;
+//! `bp-alerter`: the bp-monitoring alerter (`run`, the default) and its
+//! offline tools (`check-config`, `replay`, `test-rules`), which use the same
+//! rules engine. The work is in the `bp_alerter` library; this is the CLI.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use metrics_model::Duration;
-
-/// Exit status for bad configuration, bad input or bad usage.
-const EXIT_BAD_INPUT: u8 = 2;
+use bp_alerter::{EXIT_BAD_INPUT, RunConfig, offline};
+use clap::{Args, Parser, Subcommand};
+use metrics_model::{Deployment, Duration, HostName};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -21,11 +17,34 @@ const EXIT_BAD_INPUT: u8 = 2;
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Configuration file (botpress.config.json-style or { "monitoring", "alerting" }).
+    /// Without one: monitoring and alerting enabled, no rules.
+    #[arg(long, short, env = "BP_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// This machine's name [default: BP_NODE_NAME, else the host name].
+    #[arg(long, env = "BP_NODE_NAME", global = true)]
+    node: Option<String>,
+    /// Standalone mode: UDP address where local programs send StatsD ("off" to disable).
+    #[arg(
+        long,
+        env = "BP_STATSD",
+        default_value = "127.0.0.1:8125",
+        global = true
+    )]
+    statsd: String,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the alerter (the default): standalone without REDIS_URL, cluster mode with it.
+    Run,
     /// Validate a configuration file; print every problem (exit 0 if valid, 2 if not).
     CheckConfig {
         /// A botpress.config.json-style file or a { "monitoring", "alerting" } file.
@@ -40,6 +59,18 @@ enum Command {
         /// [default: the file's watcherInterval, else 10s].
         #[arg(long, value_parser = parse_duration)]
         watcher_interval: Option<Duration>,
+    },
+    /// List open and recent incidents, the outbox and dead letters from Redis (cluster mode).
+    Incidents {
+        /// Resolved incidents that ended within this duration.
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        since: Duration,
+        /// At most this many resolved incidents and dead letters.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
     },
     /// Run rule unit tests (see docs/test-rules.md); exit 1 if one fails, 2 on a bad file.
     TestRules {
@@ -62,13 +93,166 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let code = match cli.command {
+    let code = match cli.command.unwrap_or(Command::Run) {
+        Command::Run => run(&cli.run),
         Command::CheckConfig { file } => offline::check_config(&file),
         Command::Replay {
             rules,
             watcher_interval,
         } => offline::replay(&rules, watcher_interval),
         Command::TestRules { files } => offline::test_rules(&files),
+        Command::Incidents { since, limit, json } => {
+            list_incidents(bp_alerter::list::ListOptions { since, limit, json })
+        }
     };
     ExitCode::from(code)
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn bad(msg: &str) -> u8 {
+    eprintln!("bp-alerter: {msg}");
+    EXIT_BAD_INPUT
+}
+
+fn run(args: &RunArgs) -> u8 {
+    let (config, hooks) = match &args.config {
+        None => (
+            rules_engine::Config::default(),
+            incidents::hooks::HooksConfig::default(),
+        ),
+        Some(path) => match bp_alerter::load_config(path) {
+            Ok(c) => c,
+            Err(problems) => {
+                for p in &problems {
+                    eprintln!("{p}");
+                }
+                return bad(&format!(
+                    "invalid configuration ({} problems); nothing started",
+                    problems.len()
+                ));
+            }
+        },
+    };
+    let env = |k: &str| std::env::var(k).ok();
+    let deployment = match Deployment::from_env_values(
+        env("REDIS_URL").as_deref(),
+        env("CLUSTER_ENABLED").as_deref(),
+        env("BP_REDIS_SCOPE").as_deref(),
+    ) {
+        Ok(d) => d,
+        Err(e) => return bad(&e.to_string()),
+    };
+    let node_text = args
+        .node
+        .clone()
+        .or_else(collector::system::host_name)
+        .unwrap_or_else(|| "localhost".to_owned());
+    let node: HostName = match node_text.parse() {
+        Ok(n) => n,
+        Err(e) => return bad(&format!("--node / BP_NODE_NAME: {e}")),
+    };
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return bad(&format!("cannot start the runtime: {e}")),
+    };
+    let statsd = match args.statsd.as_str() {
+        "off" => None,
+        text => match text.parse() {
+            Ok(addr) => Some(addr),
+            Err(e) => return bad(&format!("--statsd {text:?}: {e} (use host:port or off)")),
+        },
+    };
+    let cfg = RunConfig {
+        config,
+        config_path: args.config.clone(),
+        deployment,
+        node,
+        statsd,
+        hooks,
+    };
+    match runtime.block_on(bp_alerter::run(cfg, shutdown_signal())) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "bp-alerter stopped");
+            1
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        match term {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down");
+}
+
+fn list_incidents(options: bp_alerter::list::ListOptions) -> u8 {
+    let env = |k: &str| std::env::var(k).ok();
+    let deployment = match Deployment::from_env_values(
+        env("REDIS_URL").as_deref(),
+        env("CLUSTER_ENABLED").as_deref(),
+        env("BP_REDIS_SCOPE").as_deref(),
+    ) {
+        Ok(d) => d,
+        Err(e) => return bad(&e.to_string()),
+    };
+    let Some(url) = deployment.redis_url else {
+        return bad(
+            "incidents: REDIS_URL is not set. In standalone mode incidents live in the running \
+             process's memory: see its log and hooks",
+        );
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return bad(&format!("cannot start the runtime: {e}")),
+    };
+    let result = runtime.block_on(async {
+        let store =
+            redis_store::RedisStore::connect(redis_store::RedisOptions::new(url, deployment.scope))
+                .await?;
+        bp_alerter::list::incidents(&store, options).await
+    });
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            0
+        }
+        Err(e) => {
+            eprintln!("bp-alerter incidents: {e:#}");
+            1
+        }
+    }
 }

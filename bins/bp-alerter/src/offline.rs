@@ -4,10 +4,10 @@ use std::io::{self, BufRead, BufWriter, Write};
 use std::path::Path;
 
 use metrics_model::{Duration, Tick};
+use rules_engine::RuleSet;
 use rules_engine::config::rules_from_json_text;
 use rules_engine::replay::{ReplayOptions, replay as run_replay};
 use rules_engine::rule_tests::TestFile;
-use rules_engine::{Config, RuleSet};
 
 use crate::EXIT_BAD_INPUT;
 
@@ -15,19 +15,12 @@ fn read(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))
 }
 
-/// `check-config FILE`.
+/// `check-config FILE`: the rules, both sections and the hooks.
 pub fn check_config(path: &Path) -> u8 {
-    let text = match read(path) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("bp-alerter check-config: {e}");
-            return EXIT_BAD_INPUT;
-        }
-    };
-    match Config::from_json_text(&text, &path.display().to_string()) {
-        Ok(config) => {
+    match crate::load_config(path) {
+        Ok((config, hooks)) => {
             println!(
-                "{}: valid; monitoring {} (every {}, kept {}), alerting {} (every {}, {} rule{})",
+                "{}: valid; monitoring {} (every {}, kept {}), alerting {} (every {}, {} rule{}), hooks from {}{}{}",
                 path.display(),
                 if config.monitoring.enabled {
                     "enabled"
@@ -48,14 +41,24 @@ pub fn check_config(path: &Path) -> u8 {
                 } else {
                     "s"
                 },
+                hooks.directory.display(),
+                if hooks.webhooks.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} webhook(s)", hooks.webhooks.len())
+                },
+                if hooks.alertmanager.is_some() {
+                    ", Alertmanager"
+                } else {
+                    ""
+                },
             );
             for w in config.warnings() {
                 println!("warning: {w}");
             }
             0
         }
-        Err(e) => {
-            let problems = e.problems();
+        Err(problems) => {
             for p in &problems {
                 println!("{p}");
             }

@@ -1,0 +1,341 @@
+//! The live alerter: leadership, evaluation schedule, atomic commits.
+//!
+//! Every process runs [`run_alerter`]. Each pass it tries to take or renew
+//! the lease ([`AlertStore::acquire_lease`]). The holder (the *leader*) keeps
+//! a [`rules_engine::Engine`] in memory, rebuilt from the store when it
+//! becomes leader; it reads only the ticks that arrived since its last read,
+//! evaluates every due instant `t` (a multiple of `watcherInterval`, once
+//! `t + evaluationDelay` has passed), and commits each instant's transitions
+//! with the fencing token in one atomic step. Others stand by and poll the
+//! lease often enough to take over within two watcher intervals.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use incidents::persist;
+use metrics_model::store::{AlertStore, StoreError, TickStore};
+use metrics_model::time::{Millis, ceil_to, floor_to};
+use rules_engine::{Config, Engine, EngineOptions, Transition};
+use tokio::sync::{Notify, watch};
+use tracing::{debug, info, warn};
+
+/// Counters the alerter exposes (for `/metrics` and tests).
+#[derive(Debug, Default)]
+pub struct AlerterStats {
+    /// Whether this process holds the lease.
+    pub leader: AtomicBool,
+    /// Instants evaluated and committed.
+    pub evaluations: AtomicU64,
+    /// Transitions committed.
+    pub transitions: AtomicU64,
+    /// Duration of the last evaluation (read + evaluate + commit), µs.
+    pub last_evaluation_us: AtomicU64,
+    /// Sum of evaluation durations, µs (with `evaluations`, the mean).
+    pub evaluation_us_total: AtomicU64,
+    /// Store operations that failed.
+    pub store_errors: AtomicU64,
+    /// Ticks stamped more than a minute in the future when read.
+    pub future_ticks: AtomicU64,
+    /// Ticks that arrived after the instant covering them was evaluated.
+    pub late_ticks: AtomicU64,
+    /// The last instant committed, ms (0 before the first).
+    pub last_evaluated: AtomicU64,
+    /// Outbox entries seen waiting at the last read.
+    pub outbox_depth: AtomicU64,
+    /// Hook delivery counters, refreshed by the delivery loop.
+    pub hooks: std::sync::Mutex<Option<incidents::delivery::DispatcherStats>>,
+}
+
+/// A callback after each committed instant, with its transitions.
+pub type OnEvaluated = Box<dyn Fn(Millis, &[Transition]) + Send + Sync>;
+
+/// What the alerter needs besides its stores.
+pub struct AlerterSetup {
+    /// The identity written in the lease (host and process id).
+    pub holder: String,
+    /// The configuration; a new value (SIGHUP) replaces the rules.
+    pub config: watch::Receiver<Arc<Config>>,
+    /// Counters.
+    pub stats: Arc<AlerterStats>,
+    /// Told after each commit with transitions (wakes the delivery task).
+    pub committed: Arc<Notify>,
+    /// Called with each committed instant's transitions (for example to
+    /// ping a watchdog); must not block.
+    pub on_evaluated: OnEvaluated,
+}
+
+impl std::fmt::Debug for AlerterSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlerterSetup")
+            .field("holder", &self.holder)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+struct Leader<C> {
+    token: u64,
+    engine: Engine,
+    cursor: C,
+}
+
+/// Runs until `shutdown` resolves; releases the lease on the way out.
+pub async fn run_alerter<T, A>(
+    ticks: T,
+    alerts: A,
+    mut setup: AlerterSetup,
+    shutdown: impl Future<Output = ()>,
+) where
+    T: TickStore,
+    A: AlertStore,
+{
+    tokio::pin!(shutdown);
+    let mut leader: Option<Leader<T::Cursor>> = None;
+    let mut config = setup.config.borrow_and_update().clone();
+    loop {
+        let w = config.alerting.watcher_interval.as_millis_i64();
+        let ttl = lease_ttl_ms(w);
+        let now = now_ms();
+        match alerts.acquire_lease(&setup.holder, ttl).await {
+            Ok(Some(token)) => {
+                if leader.as_ref().is_none_or(|l| l.token != token) {
+                    info!(holder = %setup.holder, token, "this alerter is now active (holds the lease)");
+                    leader = build_leader(&ticks, &alerts, &config, token, now)
+                        .await
+                        .map_err(|e| {
+                            setup.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                            warn!(error = %e, "cannot load the alerter state; retrying");
+                        })
+                        .ok();
+                }
+                if let Some(l) = leader.as_mut()
+                    && let Err(e) =
+                        evaluate_due(&ticks, &alerts, &config, l, &setup, now_ms()).await
+                {
+                    setup.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                    if matches!(e, StoreError::Fenced(_)) {
+                        warn!(error = %e, "lost the lease during a commit; standing by");
+                    } else {
+                        warn!(error = %e, "evaluation not committed; state will be reloaded from the store");
+                    }
+                    leader = None;
+                }
+            }
+            Ok(None) => {
+                if leader.take().is_some() {
+                    warn!("another alerter holds the lease now; standing by");
+                }
+            }
+            Err(e) => {
+                setup.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                warn!(error = %e, "cannot reach the store to take or renew the lease; retrying");
+                leader = None;
+            }
+        }
+        setup
+            .stats
+            .leader
+            .store(leader.is_some(), Ordering::Relaxed);
+        let wake = next_wake(leader.as_ref().map(|l| &l.engine), &config, now_ms());
+        tokio::select! {
+            () = &mut shutdown => break,
+            changed = setup.config.changed() => {
+                if changed.is_err() { break; }
+                config = setup.config.borrow_and_update().clone();
+                if let Some(l) = leader.as_mut() {
+                    l.engine.set_rules(config.alerting.rules.clone());
+                }
+                info!(rules = config.alerting.rules.len(), "configuration reloaded");
+            }
+            () = tokio::time::sleep(std::time::Duration::from_millis(wake)) => {}
+        }
+    }
+    if let Some(l) = leader {
+        if let Err(e) = alerts.release_lease(&setup.holder, l.token).await {
+            warn!(error = %e, "could not release the lease; it expires by itself");
+        } else {
+            info!("lease released");
+        }
+    }
+    setup.stats.leader.store(false, Ordering::Relaxed);
+}
+
+/// The lease lives 1.5 watcher intervals (at least 1 s): the leader renews it
+/// every interval, and a standby polling every quarter interval takes over
+/// within 2 intervals of the leader's death.
+pub fn lease_ttl_ms(watcher_ms: i64) -> u64 {
+    (watcher_ms.max(1) as u64 * 3 / 2).max(1000)
+}
+
+/// How long to sleep before the next pass, ms.
+fn next_wake(engine: Option<&Engine>, config: &Config, now: Millis) -> u64 {
+    let w = config.alerting.watcher_interval.as_millis_i64();
+    let delay = config.alerting.evaluation_delay.as_millis_i64();
+    let standby_poll = (w / 4).clamp(50, 5_000);
+    let Some(engine) = engine else {
+        return standby_poll as u64;
+    };
+    let next_instant = engine
+        .last_evaluated()
+        .map_or(floor_to(now - delay, w) + w, |t| t + w);
+    let due_at = next_instant + delay;
+    // Renew the lease at least every ttl/3 even if nothing is due.
+    (due_at - now).clamp(1, lease_ttl_ms(w) as i64 / 3) as u64
+}
+
+async fn build_leader<T: TickStore, A: AlertStore>(
+    ticks: &T,
+    alerts: &A,
+    config: &Config,
+    token: u64,
+    now: Millis,
+) -> Result<Leader<T::Cursor>, StoreError> {
+    let w = config.alerting.watcher_interval.as_millis_i64();
+    let delay = config.alerting.evaluation_delay.as_millis_i64();
+    let snapshot = alerts.load().await?;
+    let (restored, errors) = persist::decode(&snapshot);
+    for e in errors {
+        warn!(error = %e, "ignoring an unreadable incident state record");
+    }
+    // Take the cursor before reading history, so no tick falls between.
+    let cursor = ticks.cursor_now().await?;
+    let retention = config.monitoring.retention_period.as_millis_i64();
+    let mut engine = Engine::new(
+        config.alerting.rules.clone(),
+        EngineOptions {
+            retention: Some(config.monitoring.retention_period),
+        },
+    );
+    let due = floor_to(now - delay, w);
+    let first = first_instant(restored.last_evaluated, due, config);
+    if let Some(last) = restored.last_evaluated
+        && first > last + w
+    {
+        warn!(
+            skipped_from = last + w,
+            resumed_at = first,
+            "the alerter was down longer than catchUpLimit; instants before it are not evaluated"
+        );
+    }
+    engine.resume_after(first - w);
+    let from = first - w - config.alerting.rules.max_timeframe().as_millis_i64();
+    let mut loaded = 0usize;
+    for host in ticks.hosts().await? {
+        if host.last_seen <= now - retention {
+            continue;
+        }
+        for tick in ticks.range(&host.host, from, Millis::MAX).await? {
+            engine.ingest(tick);
+            loaded += 1;
+        }
+    }
+    for (rule, host, state) in restored.states {
+        engine.restore_state(&rule, &host, state);
+    }
+    info!(
+        ticks = loaded,
+        resume_at = first,
+        "alerter state rebuilt from the store"
+    );
+    Ok(Leader {
+        token,
+        engine,
+        cursor,
+    })
+}
+
+/// The first instant to evaluate: the one after the last committed, or the
+/// current one on a first start, never further back than `catchUpLimit`.
+fn first_instant(last: Option<Millis>, due: Millis, config: &Config) -> Millis {
+    let w = config.alerting.watcher_interval.as_millis_i64();
+    let limit = config.alerting.catch_up_limit.as_millis_i64();
+    match last {
+        None => due,
+        Some(last) => (last + w).max(ceil_to(due - limit, w)),
+    }
+}
+
+async fn evaluate_due<T: TickStore, A: AlertStore>(
+    ticks: &T,
+    alerts: &A,
+    config: &Config,
+    leader: &mut Leader<T::Cursor>,
+    setup: &AlerterSetup,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let w = config.alerting.watcher_interval.as_millis_i64();
+    let delay = config.alerting.evaluation_delay.as_millis_i64();
+    let due = floor_to(now - delay, w);
+    let last = leader.engine.last_evaluated();
+    let mut next = first_instant(last, due, config);
+    if next > due {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let fresh = ticks.read_new(&leader.cursor).await?;
+    let stats = &setup.stats;
+    let evaluated_before = last.unwrap_or(Millis::MIN);
+    for tick in fresh.ticks {
+        if tick.ts > now + 60_000 {
+            stats.future_ticks.fetch_add(1, Ordering::Relaxed);
+            warn!(host = %tick.host, ts = tick.ts, "tick stamped more than a minute in the future (clock skew?)");
+        } else if tick.ts <= evaluated_before {
+            stats.late_ticks.fetch_add(1, Ordering::Relaxed);
+            debug!(host = %tick.host, ts = tick.ts, "late tick: stored, does not change evaluations already made");
+        }
+        leader.engine.ingest(tick);
+    }
+    leader.cursor = fresh.cursor;
+    if last.is_some_and(|l| next > l + w) {
+        leader.engine.resume_after(next - w);
+    }
+    while next <= due {
+        let instant_started = Instant::now();
+        let transitions = leader.engine.evaluate(next).unwrap_or_default();
+        let commit = persist::commit_for(next, &transitions, |rule, host| {
+            leader.engine.state_of(rule, host).cloned()
+        });
+        alerts.commit(leader.token, &commit).await?;
+        for t in &transitions {
+            info!(
+                event = t.event.as_str(),
+                rule = %t.incident.rule_name,
+                host = %t.incident.host_name,
+                trigger_value = t.incident.trigger_value,
+                id = %t.incident.id,
+                "incident {}", t.event.as_str()
+            );
+        }
+        let took = if next == due {
+            started.elapsed()
+        } else {
+            instant_started.elapsed()
+        };
+        stats.evaluations.fetch_add(1, Ordering::Relaxed);
+        stats
+            .transitions
+            .fetch_add(transitions.len() as u64, Ordering::Relaxed);
+        stats
+            .last_evaluation_us
+            .store(took.as_micros() as u64, Ordering::Relaxed);
+        stats
+            .evaluation_us_total
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        stats
+            .last_evaluated
+            .store(u64::try_from(next).unwrap_or(0), Ordering::Relaxed);
+        (setup.on_evaluated)(next, &transitions);
+        if !transitions.is_empty() {
+            setup.committed.notify_one();
+        }
+        next += w;
+    }
+    Ok(())
+}

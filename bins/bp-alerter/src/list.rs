@@ -1,0 +1,153 @@
+//! `bp-alerter incidents`: open and recent incidents, outbox depth, dead
+//! letters and the active alerter, read from the store.
+
+use std::fmt::Write as _;
+
+use incidents::persist;
+use metrics_model::Duration;
+use metrics_model::store::AlertStore;
+use metrics_model::time::{Millis, format_rfc3339};
+use rules_engine::Incident;
+use serde_json::json;
+
+use crate::alerter::now_ms;
+
+/// What to list.
+#[derive(Debug, Clone, Copy)]
+pub struct ListOptions {
+    /// Resolved incidents that ended this long ago at most.
+    pub since: Duration,
+    /// At most this many resolved incidents and dead letters.
+    pub limit: usize,
+    /// JSON instead of tables.
+    pub json: bool,
+}
+
+/// Prints the listing; returns the text.
+pub async fn incidents<A: AlertStore>(store: &A, options: ListOptions) -> anyhow::Result<String> {
+    let now = now_ms();
+    let snapshot = store.load().await?;
+    let (restored, errors) = persist::decode(&snapshot);
+    let mut open: Vec<Incident> = restored
+        .states
+        .into_iter()
+        .filter_map(|(_, _, s)| s.open)
+        .collect();
+    open.sort_by(|a, b| {
+        (a.start_time, &a.rule_name, &a.host_name).cmp(&(b.start_time, &b.rule_name, &b.host_name))
+    });
+    let from = now - options.since.as_millis_i64();
+    let mut resolved: Vec<Incident> = Vec::new();
+    let mut unreadable = errors.len();
+    for json in store.resolved(from, Millis::MAX, options.limit).await? {
+        match persist::decode_incident(&json) {
+            Ok(i) => resolved.push(i),
+            Err(_) => unreadable += 1,
+        }
+    }
+    resolved.reverse(); // newest first
+    let dead = store.dead_letters(options.limit).await?;
+    let outbox = store.outbox_len().await?;
+    let lease = store.lease().await?;
+    if options.json {
+        let value = json!({
+            "open": open,
+            "resolved": resolved,
+            "outboxDepth": outbox,
+            "deadLetters": dead.iter().map(|d| json!({ "at": format_rfc3339(d.at), "hook": d.hook, "error": d.error, "transition": serde_json::from_str::<serde_json::Value>(&d.payload).unwrap_or(serde_json::Value::Null) })).collect::<Vec<_>>(),
+            "activeAlerter": lease.as_ref().map(|l| json!({ "holder": l.holder, "token": l.token })),
+            "lastEvaluated": restored.last_evaluated.map(format_rfc3339),
+            "unreadableRecords": unreadable,
+        });
+        return Ok(serde_json::to_string_pretty(&value)? + "\n");
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "OPEN INCIDENTS ({})", open.len());
+    table(&mut out, &open, now);
+    let _ = writeln!(
+        out,
+        "\nRESOLVED IN THE LAST {} ({})",
+        options.since,
+        resolved.len()
+    );
+    table(&mut out, &resolved, now);
+    let _ = writeln!(
+        out,
+        "\nactive alerter: {}",
+        lease.map_or("none".to_owned(), |l| format!(
+            "{} (token {})",
+            l.holder, l.token
+        ))
+    );
+    let _ = writeln!(
+        out,
+        "last evaluated: {}",
+        restored
+            .last_evaluated
+            .map_or("never".to_owned(), format_rfc3339)
+    );
+    let _ = writeln!(out, "outbox: {outbox} transition(s) waiting for delivery");
+    let _ = writeln!(out, "dead letters: {}", dead.len());
+    for d in &dead {
+        let _ = writeln!(
+            out,
+            "  {}  hook {}: {}",
+            format_rfc3339(d.at),
+            d.hook,
+            d.error
+        );
+    }
+    if unreadable > 0 {
+        let _ = writeln!(out, "unreadable records: {unreadable}");
+    }
+    Ok(out)
+}
+
+fn table(out: &mut String, incidents: &[Incident], now: Millis) {
+    if incidents.is_empty() {
+        out.push_str("  (none)\n");
+        return;
+    }
+    let rule_w = incidents
+        .iter()
+        .map(|i| i.rule_name.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let host_w = incidents
+        .iter()
+        .map(|i| i.host_name.as_str().len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let _ = writeln!(
+        out,
+        "  {:<rule_w$}  {:<host_w$}  {:<24}  {:<24}  {:>10}  {:>14}",
+        "RULE", "HOST", "START", "END", "DURATION", "TRIGGER VALUE"
+    );
+    for i in incidents {
+        let end = i.end_time.map_or("-".to_owned(), format_rfc3339);
+        let took = i.end_time.unwrap_or(now) - i.start_time;
+        let took = u64::try_from(took)
+            .ok()
+            .and_then(|ms| Duration::from_millis(ms / 1000 * 1000))
+            .map_or("-".to_owned(), |d| d.to_string());
+        let _ = writeln!(
+            out,
+            "  {:<rule_w$}  {:<host_w$}  {:<24}  {:<24}  {:>10}  {:>14}",
+            sanitize(&i.rule_name),
+            i.host_name,
+            format_rfc3339(i.start_time),
+            end,
+            took,
+            i.trigger_value
+        );
+    }
+}
+
+/// Control characters in rule names would garble a terminal.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}

@@ -1,0 +1,657 @@
+//! The live alerter as operators run it: real `bp-alerter` processes, a real
+//! `redis-server`, real hook processes. Ticks are written through
+//! `RedisStore::append`, the path `bp-collector` writes through.
+//!
+//! Ticks are stamped a few seconds in the future when written, so the
+//! alerter evaluates them live as time reaches them; the expected
+//! transitions come from `bp-alerter replay` over the same ticks.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use metrics_model::store::{AlertStore, TickStore};
+use metrics_model::{RedisUrl, Tick};
+use redis_store::{RedisOptions, RedisStore};
+use serde_json::{Value, json};
+use test_support::{RedisServer, heavy_test_lock, wait_until};
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A client of the test's Redis, with the runtime its connection lives on.
+struct Client {
+    rt: tokio::runtime::Runtime,
+    store: RedisStore,
+}
+
+impl Client {
+    fn new(redis: &RedisServer) -> Client {
+        let rt = rt();
+        let url = RedisUrl::parse(&redis.url()).unwrap();
+        let store = rt
+            .block_on(RedisStore::connect(RedisOptions::new(url, "bp")))
+            .unwrap();
+        Client { rt, store }
+    }
+
+    fn append(&self, ticks: &[Tick]) {
+        self.rt.block_on(self.store.append(ticks)).unwrap();
+    }
+}
+
+/// A test directory with a config, a hook that appends one line per call,
+/// and the ticks as JSON lines.
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+const RULES: &str = r#"[
+  { "name": "High CPU", "field": "cpu.usage", "aggregation": "avg", "operand": "equalOrMoreThan",
+    "value": 80, "timeframe": "3s", "cooldown": "6s" },
+  { "name": "Errors", "field": "errors.count", "aggregation": "sum", "operand": "equalOrMoreThan",
+    "value": 5, "timeframe": "5s" }
+]"#;
+
+impl Setup {
+    fn new(hook_body: &str, hooks_extra: &Value) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let hooks = dir.path().join("hooks");
+        std::fs::create_dir(&hooks).unwrap();
+        let out = dir.path().join("hook.out");
+        let script = hooks.join("record.sh");
+        std::fs::write(
+            &script,
+            hook_body.replace("OUT", &out.display().to_string()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut hooks_cfg = json!({ "directory": hooks, "timeout": "5s", "retryBackoff": "100ms" });
+        for (k, v) in hooks_extra.as_object().unwrap() {
+            hooks_cfg[k] = v.clone();
+        }
+        let config = json!({
+            "monitoring": { "collectionInterval": "1s" },
+            "alerting": {
+                "watcherInterval": "1s",
+                "evaluationDelay": "300ms",
+                "rules": serde_json::from_str::<Value>(RULES).unwrap(),
+                "hooks": hooks_cfg,
+            }
+        });
+        std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+        Setup { dir }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("config.json")
+    }
+
+    /// Hook calls so far: `(idempotency key, event, rule, host, time)`.
+    fn calls(&self) -> Vec<Call> {
+        let text = std::fs::read_to_string(self.dir.path().join("hook.out")).unwrap_or_default();
+        text.lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split('|').collect();
+                let time = if f[1] == "opened" { f[4] } else { f[5] };
+                Call {
+                    key: f[0].to_owned(),
+                    event: f[1].to_owned(),
+                    rule: f[2].to_owned(),
+                    host: f[3].to_owned(),
+                    at: metrics_model::time::parse_rfc3339(time)
+                        .unwrap_or_else(|| panic!("bad time in {l}")),
+                }
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Call {
+    key: String,
+    event: String,
+    rule: String,
+    host: String,
+    at: i64,
+}
+
+const RECORD_HOOK: &str = "#!/bin/sh\nprintf '%s|%s|%s|%s|%s|%s\\n' \"$BP_IDEMPOTENCY_KEY\" \"$BP_INCIDENT_EVENT\" \"$BP_INCIDENT_RULE_NAME\" \"$BP_INCIDENT_HOST_NAME\" \"$BP_INCIDENT_START_TIME\" \"$BP_INCIDENT_END_TIME\" >> 'OUT'\n";
+
+struct Alerter {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Alerter {
+    fn start(redis: &RedisServer, setup: &Setup, name: &str) -> Alerter {
+        let log = setup.dir.path().join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_bp-alerter"))
+            .args([
+                "run",
+                "--config",
+                setup.config().to_str().unwrap(),
+                "--node",
+                name,
+                "--statsd",
+                "off",
+            ])
+            .env("REDIS_URL", redis.url())
+            .env("RUST_LOG", "info")
+            .env_remove("CLUSTER_ENABLED")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("bp-alerter starts");
+        Alerter { child, log }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Alerter {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Slot `i` of a series stamped `t0 + i s`.
+fn series(host: &str, t0: i64, field: &str, values: &[(usize, f64)]) -> Vec<Tick> {
+    let mut out = Vec::new();
+    let mut slot = 0;
+    for &(count, v) in values {
+        for _ in 0..count {
+            out.push(Tick::new(
+                host.parse().unwrap(),
+                t0 + slot * 1000,
+                [(field.parse().unwrap(), v)],
+            ));
+            slot += 1;
+        }
+    }
+    out
+}
+
+fn merge(ticks: Vec<Tick>) -> Vec<Tick> {
+    let mut by: BTreeMap<(String, i64), Tick> = BTreeMap::new();
+    for t in ticks {
+        by.entry((t.host.to_string(), t.ts))
+            .and_modify(|e| e.values.extend(t.values.clone()))
+            .or_insert(t);
+    }
+    by.into_values().collect()
+}
+
+/// What `bp-alerter replay` says of the same ticks: `(event, rule, host, at)`.
+fn replay(setup: &Setup, ticks: &[Tick]) -> Vec<(String, String, String, i64)> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bp-alerter"))
+        .args([
+            "replay",
+            "--rules",
+            setup.config().to_str().unwrap(),
+            "--watcher-interval",
+            "1s",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for t in ticks {
+        writeln!(stdin, "{}", t.to_json_line()).unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let i = &v["incident"];
+            (
+                v["event"].as_str().unwrap().to_owned(),
+                i["ruleName"].as_str().unwrap().to_owned(),
+                i["hostName"].as_str().unwrap().to_owned(),
+                v["at"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn summary(calls: &[Call], until: i64) -> Vec<(String, String, String, i64)> {
+    let mut s: Vec<_> = calls
+        .iter()
+        .filter(|c| c.at <= until)
+        .map(|c| (c.event.clone(), c.rule.clone(), c.host.clone(), c.at))
+        .collect();
+    s.sort_by(|a, b| (a.3, &a.1, &a.2).cmp(&(b.3, &b.1, &b.2)));
+    s
+}
+
+fn sort_expected(mut v: Vec<(String, String, String, i64)>) -> Vec<(String, String, String, i64)> {
+    v.sort_by(|a, b| (a.3, &a.1, &a.2).cmp(&(b.3, &b.1, &b.2)));
+    v
+}
+
+fn dedup(calls: &[Call]) -> Vec<Call> {
+    let mut seen = BTreeSet::new();
+    calls
+        .iter()
+        .filter(|c| seen.insert(c.key.clone()))
+        .cloned()
+        .collect()
+}
+
+/// The first whole second at least `lead_ms` from now.
+fn start_in(lead_ms: i64) -> i64 {
+    (now_ms() + lead_ms) / 1000 * 1000 + 1000
+}
+
+#[test]
+fn three_nodes_open_resolve_respect_cooldown_and_match_replay() {
+    let _heavy = heavy_test_lock();
+    let redis = RedisServer::start();
+    let setup = Setup::new(RECORD_HOOK, &json!({}));
+    let t0 = start_in(5000);
+    // node-a: high, a dip long enough to resolve, high again.
+    let mut ticks = series(
+        "node-a",
+        t0,
+        "cpu.usage",
+        &[(8, 90.0), (6, 10.0), (8, 90.0)],
+    );
+    // node-b: calm CPU; a burst of errors.
+    ticks.extend(series("node-b", t0, "cpu.usage", &[(22, 10.0)]));
+    ticks.extend(series(
+        "node-b",
+        t0,
+        "errors.count",
+        &[(5, 0.0), (4, 2.0), (13, 0.0)],
+    ));
+    // node-c: high, a short dip (resolves), high again inside the 6 s
+    // cooldown: the reopen waits for the cooldown to end.
+    ticks.extend(series(
+        "node-c",
+        t0,
+        "cpu.usage",
+        &[(5, 95.0), (2, 10.0), (15, 95.0)],
+    ));
+    let ticks = merge(ticks);
+    let last = ticks.iter().map(|t| t.ts).max().unwrap();
+    Client::new(&redis).append(&ticks);
+
+    let alerter = Alerter::start(&redis, &setup, "alerter-1");
+    let expected = sort_expected(replay(&setup, &ticks));
+    assert!(
+        expected.len() >= 7,
+        "the scenario makes transitions: {expected:?}"
+    );
+    // node-c resolves at slot 5 and reopens at slot 11 (cooldown until 11), not 9.
+    assert!(expected.contains(&(
+        "resolved".into(),
+        "High CPU".into(),
+        "node-c".into(),
+        t0 + 5000
+    )));
+    assert!(expected.contains(&(
+        "opened".into(),
+        "High CPU".into(),
+        "node-c".into(),
+        t0 + 11_000
+    )));
+
+    let done = wait_until(
+        Duration::from_secs((last - now_ms()) as u64 / 1000 + 30),
+        || summary(&setup.calls(), last).len() >= expected.len() && now_ms() > last + 2000,
+    );
+    let calls = setup.calls();
+    assert!(
+        done,
+        "hook calls {:#?}\nexpected {expected:#?}\nlog:\n{}",
+        calls,
+        alerter.log()
+    );
+    // Live and replay agree on every transition up to the last tick.
+    assert_eq!(summary(&calls, last), expected, "log:\n{}", alerter.log());
+    // No crash: every transition delivered exactly once.
+    assert_eq!(
+        dedup(&calls).len(),
+        calls.len(),
+        "duplicate deliveries: {calls:#?}"
+    );
+    // A resolve is never delivered before its open.
+    for (i, c) in calls.iter().enumerate() {
+        if c.event == "resolved" {
+            let id = c.key.split(':').next().unwrap();
+            assert!(
+                calls[..i].iter().any(|o| o.key == format!("{id}:opened")),
+                "resolve before open: {c:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn kill_9_mid_incident_loses_no_resolve_and_opens_no_duplicate() {
+    let _heavy = heavy_test_lock();
+    let redis = RedisServer::start();
+    let setup = Setup::new(RECORD_HOOK, &json!({}));
+    let t0 = start_in(3000);
+    let ticks = series("node-x", t0, "cpu.usage", &[(10, 90.0), (12, 10.0)]);
+    Client::new(&redis).append(&ticks);
+    let mut first = Alerter::start(&redis, &setup, "first");
+    assert!(
+        wait_until(Duration::from_secs(30), || setup
+            .calls()
+            .iter()
+            .any(|c| c.event == "opened")),
+        "no open delivered:\n{}",
+        first.log()
+    );
+    first.kill9();
+    let second = Alerter::start(&redis, &setup, "second");
+    assert!(
+        wait_until(Duration::from_secs(40), || setup
+            .calls()
+            .iter()
+            .any(|c| c.event == "resolved")),
+        "the resolve was lost after kill -9: {:#?}\nfirst:\n{}\nsecond:\n{}",
+        setup.calls(),
+        first.log(),
+        second.log()
+    );
+    let calls = dedup(&setup.calls());
+    let ids: BTreeSet<&str> = calls
+        .iter()
+        .map(|c| c.key.split(':').next().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 1, "a second incident was opened: {calls:#?}");
+    assert_eq!(calls.iter().filter(|c| c.event == "opened").count(), 1);
+    assert_eq!(calls.iter().filter(|c| c.event == "resolved").count(), 1);
+    let expected = replay(&setup, &ticks);
+    assert_eq!(summary(&calls, i64::MAX), sort_expected(expected));
+}
+
+#[test]
+fn standby_takes_over_within_two_intervals_and_every_transition_arrives_once() {
+    let _heavy = heavy_test_lock();
+    let redis = RedisServer::start();
+    let setup = Setup::new(RECORD_HOOK, &json!({}));
+    let t0 = start_in(4000);
+    // Alternating high and low CPU: a transition every few seconds.
+    let ticks = series(
+        "node-y",
+        t0,
+        "cpu.usage",
+        &[(4, 90.0), (10, 10.0), (4, 90.0), (10, 10.0), (4, 90.0)],
+    );
+    let last = ticks.last().unwrap().ts;
+    let c = Client::new(&redis);
+    c.append(&ticks);
+    let mut a = Alerter::start(&redis, &setup, "alerter-a");
+    let mut b = Alerter::start(&redis, &setup, "alerter-b");
+    let holder = || c.rt.block_on(c.store.lease()).unwrap().map(|l| l.holder);
+    assert!(wait_until(Duration::from_secs(20), || holder().is_some()));
+    // Let the leader deliver something, then kill it.
+    assert!(
+        wait_until(Duration::from_secs(40), || !setup.calls().is_empty()),
+        "nothing delivered:\n{}\n{}",
+        a.log(),
+        b.log()
+    );
+    let leader = holder().unwrap();
+    let (victim, survivor_pid) = if leader.ends_with(&format!(":{}", a.pid())) {
+        (&mut a, b.pid())
+    } else {
+        (&mut b, a.pid())
+    };
+    victim.kill9();
+    let killed = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(20), || holder()
+            .is_some_and(|h| h.ends_with(&format!(":{survivor_pid}")))),
+        "the standby never took over"
+    );
+    let takeover = killed.elapsed();
+    eprintln!("takeover after kill -9: {takeover:?} (watcher interval 1 s)");
+    // 2 × watcherInterval, with slack for a loaded 2-core machine.
+    assert!(
+        takeover <= Duration::from_millis(2000 + 2000),
+        "takeover took {takeover:?}"
+    );
+
+    let expected = sort_expected(replay(&setup, &ticks));
+    let done = wait_until(
+        Duration::from_secs((last - now_ms()).max(0) as u64 / 1000 + 30),
+        || summary(&dedup(&setup.calls()), last).len() >= expected.len() && now_ms() > last + 2000,
+    );
+    let calls = setup.calls();
+    assert!(
+        done,
+        "{calls:#?}\nexpected {expected:#?}\nA:\n{}\nB:\n{}",
+        a.log(),
+        b.log()
+    );
+    // Deduplicated by idempotency key, every transition exactly once.
+    assert_eq!(summary(&dedup(&calls), last), expected);
+    // Duplicates may only be redeliveries of the same key.
+    let keys: BTreeMap<&str, Vec<&Call>> = calls.iter().fold(BTreeMap::new(), |mut m, c| {
+        m.entry(c.key.as_str()).or_default().push(c);
+        m
+    });
+    for (key, same) in keys {
+        assert!(
+            same.windows(2)
+                .all(|w| w[0].event == w[1].event && w[0].at == w[1].at),
+            "{key}: {same:?}"
+        );
+    }
+}
+
+#[test]
+fn a_hanging_hook_is_killed_and_evaluation_keeps_its_schedule() {
+    let _heavy = heavy_test_lock();
+    let redis = RedisServer::start();
+    let setup = Setup::new(
+        "#!/bin/sh\nexec sleep 600\n",
+        &json!({ "timeout": "1s", "maxAttempts": 1 }),
+    );
+    let t0 = start_in(2000);
+    let ticks = series(
+        "node-h",
+        t0,
+        "cpu.usage",
+        &[(3, 90.0), (6, 10.0), (3, 90.0)],
+    );
+    let c = Client::new(&redis);
+    c.append(&ticks);
+    let alerter = Alerter::start(&redis, &setup, "alerter-h");
+    // The hook hangs; the alerter keeps evaluating every second regardless.
+    let evaluated = || {
+        c.rt.block_on(c.store.load())
+            .unwrap()
+            .last_evaluated
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || evaluated() > t0 + 12_000),
+        "evaluation stalled:\n{}",
+        alerter.log()
+    );
+    // Each delivery timed out and became a dead letter.
+    assert!(
+        wait_until(Duration::from_secs(20), || c
+            .rt
+            .block_on(c.store.dead_letters(10))
+            .unwrap()
+            .len()
+            >= 3),
+        "no dead letters:\n{}",
+        alerter.log()
+    );
+    let dead = c.rt.block_on(c.store.dead_letters(10)).unwrap();
+    assert!(
+        dead.iter()
+            .all(|d| d.error.contains("timed out") || d.error.contains("timeout")),
+        "{dead:#?}"
+    );
+    assert_eq!(
+        c.rt.block_on(c.store.outbox_len()).unwrap(),
+        0,
+        "dead letters are acked out of the outbox"
+    );
+}
+
+#[test]
+fn incidents_command_lists_open_and_resolved() {
+    let _heavy = heavy_test_lock();
+    let redis = RedisServer::start();
+    let setup = Setup::new(RECORD_HOOK, &json!({}));
+    let t0 = start_in(2000);
+    let mut ticks = series("node-l", t0, "cpu.usage", &[(3, 90.0), (4, 10.0)]);
+    ticks.extend(series("node-m", t0, "cpu.usage", &[(7, 99.0)]));
+    Client::new(&redis).append(&ticks);
+    let alerter = Alerter::start(&redis, &setup, "alerter-l");
+    assert!(
+        wait_until(Duration::from_secs(30), || setup
+            .calls()
+            .iter()
+            .filter(|c| c.event == "resolved")
+            .count()
+            >= 1),
+        "{}",
+        alerter.log()
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_bp-alerter"))
+        .args(["incidents", "--json"])
+        .env("REDIS_URL", redis.url())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["open"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["open"][0]["hostName"], "node-m");
+    assert_eq!(v["resolved"][0]["hostName"], "node-l");
+    assert!(
+        v["activeAlerter"]["holder"]
+            .as_str()
+            .unwrap()
+            .starts_with("alerter-l:")
+    );
+    let table = Command::new(env!("CARGO_BIN_EXE_bp-alerter"))
+        .arg("incidents")
+        .env("REDIS_URL", redis.url())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("OPEN INCIDENTS (1)") && text.contains("node-m") && text.contains("node-l"),
+        "{text}"
+    );
+    let no_redis = Command::new(env!("CARGO_BIN_EXE_bp-alerter"))
+        .arg("incidents")
+        .env_remove("REDIS_URL")
+        .output()
+        .unwrap();
+    assert_eq!(no_redis.status.code(), Some(2));
+}
+
+#[test]
+fn standalone_mode_opens_and_resolves_from_statsd() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("hook.out");
+    let hooks = dir.path().join("hooks");
+    std::fs::create_dir(&hooks).unwrap();
+    std::fs::write(
+        hooks.join("record.sh"),
+        RECORD_HOOK.replace("OUT", &out.display().to_string()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        hooks.join("record.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let config = json!({
+        "monitoring": { "collectionInterval": "1s" },
+        "alerting": { "watcherInterval": "1s", "evaluationDelay": "300ms",
+            "rules": [{ "name": "Errors reported", "field": "errors.count", "aggregation": "sum",
+                        "operand": "equalOrMoreThan", "value": 3, "timeframe": "3s" }],
+            "hooks": { "directory": hooks } }
+    });
+    std::fs::write(dir.path().join("c.json"), config.to_string()).unwrap();
+    let port = test_support::free_port();
+    let log = dir.path().join("log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bp-alerter"))
+        .args([
+            "--config",
+            dir.path().join("c.json").to_str().unwrap(),
+            "--node",
+            "laptop",
+            "--statsd",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env_remove("REDIS_URL")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("err")).unwrap())
+        .spawn()
+        .unwrap();
+    let read_log = || std::fs::read_to_string(dir.path().join("err")).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(20), || read_log()
+            .contains("statsd listening")),
+        "{}",
+        read_log()
+    );
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .send_to(b"bp.errors:5|c", ("127.0.0.1", port))
+        .unwrap();
+    let lines = || std::fs::read_to_string(&out).unwrap_or_default();
+    let ok = wait_until(Duration::from_secs(30), || lines().contains("|resolved|"));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ok, "hook lines:\n{}\nlog:\n{}", lines(), read_log());
+    let text = lines();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .contains("|opened|Errors reported|laptop|"),
+        "{text}"
+    );
+    assert!(read_log().contains("standalone mode"));
+}
