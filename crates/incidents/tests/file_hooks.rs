@@ -605,3 +605,25 @@ async fn a_full_queue_refuses_and_shutdown_finishes_in_flight_work_then_kills_th
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_node_executable_is_a_clear_failure() {
+    capture_logs();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("alert.js"), SEED_ALERT_JS).unwrap();
+    let (dispatcher, mut rx) = start(&config(
+        dir.path(),
+        json!({"node": "/nonexistent/bin/node", "maxAttempts": 1}),
+    ));
+    dispatcher
+        .submit(1, opened(&incident("No Node", "node-n", 1, 1.0)))
+        .unwrap();
+    let c = completions(&mut rx, 1).await.remove(0);
+    assert_eq!(c.failures.len(), 1);
+    assert_eq!(
+        c.failures[0].error,
+        "hook alert.js: cannot start /nonexistent/bin/node: No such file or directory (os error 2); \
+         *.js hooks need Node.js: install it or set alerting.hooks.node"
+    );
+    dispatcher.shutdown(DEADLINE).await;
+}

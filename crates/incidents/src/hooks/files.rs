@@ -204,7 +204,7 @@ impl Hook for JsHook {
     }
 
     fn deliver<'a>(&'a self, delivery: &'a Delivery) -> HookFuture<'a> {
-        Box::pin(process::run(ProcessSpec {
+        let run = process::run(ProcessSpec {
             hook: self.name.clone(),
             program: self.node.clone(),
             args: vec![
@@ -216,7 +216,23 @@ impl Hook for JsHook {
             env: env_vars(delivery),
             stdin: stdin_bytes(delivery),
             timeout: self.timeout,
-        }))
+        });
+        Box::pin(async move {
+            run.await.map_err(|e| match e {
+                HookError::Spawn {
+                    hook,
+                    program,
+                    message,
+                } => HookError::Spawn {
+                    hook,
+                    program,
+                    message: format!(
+                        "{message}; *.js hooks need Node.js: install it or set alerting.hooks.node"
+                    ),
+                },
+                other => other,
+            })
+        })
     }
 }
 
