@@ -410,3 +410,53 @@ fn outage_loses_nothing_and_duplicates_nothing() {
     }
     assert_eq!(arrivals.len(), all.len());
 }
+
+/// Two collectors write to a three-master Redis Cluster (`redis-cluster://`
+/// URL): each node's ticks, with their StatsD counts, are readable.
+#[test]
+fn collectors_write_to_a_redis_cluster() {
+    let _heavy = heavy_test_lock();
+    let cluster = test_support::RedisCluster::start();
+    let url = cluster.url();
+    let nodes = ["cl-a", "cl-b"];
+    let mut collectors: Vec<Collector> = nodes
+        .iter()
+        .map(|&n| {
+            Collector::start(
+                &[
+                    "--node",
+                    n,
+                    "--interval",
+                    "1s",
+                    "--statsd",
+                    "127.0.0.1:0",
+                    "--http",
+                    "off",
+                ],
+                &[("REDIS_URL", &url)],
+            )
+        })
+        .collect();
+    let addrs: Vec<_> = collectors.iter_mut().map(|c| c.addr("statsd")).collect();
+    let reader = Reader::connect(&url);
+    assert!(
+        wait_until(DEADLINE, || reader.hosts().len() == 2),
+        "hosts: {:?}",
+        reader.hosts()
+    );
+    let ts = in_phase(1000, 150, 500);
+    send_statsd(addrs[0], b"bp.errors:2|c");
+    send_statsd(addrs[1], b"bp.events_in:5|c");
+    assert_eq!(val(&reader.wait_tick("cl-a", ts), "errors.count"), 2.0);
+    assert_eq!(val(&reader.wait_tick("cl-b", ts), "eventsIn.count"), 5.0);
+    for c in &mut collectors {
+        let status = c.terminate();
+        assert!(status.success(), "{status:?}\n{}", c.stderr().join("\n"));
+    }
+    for n in nodes {
+        let all = reader.all(n);
+        for w in all.windows(2) {
+            assert_eq!(w[1].ts - w[0].ts, 1000, "{n}: gap or duplicate");
+        }
+    }
+}
