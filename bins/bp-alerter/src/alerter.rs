@@ -35,7 +35,7 @@ pub struct AlerterStats {
     pub evaluation_us_total: AtomicU64,
     /// Store operations that failed.
     pub store_errors: AtomicU64,
-    /// Ticks stamped more than a minute in the future when read.
+    /// Ticks stamped more than max(5 watcher intervals, 1 min) in the future when read.
     pub future_ticks: AtomicU64,
     /// Ticks that arrived after the instant covering them was evaluated.
     pub late_ticks: AtomicU64,
@@ -282,15 +282,39 @@ async fn evaluate_due<T: TickStore, A: AlertStore>(
     let fresh = ticks.read_new(&leader.cursor).await?;
     let stats = &setup.stats;
     let evaluated_before = last.unwrap_or(Millis::MIN);
+    // Clock skew shows as ticks from the future or ticks arriving long after
+    // their stamp; count them, and warn once per pass.
+    let skew_bound = (5 * w).max(60_000);
+    let (mut future, mut late, mut very_late) = (0u64, 0u64, 0u64);
     for tick in fresh.ticks {
-        if tick.ts > now + 60_000 {
-            stats.future_ticks.fetch_add(1, Ordering::Relaxed);
-            warn!(host = %tick.host, ts = tick.ts, "tick stamped more than a minute in the future (clock skew?)");
+        if tick.ts > now + skew_bound {
+            future += 1;
         } else if tick.ts <= evaluated_before {
-            stats.late_ticks.fetch_add(1, Ordering::Relaxed);
-            debug!(host = %tick.host, ts = tick.ts, "late tick: stored, does not change evaluations already made");
+            late += 1;
+            if tick.ts < now - skew_bound {
+                very_late += 1;
+            }
         }
         leader.engine.ingest(tick);
+    }
+    stats.future_ticks.fetch_add(future, Ordering::Relaxed);
+    stats.late_ticks.fetch_add(late, Ordering::Relaxed);
+    if future > 0 {
+        warn!(
+            ticks = future,
+            "ticks stamped in the future (more than {skew_bound} ms ahead): is a node's clock wrong?"
+        );
+    }
+    if very_late > 0 {
+        warn!(
+            ticks = very_late,
+            "ticks arrived more than {skew_bound} ms after their stamp (clock skew, or a collector catching up after an outage); they are stored but do not change evaluations already made"
+        );
+    } else if late > 0 {
+        debug!(
+            ticks = late,
+            "late ticks: stored, they do not change evaluations already made"
+        );
     }
     leader.cursor = fresh.cursor;
     if last.is_some_and(|l| next > l + w) {

@@ -86,6 +86,18 @@ pub async fn delivery_loop<A: AlertStore>(
                             in_flight.insert(entry.seq);
                         }
                         Err(SubmitError::Full { .. }) => break,
+                        Err(SubmitError::Decode { seq, message }) => {
+                            // Unreadable entry: keep it for operators, take it out of the way.
+                            let letter = metrics_model::store::DeadLetter {
+                                at: now_ms(),
+                                hook: "outbox".to_owned(),
+                                error: message,
+                                payload: entry.payload.clone(),
+                            };
+                            if alerts.dead_letter(&letter).await.is_ok() {
+                                let _ = alerts.ack(&[seq]).await;
+                            }
+                        }
                         Err(e) => {
                             warn!(error = %e, seq = entry.seq, "outbox entry not delivered");
                             break;

@@ -655,3 +655,165 @@ fn standalone_mode_opens_and_resolves_from_statsd() {
     );
     assert!(read_log().contains("standalone mode"));
 }
+
+#[test]
+fn redis_unreachable_at_start_up_is_retried_until_it_comes() {
+    let _heavy = heavy_test_lock();
+    let mut redis = RedisServer::start_with(test_support::RedisServerOptions {
+        requirepass: Some("s3cret-pw".into()),
+        ..Default::default()
+    });
+    let url = redis.url_with_auth("default", "s3cret-pw");
+    redis.stop();
+    let setup = Setup::new(RECORD_HOOK, &json!({}));
+    let log = setup.dir.path().join("down.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bp-alerter"))
+        .args([
+            "run",
+            "--config",
+            setup.config().to_str().unwrap(),
+            "--node",
+            "patient",
+            "--statsd",
+            "off",
+        ])
+        .env("REDIS_URL", &url)
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(setup.dir.path().join("down.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let err = || std::fs::read_to_string(setup.dir.path().join("down.err")).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(20), || err()
+            .matches("cannot connect to Redis; retrying")
+            .count()
+            >= 2),
+        "{}",
+        err()
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "bp-alerter exited while Redis was down:\n{}",
+        err()
+    );
+    assert!(
+        !err().contains("s3cret-pw"),
+        "the password leaked into the log:\n{}",
+        err()
+    );
+    redis.restart();
+    let holder = || {
+        let r = rt();
+        let s = r
+            .block_on(RedisStore::connect(RedisOptions::new(
+                RedisUrl::parse(&url).unwrap(),
+                "bp",
+            )))
+            .unwrap();
+        r.block_on(s.lease()).unwrap().map(|l| l.holder)
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || holder()
+            .is_some_and(|h| h.starts_with("patient:"))),
+        "the alerter never became active after Redis came back:\n{}",
+        err()
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn sighup_reloads_rules_and_rejects_an_invalid_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("hook.out");
+    let hooks = dir.path().join("hooks");
+    std::fs::create_dir(&hooks).unwrap();
+    std::fs::write(
+        hooks.join("record.sh"),
+        RECORD_HOOK.replace("OUT", &out.display().to_string()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        hooks.join("record.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let config = |rules: Value| {
+        json!({
+            "monitoring": { "collectionInterval": "1s" },
+            "alerting": { "watcherInterval": "1s", "evaluationDelay": "300ms", "rules": rules, "hooks": { "directory": hooks } }
+        })
+        .to_string()
+    };
+    // "Always" holds as long as this machine reports uptime.
+    let always = json!({ "name": "Always", "field": "uptime", "aggregation": "count",
+                         "operand": "equalOrMoreThan", "value": 1, "timeframe": "10s" });
+    let path = dir.path().join("c.json");
+    std::fs::write(&path, config(json!([always]))).unwrap();
+    let err_path = dir.path().join("err");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bp-alerter"))
+        .args([
+            "--config",
+            path.to_str().unwrap(),
+            "--node",
+            "reloader",
+            "--statsd",
+            "off",
+        ])
+        .env_remove("REDIS_URL")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let err = || std::fs::read_to_string(&err_path).unwrap_or_default();
+    let lines = || std::fs::read_to_string(&out).unwrap_or_default();
+    let hup = |pid: u32| {
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || lines()
+            .contains("|opened|Always|")),
+        "{}",
+        err()
+    );
+    // An invalid file is rejected and the old rules stay.
+    std::fs::write(
+        &path,
+        config(json!([{ "name": "broken", "timeframe": "2x" }])),
+    )
+    .unwrap();
+    hup(child.id());
+    assert!(
+        wait_until(Duration::from_secs(20), || err()
+            .contains("invalid configuration rejected")),
+        "{}",
+        err()
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "bp-alerter exited on an invalid reload:\n{}",
+        err()
+    );
+    assert!(!lines().contains("|resolved|"), "{}", lines());
+    // Removing the rule resolves its open incident at the next evaluation.
+    std::fs::write(&path, config(json!([]))).unwrap();
+    hup(child.id());
+    let ok = wait_until(Duration::from_secs(20), || {
+        lines().contains("|resolved|Always|")
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        ok,
+        "removed rule's incident not resolved:\n{}\n{}",
+        lines(),
+        err()
+    );
+    assert_eq!(lines().lines().count(), 2, "{}", lines());
+}
