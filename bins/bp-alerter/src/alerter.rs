@@ -320,7 +320,12 @@ async fn evaluate_due<T: TickStore, A: AlertStore>(
     if last.is_some_and(|l| next > l + w) {
         leader.engine.resume_after(next - w);
     }
-    while next <= due {
+    // A long catch-up yields every third of the lease TTL so the lease is
+    // renewed in time; the next pass continues where this one stopped.
+    let budget = std::time::Duration::from_millis(lease_ttl_ms(w) / 3);
+    let mut evaluated = 0u32;
+    while next <= due && (evaluated == 0 || started.elapsed() < budget) {
+        evaluated += 1;
         let instant_started = Instant::now();
         let transitions = leader.engine.evaluate(next).unwrap_or_default();
         let commit = persist::commit_for(next, &transitions, |rule, host| {

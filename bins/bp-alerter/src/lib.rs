@@ -3,6 +3,7 @@
 //! - [`alerter`]: leadership (lease with fencing), the evaluation schedule,
 //!   atomic commits of incident state and outbox;
 //! - [`deliver`]: the outbox → hooks loop;
+//! - [`janitor`]: retention of ticks and resolved incidents;
 //! - [`list`]: `bp-alerter incidents`;
 //! - [`local`]: standalone mode's own collector for this machine;
 //! - [`offline`]: `check-config`, `replay`, `test-rules`.
@@ -12,6 +13,7 @@
 
 pub mod alerter;
 pub mod deliver;
+pub mod janitor;
 pub mod list;
 pub mod local;
 pub mod offline;
@@ -169,6 +171,7 @@ async fn serve<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'static>(
     cfg: &RunConfig,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    janitor::spawn(ticks.clone(), alerts.clone(), &cfg.config);
     if !cfg.config.alerting.enabled {
         info!("alerting is disabled in the configuration: no rule is evaluated");
         shutdown.await;

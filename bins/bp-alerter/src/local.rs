@@ -1,17 +1,13 @@
 //! Standalone mode's own collector: this machine's ticks into the in-memory
 //! store, through the same code as `bp-collector` (system sampling every
-//! `collectionInterval`, aligned; StatsD from local programs), and the
-//! retention janitor of that store.
+//! `collectionInterval`, aligned; StatsD from local programs). Retention is
+//! the [`crate::janitor`]'s, as in cluster mode.
 
 use std::net::SocketAddr;
 
 use bp_collector::writer::StoreSink;
-use metrics_model::store::TickStore;
 use metrics_model::{Deployment, HostName, MemoryStore};
 use rules_engine::MonitoringConfig;
-use tracing::warn;
-
-use crate::alerter::now_ms;
 
 /// Collects ticks of this machine into `store` until `shutdown`.
 pub async fn collect(
@@ -21,7 +17,6 @@ pub async fn collect(
     config: MonitoringConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let janitor = tokio::spawn(prune_loop(store.clone(), config.clone()));
     let collector = bp_collector::Config {
         node,
         interval: config.collection_interval,
@@ -33,18 +28,5 @@ pub async fn collect(
         shutdown_timeout: std::time::Duration::from_secs(1),
         deployment: Deployment::from_env_values(None, None, None)?,
     };
-    let result = bp_collector::run_with_sink(collector, StoreSink(store), shutdown).await;
-    janitor.abort();
-    result
-}
-
-async fn prune_loop(store: MemoryStore, config: MonitoringConfig) {
-    let every = config.janitor_interval.to_std();
-    loop {
-        tokio::time::sleep(every).await;
-        let before = now_ms() - config.retention_period.as_millis_i64();
-        if let Err(e) = store.prune(before).await {
-            warn!(error = %e, "retention janitor failed");
-        }
-    }
+    bp_collector::run_with_sink(collector, StoreSink(store), shutdown).await
 }

@@ -240,29 +240,18 @@ fn parse_addr(flag: &str, text: &str) -> Result<Option<SocketAddr>, String> {
     })
 }
 
-/// Reads `collectionInterval` from a botpress-style configuration file:
-/// `pro.monitoring.collectionInterval`, else `monitoring.collectionInterval`.
+/// Reads `collectionInterval` from a configuration file (botpress-style
+/// `pro.monitoring`, or `monitoring`), validated as a whole by the same
+/// parser as `bp-alerter check-config`: every problem is reported.
 fn file_interval(path: &std::path::Path) -> Result<Option<Duration>, String> {
     let shown = path.display();
     let text =
         std::fs::read_to_string(path).map_err(|e| format!("--config {shown}: cannot read: {e}"))?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("--config {shown}: not JSON: {e}"))?;
-    let (at, found) = match value.pointer("/pro/monitoring") {
-        Some(m) => ("pro.monitoring", m),
-        None => match value.pointer("/monitoring") {
-            Some(m) => ("monitoring", m),
-            None => return Ok(None),
-        },
-    };
-    match found.get("collectionInterval") {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::String(s)) => match s.parse::<Duration>() {
-            Ok(d) => Ok(Some(d)),
-            Err(e) => Err(format!("{shown}: {at}.collectionInterval: {e}")),
-        },
-        Some(other) => Err(format!(
-            "{shown}: {at}.collectionInterval: expected a duration string such as \"10s\", got {other}"
+    match rules_engine::Config::from_json_text(&text, &shown.to_string()) {
+        Ok(config) => Ok(Some(config.monitoring.collection_interval)),
+        Err(e) => Err(format!(
+            "--config {shown}: invalid configuration:\n  {}",
+            e.problems().join("\n  ")
         )),
     }
 }
@@ -357,8 +346,12 @@ mod tests {
         assert!(
             resolve(&["--config", path, "--node", "n"], None)
                 .unwrap_err()
-                .contains("not JSON")
+                .contains("invalid JSON")
         );
+        // The whole file is validated, as by `bp-alerter check-config`.
+        std::fs::write(&p, r#"{"alerting":{"rules":[{}]}}"#).unwrap();
+        let e = resolve(&["--config", path, "--node", "n"], None).unwrap_err();
+        assert!(e.contains("alerting.rules[0]: missing keys"), "{e}");
         let e = resolve(&["--config", "/nonexistent/x.json", "--node", "n"], None).unwrap_err();
         assert!(e.contains("cannot read"), "{e}");
     }
