@@ -74,9 +74,9 @@ pub async fn delivery_loop<A: AlertStore>(
         }
         match alerts.outbox(BATCH).await {
             Ok(entries) => {
-                stats
-                    .outbox_depth
-                    .store(entries.len() as u64, Ordering::Relaxed);
+                if let Ok(depth) = alerts.outbox_len().await {
+                    stats.outbox_depth.store(depth, Ordering::Relaxed);
+                }
                 for entry in entries {
                     if in_flight.contains(&entry.seq) {
                         continue;
