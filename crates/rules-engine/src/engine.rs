@@ -418,10 +418,7 @@ fn rebuild(rule: &Rule, history: &VecDeque<(Millis, Values)>, last_t: Option<Mil
 
 /// A stand-in rule for resolving the state of a rule that is gone: only
 /// its name and a zero cooldown matter.
-fn retired_rule(
-    name: &str,
-    state: &IncidentState,
-) -> Result<Arc<Rule>, crate::ConfigError> {
+fn retired_rule(name: &str, state: &IncidentState) -> Result<Arc<Rule>, crate::ConfigError> {
     let value = state.open.as_ref().map_or(0.0, |i| i.trigger_value);
     Rule::new(crate::RuleSpec {
         name: name.to_owned(),

@@ -87,39 +87,31 @@ impl Operand {
     }
 }
 
-fn names<T>(all: &[(T, &str)]) -> String {
-    all.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", ")
+/// Looks `s` up in a name table; the error lists the valid names.
+fn lookup<T: Copy>(all: &[(T, &str)], s: &str, what: &str) -> Result<T, String> {
+    all.iter()
+        .find(|(_, n)| *n == s)
+        .map(|(a, _)| *a)
+        .ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|(_, n)| *n).collect();
+            format!(
+                "unknown {what} {s:?}; valid {what}s are {}",
+                names.join(", ")
+            )
+        })
 }
 
 impl FromStr for Aggregation {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .iter()
-            .find(|(_, n)| *n == s)
-            .map(|(a, _)| *a)
-            .ok_or_else(|| {
-                format!(
-                    "unknown aggregation {s:?}; valid aggregations are {}",
-                    names(&Self::ALL)
-                )
-            })
+        lookup(&Self::ALL, s, "aggregation")
     }
 }
 
 impl FromStr for Operand {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .iter()
-            .find(|(_, n)| *n == s)
-            .map(|(a, _)| *a)
-            .ok_or_else(|| {
-                format!(
-                    "unknown operand {s:?}; valid operands are {}",
-                    names(&Self::ALL)
-                )
-            })
+        lookup(&Self::ALL, s, "operand")
     }
 }
 

@@ -152,29 +152,28 @@ impl Window {
         self.samples.push_back((ts, value));
         self.add(value);
         if self.tracks_extremes() {
-            while self
-                .mono
-                .back()
-                .is_some_and(|&(_, held)| self.dominates(value, held))
-            {
-                self.mono.pop_back();
-            }
-            self.mono.push_back((ts, value));
+            self.push_mono(ts, value);
         }
+    }
+
+    /// Appends the newest value to the monotonic deque, dropping the values
+    /// it makes useless as future extremes.
+    fn push_mono(&mut self, ts: Millis, value: f64) {
+        while self
+            .mono
+            .back()
+            .is_some_and(|&(_, held)| self.dominates(value, held))
+        {
+            self.mono.pop_back();
+        }
+        self.mono.push_back((ts, value));
     }
 
     fn rebuild_mono(&mut self) {
         self.mono.clear();
         for i in 0..self.samples.len() {
             let (ts, value) = self.samples[i];
-            while self
-                .mono
-                .back()
-                .is_some_and(|&(_, held)| self.dominates(value, held))
-            {
-                self.mono.pop_back();
-            }
-            self.mono.push_back((ts, value));
+            self.push_mono(ts, value);
         }
     }
 
