@@ -466,7 +466,8 @@ pub fn parse_notation(text: &str) -> Result<Vec<Option<f64>>, String> {
                 _ => return Err(bad("not a finite number or _")),
             }
         };
-        if out.len() + count > MAX_SLOTS {
+        // `out.len() <= MAX_SLOTS` here, so this cannot overflow (a sum could).
+        if count > MAX_SLOTS - out.len() {
             return Err(bad("the series is longer than 1,000,000 slots"));
         }
         out.extend(std::iter::repeat_n(value, count));
