@@ -13,6 +13,7 @@
 
 pub mod alerter;
 pub mod deliver;
+pub mod http;
 pub mod janitor;
 pub mod list;
 pub mod local;
@@ -52,6 +53,8 @@ pub struct RunConfig {
     pub statsd: Option<std::net::SocketAddr>,
     /// The validated `alerting.hooks`.
     pub hooks: HooksConfig,
+    /// The dashboard, JSON API and /metrics server (`None`: not served).
+    pub http: Option<http::HttpConfig>,
 }
 
 /// Loads and validates a configuration file, hooks included. Every problem
@@ -98,6 +101,10 @@ pub async fn run(
     for w in cfg.config.warnings() {
         warn!("{w}");
     }
+    let http_server = match &cfg.http {
+        Some(h) => Some(http::bind(h).await?),
+        None => None,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -147,7 +154,8 @@ pub async fn run(
                     }
                 });
             }
-            serve(ticks, alerts, setup, &cfg, stopped()).await
+            let http = http_server.map(|s| (s, http::boxed(stopped())));
+            serve(ticks, alerts, setup, &cfg, stopped(), http).await
         }
         Mode::Cluster => {
             let url = cfg
@@ -159,7 +167,8 @@ pub async fn run(
             let options = RedisOptions::new(url, cfg.deployment.scope.clone());
             let store = connect_with_retry(options, stopped()).await?;
             let Some(store) = store else { return Ok(()) };
-            serve(store.clone(), store, setup, &cfg, stopped()).await
+            let http = http_server.map(|s| (s, http::boxed(stopped())));
+            serve(store.clone(), store, setup, &cfg, stopped(), http).await
         }
     }
 }
@@ -170,11 +179,22 @@ async fn serve<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'static>(
     setup: AlerterSetup,
     cfg: &RunConfig,
     shutdown: impl Future<Output = ()>,
+    http: Option<(http::Server, http::Shutdown)>,
 ) -> anyhow::Result<()> {
+    let http_task = http.map(|(server, stop)| {
+        let state = Arc::new(http::AppState::new(
+            ticks.clone(),
+            alerts.clone(),
+            setup.stats.clone(),
+            setup.config.clone(),
+        ));
+        http::spawn(server, state, stop)
+    });
     janitor::spawn(ticks.clone(), alerts.clone(), &cfg.config);
     if !cfg.config.alerting.enabled {
         info!("alerting is disabled in the configuration: no rule is evaluated");
         shutdown.await;
+        http::join(http_task).await;
         return Ok(());
     }
     let (dispatcher, completions) = Dispatcher::start(&cfg.hooks, DispatcherOptions::default())
@@ -195,6 +215,7 @@ async fn serve<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'static>(
     run_alerter(ticks, alerts, setup, shutdown).await;
     let _ = stop_tx.send(true);
     let _ = delivery.await;
+    http::join(http_task).await;
     Ok(())
 }
 

@@ -39,6 +39,23 @@ struct RunArgs {
         global = true
     )]
     statsd: String,
+    /// Address of the dashboard, JSON API and /metrics ("off" to disable).
+    /// A non-loopback address needs --token (or --insecure-no-auth).
+    #[arg(long, env = "BP_LISTEN", default_value = bp_alerter::http::DEFAULT_LISTEN, global = true)]
+    listen: String,
+    /// Access token for the dashboard, API and /metrics (bearer token, or the
+    /// basic-auth password); /healthz and /readyz stay open. Never logged.
+    #[arg(long, env = "BP_API_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    /// Serve a non-loopback --listen address without a token.
+    #[arg(long, global = true)]
+    insecure_no_auth: bool,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, env = "BP_TLS_CERT", global = true, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "BP_TLS_KEY", global = true, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,6 +191,10 @@ fn run(args: &RunArgs) -> u8 {
             Err(e) => return bad(&format!("--statsd {text:?}: {e} (use host:port or off)")),
         },
     };
+    let http = match http_config(args) {
+        Ok(h) => h,
+        Err(msg) => return bad(&msg),
+    };
     let cfg = RunConfig {
         config,
         config_path: args.config.clone(),
@@ -181,6 +202,7 @@ fn run(args: &RunArgs) -> u8 {
         node,
         statsd,
         hooks,
+        http,
     };
     match runtime.block_on(bp_alerter::run(cfg, shutdown_signal())) {
         Ok(()) => 0,
@@ -189,6 +211,37 @@ fn run(args: &RunArgs) -> u8 {
             1
         }
     }
+}
+
+fn http_config(args: &RunArgs) -> Result<Option<bp_alerter::http::HttpConfig>, String> {
+    if args.listen == "off" {
+        return Ok(None);
+    }
+    let listen = args
+        .listen
+        .parse()
+        .map_err(|e| format!("--listen {:?}: {e} (use ip:port or off)", args.listen))?;
+    let token = match args.token.as_deref() {
+        None => None,
+        Some(t) => Some(
+            bp_alerter::http::Token::new(t).ok_or("--token / BP_API_TOKEN: the token is empty")?,
+        ),
+    };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(bp_alerter::http::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    };
+    let config = bp_alerter::http::HttpConfig {
+        listen,
+        token,
+        insecure_no_auth: args.insecure_no_auth,
+        tls,
+    };
+    config.check()?;
+    Ok(Some(config))
 }
 
 /// Resolves on SIGINT or SIGTERM.

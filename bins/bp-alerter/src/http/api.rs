@@ -1,0 +1,637 @@
+//! The JSON API (`/api/v1/...`, `/healthz`, `/readyz`); see `docs/api.md`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use incidents::persist;
+use metrics_model::store::{AlertStore, StoreError, TickStore};
+use metrics_model::time::{Millis, format_rfc3339, parse_rfc3339};
+use metrics_model::{Duration, Field, HostName, StandardField};
+use rules_engine::Incident;
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::OwnedMutexGuard;
+
+use super::AppState;
+use super::cache::{self, Acc, Grid, HostCache, Stat};
+use crate::alerter::now_ms;
+
+/// The longest range any endpoint accepts.
+pub const MAX_RANGE_MS: i64 = 31 * 86_400_000;
+/// Automatic steps, smallest first: the first giving at most [`AUTO_POINTS`]
+/// buckets is used.
+pub const AUTO_STEPS: [i64; 7] = [
+    10_000, 30_000, 60_000, 300_000, 900_000, 1_800_000, 3_600_000,
+];
+/// Buckets per series that `step=auto` aims at, at most.
+pub const AUTO_POINTS: i64 = 720;
+
+/// An API error: a status and a JSON body naming the bad parameter.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    parameter: Option<String>,
+    message: String,
+}
+
+impl ApiError {
+    /// 400: `parameter` is bad.
+    pub fn bad(parameter: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            parameter: Some(parameter.to_owned()),
+            message: format!("{parameter}: {}", message.into()),
+        }
+    }
+
+    /// 503: the store cannot be read.
+    pub fn unavailable(e: &StoreError) -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            parameter: None,
+            message: format!("cannot read the store: {e}"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = match &self.parameter {
+            Some(p) => json!({ "error": self.message, "parameter": p }),
+            None => json!({ "error": self.message }),
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+type Params = Query<HashMap<String, String>>;
+
+/// Query parameters, checked against the names an endpoint knows.
+struct Args<'a> {
+    map: &'a HashMap<String, String>,
+}
+
+impl<'a> Args<'a> {
+    fn new(map: &'a HashMap<String, String>, known: &[&str]) -> Result<Args<'a>, ApiError> {
+        let mut names: Vec<&String> = map.keys().collect();
+        names.sort();
+        for name in names {
+            if !known.contains(&name.as_str()) {
+                return Err(ApiError::bad(
+                    name,
+                    format!("unknown parameter; known: {}", known.join(", ")),
+                ));
+            }
+        }
+        Ok(Args { map })
+    }
+
+    fn get(&self, name: &str) -> Option<&'a str> {
+        self.map.get(name).map(String::as_str)
+    }
+
+    fn time(&self, name: &str) -> Result<Option<Millis>, ApiError> {
+        let Some(text) = self.get(name) else {
+            return Ok(None);
+        };
+        if let Ok(ms) = text.parse::<Millis>() {
+            return Ok(Some(ms));
+        }
+        parse_rfc3339(text).map(Some).ok_or_else(|| {
+            ApiError::bad(
+                name,
+                format!("{text:?} is neither milliseconds since the epoch nor an RFC 3339 time"),
+            )
+        })
+    }
+
+    fn duration(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        let Some(text) = self.get(name) else {
+            return Ok(None);
+        };
+        let d: Duration = text
+            .parse()
+            .map_err(|e: metrics_model::duration::DurationError| {
+                ApiError::bad(name, e.to_string())
+            })?;
+        if d.is_zero() {
+            return Err(ApiError::bad(name, "must be greater than 0"));
+        }
+        Ok(Some(d.as_millis_i64()))
+    }
+
+    /// `from`/`to`/`range`: `to` defaults to now, `from` to `to − range`.
+    fn window(&self, now: Millis, default_range: i64) -> Result<(Millis, Millis), ApiError> {
+        let to = self.time("to")?.unwrap_or(now);
+        let from = match (self.time("from")?, self.duration("range")?) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad(
+                    "range",
+                    "give either from or range, not both",
+                ));
+            }
+            (Some(f), None) => f,
+            (None, r) => to - r.unwrap_or(default_range),
+        };
+        if from > to {
+            return Err(ApiError::bad("from", "must not be after to"));
+        }
+        if to - from > MAX_RANGE_MS {
+            return Err(ApiError::bad(
+                if self.get("range").is_some() {
+                    "range"
+                } else {
+                    "from"
+                },
+                "the range is longer than 31d",
+            ));
+        }
+        Ok((from, to))
+    }
+
+    fn list(&self, name: &str) -> Option<Vec<&'a str>> {
+        self.get(name).map(|t| {
+            t.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+    }
+
+    fn nodes(&self) -> Result<Option<Vec<HostName>>, ApiError> {
+        let Some(list) = self.list("nodes") else {
+            return Ok(None);
+        };
+        list.into_iter()
+            .map(|n| {
+                n.parse().map_err(|e: metrics_model::host::HostNameError| {
+                    ApiError::bad("nodes", e.to_string())
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
+        let Some(text) = self.get("limit") else {
+            return Ok(default);
+        };
+        match text.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad(
+                "limit",
+                format!("{text:?} is not a number from 1 to {max}"),
+            )),
+        }
+    }
+}
+
+/// A node, as `/api/v1/nodes` lists it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NodeOut {
+    node: HostName,
+    last_seen: Millis,
+    last_seen_at: String,
+    age_ms: i64,
+    stale: bool,
+}
+
+/// A node counts as stale when its newest tick is older than three
+/// collection intervals (at least 30 s).
+pub fn stale_after_ms<T, A>(state: &AppState<T, A>) -> i64 {
+    let interval = state
+        .config
+        .borrow()
+        .monitoring
+        .collection_interval
+        .as_millis_i64();
+    (3 * interval).max(30_000)
+}
+
+async fn known_hosts<T: TickStore, A>(
+    state: &AppState<T, A>,
+) -> Result<Vec<metrics_model::store::HostInfo>, ApiError> {
+    match state.ticks.hosts().await {
+        Ok(mut h) => {
+            h.sort_by(|a, b| a.host.cmp(&b.host));
+            Ok(h)
+        }
+        Err(e) => {
+            state.store_errors.fetch_add(1, Ordering::Relaxed);
+            Err(ApiError::unavailable(&e))
+        }
+    }
+}
+
+/// `GET /api/v1/nodes`.
+pub async fn nodes<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'static>(
+    State(state): State<Arc<AppState<T, A>>>,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
+    Args::new(&q, &[])?;
+    let now = now_ms();
+    let stale_ms = stale_after_ms(&state);
+    let hosts = known_hosts(&state).await?;
+    let nodes: Vec<NodeOut> = hosts
+        .into_iter()
+        .map(|h| NodeOut {
+            last_seen_at: format_rfc3339(h.last_seen),
+            age_ms: now - h.last_seen,
+            stale: now - h.last_seen > stale_ms,
+            node: h.host,
+            last_seen: h.last_seen,
+        })
+        .collect();
+    Ok(Json(json!({ "now": now, "staleAfterMs": stale_ms, "nodes": nodes })).into_response())
+}
+
+/// Locks and refreshes the cache entries of `hosts`, concurrently.
+async fn prepare<T: TickStore + Clone + 'static, A: Send + Sync + 'static>(
+    state: &Arc<AppState<T, A>>,
+    hosts: &[HostName],
+    now: Millis,
+    back_to: Millis,
+) -> Result<Vec<(HostName, OwnedMutexGuard<HostCache>)>, ApiError> {
+    let mut set = tokio::task::JoinSet::new();
+    for (i, host) in hosts.iter().enumerate() {
+        let state = state.clone();
+        let host = host.clone();
+        set.spawn(async move {
+            let entry = state.cache.host(&host);
+            let mut guard = entry.lock_owned().await;
+            let r = state
+                .cache
+                .refresh(&state.ticks, &mut guard, &host, now, back_to)
+                .await;
+            (i, host, guard, r)
+        });
+    }
+    let mut out = Vec::with_capacity(hosts.len());
+    let mut error = None;
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok((i, host, guard, Ok(()))) => out.push((i, host, guard)),
+            Ok((_, _, _, Err(e))) => error = Some(e),
+            Err(e) => error = Some(StoreError::Other(e.to_string())),
+        }
+    }
+    if let Some(e) = error {
+        state.store_errors.fetch_add(1, Ordering::Relaxed);
+        return Err(ApiError::unavailable(&e));
+    }
+    out.sort_by_key(|(i, _, _)| *i);
+    Ok(out.into_iter().map(|(_, h, g)| (h, g)).collect())
+}
+
+/// The nodes a request is about: `nodes=` (each must be known) or all.
+async fn selected<T: TickStore, A>(
+    state: &AppState<T, A>,
+    args: &Args<'_>,
+) -> Result<Vec<HostName>, ApiError> {
+    let known: Vec<HostName> = known_hosts(state)
+        .await?
+        .into_iter()
+        .map(|h| h.host)
+        .collect();
+    state.cache.retain(&known);
+    match args.nodes()? {
+        None => Ok(known),
+        Some(wanted) => {
+            for w in &wanted {
+                if !known.contains(w) {
+                    return Err(ApiError::bad("nodes", format!("unknown node {w:?}")));
+                }
+            }
+            Ok(wanted)
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct SeriesOut {
+    node: HostName,
+    field: Field,
+    /// Per statistic, one value per bucket (`null`: no tick). `f32`, as
+    /// the cache keeps them, so the JSON carries their shortest form.
+    #[serde(flatten)]
+    stats: std::collections::BTreeMap<&'static str, Vec<Option<f32>>>,
+}
+
+#[derive(Debug, Serialize)]
+struct SeriesResponse {
+    from: Millis,
+    to: Millis,
+    step: i64,
+    t: Vec<Millis>,
+    series: Vec<SeriesOut>,
+}
+
+fn stat_values(buckets: &[Acc], stat: Stat) -> Vec<Option<f32>> {
+    buckets
+        .iter()
+        .map(|a| a.get(stat).map(|v| v as f32))
+        .collect()
+}
+
+/// `GET /api/v1/series`: downsampled ranges per node and field.
+pub async fn series<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'static>(
+    State(state): State<Arc<AppState<T, A>>>,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
+    let args = Args::new(
+        &q,
+        &["fields", "nodes", "from", "to", "range", "step", "stats"],
+    )?;
+    let now = now_ms();
+    let (from, to) = args.window(now, 900_000)?;
+    let fields: Vec<Field> = match args.list("fields") {
+        None => {
+            return Err(ApiError::bad(
+                "fields",
+                "required, e.g. fields=cpu.usage,mem.usage",
+            ));
+        }
+        Some(l) if l.is_empty() => return Err(ApiError::bad("fields", "no field given")),
+        Some(l) => l
+            .into_iter()
+            .map(|f| {
+                f.parse().map_err(|e: metrics_model::field::FieldError| {
+                    ApiError::bad("fields", e.to_string())
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let wanted_stats: Vec<Stat> = match args.list("stats") {
+        None => vec![Stat::Avg, Stat::Min, Stat::Max],
+        Some(l) if l.is_empty() => return Err(ApiError::bad("stats", "no statistic given")),
+        Some(l) => l
+            .into_iter()
+            .map(|s| {
+                Stat::from_name(s).ok_or_else(|| {
+                    ApiError::bad(
+                        "stats",
+                        format!("unknown statistic {s:?}; use avg, min, max, sum, count"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let wanted_step = match args.get("step") {
+        None | Some("auto") => AUTO_STEPS
+            .iter()
+            .copied()
+            .find(|s| (to - from) / s <= AUTO_POINTS)
+            .unwrap_or(3_600_000),
+        Some(_) => args.duration("step")?.unwrap_or(10_000),
+    };
+    let hosts = selected(&state, &args).await?;
+    let cached = from >= now - cache::ROLLUP_SPAN_MS;
+    let raw = from >= now - cache::RAW_SPAN_MS + 60_000;
+    let unit = if raw || !cached {
+        1_000
+    } else {
+        cache::ROLLUP_MS
+    };
+    let step = cache::clamp_step(from, to, wanted_step, unit);
+    let grid = Grid::new(from, to, step);
+    let mut out = Vec::with_capacity(hosts.len() * fields.len());
+    let has_custom = fields.iter().any(Field::is_custom);
+    let guards = if cached {
+        prepare(&state, &hosts, now, from).await?
+    } else {
+        Vec::new()
+    };
+    for (i, host) in hosts.iter().enumerate() {
+        let slow = if has_custom || !cached {
+            Some(state.ticks.range(host, grid.t0, to).await.map_err(|e| {
+                state.store_errors.fetch_add(1, Ordering::Relaxed);
+                ApiError::unavailable(&e)
+            })?)
+        } else {
+            None
+        };
+        for field in &fields {
+            let buckets = match (field, &slow, guards.get(i)) {
+                (Field::Standard(f), None, Some((_, g))) => g.downsample(*f, &grid),
+                (_, Some(ticks), _) => cache::downsample_ticks(ticks, field, &grid),
+                _ => vec![Acc::default(); grid.n],
+            };
+            let map = wanted_stats
+                .iter()
+                .map(|s| (s.as_str(), stat_values(&buckets, *s)))
+                .collect();
+            out.push(SeriesOut {
+                node: host.clone(),
+                field: field.clone(),
+                stats: map,
+            });
+        }
+    }
+    let t: Vec<Millis> = (0..grid.n).map(|i| grid.t0 + i as i64 * step).collect();
+    Ok(Json(SeriesResponse {
+        from,
+        to,
+        step,
+        t,
+        series: out,
+    })
+    .into_response())
+}
+
+/// One row of the overview table.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OverviewRow {
+    node: HostName,
+    last_seen: Millis,
+    stale: bool,
+    uptime: Option<f64>,
+    cpu: Option<f64>,
+    cpu_peak: Option<f32>,
+    mem: Option<f64>,
+    mem_peak: Option<f32>,
+    requests: f64,
+    events_in: f64,
+    events_out: f64,
+    warnings: f64,
+    errors: f64,
+    criticals: f64,
+}
+
+/// `GET /api/v1/overview`: one row per node over the window.
+pub async fn overview<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'static>(
+    State(state): State<Arc<AppState<T, A>>>,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
+    let args = Args::new(&q, &["nodes", "from", "to", "range"])?;
+    let now = now_ms();
+    let (from, to) = args.window(now, 900_000)?;
+    if from < now - cache::ROLLUP_SPAN_MS {
+        return Err(ApiError::bad(
+            if args.get("range").is_some() {
+                "range"
+            } else {
+                "from"
+            },
+            "the overview reaches back 8d at most",
+        ));
+    }
+    let hosts = selected(&state, &args).await?;
+    let last_seen: HashMap<HostName, Millis> = known_hosts(&state)
+        .await?
+        .into_iter()
+        .map(|h| (h.host, h.last_seen))
+        .collect();
+    let stale_ms = stale_after_ms(&state);
+    let guards = prepare(&state, &hosts, now, from).await?;
+    let rows: Vec<OverviewRow> = guards
+        .iter()
+        .map(|(host, g)| {
+            let sum = |f| g.aggregate(f, from, to).get(Stat::Sum).unwrap_or(0.0);
+            let peak = |f| g.aggregate(f, from, to).get(Stat::Max).map(|v| v as f32);
+            let last = g.last().filter(|t| t.ts >= from && t.ts <= to);
+            let cur = |f: StandardField| last.and_then(|t| t.get(&Field::Standard(f)));
+            let seen = last_seen.get(host).copied().unwrap_or(Millis::MIN);
+            OverviewRow {
+                node: host.clone(),
+                last_seen: seen,
+                stale: now - seen > stale_ms,
+                uptime: g
+                    .last()
+                    .and_then(|t| t.get(&Field::Standard(StandardField::Uptime))),
+                cpu: cur(StandardField::CpuUsage),
+                cpu_peak: peak(StandardField::CpuUsage),
+                mem: cur(StandardField::MemUsage),
+                mem_peak: peak(StandardField::MemUsage),
+                requests: sum(StandardField::RequestsCount),
+                events_in: sum(StandardField::EventsInCount),
+                events_out: sum(StandardField::EventsOutCount),
+                warnings: sum(StandardField::WarningsCount),
+                errors: sum(StandardField::ErrorsCount),
+                criticals: sum(StandardField::CriticalsCount),
+            }
+        })
+        .collect();
+    Ok(
+        Json(
+            json!({ "from": from, "to": to, "now": now, "staleAfterMs": stale_ms, "nodes": rows }),
+        )
+        .into_response(),
+    )
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IncidentOut {
+    #[serde(flatten)]
+    incident: Incident,
+    duration_ms: i64,
+}
+
+/// `GET /api/v1/incidents`: open incidents, and those resolved in the window.
+pub async fn incidents<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'static>(
+    State(state): State<Arc<AppState<T, A>>>,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
+    let args = Args::new(&q, &["from", "to", "range", "limit"])?;
+    let now = now_ms();
+    let (from, to) = args.window(now, 86_400_000)?;
+    let limit = args.limit(500, 10_000)?;
+    let fail = |e: StoreError| {
+        state.store_errors.fetch_add(1, Ordering::Relaxed);
+        ApiError::unavailable(&e)
+    };
+    let snapshot = state.alerts.load().await.map_err(fail)?;
+    let (restored, errors) = persist::decode(&snapshot);
+    let mut open: Vec<IncidentOut> = restored
+        .states
+        .into_iter()
+        .filter_map(|(_, _, s)| s.open)
+        .map(|i| IncidentOut {
+            duration_ms: now - i.start_time,
+            incident: i,
+        })
+        .collect();
+    open.sort_by_key(|o| std::cmp::Reverse(o.incident.start_time));
+    let mut unreadable = errors.len();
+    let mut resolved = Vec::new();
+    for text in state.alerts.resolved(from, to, limit).await.map_err(fail)? {
+        match persist::decode_incident(&text) {
+            Ok(i) => resolved.push(IncidentOut {
+                duration_ms: i.end_time.unwrap_or(now) - i.start_time,
+                incident: i,
+            }),
+            Err(_) => unreadable += 1,
+        }
+    }
+    resolved.reverse();
+    Ok(Json(json!({
+        "from": from, "to": to, "now": now,
+        "lastEvaluated": restored.last_evaluated,
+        "open": open, "resolved": resolved, "unreadableRecords": unreadable,
+    }))
+    .into_response())
+}
+
+/// `GET /healthz`: the process answers.
+pub async fn healthz() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+/// `GET /readyz`: the store answers and the cache warm-up is done.
+pub async fn readyz<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'static>(
+    State(state): State<Arc<AppState<T, A>>>,
+) -> Response {
+    if let Err(e) = state.ticks.hosts().await {
+        state.store_errors.fetch_add(1, Ordering::Relaxed);
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(
+                json!({ "status": "unavailable", "error": format!("cannot read the store: {e}") }),
+            ),
+        )
+            .into_response();
+    }
+    if !state.ready.load(Ordering::Relaxed) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "starting", "error": "loading recent ticks into the cache" })),
+        )
+            .into_response();
+    }
+    Json(json!({ "status": "ready", "leader": state.stats.leader.load(Ordering::Relaxed) }))
+        .into_response()
+}
+
+/// Unknown paths: 404 with a JSON body.
+pub async fn not_found(uri: axum::http::Uri) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({ "error": format!("no such page or endpoint: {}", uri.path()) })),
+    )
+        .into_response()
+}
+
+/// Loads the last 24 h of every node into the cache.
+pub async fn warm_up<T: TickStore + Clone + 'static, A: Send + Sync + 'static>(
+    state: &Arc<AppState<T, A>>,
+) -> Result<(), StoreError> {
+    let now = now_ms();
+    let hosts: Vec<HostName> = state
+        .ticks
+        .hosts()
+        .await?
+        .into_iter()
+        .map(|h| h.host)
+        .collect();
+    prepare(state, &hosts, now, now - 86_400_000)
+        .await
+        .map(|_| ())
+        .map_err(|e| StoreError::Other(e.message))
+}

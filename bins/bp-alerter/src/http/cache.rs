@@ -1,0 +1,571 @@
+//! The downsampling cache: what makes a 24 h or 7 d view of 50 nodes cheap.
+//!
+//! Per node, two tiers of the twelve standard fields:
+//! - **raw**: every tick of the last [`RAW_SPAN_MS`] (25 h) as columns
+//!   (`ts: i64`, one `f32` column per field, NaN when absent), ≈ 56 bytes per
+//!   tick, ≈ 0.5 MB per node at a 10 s interval;
+//! - **rollup**: 5-minute buckets (sum, min, max, count per field) of the
+//!   last [`ROLLUP_SPAN_MS`] (8 d), built on the first request that reaches
+//!   further back than the raw tier (one range read of the store per node)
+//!   and then kept up to date from the raw tier; ≈ 0.5 MB per node.
+//!
+//! A request refreshes a node at most once per [`REFRESH_EVERY`] with one
+//! range read from the node's newest cached tick minus [`OVERLAP_MS`] (late
+//! ticks within that overlap are merged in; older late ticks reach the
+//! dashboard only after a restart). Values are `f32` in the cache: about 7
+//! significant digits, plenty for percentages and counts.
+//!
+//! Custom fields are not cached: their ranges are read from the store on
+//! each request (see [`downsample_ticks`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use metrics_model::store::{StoreError, TickStore};
+use metrics_model::time::{Millis, floor_to};
+use metrics_model::{Field, HostName, StandardField, Tick};
+
+/// How far back the raw tier reaches.
+pub const RAW_SPAN_MS: i64 = 25 * 3_600_000;
+/// The rollup tier's bucket width.
+pub const ROLLUP_MS: i64 = 300_000;
+/// How far back the rollup tier reaches.
+pub const ROLLUP_SPAN_MS: i64 = 8 * 86_400_000;
+/// A node is read from the store again at most this often.
+pub const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// Each refresh re-reads this much before the newest cached tick.
+pub const OVERLAP_MS: i64 = 60_000;
+/// Buckets per series at most.
+pub const MAX_POINTS: i64 = 2_000;
+
+const NF: usize = StandardField::ALL.len();
+
+/// Statistics of a bucket a client can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stat {
+    /// Mean of the values.
+    Avg,
+    /// Smallest value.
+    Min,
+    /// Largest value.
+    Max,
+    /// Sum of the values (for per-interval counters: the total).
+    Sum,
+    /// Number of ticks with a value.
+    Count,
+}
+
+impl Stat {
+    /// Every statistic with its name.
+    pub const ALL: [(Stat, &'static str); 5] = [
+        (Stat::Avg, "avg"),
+        (Stat::Min, "min"),
+        (Stat::Max, "max"),
+        (Stat::Sum, "sum"),
+        (Stat::Count, "count"),
+    ];
+
+    /// The name used in the API.
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(s, _)| *s == self)
+            .map_or("avg", |(_, n)| n)
+    }
+
+    /// The statistic of that name.
+    pub fn from_name(name: &str) -> Option<Stat> {
+        Self::ALL.iter().find(|(_, n)| *n == name).map(|(s, _)| *s)
+    }
+}
+
+/// Sum, min, max and count of values.
+#[derive(Debug, Clone, Copy)]
+pub struct Acc {
+    /// Sum.
+    pub sum: f64,
+    /// Smallest.
+    pub min: f32,
+    /// Largest.
+    pub max: f32,
+    /// How many.
+    pub n: u32,
+}
+
+impl Default for Acc {
+    fn default() -> Self {
+        Acc {
+            sum: 0.0,
+            min: f32::INFINITY,
+            max: f32::NEG_INFINITY,
+            n: 0,
+        }
+    }
+}
+
+impl Acc {
+    fn add(&mut self, v: f32) {
+        self.sum += f64::from(v);
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+        self.n += 1;
+    }
+
+    fn merge(&mut self, o: &Acc) {
+        self.sum += o.sum;
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+        self.n += o.n;
+    }
+
+    /// The statistic; `None` for an empty bucket (except `count`, 0, and
+    /// `sum`, which is also `None`: no tick, no total).
+    pub fn get(&self, stat: Stat) -> Option<f64> {
+        if self.n == 0 {
+            return (stat == Stat::Count).then_some(0.0);
+        }
+        Some(match stat {
+            Stat::Avg => self.sum / f64::from(self.n),
+            Stat::Min => f64::from(self.min),
+            Stat::Max => f64::from(self.max),
+            Stat::Sum => self.sum,
+            Stat::Count => f64::from(self.n),
+        })
+    }
+}
+
+/// A time grid: buckets `[t0 + i·step, t0 + (i+1)·step)`, `i < n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grid {
+    /// Start of the first bucket (a multiple of `step` since the epoch).
+    pub t0: Millis,
+    /// Bucket width, ms.
+    pub step: i64,
+    /// Number of buckets.
+    pub n: usize,
+}
+
+impl Grid {
+    /// The grid covering `from..=to` with buckets of `step` aligned to the
+    /// epoch.
+    pub fn new(from: Millis, to: Millis, step: i64) -> Grid {
+        let t0 = floor_to(from, step);
+        let n = ((to - t0) / step + 1).max(0) as usize;
+        Grid { t0, step, n }
+    }
+
+    fn index(&self, ts: Millis) -> Option<usize> {
+        if ts < self.t0 {
+            return None;
+        }
+        let i = ((ts - self.t0) / self.step) as usize;
+        (i < self.n).then_some(i)
+    }
+}
+
+/// The smallest step (a multiple of `unit`) that keeps `from..=to` within
+/// [`MAX_POINTS`] buckets, and at least `wanted`.
+pub fn clamp_step(from: Millis, to: Millis, wanted: i64, unit: i64) -> i64 {
+    let span = (to - from).max(1);
+    let min = (span + MAX_POINTS - 1) / MAX_POINTS;
+    let step = wanted.max(min).max(unit);
+    (step + unit - 1) / unit * unit
+}
+
+/// Downsamples ticks (any field, custom ones included) onto a grid.
+pub fn downsample_ticks(ticks: &[Tick], field: &Field, grid: &Grid) -> Vec<Acc> {
+    let mut out = vec![Acc::default(); grid.n];
+    for t in ticks {
+        if let (Some(i), Some(v)) = (grid.index(t.ts), t.get(field)) {
+            out[i].add(v as f32);
+        }
+    }
+    out
+}
+
+/// The cache of every node.
+#[derive(Debug)]
+pub struct SeriesCache {
+    raw_span: i64,
+    hosts: std::sync::Mutex<HashMap<HostName, Arc<tokio::sync::Mutex<HostCache>>>>,
+}
+
+/// One node's cached data. Lock it through [`SeriesCache::host`].
+#[derive(Debug, Default)]
+pub struct HostCache {
+    ts: Vec<Millis>,
+    cols: Vec<Vec<f32>>,
+    /// The raw tier holds every stored tick with `ts ≥ raw_from`.
+    raw_from: Millis,
+    refreshed: Option<Instant>,
+    last: Option<Tick>,
+    rollup: Option<Rollup>,
+}
+
+#[derive(Debug)]
+struct Rollup {
+    /// Start of `cells[0]`, a multiple of [`ROLLUP_MS`]; complete from here.
+    first: Millis,
+    cells: std::collections::VecDeque<[Acc; NF]>,
+}
+
+impl Rollup {
+    fn add(&mut self, ts: Millis, values: impl Iterator<Item = (usize, f32)>) {
+        if ts < self.first {
+            return;
+        }
+        let i = ((ts - self.first) / ROLLUP_MS) as usize;
+        while self.cells.len() <= i {
+            self.cells.push_back([Acc::default(); NF]);
+        }
+        for (f, v) in values {
+            self.cells[i][f].add(v);
+        }
+    }
+
+    fn trim(&mut self, before: Millis) {
+        while self.first + ROLLUP_MS <= before && !self.cells.is_empty() {
+            self.cells.pop_front();
+            self.first += ROLLUP_MS;
+        }
+    }
+}
+
+fn field_index(f: StandardField) -> usize {
+    StandardField::ALL
+        .iter()
+        .position(|x| *x == f)
+        .unwrap_or_default()
+}
+
+impl SeriesCache {
+    /// A cache whose raw tier spans `raw_span` ms.
+    pub fn new(raw_span: i64) -> SeriesCache {
+        SeriesCache {
+            raw_span,
+            hosts: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The node's cache entry (created empty).
+    pub fn host(&self, host: &HostName) -> Arc<tokio::sync::Mutex<HostCache>> {
+        let mut hosts = self
+            .hosts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        hosts.entry(host.clone()).or_default().clone()
+    }
+
+    /// Forgets nodes that are no longer in the store.
+    pub fn retain(&self, known: &[HostName]) {
+        let mut hosts = self
+            .hosts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        hosts.retain(|h, _| known.contains(h));
+    }
+
+    /// Brings the node's raw tier up to date (at most once per
+    /// [`REFRESH_EVERY`]); with `back_to` before the raw tier, also builds
+    /// or extends the rollup tier back to it.
+    pub async fn refresh<T: TickStore>(
+        &self,
+        store: &T,
+        entry: &mut HostCache,
+        host: &HostName,
+        now: Millis,
+        back_to: Millis,
+    ) -> Result<(), StoreError> {
+        let raw_start = now - self.raw_span;
+        let stale = entry.refreshed.is_none_or(|r| r.elapsed() >= REFRESH_EVERY);
+        if entry.refreshed.is_none() {
+            entry.cols = vec![Vec::new(); NF];
+            entry.raw_from = raw_start;
+            let ticks = store.range(host, raw_start, Millis::MAX).await?;
+            entry.merge(ticks);
+            entry.refreshed = Some(Instant::now());
+        } else if stale {
+            let from = entry
+                .ts
+                .last()
+                .map_or(entry.raw_from, |l| (l - OVERLAP_MS).max(entry.raw_from));
+            let ticks = store.range(host, from, Millis::MAX).await?;
+            entry.merge(ticks);
+            entry.refreshed = Some(Instant::now());
+        }
+        entry.trim(raw_start - 600_000);
+        if back_to < entry.raw_from {
+            let wanted = floor_to(back_to.max(now - ROLLUP_SPAN_MS), ROLLUP_MS);
+            let have = entry.rollup.as_ref().map_or(Millis::MAX, |r| r.first);
+            if wanted < have {
+                entry.extend_rollup(store, host, wanted, now).await?;
+            }
+        }
+        if let Some(r) = entry.rollup.as_mut() {
+            r.trim(now - ROLLUP_SPAN_MS);
+        }
+        Ok(())
+    }
+}
+
+impl HostCache {
+    /// The newest tick, all fields.
+    pub fn last(&self) -> Option<&Tick> {
+        self.last.as_ref()
+    }
+
+    /// Whether the raw tier covers ticks from `from` on.
+    pub fn raw_covers(&self, from: Millis) -> bool {
+        from >= self.raw_from
+    }
+
+    /// Downsamples a standard field onto a grid. The grid's step must be a
+    /// multiple of [`ROLLUP_MS`] when the raw tier does not cover it.
+    pub fn downsample(&self, field: StandardField, grid: &Grid) -> Vec<Acc> {
+        let mut out = vec![Acc::default(); grid.n];
+        let f = field_index(field);
+        let end = grid.t0 + grid.step * grid.n as i64;
+        if self.raw_covers(grid.t0) || self.rollup.is_none() {
+            let Some(col) = self.cols.get(f) else {
+                return out;
+            };
+            let lo = self.ts.partition_point(|t| *t < grid.t0);
+            let hi = self.ts.partition_point(|t| *t < end);
+            let mut i = 0usize;
+            let mut bucket_end = grid.t0 + grid.step;
+            for (ts, v) in self.ts[lo..hi].iter().zip(&col[lo..hi]) {
+                if *ts >= bucket_end {
+                    i = ((ts - grid.t0) / grid.step) as usize;
+                    bucket_end = grid.t0 + (i as i64 + 1) * grid.step;
+                }
+                if !v.is_nan() {
+                    out[i].add(*v);
+                }
+            }
+            return out;
+        }
+        if let Some(r) = &self.rollup {
+            for (k, cell) in r.cells.iter().enumerate() {
+                let ts = r.first + k as i64 * ROLLUP_MS;
+                if let Some(i) = grid.index(ts) {
+                    out[i].merge(&cell[f]);
+                }
+            }
+        }
+        out
+    }
+
+    /// Aggregates a standard field over `from..=to` (one bucket).
+    pub fn aggregate(&self, field: StandardField, from: Millis, to: Millis) -> Acc {
+        let f = field_index(field);
+        let mut acc = Acc::default();
+        if self.raw_covers(from) || self.rollup.is_none() {
+            if let Some(col) = self.cols.get(f) {
+                let lo = self.ts.partition_point(|t| *t < from);
+                let hi = self.ts.partition_point(|t| *t <= to);
+                for v in &col[lo..hi] {
+                    if !v.is_nan() {
+                        acc.add(*v);
+                    }
+                }
+            }
+        } else if let Some(r) = &self.rollup {
+            for (k, cell) in r.cells.iter().enumerate() {
+                let ts = r.first + k as i64 * ROLLUP_MS;
+                if ts + ROLLUP_MS > from && ts <= to {
+                    acc.merge(&cell[f]);
+                }
+            }
+        }
+        acc
+    }
+
+    /// Merges ticks (any order, duplicates by `ts` ignored) into the raw tier
+    /// and, for ticks new to it, the rollup tier.
+    fn merge(&mut self, mut ticks: Vec<Tick>) {
+        ticks.sort_by_key(|t| t.ts);
+        for tick in ticks {
+            if tick.ts < self.raw_from {
+                continue;
+            }
+            let pos = self.ts.partition_point(|t| *t < tick.ts);
+            if self.ts.get(pos) == Some(&tick.ts) {
+                continue;
+            }
+            let values = standard_values(&tick);
+            self.ts.insert(pos, tick.ts);
+            for (f, col) in self.cols.iter_mut().enumerate() {
+                col.insert(pos, values[f]);
+            }
+            if let Some(r) = self.rollup.as_mut() {
+                r.add(tick.ts, present(&values));
+            }
+            if self.last.as_ref().is_none_or(|l| l.ts < tick.ts) {
+                self.last = Some(tick);
+            }
+        }
+    }
+
+    fn trim(&mut self, before: Millis) {
+        let cut = self.ts.partition_point(|t| *t < before);
+        // Trim in batches: shifting the columns is O(n).
+        if cut > 0 && (cut >= 360 || cut * 10 >= self.ts.len()) {
+            self.ts.drain(..cut);
+            for col in &mut self.cols {
+                col.drain(..cut);
+            }
+        }
+        if cut > 0 || self.raw_from < before {
+            self.raw_from = self.raw_from.max(before);
+        }
+    }
+
+    /// Builds the rollup tier back to `wanted` (aligned): the store for the
+    /// part before the raw tier, the raw tier for the rest.
+    async fn extend_rollup<T: TickStore>(
+        &mut self,
+        store: &T,
+        host: &HostName,
+        wanted: Millis,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        // Rebuild from scratch: simpler than prepending, and rare (once per
+        // node, when a view first reaches past the raw tier).
+        let mut rollup = Rollup {
+            first: wanted,
+            cells: std::collections::VecDeque::new(),
+        };
+        let raw_from = self.raw_from;
+        let day = 86_400_000;
+        let mut from = wanted;
+        while from < raw_from {
+            let to = (from + day).min(raw_from) - 1;
+            for tick in store.range(host, from, to).await? {
+                let values = standard_values(&tick);
+                rollup.add(tick.ts, present(&values));
+            }
+            from = to + 1;
+        }
+        for (k, ts) in self.ts.iter().enumerate() {
+            rollup.add(
+                *ts,
+                self.cols
+                    .iter()
+                    .enumerate()
+                    .map(|(f, c)| (f, c[k]))
+                    .filter(|(_, v)| !v.is_nan()),
+            );
+        }
+        let _ = now;
+        self.rollup = Some(rollup);
+        Ok(())
+    }
+}
+
+fn standard_values(tick: &Tick) -> [f32; NF] {
+    let mut values = [f32::NAN; NF];
+    for (field, v) in &tick.values {
+        if let Field::Standard(s) = field {
+            values[field_index(*s)] = *v as f32;
+        }
+    }
+    values
+}
+
+fn present(values: &[f32; NF]) -> impl Iterator<Item = (usize, f32)> + '_ {
+    values
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(_, v)| !v.is_nan())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics_model::MemoryStore;
+
+    fn tick(host: &str, ts: Millis, cpu: f64) -> Tick {
+        Tick::new(
+            host.parse().unwrap(),
+            ts,
+            [(Field::Standard(StandardField::CpuUsage), cpu)],
+        )
+    }
+
+    #[test]
+    fn steps() {
+        // 15 minutes at 10 s: 91 buckets, fine.
+        assert_eq!(clamp_step(0, 900_000, 10_000, 10_000), 10_000);
+        // 7 days asked at 10 s: clamped so that at most 2,000 buckets remain.
+        let s = clamp_step(0, 7 * 86_400_000, 10_000, ROLLUP_MS);
+        assert_eq!(s, 600_000);
+        assert!(Grid::new(0, 7 * 86_400_000, s).n as i64 <= MAX_POINTS + 1);
+    }
+
+    #[tokio::test]
+    async fn raw_and_rollup_tiers_agree() {
+        let store = MemoryStore::new();
+        let now: Millis = 1_767_225_600_000;
+        let host: HostName = "node-a".parse().unwrap();
+        // Two days at 10 s with cpu = minute of the day.
+        let ticks: Vec<Tick> = (0..(2 * 8640))
+            .map(|i| {
+                let ts = now - 2 * 86_400_000 + i * 10_000;
+                tick("node-a", ts, ((ts / 60_000) % 1440) as f64)
+            })
+            .collect();
+        store.append(&ticks).await.unwrap();
+        let cache = SeriesCache::new(3_600_000);
+        let entry = cache.host(&host);
+        let mut e = entry.lock().await;
+        cache
+            .refresh(&store, &mut e, &host, now, now - 3_600_000)
+            .await
+            .unwrap();
+        assert!(e.rollup.is_none());
+        let grid = Grid::new(now - 3_600_000, now, 300_000);
+        let raw = e.downsample(StandardField::CpuUsage, &grid);
+        cache
+            .refresh(&store, &mut e, &host, now, now - 86_400_000)
+            .await
+            .unwrap();
+        assert!(e.rollup.is_some());
+        assert!(!e.raw_covers(now - 86_400_000));
+        let wide = Grid::new(now - 86_400_000, now, 300_000);
+        let rolled = e.downsample(StandardField::CpuUsage, &wide);
+        // The last hour's buckets are the same from both tiers.
+        let offset = ((grid.t0 - wide.t0) / 300_000) as usize;
+        for (i, a) in raw.iter().enumerate() {
+            let b = &rolled[offset + i];
+            assert_eq!(
+                (a.n, a.get(Stat::Avg)),
+                (b.n, b.get(Stat::Avg)),
+                "bucket {i}"
+            );
+        }
+        assert_eq!(rolled[0].n, 30);
+        assert_eq!(
+            rolled[0].get(Stat::Max),
+            Some(((wide.t0 / 60_000) % 1440 + 4) as f64)
+        );
+        // A late tick within the overlap is merged into both tiers.
+        store
+            .append(&[tick("node-a", now - 5_000, 1000.0)])
+            .await
+            .unwrap();
+        e.refreshed = Instant::now().checked_sub(REFRESH_EVERY);
+        cache
+            .refresh(&store, &mut e, &host, now, now - 86_400_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            e.aggregate(StandardField::CpuUsage, now - 9_000, now)
+                .get(Stat::Max),
+            Some(1000.0)
+        );
+        let rolled = e.downsample(StandardField::CpuUsage, &wide);
+        assert_eq!(rolled.iter().map(|a| a.n).sum::<u32>(), 8640 + 1);
+    }
+}

@@ -1,0 +1,160 @@
+//! `GET /api/v1/rules`: every rule with its window value per node at the
+//! last evaluated instant, and whether its condition holds.
+//!
+//! Computed on demand from the store, so a standby alerter answers the same
+//! as the active one: a fresh [`Engine`] takes in each node's ticks back to
+//! the longest timeframe and evaluates once at the last committed instant
+//! (from the store's snapshot). The answer is cached per (instant, rules).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use incidents::persist;
+use metrics_model::HostName;
+use metrics_model::store::{AlertStore, StoreError, TickStore};
+use metrics_model::time::{Millis, floor_to, format_rfc3339};
+use rules_engine::{Engine, EngineOptions, RuleSet};
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+use super::AppState;
+use super::api::ApiError;
+use crate::alerter::now_ms;
+
+/// The last answer, by instant and rule set.
+#[derive(Debug, Default)]
+pub struct RulesCache {
+    last: Mutex<Option<(Millis, RuleSet, Arc<RulesOut>)>>,
+}
+
+/// The answer.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RulesOut {
+    /// The instant the values are for (ms); `None` before any evaluation.
+    pub evaluated_at: Option<Millis>,
+    /// The same in RFC 3339.
+    pub evaluated_at_text: Option<String>,
+    /// The rules, in configuration order.
+    pub rules: Vec<RuleOut>,
+}
+
+/// One rule.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleOut {
+    /// The rule as configured (`name`, `field`, `aggregation`, ...).
+    pub rule: serde_json::Value,
+    /// Per node.
+    pub nodes: Vec<RuleNode>,
+}
+
+/// One rule on one node.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleNode {
+    /// The node.
+    pub node: HostName,
+    /// The window's value (`null`: no value, e.g. an empty `avg` window).
+    pub value: Option<f64>,
+    /// Whether the condition holds.
+    pub holds: bool,
+    /// The open incident's id, if one is open (from the store).
+    pub open_incident: Option<String>,
+}
+
+/// The handler.
+pub async fn handler<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'static>(
+    State(state): State<Arc<AppState<T, A>>>,
+    Query(q): Query<std::collections::BTreeMap<String, String>>,
+) -> Result<Response, ApiError> {
+    if let Some(name) = q.keys().next() {
+        return Err(ApiError::bad(
+            name,
+            "unknown parameter; this endpoint takes none",
+        ));
+    }
+    match compute(&state).await {
+        Ok(out) => Ok(Json(&*out).into_response()),
+        Err(e) => {
+            state.store_errors.fetch_add(1, Ordering::Relaxed);
+            Err(ApiError::unavailable(&e))
+        }
+    }
+}
+
+/// The rules' current values (cached per instant).
+pub async fn compute<T: TickStore, A: AlertStore>(
+    state: &AppState<T, A>,
+) -> Result<Arc<RulesOut>, StoreError> {
+    let config = state.config.borrow().clone();
+    let rules = config.alerting.rules.clone();
+    let snapshot = state.alerts.load().await?;
+    let (restored, _) = persist::decode(&snapshot);
+    let w = config.alerting.watcher_interval.as_millis_i64();
+    let instant = restored.last_evaluated.unwrap_or_else(|| {
+        floor_to(
+            now_ms() - config.alerting.evaluation_delay.as_millis_i64(),
+            w,
+        )
+    });
+    let mut cached = state.rules.last.lock().await;
+    if let Some((t, r, out)) = cached.as_ref()
+        && *t == instant
+        && *r == rules
+    {
+        return Ok(out.clone());
+    }
+    let mut engine = Engine::new(rules.clone(), EngineOptions::default());
+    let span = rules.max_timeframe().as_millis_i64();
+    engine.resume_after(instant - 1);
+    let mut hosts = state.ticks.hosts().await?;
+    hosts.sort_by(|a, b| a.host.cmp(&b.host));
+    let retention = config.monitoring.retention_period.as_millis_i64();
+    for h in &hosts {
+        if h.last_seen <= instant - retention {
+            continue;
+        }
+        for tick in state.ticks.range(&h.host, instant - span, instant).await? {
+            engine.ingest(tick);
+        }
+    }
+    // Evaluating opens incidents in this private engine only; nothing is
+    // written anywhere.
+    let _ = engine.evaluate(instant);
+    let open: std::collections::HashMap<(String, HostName), String> = restored
+        .states
+        .into_iter()
+        .filter_map(|(rule, host, s)| s.open.map(|i| ((rule, host), i.id.to_string())))
+        .collect();
+    let mut per_rule: Vec<RuleOut> = rules
+        .rules()
+        .iter()
+        .map(|r| RuleOut {
+            rule: r.to_json(),
+            nodes: Vec::new(),
+        })
+        .collect();
+    for v in engine.window_values() {
+        if let Some(i) = rules.rules().iter().position(|r| Arc::ptr_eq(r, v.rule)) {
+            per_rule[i].nodes.push(RuleNode {
+                node: v.host.clone(),
+                value: v.value,
+                holds: v.holds,
+                open_incident: open
+                    .get(&(v.rule.name().to_owned(), v.host.clone()))
+                    .cloned(),
+            });
+        }
+    }
+    let out = Arc::new(RulesOut {
+        evaluated_at: restored.last_evaluated.or(Some(instant)),
+        evaluated_at_text: Some(format_rfc3339(instant)),
+        rules: per_rule,
+    });
+    *cached = Some((instant, rules, out.clone()));
+    Ok(out)
+}

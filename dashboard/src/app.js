@@ -1,0 +1,457 @@
+// bp-monitoring dashboard. Plain JavaScript, no framework; charts by uPlot.
+// Every name that comes from the data (nodes, rules, fields) is put in the
+// page with textContent or as a uPlot series label (also textContent), never
+// as HTML.
+"use strict";
+
+(function () {
+  const DUR = { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 };
+  const REFRESH_MS = 10000;
+  const COUNTERS = [
+    ["requests.count", "Requests", true],
+    ["eventsIn.count", "Events in", true],
+    ["eventsOut.count", "Events out", true],
+    ["warnings.count", "Warnings", false],
+    ["errors.count", "Errors", false],
+    ["criticals.count", "Criticals", false],
+  ];
+  const COUNTER_COLORS = ["#2563eb", "#16a34a", "#0d9488", "#d97706", "#dc2626", "#7c2d12"];
+
+  const state = {
+    nodes: [],            // [{node, lastSeen, stale}]
+    selected: null,       // null: all nodes; else a Set of names
+    charts: {},           // name -> uPlot
+    data: {},             // name -> last /series response (merged)
+    key: null,            // what the loaded data is for
+    timer: null,
+    loading: false,
+  };
+  // For tests and debugging.
+  window.bpDashboard = state;
+
+  const $ = (id) => document.getElementById(id);
+
+  function el(tag, props, children) {
+    const e = document.createElement(tag);
+    if (props) {
+      for (const [k, v] of Object.entries(props)) {
+        if (k === "text") e.textContent = v;
+        else if (k === "className") e.className = v;
+        else if (k === "style") Object.assign(e.style, v);
+        else e.setAttribute(k, v);
+      }
+    }
+    for (const c of children || []) if (c != null) e.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
+    return e;
+  }
+
+  function parseDur(text) {
+    const m = /^(\d+)([smhd])$/.exec(text);
+    return m ? Number(m[1]) * DUR[m[2]] : NaN;
+  }
+
+  function fmtDur(ms) {
+    if (ms == null || !isFinite(ms)) return "–";
+    let s = Math.max(0, Math.round(ms / 1000));
+    const d = Math.floor(s / 86400); s -= d * 86400;
+    const h = Math.floor(s / 3600); s -= h * 3600;
+    const m = Math.floor(s / 60); s -= m * 60;
+    const parts = [];
+    if (d) parts.push(d + "d");
+    if (h) parts.push(h + "h");
+    if (m && !d) parts.push(m + "m");
+    if (!d && !h) parts.push(s + "s");
+    return parts.join(" ");
+  }
+
+  function pad(n) { return String(n).padStart(2, "0"); }
+  function fmtTime(ms) {
+    if (ms == null) return "–";
+    const d = new Date(ms);
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
+      pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+  }
+  function fmtNum(v, digits) {
+    if (v == null || !isFinite(v)) return "–";
+    if (digits != null) return v.toFixed(digits);
+    return Math.abs(v) >= 100 || Number.isInteger(v) ? String(Math.round(v)) : v.toFixed(2);
+  }
+
+  function nodeColor(name) {
+    const i = state.nodes.findIndex((n) => n.node === name);
+    const hue = (Math.max(i, 0) * 137.508) % 360;
+    return "hsl(" + hue.toFixed(0) + ", 65%, 42%)";
+  }
+
+  function setBanner(text) {
+    const b = $("banner");
+    b.textContent = text || "";
+    b.hidden = !text;
+  }
+
+  async function api(path, params) {
+    const q = new URLSearchParams(params || {});
+    const url = "api/v1/" + path + (q.toString() ? "?" + q : "");
+    const r = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (!r.ok) {
+      let msg = r.status + " " + r.statusText;
+      try { const j = await r.json(); if (j && j.error) msg = j.error; } catch (_) { /* not JSON */ }
+      if (r.status === 401) msg = "access token required or wrong: " + msg;
+      throw new Error(path + ": " + msg);
+    }
+    return r.json();
+  }
+
+  function selectedNodes() {
+    const all = state.nodes.map((n) => n.node);
+    return state.selected ? all.filter((n) => state.selected.has(n)) : all;
+  }
+
+  // ---- node filter -------------------------------------------------------
+
+  function renderNodeList() {
+    const ul = $("node-list");
+    const filter = $("node-search").value.trim().toLowerCase();
+    ul.replaceChildren();
+    for (const n of state.nodes) {
+      if (filter && !n.node.toLowerCase().includes(filter)) continue;
+      const cb = el("input", { type: "checkbox", "data-node": n.node });
+      cb.checked = !state.selected || state.selected.has(n.node);
+      cb.addEventListener("change", () => {
+        const set = state.selected ? new Set(state.selected) : new Set(state.nodes.map((x) => x.node));
+        if (cb.checked) set.add(n.node); else set.delete(n.node);
+        state.selected = set.size === state.nodes.length ? null : set;
+        reload();
+      });
+      const label = el("label", { title: n.node }, [
+        cb,
+        el("span", { className: "swatch", style: { background: nodeColor(n.node) } }),
+        el("span", { text: n.node }),
+        n.stale ? el("span", { className: "badge stale", text: "stale" }) : null,
+      ]);
+      ul.appendChild(el("li", null, [label]));
+    }
+    const sel = selectedNodes().length;
+    $("node-count").textContent = "(" + sel + " of " + state.nodes.length + ")";
+  }
+
+  // ---- charts --------------------------------------------------------------
+
+  function chartWidth(id) {
+    return Math.max(300, $(id).clientWidth - 4);
+  }
+
+  function makeChart(name, id, opts, data) {
+    const box = $(id);
+    if (state.charts[name]) state.charts[name].destroy();
+    box.replaceChildren();
+    opts.width = chartWidth(id);
+    opts.height = 240;
+    const u = new uPlot(opts, data, box);
+    state.charts[name] = u;
+    box.dataset.series = String(opts.series.length - 1);
+    return u;
+  }
+
+  function avgAcross(arrays, n) {
+    const out = new Array(n).fill(null);
+    for (let i = 0; i < n; i++) {
+      let s = 0, k = 0;
+      for (const a of arrays) { const v = a[i]; if (v != null) { s += v; k++; } }
+      out[i] = k ? s / k : null;
+    }
+    return out;
+  }
+  function sumAcross(arrays, n) {
+    const out = new Array(n).fill(null);
+    for (let i = 0; i < n; i++) {
+      let s = 0, k = 0;
+      for (const a of arrays) { const v = a[i]; if (v != null) { s += v; k++; } }
+      out[i] = k ? s : null;
+    }
+    return out;
+  }
+
+  function seriesOf(resp, field, stat) {
+    return resp.series.filter((s) => s.field === field).map((s) => ({ node: s.node, values: s[stat] }));
+  }
+
+  function xs(resp) { return resp.t.map((t) => t / 1000); }
+
+  function timeAxis() { return { stroke: "#555", grid: { stroke: "#eee" } }; }
+
+  function drawCpu(resp) {
+    const n = resp.t.length;
+    const cpu = seriesOf(resp, "cpu.usage", "avg");
+    const mem = seriesOf(resp, "mem.usage", "avg");
+    const data = [xs(resp), avgAcross(cpu.map((s) => s.values), n), avgAcross(mem.map((s) => s.values), n)];
+    const series = [{},
+      { label: "CPU (avg of nodes) %", stroke: "#1d4ed8", width: 2.5, value: (u, v) => fmtNum(v, 1) },
+      { label: "Memory (avg of nodes) %", stroke: "#7c3aed", width: 2.5, dash: [6, 3], value: (u, v) => fmtNum(v, 1) }];
+    for (const s of cpu) {
+      series.push({ label: s.node + " CPU %", stroke: nodeColor(s.node), width: 1, value: (u, v) => fmtNum(v, 1) });
+      data.push(s.values);
+    }
+    for (const s of mem) {
+      series.push({ label: s.node + " memory %", stroke: nodeColor(s.node), width: 1, dash: [4, 3], value: (u, v) => fmtNum(v, 1) });
+      data.push(s.values);
+    }
+    makeChart("cpu", "chart-cpu", {
+      series, scales: { y: { range: [0, 100] } },
+      axes: [timeAxis(), { label: "%", stroke: "#555", grid: { stroke: "#eee" } }],
+      legend: { live: true },
+    }, data);
+  }
+
+  function drawMetrics(resp) {
+    const n = resp.t.length;
+    const data = [xs(resp)];
+    const series = [{}];
+    const bars = uPlot.paths && uPlot.paths.bars ? uPlot.paths.bars({ size: [0.6, 40] }) : undefined;
+    COUNTERS.forEach(([field, label, isBar], i) => {
+      data.push(sumAcross(seriesOf(resp, field, "sum").map((s) => s.values), n));
+      const s = { label, stroke: COUNTER_COLORS[i], width: isBar ? 1 : 2, scale: isBar ? "count" : "problems", value: (u, v) => fmtNum(v, 0) };
+      if (isBar) { s.paths = bars; s.fill = COUNTER_COLORS[i] + "55"; }
+      series.push(s);
+    });
+    makeChart("metrics", "chart-metrics", {
+      series,
+      scales: { count: { range: (u, min, max) => [0, Math.max(1, max)] }, problems: { range: (u, min, max) => [0, Math.max(1, max)] } },
+      axes: [timeAxis(),
+        { scale: "count", label: "requests / events", stroke: "#555", grid: { stroke: "#eee" } },
+        { scale: "problems", side: 1, label: "warnings / errors / criticals", stroke: "#b91c1c", grid: { show: false } }],
+    }, data);
+  }
+
+  function drawLatency(resp) {
+    const n = resp.t.length;
+    const lat = seriesOf(resp, "requests.latency_avg", "avg");
+    const data = [xs(resp), avgAcross(lat.map((s) => s.values), n)];
+    const series = [{}, { label: "Latency (avg of nodes) ms", stroke: "#0f172a", width: 2.5, value: (u, v) => fmtNum(v, 1) }];
+    for (const s of lat) {
+      series.push({ label: s.node + " ms", stroke: nodeColor(s.node), width: 1, value: (u, v) => fmtNum(v, 1) });
+      data.push(s.values);
+    }
+    makeChart("latency", "chart-latency", {
+      series, scales: { y: { range: (u, min, max) => [0, Math.max(1, max)] } },
+      axes: [timeAxis(), { label: "ms", stroke: "#555", grid: { stroke: "#eee" } }],
+    }, data);
+  }
+
+  const CHARTS = {
+    cpu: { fields: "cpu.usage,mem.usage", stats: "avg", draw: drawCpu },
+    metrics: { fields: COUNTERS.map((c) => c[0]).join(","), stats: "sum", draw: drawMetrics },
+    latency: { fields: "requests.latency_avg", stats: "avg", draw: drawLatency },
+  };
+
+  // Appends an incremental response to the loaded one (same grid and series).
+  function merge(old, inc, rangeMs) {
+    if (!old || old.step !== inc.step || old.series.length !== inc.series.length) return null;
+    for (let i = 0; i < inc.series.length; i++) {
+      if (old.series[i].node !== inc.series[i].node || old.series[i].field !== inc.series[i].field) return null;
+    }
+    const first = inc.t.length ? inc.t[0] : Infinity;
+    let keep = old.t.findIndex((t) => t >= first);
+    if (keep < 0) keep = old.t.length;
+    let drop = 0;
+    const horizon = inc.to - rangeMs - inc.step;
+    while (drop < keep && old.t[drop] < horizon) drop++;
+    const out = { from: old.from, to: inc.to, step: inc.step, t: old.t.slice(drop, keep).concat(inc.t), series: [] };
+    old.series.forEach((s, i) => {
+      const m = { node: s.node, field: s.field };
+      for (const k of Object.keys(inc.series[i])) {
+        if (k === "node" || k === "field") continue;
+        m[k] = (s[k] || []).slice(drop, keep).concat(inc.series[i][k]);
+      }
+      out.series.push(m);
+    });
+    return out;
+  }
+
+  async function loadCharts(full) {
+    const range = $("timeframe").value;
+    const rangeMs = parseDur(range);
+    const res = $("resolution").value;
+    const nodes = selectedNodes();
+    const key = [range, res, nodes.join(",")].join("|");
+    if (key !== state.key) full = true;
+    if (!nodes.length) {
+      for (const name of Object.keys(CHARTS)) {
+        if (state.charts[name]) { state.charts[name].destroy(); delete state.charts[name]; }
+        const box = $("chart-" + name);
+        box.dataset.series = "0";
+        box.replaceChildren(el("div", { className: "empty", text: "No node selected." }));
+      }
+      state.key = key;
+      state.data = {};
+      return;
+    }
+    await Promise.all(Object.entries(CHARTS).map(async ([name, c]) => {
+      const params = { fields: c.fields, stats: c.stats, step: res, nodes: nodes.join(",") };
+      const old = state.data[name];
+      let resp;
+      if (!full && old && old.t.length) {
+        params.from = String(old.t[old.t.length - 1]);
+        resp = merge(old, await api("series", params), rangeMs);
+      }
+      if (!resp) {
+        delete params.from;
+        params.range = range;
+        resp = await api("series", params);
+      }
+      state.data[name] = resp;
+      c.draw(resp);
+    }));
+    state.key = key;
+  }
+
+  // ---- tables --------------------------------------------------------------
+
+  function td(text, className) { return el("td", className ? { className, text } : { text }); }
+
+  function renderOverview(resp) {
+    const body = $("overview").querySelector("tbody");
+    body.replaceChildren();
+    if (!resp.nodes.length) {
+      body.appendChild(el("tr", null, [el("td", { className: "empty", colspan: "13", text: "No node has reported yet." })]));
+      return;
+    }
+    for (const r of resp.nodes) {
+      const age = resp.now - r.lastSeen;
+      const last = el("td", null, [fmtTime(r.lastSeen) + " (" + fmtDur(age) + " ago) "]);
+      if (r.stale) last.appendChild(el("span", { className: "badge stale", text: "STALE" }));
+      body.appendChild(el("tr", { className: r.stale ? "stale" : "", "data-node": r.node }, [
+        el("td", null, [el("span", { className: "swatch", style: { background: nodeColor(r.node) } }), " ", r.node]),
+        td(r.uptime == null ? "–" : fmtDur(r.uptime * 1000)),
+        last,
+        td(fmtNum(r.cpu, 1) + " %", "num"), td(fmtNum(r.cpuPeak, 1) + " %", "num"),
+        td(fmtNum(r.mem, 1) + " %", "num"), td(fmtNum(r.memPeak, 1) + " %", "num"),
+        td(fmtNum(r.requests, 0), "num"), td(fmtNum(r.eventsIn, 0), "num"), td(fmtNum(r.eventsOut, 0), "num"),
+        td(fmtNum(r.warnings, 0), "num"), td(fmtNum(r.errors, 0), "num"), td(fmtNum(r.criticals, 0), "num"),
+      ]));
+    }
+  }
+
+  function renderIncidents(resp) {
+    const active = $("incidents-active").querySelector("tbody");
+    const resolved = $("incidents-resolved").querySelector("tbody");
+    active.replaceChildren();
+    resolved.replaceChildren();
+    $("active-count").textContent = "(" + resp.open.length + ")";
+    $("resolved-count").textContent = "(" + resp.resolved.length + ")";
+    if (!resp.open.length) active.appendChild(el("tr", null, [el("td", { className: "empty", colspan: "5", text: "No active incident." })]));
+    for (const i of resp.open) {
+      active.appendChild(el("tr", { "data-incident": i.id }, [
+        td(i.ruleName), td(i.hostName), td(fmtTime(Date.parse(i.startTime))),
+        td(fmtDur(i.durationMs)), td(fmtNum(i.triggerValue), "num"),
+      ]));
+    }
+    if (!resp.resolved.length) resolved.appendChild(el("tr", null, [el("td", { className: "empty", colspan: "6", text: "No incident resolved in this time frame." })]));
+    for (const i of resp.resolved) {
+      resolved.appendChild(el("tr", { "data-incident": i.id }, [
+        td(i.ruleName), td(i.hostName), td(fmtTime(Date.parse(i.startTime))),
+        td(fmtTime(Date.parse(i.endTime))), td(fmtDur(i.durationMs)), td(fmtNum(i.triggerValue), "num"),
+      ]));
+    }
+  }
+
+  function renderRules(resp) {
+    const body = $("rules").querySelector("tbody");
+    body.replaceChildren();
+    $("rules-at").textContent = resp.evaluatedAt ? "(as of " + fmtTime(resp.evaluatedAt) + ")" : "";
+    const nodes = new Set(selectedNodes());
+    let rows = 0;
+    for (const r of resp.rules) {
+      const rule = r.rule;
+      const cond = rule.aggregation + "(" + rule.field + ") over " + rule.timeframe + " " +
+        (rule.operand === "equalOrMoreThan" ? "≥ " : "≤ ") + rule.value;
+      const shown = r.nodes.filter((n) => nodes.has(n.node));
+      if (!shown.length) {
+        body.appendChild(el("tr", null, [td(rule.name), td(cond), el("td", { className: "empty", colspan: "4", text: "no data from the selected nodes" })]));
+        rows++;
+        continue;
+      }
+      for (const n of shown) {
+        body.appendChild(el("tr", null, [
+          td(rule.name), td(cond), td(n.node), td(fmtNum(n.value), "num"),
+          el("td", null, [el("span", { className: n.holds ? "badge holds" : "badge ok", text: n.holds ? "holds" : "no" })]),
+          el("td", null, [n.openIncident ? el("span", { className: "badge open", text: "open" }) : "–"]),
+        ]));
+        rows++;
+      }
+    }
+    if (!rows) body.appendChild(el("tr", null, [el("td", { className: "empty", colspan: "6", text: "No rule is configured." })]));
+  }
+
+  // ---- refresh loop ----------------------------------------------------------
+
+  async function refresh(full) {
+    if (state.loading) return;
+    state.loading = true;
+    const started = performance.now();
+    try {
+      const nodes = await api("nodes");
+      const before = state.nodes.map((n) => n.node).join(",");
+      state.nodes = nodes.nodes;
+      if (state.selected) {
+        const names = new Set(state.nodes.map((n) => n.node));
+        state.selected = new Set([...state.selected].filter((n) => names.has(n)));
+      }
+      if (before !== state.nodes.map((n) => n.node).join(",")) full = true;
+      renderNodeList();
+      const sel = selectedNodes();
+      const range = $("timeframe").value;
+      const overviewParams = { range };
+      if (state.selected) overviewParams.nodes = sel.join(",");
+      const [overview, incidents, rules] = await Promise.all([
+        sel.length ? api("overview", overviewParams) : Promise.resolve({ nodes: [], now: Date.now() }),
+        api("incidents", { range: $("incident-frame").value }),
+        api("rules"),
+        loadCharts(full),
+      ]);
+      renderOverview(overview);
+      renderIncidents(incidents);
+      renderRules(rules);
+      setBanner("");
+      $("status").textContent = "updated " + fmtTime(Date.now()) + " in " + Math.round(performance.now() - started) + " ms";
+      document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
+    } catch (e) {
+      setBanner("Cannot load data: " + (e && e.message ? e.message : String(e)));
+    } finally {
+      state.loading = false;
+    }
+  }
+
+  function reload() { refresh(true); }
+
+  function schedule() {
+    if (state.timer) clearInterval(state.timer);
+    state.timer = $("autorefresh").checked ? setInterval(() => refresh(false), REFRESH_MS) : null;
+  }
+
+  function init() {
+    if (typeof uPlot === "undefined") {
+      setBanner("The chart library did not load.");
+      return;
+    }
+    $("timeframe").addEventListener("change", reload);
+    $("resolution").addEventListener("change", reload);
+    $("incident-frame").addEventListener("change", reload);
+    $("refresh").addEventListener("click", reload);
+    $("autorefresh").addEventListener("change", schedule);
+    $("node-search").addEventListener("input", renderNodeList);
+    $("nodes-all").addEventListener("click", () => { state.selected = null; reload(); });
+    $("nodes-none").addEventListener("click", () => { state.selected = new Set(); reload(); });
+    let resizeTimer = null;
+    window.addEventListener("resize", () => {
+      clearTimeout(resizeTimer);
+      resizeTimer = setTimeout(() => {
+        for (const [name, u] of Object.entries(state.charts)) u.setSize({ width: chartWidth("chart-" + name), height: 240 });
+      }, 150);
+    });
+    schedule();
+    reload();
+  }
+
+  document.addEventListener("DOMContentLoaded", init);
+})();
