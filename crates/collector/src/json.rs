@@ -123,7 +123,8 @@ impl JsonMetrics {
         let mut out = JsonOutcome::default();
         for b in &self.0 {
             for l in &b.requests {
-                recorder.request(Duration::from_secs_f64(l / 1000.0));
+                // Saturates: a huge finite latency (1e300) must not panic.
+                recorder.request(Duration::try_from_secs_f64(l / 1000.0).unwrap_or(Duration::MAX));
             }
             for (field, n) in [
                 (StandardField::EventsInCount, b.events_in),

@@ -248,7 +248,9 @@ impl StatsdSink {
                     self.carry_latency_ms -= share;
                     self.recorder.requests(
                         whole as u64,
-                        std::time::Duration::from_secs_f64(share.max(0.0) / 1000.0),
+                        // Saturates: a huge finite latency (1e300) must not panic.
+                        std::time::Duration::try_from_secs_f64(share.max(0.0) / 1000.0)
+                            .unwrap_or(std::time::Duration::MAX),
                     );
                 }
                 Ok(())

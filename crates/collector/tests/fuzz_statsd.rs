@@ -1,0 +1,729 @@
+//! Fuzzing (property tests) of the collector's outside-input parsers: the
+//! StatsD line and datagram parser (`statsd::parse_line`,
+//! `StatsdSink::ingest`) and the HTTP JSON metrics body
+//! (`json::parse` + `JsonMetrics::apply`). Parsed input is also applied to
+//! a real `Recorder`, since a value that parses but cannot be applied is a
+//! crash all the same.
+//!
+//! Case count: `BP_FUZZ_CASES` (default: proptest's default, 256, so CI stays
+//! fast). `scripts/fuzz` runs these with 100,000 cases each in release mode
+//! with overflow checks on; see docs/fuzzing.md.
+// The helper block below is the same in every fuzz_*.rs file; not every
+// file uses every helper.
+#![allow(dead_code)]
+
+use collector::statsd::{Metric, parse_line};
+use collector::{CollectorError, Recorder, RecorderConfig, StatsdSink, json as body};
+use metrics_model::StandardField;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+// ------------------------------------------------------------------------
+// JSON mutation helpers. The same block is in every `fuzz_*.rs` test file
+// of the workspace (test files of different crates cannot share a module
+// without a support crate); keep the copies in sync.
+
+/// A position in a collection of any length (taken modulo the length).
+#[derive(Debug, Clone, Copy)]
+struct At(usize);
+
+impl At {
+    fn index(self, len: usize) -> usize {
+        self.0 % len
+    }
+}
+
+fn at() -> impl Strategy<Value = At> {
+    any::<usize>().prop_map(At)
+}
+
+/// The proptest configuration: `BP_FUZZ_CASES` cases when set.
+fn config() -> ProptestConfig {
+    let mut c = ProptestConfig::default();
+    if let Some(n) = std::env::var("BP_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+    {
+        c.cases = n;
+    }
+    c
+}
+
+fn finite_f64() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        3 => -1e6f64..1e6,
+        2 => any::<f64>().prop_filter("finite", |v| v.is_finite()),
+        1 => prop_oneof![
+            Just(0.0),
+            Just(-0.0),
+            Just(f64::MAX),
+            Just(f64::MIN),
+            Just(f64::MIN_POSITIVE),
+            Just(5e-324),
+            Just(1e15 + 0.3),
+        ],
+        1 => any::<i64>().prop_map(|i| i as f64),
+    ]
+}
+
+/// Arbitrary JSON of bounded depth: the wrong-type values mutations use.
+fn arb_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        any::<u64>().prop_map(|n| json!(n)),
+        finite_f64().prop_map(|n| json!(n)),
+        "\\PC{0,12}".prop_map(Value::String),
+        prop_oneof![
+            Just(""),
+            Just(" "),
+            Just("1h"),
+            Just("-1s"),
+            Just("0s"),
+            Just("2x"),
+            Just("99999999999999999999d"),
+            Just("custom.x"),
+            Just("cpu.usage"),
+            Just("2026-01-01T00:00:00Z"),
+            Just("http://127.0.0.1:1/"),
+            Just("\u{0}"),
+        ]
+        .prop_map(|s| Value::String(s.to_owned())),
+        (1usize..4).prop_map(|k| Value::String("x".repeat(k * 10_000))),
+    ];
+    leaf.prop_recursive(4, 32, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            proptest::collection::btree_map("[a-zA-Z.]{0,8}", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// A change to a JSON document at one node.
+#[derive(Debug, Clone)]
+enum Mutation {
+    /// Remove the node from its parent.
+    Drop,
+    /// Rename the node's key (when its parent is an object).
+    Rename(String),
+    /// Replace the node by another value (often of the wrong type).
+    Replace(Value),
+    /// Wrap the node in `n` arrays.
+    Nest(usize),
+}
+
+fn mutation() -> impl Strategy<Value = (At, Mutation)> {
+    let m = prop_oneof![
+        2 => Just(Mutation::Drop),
+        1 => "[a-zA-Z]{0,10}|\\PC{0,4}".prop_map(Mutation::Rename),
+        4 => arb_json().prop_map(Mutation::Replace),
+        1 => (1usize..200).prop_map(Mutation::Nest),
+    ];
+    (at(), m)
+}
+
+/// Every path (object keys and array indices) in `v`, root first.
+fn paths(v: &Value, prefix: &mut Vec<Value>, out: &mut Vec<Vec<Value>>) {
+    out.push(prefix.clone());
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m {
+                prefix.push(Value::String(k.clone()));
+                paths(child, prefix, out);
+                prefix.pop();
+            }
+        }
+        Value::Array(a) => {
+            for (i, child) in a.iter().enumerate() {
+                prefix.push(json!(i));
+                paths(child, prefix, out);
+                prefix.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn node_mut<'a>(v: &'a mut Value, path: &[Value]) -> Option<&'a mut Value> {
+    path.iter().try_fold(v, |node, seg| match (node, seg) {
+        (Value::Object(m), Value::String(k)) => m.get_mut(k),
+        (Value::Array(a), Value::Number(i)) => a.get_mut(usize::try_from(i.as_u64()?).ok()?),
+        _ => None,
+    })
+}
+
+/// Applies `mutations` to `doc`.
+fn mutate(doc: &mut Value, mutations: &[(At, Mutation)]) {
+    for (at, m) in mutations {
+        let mut all = Vec::new();
+        paths(doc, &mut Vec::new(), &mut all);
+        let path = &all[at.index(all.len())];
+        match m {
+            Mutation::Replace(v) => {
+                if let Some(node) = node_mut(doc, path) {
+                    *node = v.clone();
+                }
+            }
+            Mutation::Nest(n) => {
+                if let Some(node) = node_mut(doc, path) {
+                    let mut v = node.take();
+                    for _ in 0..*n {
+                        v = Value::Array(vec![v]);
+                    }
+                    *node = v;
+                }
+            }
+            Mutation::Drop | Mutation::Rename(_) => {
+                let Some((last, parent_path)) = path.split_last() else {
+                    continue;
+                };
+                match (node_mut(doc, parent_path), last) {
+                    (Some(Value::Object(o)), Value::String(k)) => {
+                        if let Some(v) = o.remove(k)
+                            && let Mutation::Rename(new) = m
+                        {
+                            o.insert(new.clone(), v);
+                        }
+                    }
+                    (Some(Value::Array(a)), Value::Number(i)) if matches!(m, Mutation::Drop) => {
+                        let i = usize::try_from(i.as_u64().unwrap_or(0)).unwrap_or(0);
+                        if i < a.len() {
+                            a.remove(i);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// Edits of the JSON text that a `Value` cannot express: numbers out of
+/// range, lone surrogates, truncation, stray tokens.
+fn text_edit() -> impl Strategy<Value = (At, String)> {
+    let token = prop_oneof![
+        Just("1e999"),
+        Just("-1e999"),
+        Just("1e-999"),
+        Just("NaN"),
+        Just("Infinity"),
+        Just("18446744073709551616"),
+        Just("-9223372036854775809"),
+        Just("-0"),
+        Just("0.0000000000000000000000001"),
+        Just("\"\\ud800\""),
+        Just("\"\\u0000\""),
+        Just("{"),
+        Just("]"),
+        Just(","),
+        Just(":"),
+        Just("\""),
+        Just("null"),
+        Just("\n"),
+    ]
+    .prop_map(str::to_owned);
+    (at(), prop_oneof![4 => token, 1 => "\\PC{1,3}"])
+}
+
+/// Applies text edits; each replaces the number (if any) at its position.
+fn apply_text_edits(text: &str, edits: &[(At, String)]) -> String {
+    let mut out = text.to_owned();
+    for (at, token) in edits {
+        let bounds: Vec<usize> = (0..=out.len())
+            .filter(|i| out.is_char_boundary(*i))
+            .collect();
+        let i = bounds[at.index(bounds.len())];
+        let end = out[i..]
+            .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == 'e'))
+            .map_or(out.len(), |n| i + n);
+        out.replace_range(i..end, token);
+    }
+    out
+}
+
+/// Cuts `text` at a char boundary.
+fn truncate_at(text: &mut String, at: At) {
+    let bounds: Vec<usize> = (0..=text.len())
+        .filter(|i| text.is_char_boundary(*i))
+        .collect();
+    text.truncate(bounds[at.index(bounds.len())]);
+}
+
+/// A well-formed, non-zero duration in a random (often non-canonical)
+/// spelling, with its milliseconds, at most `max_ms`.
+fn duration_text(max_ms: u64) -> impl Strategy<Value = (String, u64)> {
+    (1..=max_ms, 0usize..3).prop_map(|(ms, style)| {
+        let text = match style {
+            0 => metrics_model::Duration::from_millis(ms)
+                .unwrap()
+                .to_string(),
+            1 => format!("{ms}ms"),
+            _ if ms % 1000 == 0 => format!("{}s", ms / 1000),
+            _ => format!("{}s{}ms", ms / 1000, ms % 1000),
+        };
+        (text, ms)
+    })
+}
+// ------------------------------------------------------------------------
+
+// ------------------------------------------------------------------ StatsD
+
+const STANDARD: [(&str, StandardField); 10] = [
+    ("bp.events_in", StandardField::EventsInCount),
+    ("bp.events_out", StandardField::EventsOutCount),
+    ("bp.warnings", StandardField::WarningsCount),
+    ("bp.errors", StandardField::ErrorsCount),
+    ("bp.criticals", StandardField::CriticalsCount),
+    ("eventsIn.count", StandardField::EventsInCount),
+    ("eventsOut.count", StandardField::EventsOutCount),
+    ("warnings.count", StandardField::WarningsCount),
+    ("errors.count", StandardField::ErrorsCount),
+    ("criticals.count", StandardField::CriticalsCount),
+];
+
+fn metric_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => Just("bp.requests".to_owned()),
+        4 => proptest::sample::select(STANDARD.to_vec()).prop_map(|(n, _)| n.to_owned()),
+        4 => "[A-Za-z0-9_.\\-]{1,64}".prop_map(|n| format!("custom.{n}")),
+        1 => "[a-z]{0,3}".prop_map(|n| format!("custom.{n}")),
+        1 => "[A-Za-z0-9_.\\-]{65,70}".prop_map(|n| format!("custom.{n}")),
+        1 => prop_oneof![
+            Just("cpu.usage"), Just("requests.count"), Just("bp.foo"), Just(""),
+            Just("custom."), Just("custom.a b"), Just("BP.REQUESTS"),
+        ].prop_map(str::to_owned),
+        1 => "\\PC{0,10}",
+    ]
+}
+
+fn value_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => (0u32..100_000).prop_map(|n| n.to_string()),
+        3 => finite_f64().prop_map(|v| v.to_string()),
+        1 => finite_f64().prop_map(|v| format!("{v:e}")),
+        1 => (0u32..1000).prop_map(|n| format!("+{n}")),
+        2 => prop_oneof![
+            Just("1e300"), Just("1e308"), Just("1.7976931348623157e308"), Just("1e400"),
+            Just("-1e400"), Just("NaN"), Just("inf"), Just("-inf"), Just("infinity"),
+            Just(""), Just("-0"), Just("0x10"), Just("1_000"), Just(" 1"), Just("1e-320"),
+            Just("18446744073709551616"), Just("."), Just("-"), Just("+"),
+        ].prop_map(str::to_owned),
+        1 => "\\PC{0,6}",
+    ]
+}
+
+fn kind_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        6 => prop_oneof![Just("c"), Just("ms"), Just("h"), Just("g")].prop_map(str::to_owned),
+        1 => prop_oneof![Just("s"), Just("set"), Just(""), Just("C"), Just("d"), Just("g ")]
+            .prop_map(str::to_owned),
+        1 => "\\PC{0,3}",
+    ]
+}
+
+fn section() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => prop_oneof![
+            (1u32..=1000).prop_map(|n| f64::from(n) / 1000.0),
+            Just(1.0),
+            Just(1e-9),
+        ].prop_map(|r| format!("@{r}")),
+        1 => prop_oneof![
+            Just("@0"), Just("@2"), Just("@-0.5"), Just("@NaN"), Just("@1e-320"),
+            Just("@5e-324"), Just("@"), Just("@abc"), Just("@inf"), Just("@1.0000001"),
+        ].prop_map(str::to_owned),
+        2 => "#[a-z0-9:,_]{0,20}".prop_map(|t| t.clone()),
+        1 => "c:[a-z0-9]{0,8}",
+        1 => "T[0-9]{0,10}",
+        1 => "[a-z]{0,3}",
+        1 => "\\PC{0,4}",
+    ]
+}
+
+/// A StatsD line from its pieces, and the pieces.
+fn statsd_line() -> impl Strategy<Value = (String, [String; 3], Vec<String>)> {
+    (
+        metric_name(),
+        value_text(),
+        kind_text(),
+        proptest::collection::vec(section(), 0..4),
+        0usize..6,
+    )
+        .prop_map(|(name, value, kind, sections, shape)| {
+            let line = match shape {
+                // Occasionally a malformed shape.
+                0 => format!("{name}{value}|{kind}"),
+                1 => format!("{name}:{value}"),
+                _ => {
+                    let mut l = format!("{name}:{value}|{kind}");
+                    for s in &sections {
+                        l.push('|');
+                        l.push_str(s);
+                    }
+                    l
+                }
+            };
+            (line, [name, value, kind], sections)
+        })
+}
+
+/// What `parse_line` must give for a well-shaped line, from the spec in
+/// the module docs (an independent restatement, not the code).
+fn expected(
+    name: &str,
+    value_text: &str,
+    kind: &str,
+    sections: &[String],
+) -> Option<Metric<'static>> {
+    let value = value_text.parse::<f64>().ok().filter(|v| v.is_finite())?;
+    let mut rate = 1.0;
+    for s in sections {
+        if let Some(r) = s.strip_prefix('@') {
+            rate = r.parse::<f64>().ok().filter(|r| *r > 0.0 && *r <= 1.0)?;
+        } else if !(s.starts_with('#') || s.starts_with("c:") || s.starts_with('T')) {
+            return None;
+        }
+    }
+    if name == "bp.requests" {
+        return (matches!(kind, "ms" | "h") && value >= 0.0).then_some(Metric::Requests {
+            latency_ms: value,
+            count: 1.0 / rate,
+        });
+    }
+    if let Some((_, field)) = STANDARD.iter().find(|(n, _)| *n == name) {
+        return (kind == "c" && value >= 0.0).then_some(Metric::Standard {
+            field: *field,
+            n: value / rate,
+        });
+    }
+    let short = name.strip_prefix("custom.")?;
+    let valid = (1..=64).contains(&short.len())
+        && short
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    if !valid {
+        return None;
+    }
+    let leaked: &'static str = "custom.*";
+    match kind {
+        "c" if value >= 0.0 => Some(Metric::CustomCounter {
+            name: leaked,
+            n: value / rate,
+        }),
+        "g" => Some(Metric::CustomGauge {
+            name: leaked,
+            value,
+            relative: value_text.starts_with(['+', '-']),
+        }),
+        _ => None,
+    }
+}
+
+/// Compares a parse result with the expectation (custom names compared
+/// separately: the expectation cannot borrow the line).
+fn same(got: &Metric<'_>, want: &Metric<'_>, name: &str) -> bool {
+    let eq = |x: f64, y: f64| x == y || (x.is_infinite() && y.is_infinite());
+    match (got, want) {
+        (
+            Metric::Requests { latency_ms, count },
+            Metric::Requests {
+                latency_ms: want_latency,
+                count: want_count,
+            },
+        ) => eq(*latency_ms, *want_latency) && eq(*count, *want_count),
+        (
+            Metric::Standard { field, n },
+            Metric::Standard {
+                field: f,
+                n: want_n,
+            },
+        ) => field == f && eq(*n, *want_n),
+        (Metric::CustomCounter { name: got_name, n }, Metric::CustomCounter { n: want_n, .. }) => {
+            *got_name == name && eq(*n, *want_n)
+        }
+        (
+            Metric::CustomGauge {
+                name: got_name,
+                value,
+                relative,
+            },
+            Metric::CustomGauge {
+                value: want_value,
+                relative: want_relative,
+                ..
+            },
+        ) => *got_name == name && eq(*value, *want_value) && relative == want_relative,
+        _ => false,
+    }
+}
+
+fn small_recorder(max: usize) -> Recorder {
+    Recorder::new(RecorderConfig {
+        max_custom_fields: max,
+    })
+}
+
+fn check_recorder(r: &Recorder) -> Result<(), TestCaseError> {
+    for (field, v) in r.take_interval() {
+        prop_assert!(v.is_finite(), "{} = {}", field, v);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Lines built from pieces parse exactly as the documented mapping
+    /// says; what parses is applied to a real recorder without a panic.
+    #[test]
+    fn statsd_lines_parse_as_documented((line, [name, value, kind], sections) in statsd_line()) {
+        let got = parse_line(&line);
+        let well_shaped = line == {
+            let mut l = format!("{name}:{value}|{kind}");
+            for s in &sections {
+                l.push('|');
+                l.push_str(s);
+            }
+            l
+        } && !name.contains(':')
+            && !format!("{value}{kind}").contains('|')
+            && sections.iter().all(|s| !s.contains('|'));
+        if well_shaped {
+            match (&got, expected(&name, &value, &kind, &sections)) {
+                (Ok(g), Some(w)) => prop_assert!(same(g, &w, &name), "{:?}: got {:?}, want {:?}", line, g, w),
+                (Err(_), None) => {}
+                (g, w) => prop_assert!(false, "{:?}: got {:?}, want {:?}", line, g, w),
+            }
+        }
+        match got {
+            Ok(m) => {
+                let r = small_recorder(4);
+                let mut sink = StatsdSink::new(r.clone());
+                // Twice: carries and existing slots take other paths.
+                let _ = sink.apply(&m);
+                let _ = sink.apply(&m);
+                check_recorder(&r)?;
+            }
+            Err(e) => prop_assert!(!e.is_empty()),
+        }
+    }
+
+    /// Datagrams of many lines (valid, corrupt, blank, CRLF, invalid
+    /// UTF-8): every non-blank line is either applied or rejected with its
+    /// line number; nothing panics.
+    #[test]
+    fn statsd_datagrams_account_for_every_line(
+        lines in proptest::collection::vec(
+            prop_oneof![
+                6 => statsd_line().prop_map(|(l, _, _)| l.into_bytes()),
+                1 => Just(Vec::new()),
+                1 => Just(b"  \t".to_vec()),
+                1 => proptest::collection::vec(any::<u8>(), 0..40),
+                1 => (200usize..2000).prop_map(|n| format!("custom.{}:1|c", "é".repeat(n)).into_bytes()),
+            ],
+            0..12,
+        ),
+        crlf in any::<bool>(),
+        max_custom in 0usize..4,
+    ) {
+        let sep: &[u8] = if crlf { b"\r\n" } else { b"\n" };
+        let datagram = lines.join(sep);
+        let r = small_recorder(max_custom);
+        let mut sink = StatsdSink::new(r.clone());
+        let report = sink.ingest(&datagram);
+        let total = datagram.split(|b| *b == b'\n').count();
+        let non_blank = datagram
+            .split(|b| *b == b'\n')
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+            .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+            .count();
+        prop_assert_eq!(report.accepted + report.rejected.len(), non_blank);
+        let mut last = 0;
+        for e in &report.rejected {
+            match e {
+                CollectorError::Statsd { line, text, reason } => {
+                    prop_assert!((1..=total).contains(line) && *line > last, "{}", e);
+                    last = *line;
+                    prop_assert!(!reason.is_empty());
+                    prop_assert!(text.len() <= 100 + '…'.len_utf8(), "{} bytes", text.len());
+                }
+                other => prop_assert!(false, "not a statsd error: {}", other),
+            }
+        }
+        check_recorder(&r)?;
+    }
+
+    /// Arbitrary bytes.
+    #[test]
+    fn statsd_arbitrary_bytes_never_panic(bytes in prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..300),
+        "[a-z_.:|@#0-9+\\-\\n]{0,120}".prop_map(String::into_bytes),
+    ]) {
+        let r = small_recorder(2);
+        let report = StatsdSink::new(r.clone()).ingest(&bytes);
+        prop_assert!(report.accepted + report.rejected.len() <= bytes.len() + 1);
+        check_recorder(&r)?;
+    }
+}
+
+// ------------------------------------------------------- HTTP JSON bodies
+
+fn custom_name() -> impl Strategy<Value = String> {
+    "[A-Za-z0-9_.\\-]{1,64}".prop_map(|n| format!("custom.{n}"))
+}
+
+/// A valid body object.
+fn valid_body() -> impl Strategy<Value = Value> {
+    (
+        proptest::option::of(proptest::collection::vec(
+            prop_oneof![0f64..10_000.0, finite_f64().prop_map(f64::abs)],
+            0..5,
+        )),
+        proptest::collection::vec(proptest::option::of(any::<u64>()), 5),
+        proptest::option::of(proptest::collection::btree_map(
+            custom_name(),
+            finite_f64().prop_map(f64::abs),
+            0..4,
+        )),
+        proptest::option::of(proptest::collection::btree_map(
+            custom_name(),
+            finite_f64(),
+            0..4,
+        )),
+    )
+        .prop_map(|(requests, counts, counters, gauges)| {
+            let mut b = json!({});
+            if let Some(r) = requests {
+                b["requests"] = json!(r);
+            }
+            for (key, n) in ["eventsIn", "eventsOut", "warnings", "errors", "criticals"]
+                .iter()
+                .zip(counts)
+            {
+                if let Some(n) = n {
+                    b[*key] = json!(n);
+                }
+            }
+            if let Some(c) = counters {
+                b["counters"] = json!(c);
+            }
+            if let Some(g) = gauges {
+                b["gauges"] = json!(g);
+            }
+            b
+        })
+}
+
+fn valid_document() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        valid_body(),
+        proptest::collection::vec(valid_body(), 0..4).prop_map(Value::Array),
+    ]
+}
+
+fn check_body(bytes: &[u8], max_custom: usize) -> Result<bool, TestCaseError> {
+    match body::parse(bytes) {
+        Ok(m) => {
+            let r = small_recorder(max_custom);
+            let out = m.apply(&r);
+            let _ = out.dropped;
+            check_recorder(&r)?;
+            Ok(true)
+        }
+        Err(e) => {
+            prop_assert!(matches!(e, CollectorError::Json(_)), "{:?}", e);
+            prop_assert!(!e.to_string().is_empty());
+            Ok(false)
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Valid bodies parse and apply.
+    #[test]
+    fn json_valid_bodies_parse_and_apply(doc in valid_document(), max_custom in 0usize..6) {
+        prop_assert!(check_body(doc.to_string().as_bytes(), max_custom)?, "{} was rejected", doc);
+    }
+
+    /// One fault in one body of an array: rejected, and the error names
+    /// the body (`[i]`) and, except for serde's type errors, the key.
+    #[test]
+    fn json_single_fault_is_named(
+        bodies in proptest::collection::vec(valid_body(), 2..4),
+        which in at(),
+        fault in prop_oneof![
+            Just(("eventz", json!(1), true)),
+            Just(("errors", json!(-1), false)),
+            Just(("errors", json!(1.5), false)),
+            Just(("warnings", json!("1"), false)),
+            Just(("requests", json!([-1.0]), true)),
+            Just(("requests", json!({"a": 1}), false)),
+            Just(("counters", json!({"jobs": 1}), true)),
+            Just(("counters", json!({"custom.j": -1}), true)),
+            Just(("gauges", json!({"cpu.usage": 1}), true)),
+            Just(("gauges", json!({"custom.a b": 1}), true)),
+        ],
+    ) {
+        let (key, value, names_key) = fault;
+        let mut bodies = bodies;
+        let i = which.index(bodies.len());
+        bodies[i][key] = value.clone();
+        let doc = Value::Array(bodies);
+        let e = body::parse(doc.to_string().as_bytes()).unwrap_err().to_string();
+        let prefix = format!("[{i}]");
+        prop_assert!(e.starts_with(&prefix), "{} for {}: {} in {}", e, key, value, prefix);
+        // serde's "invalid type" / "invalid value" messages do not say
+        // which key (see docs/fuzzing.md, findings).
+        if names_key {
+            prop_assert!(e.contains(key), "{} for {}: {}", e, key, value);
+        }
+    }
+
+    /// Valid bodies with structural mutations and text edits.
+    #[test]
+    fn json_mutated_bodies_never_panic(
+        doc in valid_document(),
+        mutations in proptest::collection::vec(mutation(), 0..5),
+        edits in proptest::collection::vec(text_edit(), 0..3),
+        cut in proptest::option::of(at()),
+    ) {
+        let mut doc = doc;
+        mutate(&mut doc, &mutations);
+        let mut text = apply_text_edits(&doc.to_string(), &edits);
+        if let Some(cut) = cut {
+            truncate_at(&mut text, cut);
+        }
+        check_body(text.as_bytes(), 3)?;
+    }
+
+    /// Arbitrary bytes and JSON.
+    #[test]
+    fn json_arbitrary_input_never_panics(bytes in prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..100),
+        arb_json().prop_map(|v| v.to_string().into_bytes()),
+        arb_json().prop_map(|v| json!({"requests": v}).to_string().into_bytes()),
+        arb_json().prop_map(|v| json!([{"counters": v}, {"gauges": v}]).to_string().into_bytes()),
+    ]) {
+        check_body(&bytes, 3)?;
+    }
+}
+
+/// Found by `statsd_lines_parse_as_documented` and
+/// `json_valid_bodies_parse_and_apply`: a finite but huge latency parsed,
+/// then panicked in `Duration::from_secs_f64` when applied.
+#[test]
+fn huge_latencies_are_applied_without_panic() {
+    let r = small_recorder(1);
+    let mut sink = StatsdSink::new(r.clone());
+    let report = sink.ingest(
+        b"bp.requests:1e300|ms\nbp.requests:1.7976931348623157e308|ms|@0.5\nbp.requests:1|ms|@5e-324",
+    );
+    assert_eq!(report.accepted, 3, "{:?}", report.rejected);
+    let m = body::parse(br#"{"requests":[1e300, 1.7976931348623157e308]}"#).unwrap();
+    m.apply(&r);
+    assert!(r.take_interval().iter().all(|(_, v)| v.is_finite()));
+}
