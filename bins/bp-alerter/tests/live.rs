@@ -67,19 +67,22 @@ const RULES: &str = r#"[
     "value": 5, "timeframe": "5s" }
 ]"#;
 
+/// `dir/hooks/record.sh` with `body` (where `OUT` becomes `dir/hook.out`):
+/// returns the hook directory and the output file.
+fn hook_dir(dir: &std::path::Path, body: &str) -> (PathBuf, PathBuf) {
+    let hooks = dir.join("hooks");
+    std::fs::create_dir(&hooks).unwrap();
+    let out = dir.join("hook.out");
+    let script = hooks.join("record.sh");
+    std::fs::write(&script, body.replace("OUT", &out.display().to_string())).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (hooks, out)
+}
+
 impl Setup {
     fn new(hook_body: &str, hooks_extra: &Value) -> Setup {
         let dir = tempfile::tempdir().unwrap();
-        let hooks = dir.path().join("hooks");
-        std::fs::create_dir(&hooks).unwrap();
-        let out = dir.path().join("hook.out");
-        let script = hooks.join("record.sh");
-        std::fs::write(
-            &script,
-            hook_body.replace("OUT", &out.display().to_string()),
-        )
-        .unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (hooks, _) = hook_dir(dir.path(), hook_body);
         let mut hooks_cfg = json!({ "directory": hooks, "timeout": "5s", "retryBackoff": "100ms" });
         for (k, v) in hooks_extra.as_object().unwrap() {
             hooks_cfg[k] = v.clone();
@@ -148,6 +151,8 @@ impl Alerter {
                 setup.config().to_str().unwrap(),
                 "--node",
                 name,
+                "--listen",
+                "127.0.0.1:0",
                 "--statsd",
                 "off",
             ])
@@ -591,19 +596,7 @@ fn incidents_command_lists_open_and_resolved() {
 #[test]
 fn standalone_mode_opens_and_resolves_from_statsd() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("hook.out");
-    let hooks = dir.path().join("hooks");
-    std::fs::create_dir(&hooks).unwrap();
-    std::fs::write(
-        hooks.join("record.sh"),
-        RECORD_HOOK.replace("OUT", &out.display().to_string()),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        hooks.join("record.sh"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
+    let (hooks, out) = hook_dir(dir.path(), RECORD_HOOK);
     let config = json!({
         "monitoring": { "collectionInterval": "1s" },
         "alerting": { "watcherInterval": "1s", "evaluationDelay": "300ms",
@@ -620,6 +613,8 @@ fn standalone_mode_opens_and_resolves_from_statsd() {
             dir.path().join("c.json").to_str().unwrap(),
             "--node",
             "laptop",
+            "--listen",
+            "127.0.0.1:0",
             "--statsd",
             &format!("127.0.0.1:{port}"),
         ])
@@ -674,6 +669,8 @@ fn redis_unreachable_at_start_up_is_retried_until_it_comes() {
             setup.config().to_str().unwrap(),
             "--node",
             "patient",
+            "--listen",
+            "127.0.0.1:0",
             "--statsd",
             "off",
         ])
@@ -725,19 +722,7 @@ fn redis_unreachable_at_start_up_is_retried_until_it_comes() {
 #[test]
 fn sighup_reloads_rules_and_rejects_an_invalid_file() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("hook.out");
-    let hooks = dir.path().join("hooks");
-    std::fs::create_dir(&hooks).unwrap();
-    std::fs::write(
-        hooks.join("record.sh"),
-        RECORD_HOOK.replace("OUT", &out.display().to_string()),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        hooks.join("record.sh"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
+    let (hooks, out) = hook_dir(dir.path(), RECORD_HOOK);
     let config = |rules: Value| {
         json!({
             "monitoring": { "collectionInterval": "1s" },
@@ -757,6 +742,8 @@ fn sighup_reloads_rules_and_rejects_an_invalid_file() {
             path.to_str().unwrap(),
             "--node",
             "reloader",
+            "--listen",
+            "127.0.0.1:0",
             "--statsd",
             "off",
         ])
