@@ -158,12 +158,7 @@ fn run(args: &RunArgs) -> u8 {
             }
         },
     };
-    let env = |k: &str| std::env::var(k).ok();
-    let deployment = match Deployment::from_env_values(
-        env("REDIS_URL").as_deref(),
-        env("CLUSTER_ENABLED").as_deref(),
-        env("BP_REDIS_SCOPE").as_deref(),
-    ) {
+    let deployment = match deployment_from_env() {
         Ok(d) => d,
         Err(e) => return bad(&e.to_string()),
     };
@@ -269,13 +264,18 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-fn list_incidents(options: bp_alerter::list::ListOptions) -> u8 {
+/// The mode from `REDIS_URL`, `CLUSTER_ENABLED` and `BP_REDIS_SCOPE`.
+fn deployment_from_env() -> Result<Deployment, metrics_model::deployment::DeploymentError> {
     let env = |k: &str| std::env::var(k).ok();
-    let deployment = match Deployment::from_env_values(
+    Deployment::from_env_values(
         env("REDIS_URL").as_deref(),
         env("CLUSTER_ENABLED").as_deref(),
         env("BP_REDIS_SCOPE").as_deref(),
-    ) {
+    )
+}
+
+fn list_incidents(options: bp_alerter::list::ListOptions) -> u8 {
+    let deployment = match deployment_from_env() {
         Ok(d) => d,
         Err(e) => return bad(&e.to_string()),
     };
