@@ -35,7 +35,7 @@ where
             match alerts.prune_resolved(now_ms() - retention).await {
                 Ok(n) => debug!(removed = n, "resolved-incident janitor"),
                 Err(e) => {
-                    warn!(error = %e, "resolved-incident janitor failed; retrying at the next interval")
+                    warn!(error = %e, "resolved-incident janitor failed; retrying at the next interval");
                 }
             }
         }

@@ -449,7 +449,7 @@ fn standby_takes_over_within_two_intervals_and_every_transition_arrives_once() {
     eprintln!("takeover after kill -9: {takeover:?} (watcher interval 1 s)");
     // 2 × watcherInterval, with slack for a loaded 2-core machine.
     assert!(
-        takeover <= Duration::from_millis(2000 + 2000),
+        takeover <= 2 * Duration::from_secs(1) + Duration::from_secs(2),
         "takeover took {takeover:?}"
     );
 
