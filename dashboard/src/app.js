@@ -25,6 +25,7 @@
     key: null,            // what the loaded data is for
     timer: null,
     loading: false,
+    again: null,          // a refresh asked for while one was under way
   };
   // For tests and debugging.
   window.bpDashboard = state;
@@ -386,7 +387,11 @@
   // ---- refresh loop ----------------------------------------------------------
 
   async function refresh(full) {
-    if (state.loading) return;
+    if (state.loading) {
+      // Run again once the refresh under way ends (a full one if asked).
+      state.again = state.again || (full ? "full" : "inc");
+      return;
+    }
     state.loading = true;
     const started = performance.now();
     try {
@@ -419,6 +424,9 @@
       setBanner("Cannot load data: " + (e && e.message ? e.message : String(e)));
     } finally {
       state.loading = false;
+      const again = state.again;
+      state.again = null;
+      if (again) refresh(again === "full");
     }
   }
 

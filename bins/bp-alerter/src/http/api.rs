@@ -251,7 +251,9 @@ pub async fn nodes<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'stat
     Ok(Json(json!({ "now": now, "staleAfterMs": stale_ms, "nodes": nodes })).into_response())
 }
 
-/// Locks and refreshes the cache entries of `hosts`, concurrently.
+/// Refreshes the cache entries of `hosts` concurrently (each task holds
+/// one entry's lock at a time), then locks them all in name order, so that
+/// concurrent requests cannot deadlock; returns the guards in `hosts` order.
 async fn prepare<T: TickStore + Clone + 'static, A: Send + Sync + 'static>(
     state: &Arc<AppState<T, A>>,
     hosts: &[HostName],
@@ -259,25 +261,23 @@ async fn prepare<T: TickStore + Clone + 'static, A: Send + Sync + 'static>(
     back_to: Millis,
 ) -> Result<Vec<(HostName, OwnedMutexGuard<HostCache>)>, ApiError> {
     let mut set = tokio::task::JoinSet::new();
-    for (i, host) in hosts.iter().enumerate() {
+    for host in hosts {
         let state = state.clone();
         let host = host.clone();
         set.spawn(async move {
             let entry = state.cache.host(&host);
-            let mut guard = entry.lock_owned().await;
-            let r = state
+            let mut guard = entry.lock().await;
+            state
                 .cache
                 .refresh(&state.ticks, &mut guard, &host, now, back_to)
-                .await;
-            (i, host, guard, r)
+                .await
         });
     }
-    let mut out = Vec::with_capacity(hosts.len());
     let mut error = None;
     while let Some(joined) = set.join_next().await {
         match joined {
-            Ok((i, host, guard, Ok(()))) => out.push((i, host, guard)),
-            Ok((_, _, _, Err(e))) => error = Some(e),
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => error = Some(e),
             Err(e) => error = Some(StoreError::Other(e.to_string())),
         }
     }
@@ -285,8 +285,20 @@ async fn prepare<T: TickStore + Clone + 'static, A: Send + Sync + 'static>(
         state.store_errors.fetch_add(1, Ordering::Relaxed);
         return Err(ApiError::unavailable(&e));
     }
-    out.sort_by_key(|(i, _, _)| *i);
-    Ok(out.into_iter().map(|(_, h, g)| (h, g)).collect())
+    let mut order: Vec<usize> = (0..hosts.len()).collect();
+    order.sort_by(|a, b| hosts[*a].cmp(&hosts[*b]));
+    let mut guards: Vec<Option<OwnedMutexGuard<HostCache>>> = hosts.iter().map(|_| None).collect();
+    for i in order {
+        if guards[i].is_none() {
+            guards[i] = Some(state.cache.host(&hosts[i]).lock_owned().await);
+        }
+    }
+    Ok(hosts
+        .iter()
+        .cloned()
+        .zip(guards)
+        .filter_map(|(h, g)| g.map(|g| (h, g)))
+        .collect())
 }
 
 /// The nodes a request is about: `nodes=` (each must be known) or all.
@@ -302,7 +314,10 @@ async fn selected<T: TickStore, A>(
     state.cache.retain(&known);
     match args.nodes()? {
         None => Ok(known),
-        Some(wanted) => {
+        Some(mut wanted) => {
+            // Each node once: a node's cache entry is locked once per request.
+            let mut seen = std::collections::HashSet::new();
+            wanted.retain(|w| seen.insert(w.clone()));
             for w in &wanted {
                 if !known.contains(w) {
                     return Err(ApiError::bad("nodes", format!("unknown node {w:?}")));

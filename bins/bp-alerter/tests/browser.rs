@@ -1,0 +1,429 @@
+//! The dashboard in a real headless Chromium (Debian package `chromium`),
+//! driven over the Chrome DevTools Protocol (a small client on
+//! `tungstenite`), against the real `bp-alerter` binary in cluster mode on a
+//! real `redis-server` seeded with ticks from 3 nodes and one open incident
+//! (committed through the alert store with a lease token).
+//!
+//! Checks: the page loads; both main charts draw series with values; the
+//! node filter changes the drawn series; the incident is listed; a rule name
+//! with `<script>` and quotes shows as literal text and runs nothing; the
+//! console has no error (console.error, exceptions, failed loads, CSP
+//! violations). Saves `test-artifacts/dashboard.png`.
+//!
+//! Fails (never skips) when `chromium` is missing.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bp_alerter::alerter::now_ms;
+use incidents::persist;
+use metrics_model::store::{AlertStore, TickStore};
+use metrics_model::time::{Millis, floor_to};
+use metrics_model::{Field, StandardField, Tick};
+use redis_store::{RedisOptions, RedisStore};
+use rules_engine::{Engine, EngineOptions};
+use serde_json::{Value, json};
+use test_support::{RedisServer, free_port, heavy_test_lock};
+use tungstenite::{Message, WebSocket, stream::MaybeTlsStream};
+
+const NASTY_RULE: &str = "CPU <script>window.__pwned=1</script> \"quoted\" 'single'";
+const DEADLINE: Duration = Duration::from_mins(1);
+
+fn rules_json() -> Value {
+    json!([
+        { "name": NASTY_RULE, "field": "cpu.usage", "aggregation": "avg",
+          "operand": "equalOrMoreThan", "value": 50, "timeframe": "1m", "cooldown": "1m" }
+    ])
+}
+
+/// 20 minutes of ticks: node-a (cpu 80, busy), node-b (cpu 20), node-c
+/// (cpu 40, stopped reporting 3 minutes ago: stale).
+fn ticks(now: Millis) -> Vec<Tick> {
+    let end = floor_to(now, 10_000);
+    let f = Field::Standard;
+    let mut out = Vec::new();
+    for (n, (host, cpu, stop)) in [
+        ("node-a", 80.0, 0),
+        ("node-b", 20.0, 0),
+        ("node-c", 40.0, 18),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for i in stop..120 {
+            let ts = end - i * 10_000;
+            let wave = ((i as f64) / 6.0).sin();
+            out.push(Tick::new(
+                host.parse().unwrap(),
+                ts,
+                [
+                    (f(StandardField::CpuUsage), cpu + 5.0 * wave),
+                    (f(StandardField::MemUsage), 30.0 + 10.0 * n as f64),
+                    (f(StandardField::RequestsCount), 20.0 + 10.0 * wave.abs()),
+                    (
+                        f(StandardField::RequestsLatencyAvg),
+                        15.0 + 5.0 * n as f64 + 3.0 * wave,
+                    ),
+                    (f(StandardField::EventsInCount), 5.0),
+                    (f(StandardField::EventsOutCount), 4.0),
+                    (f(StandardField::WarningsCount), f64::from(i % 7 == 0)),
+                    (f(StandardField::ErrorsCount), f64::from(i % 11 == 0)),
+                    (f(StandardField::Uptime), 5000.0 + (120 - i) as f64 * 10.0),
+                ],
+            ));
+        }
+    }
+    out
+}
+
+async fn seed(redis_url: &str) {
+    let url = metrics_model::RedisUrl::parse(redis_url).unwrap();
+    let store = RedisStore::connect(RedisOptions::new(url, "bp"))
+        .await
+        .unwrap();
+    let now = now_ms();
+    let all = ticks(now);
+    store.append(&all).await.unwrap();
+    let rules = rules_engine::RuleSet::from_json(&rules_json(), "rules").unwrap();
+    let mut engine = Engine::new(rules, EngineOptions::default());
+    for t in all {
+        engine.ingest(t);
+    }
+    let at = floor_to(now, 10_000);
+    let transitions = engine.evaluate(at).unwrap();
+    assert_eq!(transitions.len(), 1, "one incident opens: {transitions:?}");
+    let commit = persist::commit_for(at, &transitions, |r, h| engine.state_of(r, h).cloned());
+    let token = store
+        .acquire_lease("seeder", 60_000)
+        .await
+        .unwrap()
+        .unwrap();
+    store.commit(token, &commit).await.unwrap();
+    store.release_lease("seeder", token).await.unwrap();
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A minimal Chrome DevTools Protocol client: one page session.
+struct Cdp {
+    ws: WebSocket<MaybeTlsStream<TcpStream>>,
+    session: Option<String>,
+    next: u64,
+    /// Console errors, exceptions and error log entries seen so far.
+    errors: Vec<String>,
+}
+
+impl Cdp {
+    fn connect(url: &str) -> Cdp {
+        let (ws, _) = tungstenite::connect(url).expect("connect to Chromium's DevTools");
+        if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        }
+        Cdp {
+            ws,
+            session: None,
+            next: 0,
+            errors: Vec::new(),
+        }
+    }
+
+    #[allow(clippy::needless_pass_by_value)] // call sites build the JSON inline
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next += 1;
+        let id = self.next;
+        let mut msg = json!({ "id": id, "method": method, "params": params });
+        if let Some(s) = &self.session {
+            msg["sessionId"] = json!(s);
+        }
+        self.ws.send(Message::Text(msg.to_string().into())).unwrap();
+        loop {
+            let m = self.ws.read().expect("read from Chromium (30 s timeout)");
+            let Message::Text(text) = m else { continue };
+            let v: Value = serde_json::from_str(text.as_str()).unwrap();
+            if v["id"] == json!(id) {
+                assert!(v.get("error").is_none(), "{method}: {v}");
+                return v["result"].clone();
+            }
+            self.event(&v);
+        }
+    }
+
+    fn event(&mut self, v: &Value) {
+        let p = &v["params"];
+        match v["method"].as_str() {
+            Some("Runtime.consoleAPICalled")
+                if matches!(p["type"].as_str(), Some("error" | "assert")) =>
+            {
+                self.errors
+                    .push(format!("console.{}: {}", p["type"], p["args"]));
+            }
+            Some("Runtime.exceptionThrown") => {
+                self.errors
+                    .push(format!("exception: {}", p["exceptionDetails"]));
+            }
+            Some("Log.entryAdded") if p["entry"]["level"] == "error" => {
+                self.errors.push(format!("log: {}", p["entry"]));
+            }
+            _ => {}
+        }
+    }
+
+    fn eval(&mut self, expression: &str) -> Value {
+        let r = self.call(
+            "Runtime.evaluate",
+            json!({ "expression": expression, "returnByValue": true, "awaitPromise": true }),
+        );
+        assert!(r.get("exceptionDetails").is_none(), "{expression}: {r}");
+        r["result"]["value"].clone()
+    }
+
+    /// Polls `expression` until it is `true`.
+    fn wait_for(&mut self, expression: &str, what: &str) {
+        let start = Instant::now();
+        while start.elapsed() < DEADLINE {
+            if self.eval(expression) == json!(true) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let banner = self.eval(
+            "(document.getElementById('banner') || {}).textContent + ' | status: ' + \
+             (document.getElementById('status') || {}).textContent + ' | loaded: ' + \
+             (document.body && document.body.dataset.loaded)",
+        );
+        panic!(
+            "timed out waiting for {what} ({expression}); page: {banner}; console errors: {:?}",
+            self.errors
+        );
+    }
+}
+
+fn start_chromium(dir: &std::path::Path) -> (Killed, String) {
+    let mut child = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+            "--remote-debugging-port=0",
+            "--window-size=1440,900",
+        ])
+        .arg(format!("--user-data-dir={}", dir.display()))
+        .arg("about:blank")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start `chromium` ({e}): install it with `apt-get install -y chromium`")
+        });
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("DevTools listening on ") {
+                let _ = tx.send(url.trim().to_owned());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(DEADLINE)
+        .expect("Chromium did not print its DevTools address");
+    (Killed(child), url)
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let bytes: Vec<u8> = text.bytes().filter(|c| *c != b'=').collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut acc = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            acc |= u32::from(val(*c)) << (18 - 6 * i);
+        }
+        let n = chunk.len() * 3 / 4;
+        out.extend_from_slice(&acc.to_be_bytes()[1..=n]);
+    }
+    out
+}
+
+// One scenario, step by step: splitting it would hide the order that matters.
+#[allow(clippy::too_many_lines)]
+#[test]
+fn dashboard_in_headless_chromium() {
+    let _lock = heavy_test_lock();
+    let redis = RedisServer::start();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(seed(&redis.url()));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        json!({ "monitoring": { "enabled": true }, "alerting": { "enabled": false, "rules": rules_json() } })
+            .to_string(),
+    )
+    .unwrap();
+    let port = free_port();
+    let alerter = Killed(
+        Command::new(env!("CARGO_BIN_EXE_bp-alerter"))
+            .args(["--config"])
+            .arg(&config)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--statsd", "off"])
+            .env("REDIS_URL", redis.url())
+            .env("CLUSTER_ENABLED", "true")
+            .env("BP_REDIS_SCOPE", "bp")
+            .env_remove("BP_API_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(
+        test_support::wait_until(DEADLINE, || http_status(port, "/readyz") == Some(200)),
+        "bp-alerter did not become ready"
+    );
+
+    let profile = tempfile::tempdir().unwrap();
+    let (_chromium, browser_url) = start_chromium(profile.path());
+    let mut cdp = Cdp::connect(&browser_url);
+    let target = cdp.call("Target.createTarget", json!({ "url": "about:blank" }));
+    let attached = cdp.call(
+        "Target.attachToTarget",
+        json!({ "targetId": target["targetId"], "flatten": true }),
+    );
+    cdp.session = attached["sessionId"].as_str().map(str::to_owned);
+    cdp.call("Runtime.enable", json!({}));
+    cdp.call("Log.enable", json!({}));
+    cdp.call("Page.enable", json!({}));
+    cdp.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({ "width": 1440, "height": 900, "deviceScaleFactor": 1, "mobile": false }),
+    );
+    cdp.call(
+        "Page.navigate",
+        json!({ "url": format!("http://127.0.0.1:{port}/") }),
+    );
+    cdp.wait_for(
+        "!!document.body && Number(document.body.dataset.loaded || 0) >= 1",
+        "the first refresh",
+    );
+
+    // Both main charts draw series with values: 2 averages + CPU and memory
+    // of 3 nodes; 6 counter totals.
+    assert_eq!(
+        cdp.eval("document.getElementById('chart-cpu').dataset.series"),
+        json!("8")
+    );
+    assert_eq!(
+        cdp.eval("document.getElementById('chart-metrics').dataset.series"),
+        json!("6")
+    );
+    let drawn = "(() => { const c = window.bpDashboard.charts; \
+        const has = (u, i) => u.data[i].some(v => v != null); \
+        return [1,2,3,4,5,6,7,8].every(i => has(c.cpu, i)) && has(c.metrics, 1) && has(c.latency, 1) \
+          && document.querySelectorAll('#chart-cpu canvas, #chart-metrics canvas').length === 2; })()";
+    assert_eq!(cdp.eval(drawn), json!(true));
+    let legend = "Array.from(document.querySelectorAll('#chart-cpu .u-legend .u-series')).map(e => e.textContent).join('|')";
+    let before = cdp.eval(legend).as_str().unwrap().to_owned();
+    assert!(before.contains("node-b CPU %"), "{before}");
+
+    // The incident is listed, its rule name as literal text; no script ran.
+    cdp.wait_for(
+        "document.querySelectorAll('#incidents-active tbody tr[data-incident]').length === 1",
+        "the open incident",
+    );
+    assert_eq!(
+        cdp.eval(
+            "document.querySelector('#incidents-active tbody tr[data-incident] td').textContent"
+        ),
+        json!(NASTY_RULE)
+    );
+    assert_eq!(
+        cdp.eval("document.querySelector('#incidents-active tbody tr[data-incident] td:nth-child(2)').textContent"),
+        json!("node-a")
+    );
+    assert_eq!(
+        cdp.eval("document.querySelector('#rules tbody td').textContent"),
+        json!(NASTY_RULE)
+    );
+    assert_eq!(
+        cdp.eval("document.querySelectorAll('#content script').length"),
+        json!(0)
+    );
+    assert_eq!(cdp.eval("typeof window.__pwned"), json!("undefined"));
+
+    // The stale node is marked in the overview.
+    assert_eq!(
+        cdp.eval("document.querySelector('#overview tr[data-node=\"node-c\"]').classList.contains('stale')"),
+        json!(true)
+    );
+    assert_eq!(
+        cdp.eval("document.querySelector('#overview tr[data-node=\"node-a\"]').classList.contains('stale')"),
+        json!(false)
+    );
+
+    // The screenshot, before filtering (all nodes shown).
+    let shot = cdp.call(
+        "Page.captureScreenshot",
+        json!({ "format": "png", "captureBeyondViewport": true }),
+    );
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let png = base64_decode(shot["data"].as_str().unwrap());
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    std::fs::write(artifacts.join("dashboard.png"), &png).unwrap();
+
+    // The node filter: unticking node-b removes its series.
+    cdp.eval("document.querySelector('#node-list input[data-node=\"node-b\"]').click(); true");
+    cdp.wait_for(
+        "document.getElementById('chart-cpu').dataset.series === '6'",
+        "the CPU chart without node-b",
+    );
+    let after = cdp.eval(legend).as_str().unwrap().to_owned();
+    assert!(
+        !after.contains("node-b") && after.contains("node-a CPU %"),
+        "{after}"
+    );
+    cdp.wait_for(
+        "document.querySelectorAll('#overview tbody tr').length === 2",
+        "the overview without node-b",
+    );
+
+    // Let an auto-refresh pass run, then check the console.
+    cdp.eval("new Promise(r => setTimeout(r, 500)).then(() => true)");
+    assert!(cdp.errors.is_empty(), "console errors: {:#?}", cdp.errors);
+    drop(alerter);
+}
