@@ -15,7 +15,7 @@ use metrics_model::{Duration, Field, HostName, StandardField};
 use rules_engine::Incident;
 use serde::Serialize;
 use serde_json::json;
-use tokio::sync::OwnedMutexGuard;
+use tokio::sync::Mutex;
 
 use super::AppState;
 use super::cache::{self, Acc, Grid, HostCache, Stat};
@@ -251,15 +251,15 @@ pub async fn nodes<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'stat
     Ok(Json(json!({ "now": now, "staleAfterMs": stale_ms, "nodes": nodes })).into_response())
 }
 
-/// Refreshes the cache entries of `hosts` concurrently (each task holds
-/// one entry's lock at a time), then locks them all in name order, so that
-/// concurrent requests cannot deadlock; returns the guards in `hosts` order.
+/// Refreshes the cache entries of `hosts` concurrently and returns them in
+/// `hosts` order. No caller holds more than one entry's lock at a time, so
+/// concurrent requests cannot deadlock.
 async fn prepare<T: TickStore + Clone + 'static, A: Send + Sync + 'static>(
     state: &Arc<AppState<T, A>>,
     hosts: &[HostName],
     now: Millis,
     back_to: Millis,
-) -> Result<Vec<(HostName, OwnedMutexGuard<HostCache>)>, ApiError> {
+) -> Result<Vec<(HostName, Arc<Mutex<HostCache>>)>, ApiError> {
     let mut set = tokio::task::JoinSet::new();
     for host in hosts {
         let state = state.clone();
@@ -285,19 +285,9 @@ async fn prepare<T: TickStore + Clone + 'static, A: Send + Sync + 'static>(
         state.store_errors.fetch_add(1, Ordering::Relaxed);
         return Err(ApiError::unavailable(&e));
     }
-    let mut order: Vec<usize> = (0..hosts.len()).collect();
-    order.sort_by(|a, b| hosts[*a].cmp(&hosts[*b]));
-    let mut guards: Vec<Option<OwnedMutexGuard<HostCache>>> = hosts.iter().map(|_| None).collect();
-    for i in order {
-        if guards[i].is_none() {
-            guards[i] = Some(state.cache.host(&hosts[i]).lock_owned().await);
-        }
-    }
     Ok(hosts
         .iter()
-        .cloned()
-        .zip(guards)
-        .filter_map(|(h, g)| g.map(|g| (h, g)))
+        .map(|h| (h.clone(), state.cache.host(h)))
         .collect())
 }
 
@@ -354,6 +344,19 @@ fn stat_values(buckets: &[Acc], stat: Stat) -> Vec<Option<f32>> {
         .collect()
 }
 
+/// `step`: a duration, or `auto` (the default): the smallest of
+/// [`AUTO_STEPS`] giving at most [`AUTO_POINTS`] buckets.
+fn wanted_step(args: &Args<'_>, from: Millis, to: Millis) -> Result<i64, ApiError> {
+    Ok(match args.get("step") {
+        None | Some("auto") => AUTO_STEPS
+            .iter()
+            .copied()
+            .find(|s| (to - from) / s <= AUTO_POINTS)
+            .unwrap_or(3_600_000),
+        Some(_) => args.duration("step")?.unwrap_or(10_000),
+    })
+}
+
 /// `GET /api/v1/series`: downsampled ranges per node and field.
 pub async fn series<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'static>(
     State(state): State<Arc<AppState<T, A>>>,
@@ -397,14 +400,7 @@ pub async fn series<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'sta
             })
             .collect::<Result<_, _>>()?,
     };
-    let wanted_step = match args.get("step") {
-        None | Some("auto") => AUTO_STEPS
-            .iter()
-            .copied()
-            .find(|s| (to - from) / s <= AUTO_POINTS)
-            .unwrap_or(3_600_000),
-        Some(_) => args.duration("step")?.unwrap_or(10_000),
-    };
+    let wanted_step = wanted_step(&args, from, to)?;
     let hosts = selected(&state, &args).await?;
     let cached = from >= now - cache::ROLLUP_SPAN_MS;
     let raw = from >= now - cache::RAW_SPAN_MS + 60_000;
@@ -417,7 +413,7 @@ pub async fn series<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'sta
     let grid = Grid::new(from, to, step);
     let mut out = Vec::with_capacity(hosts.len() * fields.len());
     let has_custom = fields.iter().any(Field::is_custom);
-    let guards = if cached {
+    let entries = if cached {
         prepare(&state, &hosts, now, from).await?
     } else {
         Vec::new()
@@ -431,9 +427,13 @@ pub async fn series<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'sta
         } else {
             None
         };
+        let guard = match entries.get(i) {
+            Some((_, e)) if slow.is_none() => Some(e.lock().await),
+            _ => None,
+        };
         for field in &fields {
-            let buckets = match (field, &slow, guards.get(i)) {
-                (Field::Standard(f), None, Some((_, g))) => g.downsample(*f, &grid),
+            let buckets = match (field, &slow, guard.as_deref()) {
+                (Field::Standard(f), None, Some(g)) => g.downsample(*f, &grid),
                 (_, Some(ticks), _) => cache::downsample_ticks(ticks, field, &grid),
                 _ => vec![Acc::default(); grid.n],
             };
@@ -504,10 +504,11 @@ pub async fn overview<T: TickStore + Clone + 'static, A: AlertStore + Clone + 's
         .map(|h| (h.host, h.last_seen))
         .collect();
     let stale_ms = stale_after_ms(&state);
-    let guards = prepare(&state, &hosts, now, from).await?;
-    let rows: Vec<OverviewRow> = guards
-        .iter()
-        .map(|(host, g)| {
+    let entries = prepare(&state, &hosts, now, from).await?;
+    let mut rows: Vec<OverviewRow> = Vec::with_capacity(entries.len());
+    for (host, entry) in &entries {
+        let g = entry.lock().await;
+        rows.push({
             let sum = |f| g.aggregate(f, from, to).get(Stat::Sum).unwrap_or(0.0);
             let peak = |f| g.aggregate(f, from, to).get(Stat::Max).map(|v| v as f32);
             let last = g.last().filter(|t| t.ts >= from && t.ts <= to);
@@ -531,8 +532,8 @@ pub async fn overview<T: TickStore + Clone + 'static, A: AlertStore + Clone + 's
                 errors: sum(StandardField::ErrorsCount),
                 criticals: sum(StandardField::CriticalsCount),
             }
-        })
-        .collect();
+        });
+    }
     Ok(
         Json(
             json!({ "from": from, "to": to, "now": now, "staleAfterMs": stale_ms, "nodes": rows }),
