@@ -42,6 +42,10 @@ fn config() -> ProptestConfig {
         .and_then(|v| v.trim().parse::<u32>().ok())
     {
         c.cases = n;
+        // Filters reject a few percent of generated values: let the
+        // rejection budgets grow with the case count.
+        c.max_global_rejects = c.max_global_rejects.max(n / 4);
+        c.max_local_rejects = c.max_local_rejects.max(n);
     }
     c
 }
@@ -274,7 +278,9 @@ const SECRET: &str = "SECRETtok";
 
 fn host() -> impl Strategy<Value = String> {
     prop_oneof![
-        "[a-z][a-z0-9\\-]{0,10}(\\.[a-z]{2,5}){0,2}",
+        // Labels start with "h": a generated "xn--…" label is an invalid
+        // IDNA name, which the URL parser rightly refuses.
+        "h[a-z0-9\\-]{0,10}(\\.[a-z]{2,5}){0,2}",
         Just("127.0.0.1".to_owned()),
         Just("[::1]".to_owned()),
     ]

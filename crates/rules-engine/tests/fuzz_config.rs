@@ -45,6 +45,10 @@ fn config() -> ProptestConfig {
         .and_then(|v| v.trim().parse::<u32>().ok())
     {
         c.cases = n;
+        // Filters reject a few percent of generated values: let the
+        // rejection budgets grow with the case count.
+        c.max_global_rejects = c.max_global_rejects.max(n / 4);
+        c.max_local_rejects = c.max_local_rejects.max(n);
     }
     c
 }
