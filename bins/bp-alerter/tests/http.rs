@@ -313,6 +313,16 @@ async fn check_bad_parameters(s: &Running) {
         ),
         ("/api/v1/series?fields=cpu.usage&colour=red", "colour"),
         ("/api/v1/overview?to=soon", "to"),
+        // Extreme times are refused, not wrapped (i64::MIN / i64::MAX).
+        (
+            "/api/v1/series?fields=cpu.usage&to=-9223372036854775808",
+            "to",
+        ),
+        (
+            "/api/v1/series?fields=cpu.usage&from=-9223372036854775808&to=9223372036854775807",
+            "to",
+        ),
+        ("/api/v1/incidents?from=-1", "from"),
         ("/api/v1/incidents?limit=0", "limit"),
         ("/api/v1/rules?x=1", "x"),
         ("/api/v1/nodes?verbose=1", "verbose"),

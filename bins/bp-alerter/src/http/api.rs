@@ -23,6 +23,8 @@ use crate::alerter::now_ms;
 
 /// The longest range any endpoint accepts.
 pub const MAX_RANGE_MS: i64 = 31 * 86_400_000;
+/// The latest accepted time parameter: 9999-12-31T23:59:59.999Z.
+pub const MAX_TIME_MS: Millis = 253_402_300_799_999;
 /// Automatic steps, smallest first: the first giving at most [`AUTO_POINTS`]
 /// buckets is used.
 pub const AUTO_STEPS: [i64; 7] = [
@@ -99,15 +101,25 @@ impl<'a> Args<'a> {
         let Some(text) = self.get(name) else {
             return Ok(None);
         };
-        if let Ok(ms) = text.parse::<Millis>() {
-            return Ok(Some(ms));
-        }
-        parse_rfc3339(text).map(Some).ok_or_else(|| {
-            ApiError::bad(
+        let ms = match text.parse::<Millis>() {
+            Ok(ms) => ms,
+            Err(_) => parse_rfc3339(text).ok_or_else(|| {
+                ApiError::bad(
+                    name,
+                    format!(
+                        "{text:?} is neither milliseconds since the epoch nor an RFC 3339 time"
+                    ),
+                )
+            })?,
+        };
+        // Bounded so that range arithmetic cannot overflow.
+        if !(0..=MAX_TIME_MS).contains(&ms) {
+            return Err(ApiError::bad(
                 name,
-                format!("{text:?} is neither milliseconds since the epoch nor an RFC 3339 time"),
-            )
-        })
+                format!("{text:?} is outside 1970-01-01 .. 9999-12-31"),
+            ));
+        }
+        Ok(Some(ms))
     }
 
     fn duration(&self, name: &str) -> Result<Option<i64>, ApiError> {
