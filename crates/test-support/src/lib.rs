@@ -22,6 +22,8 @@
 //! process and socket calls, which are fine from async tests too.
 #![deny(missing_docs)]
 
+pub mod fuzz;
+
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
