@@ -365,15 +365,25 @@ impl RedisStore {
             .client
             .custom(
                 CustomCommand::new("ZRANGE", ClusterHash::FirstKey, false),
-                vec![
-                    self.inner.keys.hosts(),
-                    "0".into(),
-                    "-1".into(),
-                    "WITHSCORES".into(),
-                ],
+                self.registry_args(),
             )
             .await
             .map_err(|e| self.err("reading the host registry", &e))?;
+        Ok(self.parse_registry(&raw))
+    }
+
+    /// `ZRANGE <hosts> 0 -1 WITHSCORES`'s arguments.
+    fn registry_args(&self) -> Vec<Value> {
+        vec![
+            self.inner.keys.hosts().into(),
+            "0".into(),
+            "-1".into(),
+            "WITHSCORES".into(),
+        ]
+    }
+
+    /// The registry's `(member, score)` pairs as hosts, sorted by name.
+    fn parse_registry(&self, raw: &[Value]) -> Vec<HostInfo> {
         let mut out = Vec::with_capacity(raw.len() / 2);
         for pair in raw.chunks_exact(2) {
             let name = pair[0].as_str().unwrap_or_default();
@@ -388,7 +398,7 @@ impl RedisStore {
             out.push(HostInfo { host, last_seen });
         }
         out.sort_by(|a, b| a.host.cmp(&b.host));
-        Ok(out)
+        out
     }
 
     async fn append_ticks(&self, ticks: &[Tick]) -> Result<AppendOutcome, StoreError> {
@@ -528,59 +538,112 @@ impl RedisStore {
         StoreError::Other(format!("redis {}: key {key}: {what}", self.inner.url))
     }
 
+    /// Steady state costs one round trip per shard: the registry and the
+    /// streams of every host already in the cursor are read in one pipeline;
+    /// only new hosts (and hosts with more than a page of new ticks) need
+    /// another.
     async fn read_new_ticks(
         &self,
         cursor: &RedisCursor,
     ) -> Result<NewTicks<RedisCursor>, StoreError> {
-        let hosts = self.registry().await?;
-        let mut positions: BTreeMap<HostName, StreamId> = BTreeMap::new();
-        let mut pending: Vec<(HostName, Option<StreamId>)> = hosts
-            .into_iter()
-            .map(|h| {
-                let pos = cursor.positions.get(&h.host).copied();
-                (h.host, pos)
-            })
+        let mut page = Page::default();
+        let known: Vec<(HostName, Option<StreamId>)> = cursor
+            .positions
+            .iter()
+            .map(|(h, p)| (h.clone(), Some(*p)))
             .collect();
-        let mut ticks = Vec::new();
+        let pipeline = self.inner.client.pipeline();
+        pipeline
+            .custom::<(), _>(
+                CustomCommand::new("ZRANGE", ClusterHash::FirstKey, false),
+                self.registry_args(),
+            )
+            .await
+            .map_err(|e| self.err("reading the host registry", &e))?;
+        self.queue_xranges(&pipeline, &known).await?;
+        let mut results = replies(&pipeline, known.len() + 1).await.into_iter();
+        let raw = results
+            .next()
+            .unwrap_or_else(|| Err(Error::new(ErrorKind::Unknown, "no registry reply")))
+            .map_err(|e| self.err("reading the host registry", &e))?
+            .into_array();
+        let registry = self.parse_registry(&raw);
+        let listed: std::collections::HashSet<&HostName> =
+            registry.iter().map(|h| &h.host).collect();
+        for ((host, pos), r) in known.into_iter().zip(results) {
+            // A host gone from the registry was pruned: forget its position.
+            if listed.contains(&host) {
+                self.take_page(host, pos, r, &mut page)?;
+            }
+        }
+        let mut pending: Vec<(HostName, Option<StreamId>)> = registry
+            .into_iter()
+            .filter(|h| !cursor.positions.contains_key(&h.host))
+            .map(|h| (h.host, None))
+            .collect();
+        pending.append(&mut page.more);
         while !pending.is_empty() {
             let pipeline = self.inner.client.pipeline();
-            for (host, pos) in &pending {
-                let start = pos.map_or_else(|| "-".to_owned(), |p| format!("({p}"));
-                pipeline
-                    .xrange::<(), _, _, _>(self.inner.keys.ticks(host), start, "+", Some(READ_PAGE))
-                    .await
-                    .map_err(|e| self.err("reading new ticks", &e))?;
-            }
+            self.queue_xranges(&pipeline, &pending).await?;
             let results = replies(&pipeline, pending.len()).await;
-            let mut next = Vec::new();
-            for ((host, pos), r) in pending.into_iter().zip(results) {
-                let entries = r
-                    .map_err(|e| self.err("reading new ticks", &e))?
-                    .into_array();
-                let full = entries.len() as u64 >= READ_PAGE;
-                let mut last = pos;
-                for entry in &entries {
-                    let stream = || self.inner.keys.ticks(&host);
-                    let e = parse_entry(entry).map_err(|m| self.corrupt(&stream(), &m))?;
-                    last = Some(e.id);
-                    ticks.push(
-                        e.into_tick(&host)
-                            .map_err(|m| self.corrupt(&stream(), &m))?,
-                    );
-                }
-                if let Some(p) = last {
-                    positions.insert(host.clone(), p);
-                }
-                if full {
-                    next.push((host, last));
-                }
+            for ((host, pos), r) in std::mem::take(&mut pending).into_iter().zip(results) {
+                self.take_page(host, pos, r, &mut page)?;
             }
-            pending = next;
+            pending = std::mem::take(&mut page.more);
         }
         Ok(NewTicks {
-            ticks,
-            cursor: RedisCursor { positions },
+            ticks: page.ticks,
+            cursor: RedisCursor {
+                positions: page.positions,
+            },
         })
+    }
+
+    /// Queues one page of `XRANGE` after each host's position.
+    async fn queue_xranges(
+        &self,
+        pipeline: &fred::clients::Pipeline<Client>,
+        hosts: &[(HostName, Option<StreamId>)],
+    ) -> Result<(), StoreError> {
+        for (host, pos) in hosts {
+            let start = pos.map_or_else(|| "-".to_owned(), |p| format!("({p}"));
+            pipeline
+                .xrange::<(), _, _, _>(self.inner.keys.ticks(host), start, "+", Some(READ_PAGE))
+                .await
+                .map_err(|e| self.err("reading new ticks", &e))?;
+        }
+        Ok(())
+    }
+
+    /// Takes one `XRANGE` reply of `host` (read after `pos`) into `page`.
+    fn take_page(
+        &self,
+        host: HostName,
+        pos: Option<StreamId>,
+        reply: Result<Value, Error>,
+        page: &mut Page,
+    ) -> Result<(), StoreError> {
+        let entries = reply
+            .map_err(|e| self.err("reading new ticks", &e))?
+            .into_array();
+        let full = entries.len() as u64 >= READ_PAGE;
+        let mut last = pos;
+        for entry in &entries {
+            let stream = || self.inner.keys.ticks(&host);
+            let e = parse_entry(entry).map_err(|m| self.corrupt(&stream(), &m))?;
+            last = Some(e.id);
+            page.ticks.push(
+                e.into_tick(&host)
+                    .map_err(|m| self.corrupt(&stream(), &m))?,
+            );
+        }
+        if let Some(p) = last {
+            page.positions.insert(host.clone(), p);
+        }
+        if full {
+            page.more.push((host, last));
+        }
+        Ok(())
     }
 
     async fn cursor_at_end(&self) -> Result<RedisCursor, StoreError> {
@@ -728,6 +791,15 @@ fn tls_with_ca(ca: &std::path::Path) -> Result<fred::types::config::TlsConfig, R
 
 /// Sends `pipeline` and returns exactly `n` replies (missing ones are
 /// errors, so no caller can skip a host silently).
+/// What a `read_new` has gathered so far.
+#[derive(Default)]
+struct Page {
+    ticks: Vec<Tick>,
+    positions: BTreeMap<HostName, StreamId>,
+    /// Hosts with a full page: read again from their last position.
+    more: Vec<(HostName, Option<StreamId>)>,
+}
+
 async fn replies(
     pipeline: &fred::clients::Pipeline<Client>,
     n: usize,
