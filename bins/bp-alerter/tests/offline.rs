@@ -413,7 +413,14 @@ fn test_rules_bad_file_exits_2() {
 
 #[test]
 fn usage_errors_exit_2() {
-    assert_eq!(bp_alerter(&[], "").status.code(), Some(2));
+    // No subcommand means `run` (the default); a bad flag is a usage error.
+    assert_eq!(bp_alerter(&["--frobnicate"], "").status.code(), Some(2));
+    assert_eq!(
+        bp_alerter(&["run", "--listen", "nowhere"], "")
+            .status
+            .code(),
+        Some(2)
+    );
     assert_eq!(bp_alerter(&["replay"], "").status.code(), Some(2));
     assert_eq!(bp_alerter(&["frobnicate"], "").status.code(), Some(2));
     assert_eq!(bp_alerter(&["--help"], "").status.code(), Some(0));
