@@ -11,6 +11,7 @@
 //!   ([`store::TickStore`] for ticks, [`store::AlertStore`] for the alerter's
 //!   lease, incident states, outbox and history); [`memory`] and
 //!   [`memory_alerts`] are the in-memory implementations.
+//! - [`synthetic`]: deterministic realistic ticks for benchmarks and demos.
 //! - [`deployment`]: how the environment (`REDIS_URL`, `CLUSTER_ENABLED`,
 //!   `BP_REDIS_SCOPE`) selects standalone or cluster mode; the redacting
 //!   [`deployment::RedisUrl`].
@@ -26,6 +27,7 @@ pub mod host;
 pub mod memory;
 pub mod memory_alerts;
 pub mod store;
+pub mod synthetic;
 pub mod tick;
 pub mod time;
 

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use fred::prelude::*;
 use metrics_model::store::TickStore;
-use metrics_model::{HostName, RedisUrl, StandardField, Tick};
+use metrics_model::synthetic::{Rng, node_ticks};
+use metrics_model::{HostName, RedisUrl, Tick};
 use redis_store::{RedisOptions, RedisStore};
 use test_support::RedisServer;
 
@@ -26,61 +27,6 @@ const TICKS: i64 = 86_400;
 const STEP: i64 = 10_000;
 const START: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 const SAMPLES: f64 = (TICKS * 10) as f64;
-
-/// A small deterministic generator (PCG-style LCG).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        self.0 >> 33
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn unit(&mut self) -> f64 {
-        self.next() as f64 / f64::from(1u32 << 31)
-    }
-}
-
-fn round(v: f64, decimals: i32) -> f64 {
-    let p = 10f64.powi(decimals);
-    (v * p).round() / p
-}
-
-fn ticks(host: &HostName) -> Vec<Tick> {
-    let mut rng = Rng(7);
-    let (mut cpu, mut mem, mut free) = (35.0f64, 45.0f64, 8_000_000.0f64);
-    (0..TICKS)
-        .map(|i| {
-            cpu = (cpu + (rng.unit() - 0.5) * 6.0).clamp(0.0, 100.0);
-            mem = (mem + (rng.unit() - 0.5) * 0.4).clamp(0.0, 100.0);
-            free = (free + (rng.unit() - 0.5) * 20_000.0).clamp(0.0, 16_000_000.0);
-            let count = 1 + rng.below(40);
-            let avg = round(5.0 + rng.unit() * 150.0, 3);
-            let sum = round(avg * count as f64, 3);
-            Tick::new(
-                host.clone(),
-                START + i * STEP,
-                [
-                    (StandardField::CpuUsage.into(), round(cpu, 2)),
-                    (StandardField::MemUsage.into(), round(mem, 2)),
-                    (StandardField::MemFree.into(), free.round()),
-                    (StandardField::RequestsCount.into(), count as f64),
-                    (StandardField::RequestsLatencyAvg.into(), avg),
-                    (StandardField::RequestsLatencySum.into(), sum),
-                    (StandardField::EventsInCount.into(), rng.below(20) as f64),
-                    (StandardField::EventsOutCount.into(), rng.below(20) as f64),
-                    (StandardField::WarningsCount.into(), rng.below(3) as f64),
-                    (StandardField::ErrorsCount.into(), rng.below(2) as f64),
-                ],
-            )
-        })
-        .collect()
-}
 
 fn used_memory(server: &RedisServer) -> i64 {
     let info = server.cli(&["info", "memory"]);
@@ -188,7 +134,7 @@ async fn main() -> Res<()> {
     let server = RedisServer::start();
     let url = RedisUrl::parse(&server.url())?;
     let host: HostName = "node-a".parse()?;
-    let data = ticks(&host);
+    let data = node_ticks(&host, START, STEP, TICKS, 7);
     let version = server.cli(&["info", "server"]);
     let version = version
         .lines()
@@ -210,10 +156,7 @@ async fn main() -> Res<()> {
     range_reads(&store, &host).await?;
 
     let mut shuffled = data.clone();
-    let mut rng = Rng(99);
-    for i in (1..shuffled.len()).rev() {
-        shuffled.swap(i, rng.below(i as u64 + 1) as usize);
-    }
+    Rng(99).shuffle(&mut shuffled);
     let shuffled_store = RedisStore::connect(RedisOptions::new(url, "shuffled")).await?;
     let (bytes, rate) = load(&server, &shuffled_store, &shuffled).await?;
     report(
