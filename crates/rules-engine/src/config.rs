@@ -12,7 +12,7 @@
 use metrics_model::Duration;
 use serde_json::{Map, Value};
 
-use crate::error::{ConfigError, Problems};
+use crate::error::{ConfigError, Problems, unknown_keys};
 use crate::rule::{RuleSet, duration_key, kind, parse_rules};
 
 /// The whole configuration.
@@ -187,18 +187,7 @@ fn section<'a>(
 }
 
 fn check_keys(obj: &Map<String, Value>, path: &str, valid: &[&str], p: &mut Problems) {
-    let mut unknown: Vec<&String> = obj
-        .keys()
-        .filter(|k| !valid.contains(&k.as_str()))
-        .collect();
-    unknown.sort();
-    for key in unknown {
-        p.push(
-            format!("{path}.{key}"),
-            format!("unknown key; valid keys are {}", valid.join(", ")),
-            None,
-        );
-    }
+    p.0.extend(unknown_keys(obj, path, valid, None));
 }
 
 fn enabled(obj: &Map<String, Value>, path: &str, p: &mut Problems) -> bool {

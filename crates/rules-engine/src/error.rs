@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use serde_json::{Map, Value};
+
 /// One problem in a configuration or rule set, located by JSON path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -101,4 +103,43 @@ impl Problems {
             Err(ConfigError::Invalid(self.0))
         }
     }
+}
+
+/// The JSON type of `v` in words, for messages: `a string`, `an object`.
+pub fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// One problem per key of `obj` that is not in `valid`, sorted by key, each
+/// at `path.key` (just `key` when `path` is empty), naming the valid keys.
+pub fn unknown_keys(
+    obj: &Map<String, Value>,
+    path: &str,
+    valid: &[&str],
+    rule: Option<&str>,
+) -> Vec<Problem> {
+    let mut unknown: Vec<&String> = obj
+        .keys()
+        .filter(|k| !valid.contains(&k.as_str()))
+        .collect();
+    unknown.sort();
+    unknown
+        .into_iter()
+        .map(|key| Problem {
+            path: if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            },
+            message: format!("unknown key; valid keys are {}", valid.join(", ")),
+            rule: rule.map(str::to_owned),
+        })
+        .collect()
 }

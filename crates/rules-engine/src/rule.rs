@@ -15,7 +15,7 @@ use metrics_model::{Duration, Field};
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use crate::error::{ConfigError, Problems};
+use crate::error::{ConfigError, Problems, unknown_keys};
 
 /// How a window's ticks become one value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -386,16 +386,7 @@ pub(crate) fn parse_rules(value: &Value, path: &str, p: &mut Problems) -> RuleSe
     RuleSet { rules }
 }
 
-pub(crate) fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
+pub(crate) use crate::error::json_kind as kind;
 
 fn parse_rule(item: &Value, at: &str, p: &mut Problems) -> Option<Rule> {
     let Value::Object(obj) = item else {
@@ -424,18 +415,7 @@ fn parse_rule(item: &Value, at: &str, p: &mut Problems) -> Option<Rule> {
         None => None,
     };
     let rule = name.as_deref();
-    let mut unknown: Vec<&String> = obj
-        .keys()
-        .filter(|k| !RULE_KEYS.contains(&k.as_str()))
-        .collect();
-    unknown.sort();
-    for key in unknown {
-        p.push(
-            format!("{at}.{key}"),
-            format!("unknown key; valid keys are {}", RULE_KEYS.join(", ")),
-            rule,
-        );
-    }
+    p.0.extend(unknown_keys(obj, at, &RULE_KEYS, rule));
     let missing: Vec<&str> = REQUIRED_KEYS
         .iter()
         .copied()

@@ -81,7 +81,7 @@ impl TestFile {
             );
             return Err(ConfigError::Invalid(p.0));
         };
-        unknown_keys(obj, "", &FILE_KEYS, &mut p);
+        check_keys(obj, "", &FILE_KEYS, &mut p);
         let rules = match obj.get("rules") {
             Some(Value::String(path)) => load_rules(path).unwrap_or_else(|e| {
                 p.push("rules", e, None);
@@ -264,19 +264,8 @@ fn d10s() -> Duration {
     Duration::from_secs(10).unwrap_or_default()
 }
 
-fn unknown_keys(obj: &Map<String, Value>, path: &str, valid: &[&str], p: &mut Problems) {
-    for key in obj.keys().filter(|k| !valid.contains(&k.as_str())) {
-        let at = if path.is_empty() {
-            key.clone()
-        } else {
-            format!("{path}.{key}")
-        };
-        p.push(
-            at,
-            format!("unknown key; valid keys are {}", valid.join(", ")),
-            None,
-        );
-    }
+fn check_keys(obj: &Map<String, Value>, path: &str, valid: &[&str], p: &mut Problems) {
+    p.0.extend(crate::error::unknown_keys(obj, path, valid, None));
 }
 
 fn positive(obj: &Map<String, Value>, path: &str, key: &str, p: &mut Problems) -> Option<Duration> {
@@ -309,7 +298,7 @@ fn parse_case(
         );
         return None;
     };
-    unknown_keys(obj, at, &TEST_KEYS, p);
+    check_keys(obj, at, &TEST_KEYS, p);
     let name = match obj.get("name") {
         Some(Value::String(s)) => s.clone(),
         _ => at.to_owned(),
@@ -483,7 +472,7 @@ fn parse_expected(item: &Value, at: &str, start: Millis, p: &mut Problems) -> Op
         p.push(at, format!("expected an object, got {}", kind(item)), None);
         return None;
     };
-    unknown_keys(obj, at, &EXPECT_KEYS, p);
+    check_keys(obj, at, &EXPECT_KEYS, p);
     let before = p.0.len();
     let text = |key: &str, p: &mut Problems| match obj.get(key) {
         Some(Value::String(s)) => Some(s.clone()),

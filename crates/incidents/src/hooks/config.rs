@@ -235,33 +235,14 @@ impl Problems {
     }
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
+use rules_engine::error::json_kind as kind;
 
 fn present<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     obj.get(key).filter(|v| !v.is_null())
 }
 
 fn check_keys(obj: &Map<String, Value>, path: &str, valid: &[&str], p: &mut Problems) {
-    let mut unknown: Vec<&String> = obj
-        .keys()
-        .filter(|k| !valid.contains(&k.as_str()))
-        .collect();
-    unknown.sort();
-    for key in unknown {
-        p.push(
-            format!("{path}.{key}"),
-            format!("unknown key; valid keys are {}", valid.join(", ")),
-        );
-    }
+    p.0.extend(rules_engine::error::unknown_keys(obj, path, valid, None));
 }
 
 fn string_key(obj: &Map<String, Value>, path: &str, key: &str, p: &mut Problems) -> Option<String> {
