@@ -8,6 +8,9 @@
 
 use std::fmt::Write as _;
 
+/// proptest itself, for test targets of crates that do not depend on it.
+pub use proptest;
+
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

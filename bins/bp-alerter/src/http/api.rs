@@ -10,28 +10,17 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use incidents::persist;
 use metrics_model::store::{AlertStore, StoreError, TickStore};
-use metrics_model::time::{Millis, format_rfc3339, parse_rfc3339};
-use metrics_model::{Duration, Field, HostName, StandardField};
+use metrics_model::time::{Millis, format_rfc3339};
+use metrics_model::{Field, HostName, StandardField};
 use rules_engine::Incident;
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::Mutex;
 
 use super::AppState;
-use super::cache::{self, Acc, Grid, HostCache, Stat};
+use super::cache::{self, Acc, HostCache, Stat};
+use super::params::{self, IncidentsQuery, OverviewQuery, QueryMap, SeriesPlan, SeriesQuery};
 use crate::alerter::now_ms;
-
-/// The longest range any endpoint accepts.
-pub const MAX_RANGE_MS: i64 = 31 * 86_400_000;
-/// The latest accepted time parameter: 9999-12-31T23:59:59.999Z.
-pub const MAX_TIME_MS: Millis = 253_402_300_799_999;
-/// Automatic steps, smallest first: the first giving at most [`AUTO_POINTS`]
-/// buckets is used.
-pub const AUTO_STEPS: [i64; 7] = [
-    10_000, 30_000, 60_000, 300_000, 900_000, 1_800_000, 3_600_000,
-];
-/// Buckets per series that `step=auto` aims at, at most.
-pub const AUTO_POINTS: i64 = 720;
 
 /// An API error: a status and a JSON body naming the bad parameter.
 #[derive(Debug)]
@@ -49,6 +38,21 @@ impl ApiError {
             parameter: Some(parameter.to_owned()),
             message: format!("{parameter}: {}", message.into()),
         }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The bad parameter, when one is to blame.
+    pub fn parameter(&self) -> Option<&str> {
+        self.parameter.as_deref()
+    }
+
+    /// The message (starts with the parameter's name when one is to blame).
+    pub fn message(&self) -> &str {
+        &self.message
     }
 
     /// 503: the store cannot be read.
@@ -71,137 +75,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type Params = Query<HashMap<String, String>>;
-
-/// Query parameters, checked against the names an endpoint knows.
-struct Args<'a> {
-    map: &'a HashMap<String, String>,
-}
-
-impl<'a> Args<'a> {
-    fn new(map: &'a HashMap<String, String>, known: &[&str]) -> Result<Args<'a>, ApiError> {
-        let mut names: Vec<&String> = map.keys().collect();
-        names.sort();
-        for name in names {
-            if !known.contains(&name.as_str()) {
-                return Err(ApiError::bad(
-                    name,
-                    format!("unknown parameter; known: {}", known.join(", ")),
-                ));
-            }
-        }
-        Ok(Args { map })
-    }
-
-    fn get(&self, name: &str) -> Option<&'a str> {
-        self.map.get(name).map(String::as_str)
-    }
-
-    fn time(&self, name: &str) -> Result<Option<Millis>, ApiError> {
-        let Some(text) = self.get(name) else {
-            return Ok(None);
-        };
-        let ms = match text.parse::<Millis>() {
-            Ok(ms) => ms,
-            Err(_) => parse_rfc3339(text).ok_or_else(|| {
-                ApiError::bad(
-                    name,
-                    format!(
-                        "{text:?} is neither milliseconds since the epoch nor an RFC 3339 time"
-                    ),
-                )
-            })?,
-        };
-        // Bounded so that range arithmetic cannot overflow.
-        if !(0..=MAX_TIME_MS).contains(&ms) {
-            return Err(ApiError::bad(
-                name,
-                format!("{text:?} is outside 1970-01-01 .. 9999-12-31"),
-            ));
-        }
-        Ok(Some(ms))
-    }
-
-    fn duration(&self, name: &str) -> Result<Option<i64>, ApiError> {
-        let Some(text) = self.get(name) else {
-            return Ok(None);
-        };
-        let d: Duration = text
-            .parse()
-            .map_err(|e: metrics_model::duration::DurationError| {
-                ApiError::bad(name, e.to_string())
-            })?;
-        if d.is_zero() {
-            return Err(ApiError::bad(name, "must be greater than 0"));
-        }
-        Ok(Some(d.as_millis_i64()))
-    }
-
-    /// `from`/`to`/`range`: `to` defaults to now, `from` to `to − range`.
-    fn window(&self, now: Millis, default_range: i64) -> Result<(Millis, Millis), ApiError> {
-        let to = self.time("to")?.unwrap_or(now);
-        let from = match (self.time("from")?, self.duration("range")?) {
-            (Some(_), Some(_)) => {
-                return Err(ApiError::bad(
-                    "range",
-                    "give either from or range, not both",
-                ));
-            }
-            (Some(f), None) => f,
-            (None, r) => to - r.unwrap_or(default_range),
-        };
-        if from > to {
-            return Err(ApiError::bad("from", "must not be after to"));
-        }
-        if to - from > MAX_RANGE_MS {
-            return Err(ApiError::bad(
-                if self.get("range").is_some() {
-                    "range"
-                } else {
-                    "from"
-                },
-                "the range is longer than 31d",
-            ));
-        }
-        Ok((from, to))
-    }
-
-    fn list(&self, name: &str) -> Option<Vec<&'a str>> {
-        self.get(name).map(|t| {
-            t.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
-    }
-
-    fn nodes(&self) -> Result<Option<Vec<HostName>>, ApiError> {
-        let Some(list) = self.list("nodes") else {
-            return Ok(None);
-        };
-        list.into_iter()
-            .map(|n| {
-                n.parse().map_err(|e: metrics_model::host::HostNameError| {
-                    ApiError::bad("nodes", e.to_string())
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some)
-    }
-
-    fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
-        let Some(text) = self.get("limit") else {
-            return Ok(default);
-        };
-        match text.parse::<usize>() {
-            Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(ApiError::bad(
-                "limit",
-                format!("{text:?} is not a number from 1 to {max}"),
-            )),
-        }
-    }
-}
+type Params = Query<QueryMap>;
 
 /// A node, as `/api/v1/nodes` lists it.
 #[derive(Debug, Serialize)]
@@ -246,7 +120,7 @@ pub async fn nodes<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'stat
     State(state): State<Arc<AppState<T, A>>>,
     Query(q): Params,
 ) -> Result<Response, ApiError> {
-    Args::new(&q, &[])?;
+    params::nodes_query(&q)?;
     let now = now_ms();
     let stale_ms = stale_after_ms(&state);
     let hosts = known_hosts(&state).await?;
@@ -306,7 +180,7 @@ async fn prepare<T: TickStore + Clone + 'static, A: Send + Sync + 'static>(
 /// The nodes a request is about: `nodes=` (each must be known) or all.
 async fn selected<T: TickStore, A>(
     state: &AppState<T, A>,
-    args: &Args<'_>,
+    wanted: Option<Vec<HostName>>,
 ) -> Result<Vec<HostName>, ApiError> {
     let known: Vec<HostName> = known_hosts(state)
         .await?
@@ -314,12 +188,11 @@ async fn selected<T: TickStore, A>(
         .map(|h| h.host)
         .collect();
     state.cache.retain(&known);
-    match args.nodes()? {
+    match wanted {
         None => Ok(known),
-        Some(mut wanted) => {
-            // Each node once: a node's cache entry is locked once per request.
-            let mut seen = std::collections::HashSet::new();
-            wanted.retain(|w| seen.insert(w.clone()));
+        // Each node once (the parser removes repeats): a node's cache entry
+        // is locked once per request.
+        Some(wanted) => {
             for w in &wanted {
                 if !known.contains(w) {
                     return Err(ApiError::bad("nodes", format!("unknown node {w:?}")));
@@ -356,73 +229,24 @@ fn stat_values(buckets: &[Acc], stat: Stat) -> Vec<Option<f32>> {
         .collect()
 }
 
-/// `step`: a duration, or `auto` (the default): the smallest of
-/// [`AUTO_STEPS`] giving at most [`AUTO_POINTS`] buckets.
-fn wanted_step(args: &Args<'_>, from: Millis, to: Millis) -> Result<i64, ApiError> {
-    Ok(match args.get("step") {
-        None | Some("auto") => AUTO_STEPS
-            .iter()
-            .copied()
-            .find(|s| (to - from) / s <= AUTO_POINTS)
-            .unwrap_or(3_600_000),
-        Some(_) => args.duration("step")?.unwrap_or(10_000),
-    })
-}
-
 /// `GET /api/v1/series`: downsampled ranges per node and field.
 pub async fn series<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'static>(
     State(state): State<Arc<AppState<T, A>>>,
     Query(q): Params,
 ) -> Result<Response, ApiError> {
-    let args = Args::new(
-        &q,
-        &["fields", "nodes", "from", "to", "range", "step", "stats"],
-    )?;
     let now = now_ms();
-    let (from, to) = args.window(now, 900_000)?;
-    let fields: Vec<Field> = match args.list("fields") {
-        None => {
-            return Err(ApiError::bad(
-                "fields",
-                "required, e.g. fields=cpu.usage,mem.usage",
-            ));
-        }
-        Some(l) if l.is_empty() => return Err(ApiError::bad("fields", "no field given")),
-        Some(l) => l
-            .into_iter()
-            .map(|f| {
-                f.parse().map_err(|e: metrics_model::field::FieldError| {
-                    ApiError::bad("fields", e.to_string())
-                })
-            })
-            .collect::<Result<_, _>>()?,
-    };
-    let wanted_stats: Vec<Stat> = match args.list("stats") {
-        None => vec![Stat::Avg, Stat::Min, Stat::Max],
-        Some(l) if l.is_empty() => return Err(ApiError::bad("stats", "no statistic given")),
-        Some(l) => l
-            .into_iter()
-            .map(|s| {
-                Stat::from_name(s).ok_or_else(|| {
-                    ApiError::bad(
-                        "stats",
-                        format!("unknown statistic {s:?}; use avg, min, max, sum, count"),
-                    )
-                })
-            })
-            .collect::<Result<_, _>>()?,
-    };
-    let wanted_step = wanted_step(&args, from, to)?;
-    let hosts = selected(&state, &args).await?;
-    let cached = from >= now - cache::ROLLUP_SPAN_MS;
-    let raw = from >= now - cache::RAW_SPAN_MS + 60_000;
-    let unit = if raw || !cached {
-        1_000
-    } else {
-        cache::ROLLUP_MS
-    };
-    let step = cache::clamp_step(from, to, wanted_step, unit);
-    let grid = Grid::new(from, to, step);
+    let query = SeriesQuery::parse(&q, now)?;
+    let SeriesPlan { cached, grid, .. } = query.plan(now);
+    let SeriesQuery {
+        from,
+        to,
+        fields,
+        stats: wanted_stats,
+        nodes,
+        ..
+    } = query;
+    let step = grid.step;
+    let hosts = selected(&state, nodes).await?;
     let mut out = Vec::with_capacity(hosts.len() * fields.len());
     let has_custom = fields.iter().any(Field::is_custom);
     let entries = if cached {
@@ -496,20 +320,9 @@ pub async fn overview<T: TickStore + Clone + 'static, A: AlertStore + Clone + 's
     State(state): State<Arc<AppState<T, A>>>,
     Query(q): Params,
 ) -> Result<Response, ApiError> {
-    let args = Args::new(&q, &["nodes", "from", "to", "range"])?;
     let now = now_ms();
-    let (from, to) = args.window(now, 900_000)?;
-    if from < now - cache::ROLLUP_SPAN_MS {
-        return Err(ApiError::bad(
-            if args.get("range").is_some() {
-                "range"
-            } else {
-                "from"
-            },
-            "the overview reaches back 8d at most",
-        ));
-    }
-    let hosts = selected(&state, &args).await?;
+    let OverviewQuery { from, to, nodes } = OverviewQuery::parse(&q, now)?;
+    let hosts = selected(&state, nodes).await?;
     let last_seen: HashMap<HostName, Millis> = known_hosts(&state)
         .await?
         .into_iter()
@@ -567,10 +380,8 @@ pub async fn incidents<T: TickStore + Clone + 'static, A: AlertStore + Clone + '
     State(state): State<Arc<AppState<T, A>>>,
     Query(q): Params,
 ) -> Result<Response, ApiError> {
-    let args = Args::new(&q, &["from", "to", "range", "limit"])?;
     let now = now_ms();
-    let (from, to) = args.window(now, 86_400_000)?;
-    let limit = args.limit(500, 10_000)?;
+    let IncidentsQuery { from, to, limit } = IncidentsQuery::parse(&q, now)?;
     let fail = |e: StoreError| {
         state.store_errors.fetch_add(1, Ordering::Relaxed);
         ApiError::unavailable(&e)

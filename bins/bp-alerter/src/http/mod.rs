@@ -16,6 +16,7 @@ pub mod assets;
 pub mod auth;
 pub mod cache;
 pub mod metrics;
+pub mod params;
 pub mod rules;
 pub mod tls;
 

@@ -1,0 +1,353 @@
+//! The API's query parameters, parsed without I/O: each endpoint's
+//! parameters become a typed query or an [`ApiError`] naming the bad
+//! parameter. Pure functions of the decoded query and the current time, so
+//! they are fuzzed on their own (`tests/fuzz_http_params.rs`); the handlers
+//! in [`super::api`] only call them. Semantics: `docs/api.md`.
+
+use std::collections::{HashMap, HashSet};
+
+use metrics_model::time::{Millis, parse_rfc3339};
+use metrics_model::{Duration, Field, HostName};
+
+use super::api::ApiError;
+use super::cache::{self, Grid, Stat};
+
+/// The longest range any endpoint accepts.
+pub const MAX_RANGE_MS: i64 = 31 * 86_400_000;
+/// The latest accepted time parameter: 9999-12-31T23:59:59.999Z.
+pub const MAX_TIME_MS: Millis = 253_402_300_799_999;
+/// Automatic steps, smallest first: the first giving at most [`AUTO_POINTS`]
+/// buckets is used.
+pub const AUTO_STEPS: [i64; 7] = [
+    10_000, 30_000, 60_000, 300_000, 900_000, 1_800_000, 3_600_000,
+];
+/// Buckets per series that `step=auto` aims at, at most.
+pub const AUTO_POINTS: i64 = 720;
+/// Default `range` of `series` and `overview`: 15 minutes.
+pub const DEFAULT_RANGE_MS: i64 = 900_000;
+/// Default `range` of `incidents`: one day.
+pub const DEFAULT_INCIDENTS_RANGE_MS: i64 = 86_400_000;
+/// Default and largest `limit` of `incidents`.
+pub const INCIDENTS_LIMIT: (usize, usize) = (500, 10_000);
+
+/// The decoded query string of a request (`name → value`).
+pub type QueryMap = HashMap<String, String>;
+
+/// Query parameters, checked against the names an endpoint knows.
+struct Args<'a> {
+    map: &'a QueryMap,
+}
+
+impl<'a> Args<'a> {
+    fn new(map: &'a QueryMap, known: &[&str]) -> Result<Args<'a>, ApiError> {
+        let mut names: Vec<&String> = map.keys().collect();
+        names.sort();
+        for name in names {
+            if !known.contains(&name.as_str()) {
+                let known = if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                };
+                return Err(ApiError::bad(
+                    name,
+                    format!("unknown parameter; known: {known}"),
+                ));
+            }
+        }
+        Ok(Args { map })
+    }
+
+    fn get(&self, name: &str) -> Option<&'a str> {
+        self.map.get(name).map(String::as_str)
+    }
+
+    fn time(&self, name: &str) -> Result<Option<Millis>, ApiError> {
+        let Some(text) = self.get(name) else {
+            return Ok(None);
+        };
+        let ms = match text.parse::<Millis>() {
+            Ok(ms) => ms,
+            Err(_) => parse_rfc3339(text).ok_or_else(|| {
+                ApiError::bad(
+                    name,
+                    format!(
+                        "{text:?} is neither milliseconds since the epoch nor an RFC 3339 time"
+                    ),
+                )
+            })?,
+        };
+        // Bounded so that range arithmetic cannot overflow.
+        if !(0..=MAX_TIME_MS).contains(&ms) {
+            return Err(ApiError::bad(
+                name,
+                format!("{text:?} is outside 1970-01-01 .. 9999-12-31"),
+            ));
+        }
+        Ok(Some(ms))
+    }
+
+    fn duration(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        let Some(text) = self.get(name) else {
+            return Ok(None);
+        };
+        let d: Duration = text
+            .parse()
+            .map_err(|e: metrics_model::duration::DurationError| {
+                ApiError::bad(name, e.to_string())
+            })?;
+        if d.is_zero() {
+            return Err(ApiError::bad(name, "must be greater than 0"));
+        }
+        Ok(Some(d.as_millis_i64()))
+    }
+
+    /// `from`/`to`/`range`: `to` defaults to `now`, `from` to `to − range`
+    /// (not before 1970).
+    fn window(&self, now: Millis, default_range: i64) -> Result<(Millis, Millis), ApiError> {
+        let to = self.time("to")?.unwrap_or(now);
+        let from = match (self.time("from")?, self.duration("range")?) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad(
+                    "range",
+                    "give either from or range, not both",
+                ));
+            }
+            (Some(f), None) => f,
+            (None, r) => {
+                let range = r.unwrap_or(default_range);
+                if range > MAX_RANGE_MS {
+                    return Err(ApiError::bad("range", "the range is longer than 31d"));
+                }
+                // Nothing is stored before 1970: a window reaching back
+                // further starts there.
+                (to - range).max(0)
+            }
+        };
+        if from > to {
+            return Err(ApiError::bad("from", "must not be after to"));
+        }
+        if to - from > MAX_RANGE_MS {
+            return Err(ApiError::bad("from", "the range is longer than 31d"));
+        }
+        Ok((from, to))
+    }
+
+    /// The parameter that set `from`: `range` or `from` when given, else
+    /// `to` (the default range ends there).
+    fn range_name(&self) -> &'static str {
+        if self.get("range").is_some() {
+            "range"
+        } else if self.get("from").is_some() {
+            "from"
+        } else {
+            "to"
+        }
+    }
+
+    fn list(&self, name: &str) -> Option<Vec<&'a str>> {
+        self.get(name).map(|t| {
+            t.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+    }
+
+    /// `nodes=a,b`: each a valid node name, each once (first order kept).
+    fn nodes(&self) -> Result<Option<Vec<HostName>>, ApiError> {
+        let Some(list) = self.list("nodes") else {
+            return Ok(None);
+        };
+        let mut seen = HashSet::with_capacity(list.len());
+        let mut out: Vec<HostName> = Vec::with_capacity(list.len());
+        for n in list {
+            let host: HostName = n.parse().map_err(|e: metrics_model::host::HostNameError| {
+                ApiError::bad("nodes", e.to_string())
+            })?;
+            if seen.insert(host.clone()) {
+                out.push(host);
+            }
+        }
+        Ok(Some(out))
+    }
+
+    fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
+        let Some(text) = self.get("limit") else {
+            return Ok(default);
+        };
+        match text.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad(
+                "limit",
+                format!("{text:?} is not a number from 1 to {max}"),
+            )),
+        }
+    }
+}
+
+/// `GET /api/v1/nodes` takes no parameter.
+pub fn nodes_query(q: &QueryMap) -> Result<(), ApiError> {
+    Args::new(q, &[]).map(|_| ())
+}
+
+/// `GET /api/v1/series` parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesQuery {
+    /// Start of the range (ms since the epoch).
+    pub from: Millis,
+    /// End of the range, inclusive.
+    pub to: Millis,
+    /// `fields=`: at least one.
+    pub fields: Vec<Field>,
+    /// `stats=`: default avg, min, max.
+    pub stats: Vec<Stat>,
+    /// The step asked for (`step=` or `auto`), before [`SeriesQuery::plan`]
+    /// clamps it.
+    pub wanted_step: i64,
+    /// `nodes=`: `None` means every node.
+    pub nodes: Option<Vec<HostName>>,
+}
+
+/// How a [`SeriesQuery`] is answered at a given time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesPlan {
+    /// The range lies within the cache's roll-up span (8 d).
+    pub cached: bool,
+    /// The range lies within the raw span (25 h, less a minute).
+    pub raw: bool,
+    /// The buckets (at most [`cache::MAX_POINTS`] + 1).
+    pub grid: Grid,
+}
+
+impl SeriesQuery {
+    /// Parses `series` parameters; `now` is the default `to`.
+    pub fn parse(q: &QueryMap, now: Millis) -> Result<SeriesQuery, ApiError> {
+        let args = Args::new(
+            q,
+            &["fields", "nodes", "from", "to", "range", "step", "stats"],
+        )?;
+        let (from, to) = args.window(now, DEFAULT_RANGE_MS)?;
+        let fields: Vec<Field> = match args.list("fields") {
+            None => {
+                return Err(ApiError::bad(
+                    "fields",
+                    "required, e.g. fields=cpu.usage,mem.usage",
+                ));
+            }
+            Some(l) if l.is_empty() => return Err(ApiError::bad("fields", "no field given")),
+            Some(l) => l
+                .into_iter()
+                .map(|f| {
+                    f.parse().map_err(|e: metrics_model::field::FieldError| {
+                        ApiError::bad("fields", e.to_string())
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let stats: Vec<Stat> = match args.list("stats") {
+            None => vec![Stat::Avg, Stat::Min, Stat::Max],
+            Some(l) if l.is_empty() => return Err(ApiError::bad("stats", "no statistic given")),
+            Some(l) => l
+                .into_iter()
+                .map(|s| {
+                    Stat::from_name(s).ok_or_else(|| {
+                        ApiError::bad(
+                            "stats",
+                            format!("unknown statistic {s:?}; use avg, min, max, sum, count"),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        // `step`: a duration, or `auto` (the default): the smallest of
+        // AUTO_STEPS giving at most AUTO_POINTS buckets.
+        let wanted_step = match args.get("step") {
+            None | Some("auto") => AUTO_STEPS
+                .iter()
+                .copied()
+                .find(|s| (to - from) / s <= AUTO_POINTS)
+                .unwrap_or(3_600_000),
+            Some(_) => args.duration("step")?.unwrap_or(10_000),
+        };
+        Ok(SeriesQuery {
+            from,
+            to,
+            fields,
+            stats,
+            wanted_step,
+            nodes: args.nodes()?,
+        })
+    }
+
+    /// Which tier answers at `now`, and the grid: the step is at least the
+    /// tier's resolution (1 s raw, 5 min roll-ups) and large enough for at
+    /// most [`cache::MAX_POINTS`] buckets.
+    pub fn plan(&self, now: Millis) -> SeriesPlan {
+        let cached = self.from >= now - cache::ROLLUP_SPAN_MS;
+        let raw = self.from >= now - cache::RAW_SPAN_MS + 60_000;
+        let unit = if raw || !cached {
+            1_000
+        } else {
+            cache::ROLLUP_MS
+        };
+        let step = cache::clamp_step(self.from, self.to, self.wanted_step, unit);
+        SeriesPlan {
+            cached,
+            raw,
+            grid: Grid::new(self.from, self.to, step),
+        }
+    }
+}
+
+/// `GET /api/v1/overview` parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OverviewQuery {
+    /// Start of the range.
+    pub from: Millis,
+    /// End of the range, inclusive.
+    pub to: Millis,
+    /// `nodes=`: `None` means every node.
+    pub nodes: Option<Vec<HostName>>,
+}
+
+impl OverviewQuery {
+    /// Parses `overview` parameters; the range must start within the
+    /// roll-up span (8 d before `now`).
+    pub fn parse(q: &QueryMap, now: Millis) -> Result<OverviewQuery, ApiError> {
+        let args = Args::new(q, &["nodes", "from", "to", "range"])?;
+        let (from, to) = args.window(now, DEFAULT_RANGE_MS)?;
+        if from < now - cache::ROLLUP_SPAN_MS {
+            return Err(ApiError::bad(
+                args.range_name(),
+                "the overview reaches back 8d at most",
+            ));
+        }
+        Ok(OverviewQuery {
+            from,
+            to,
+            nodes: args.nodes()?,
+        })
+    }
+}
+
+/// `GET /api/v1/incidents` parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IncidentsQuery {
+    /// Start of the range for resolved incidents.
+    pub from: Millis,
+    /// End of the range, inclusive.
+    pub to: Millis,
+    /// At most this many resolved incidents.
+    pub limit: usize,
+}
+
+impl IncidentsQuery {
+    /// Parses `incidents` parameters.
+    pub fn parse(q: &QueryMap, now: Millis) -> Result<IncidentsQuery, ApiError> {
+        let args = Args::new(q, &["from", "to", "range", "limit"])?;
+        let (from, to) = args.window(now, DEFAULT_INCIDENTS_RANGE_MS)?;
+        let limit = args.limit(INCIDENTS_LIMIT.0, INCIDENTS_LIMIT.1)?;
+        Ok(IncidentsQuery { from, to, limit })
+    }
+}
