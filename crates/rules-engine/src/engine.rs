@@ -8,16 +8,16 @@
 //! windows (duplicates by host and `ts` are ignored: the first one seen
 //! counts), then every rule is evaluated for every known host.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use metrics_model::time::Millis;
-use metrics_model::{Duration, HostName, Tick, Values};
+use metrics_model::{Duration, HostName, Tick};
 use uuid::Uuid;
 
 use crate::incident::{Incident, IncidentState, Transition};
 use crate::rule::{Rule, RuleSet};
-use crate::window::Window;
+use crate::window::{HostWindows, Layout};
 
 /// How the engine forgets hosts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -59,8 +59,13 @@ pub struct WindowValue<'a> {
 /// The rules engine. Not thread-safe by itself; the caller owns it.
 pub struct Engine {
     rules: RuleSet,
+    /// How the rules read the hosts' windows.
+    layout: Layout,
     options: EngineOptions,
-    hosts: BTreeMap<HostName, HostState>,
+    /// Known hosts, in no particular order (evaluation streams through them);
+    /// `index` finds one by name.
+    hosts: Vec<HostState>,
+    index: HashMap<HostName, usize>,
     pending: VecDeque<(Millis, u64, Tick)>,
     pending_sorted: bool,
     seq: u64,
@@ -84,24 +89,20 @@ impl std::fmt::Debug for Engine {
 
 #[derive(Debug, Clone)]
 struct HostState {
+    name: HostName,
     /// Greatest `ts` taken in.
     last_ts: Millis,
-    /// Ticks taken in, ascending by `ts`, back to the longest timeframe:
-    /// for duplicate detection and for rebuilding windows when rules change.
-    history: VecDeque<(Millis, Values)>,
-    /// One slot per rule, in the order of `Engine::rules`.
-    slots: Vec<Slot>,
+    /// Every rule's window over one ring of the host's ticks (back to the
+    /// longest timeframe: also for duplicate detection and for rebuilding
+    /// windows when rules change).
+    windows: HostWindows,
+    /// Incident state per rule, in the order of `Engine::rules`. `None` is
+    /// the default state (nothing open, no cooldown): most of them, kept
+    /// small so an evaluation streams through less memory.
+    states: Vec<Option<Box<IncidentState>>>,
     /// Ticks due at the evaluation under way, in (ts, arrival) order; taken
     /// in host by host so that each host's memory is touched once.
     inbox: Vec<Tick>,
-}
-
-#[derive(Debug, Clone)]
-struct Slot {
-    window: Window,
-    /// `None` is the default state (nothing open, no cooldown): most slots,
-    /// kept small so an evaluation streams through less memory.
-    state: Option<Box<IncidentState>>,
 }
 
 static DEFAULT_STATE: IncidentState = IncidentState {
@@ -109,13 +110,30 @@ static DEFAULT_STATE: IncidentState = IncidentState {
     cooldown_until: Millis::MIN,
 };
 
-impl Slot {
-    fn state(&self) -> &IncidentState {
-        self.state.as_deref().unwrap_or(&DEFAULT_STATE)
+fn state(state: Option<&IncidentState>) -> &IncidentState {
+    state.unwrap_or(&DEFAULT_STATE)
+}
+
+impl HostState {
+    fn new(name: HostName, last_ts: Millis, rules: &RuleSet, layout: &Layout) -> HostState {
+        HostState {
+            name,
+            last_ts,
+            windows: HostWindows::new(layout),
+            states: vec![None; rules.len()],
+            inbox: Vec::new(),
+        }
     }
 
-    fn state_mut(&mut self) -> &mut IncidentState {
-        self.state.get_or_insert_with(Box::default)
+    /// Takes the inbox's ticks into the windows. Duplicates of a held
+    /// (host, ts) are ignored: the first one seen counts.
+    fn take_in(&mut self, layout: &Layout, horizon: Millis) {
+        for tick in self.inbox.drain(..) {
+            self.last_ts = self.last_ts.max(tick.ts);
+            if tick.ts > horizon {
+                self.windows.insert(layout, tick.ts, &tick.values);
+            }
+        }
     }
 }
 
@@ -123,9 +141,11 @@ impl Engine {
     /// An engine with these rules; incident ids are random UUID v4.
     pub fn new(rules: RuleSet, options: EngineOptions) -> Engine {
         Engine {
+            layout: Layout::new(rules.rules()),
             rules,
             options,
-            hosts: BTreeMap::new(),
+            hosts: Vec::new(),
+            index: HashMap::new(),
             pending: VecDeque::new(),
             pending_sorted: true,
             seq: 0,
@@ -152,9 +172,16 @@ impl Engine {
         self.last_t
     }
 
-    /// Known hosts with the greatest `ts` taken in for each.
+    /// Known hosts (by name) with the greatest `ts` taken in for each.
     pub fn hosts(&self) -> impl Iterator<Item = (&HostName, Millis)> {
-        self.hosts.iter().map(|(h, s)| (h, s.last_ts))
+        self.by_name().into_iter().map(|hs| (&hs.name, hs.last_ts))
+    }
+
+    /// The hosts sorted by name.
+    fn by_name(&self) -> Vec<&HostState> {
+        let mut hosts: Vec<&HostState> = self.hosts.iter().collect();
+        hosts.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        hosts
     }
 
     /// Ticks ingested but not yet reached by an evaluation.
@@ -196,31 +223,39 @@ impl Engine {
             .retention
             .map(|r| t.saturating_sub(r.as_millis_i64()));
         let rules = self.rules.rules();
+        let layout = &self.layout;
         let new_id = &mut self.new_id;
-        self.hosts.retain(|host, hs| {
-            hs.take_in(rules, horizon);
+        let mut i = 0;
+        while i < self.hosts.len() {
+            let hs = &mut self.hosts[i];
+            hs.take_in(layout, horizon);
             if forget_before.is_some_and(|bound| hs.last_ts <= bound) {
-                for (slot, rule) in hs.slots.iter_mut().zip(rules) {
-                    if let Some(state) = slot.state.as_deref_mut() {
+                for (state, rule) in hs.states.iter_mut().zip(rules) {
+                    if let Some(state) = state.as_deref_mut() {
                         out.extend(state.resolve(t, rule.cooldown().as_millis_i64()));
                     }
                 }
-                return false;
+                let gone = self.hosts.swap_remove(i);
+                self.index.remove(&gone.name);
+                if let Some(moved) = self.hosts.get(i)
+                    && let Some(at) = self.index.get_mut(&moved.name)
+                {
+                    *at = i;
+                }
+                continue;
             }
-            let bound = t.saturating_sub(span);
-            while hs.history.front().is_some_and(|(ts, _)| *ts <= bound) {
-                hs.history.pop_front();
-            }
-            for (slot, rule) in hs.slots.iter_mut().zip(rules) {
-                let value = slot.window.value_at(t);
+            hs.windows.refresh(layout, t);
+            for (r, (state, rule)) in hs.states.iter_mut().zip(rules).enumerate() {
+                let value = hs.windows.value(layout, r);
                 // Only a holding condition or an open incident can transition.
                 let holds = value.is_some_and(|v| rule.operand().holds(v, rule.value()));
-                if holds || slot.state().open.is_some() {
-                    out.extend(slot.state_mut().step(rule, host, t, value, new_id));
+                if holds || state.as_ref().is_some_and(|s| s.open.is_some()) {
+                    let state = state.get_or_insert_with(Box::default);
+                    out.extend(state.step(rule, &hs.name, t, value, new_id));
                 }
             }
-            true
-        });
+            i += 1;
+        }
         out.sort_by(|a, b| {
             (&*a.incident.rule_name, &a.incident.host_name)
                 .cmp(&(&*b.incident.rule_name, &b.incident.host_name))
@@ -237,66 +272,60 @@ impl Engine {
                 .sort_unstable_by_key(|(ts, seq, _)| (*ts, *seq));
             self.pending_sorted = true;
         }
-        let n_rules = self.rules.len();
         while self.pending.front().is_some_and(|(ts, _, _)| *ts <= t) {
             let Some((_, _, tick)) = self.pending.pop_front() else {
                 break;
             };
-            let rules = self.rules.rules();
-            if let Some(hs) = self.hosts.get_mut(&tick.host) {
-                hs.inbox.push(tick);
-                continue;
-            }
-            let mut hs = HostState {
-                last_ts: tick.ts,
-                history: VecDeque::new(),
-                slots: Vec::with_capacity(n_rules),
-                inbox: Vec::new(),
-            };
-            hs.slots.extend(rules.iter().map(|r| Slot::new(r)));
-            let host = tick.host.clone();
-            hs.inbox.push(tick);
-            self.hosts.insert(host, hs);
+            let i = self.host_index(&tick.host, tick.ts);
+            self.hosts[i].inbox.push(tick);
         }
     }
 
+    /// The index of `host`, known from now on (with `last_ts` if new).
+    fn host_index(&mut self, host: &HostName, last_ts: Millis) -> usize {
+        if let Some(&i) = self.index.get(host) {
+            return i;
+        }
+        let i = self.hosts.len();
+        self.hosts.push(HostState::new(
+            host.clone(),
+            last_ts,
+            &self.rules,
+            &self.layout,
+        ));
+        self.index.insert(host.clone(), i);
+        i
+    }
+
     /// Replaces the rules. State belongs to the trimmed rule name: a rule
-    /// kept (even edited) keeps its incidents and cooldowns; windows whose
-    /// field, timeframe or aggregation changed are rebuilt from the ticks
-    /// the engine still holds (those within the previous longest
-    /// timeframe). Open incidents of removed rules are resolved at the next
-    /// evaluation, with their trigger value unchanged.
+    /// kept (even edited) keeps its incidents and cooldowns; windows are
+    /// rebuilt from the ticks the engine still holds (those within the
+    /// previous longest timeframe). Open incidents of removed rules are
+    /// resolved at the next evaluation, with their trigger value unchanged.
     pub fn set_rules(&mut self, rules: RuleSet) {
         let old = std::mem::take(&mut self.rules);
-        let last_t = self.last_t;
-        for (host, hs) in &mut self.hosts {
-            let mut old_slots: BTreeMap<&str, (&Arc<Rule>, Slot)> = old
+        let layout = Layout::new(rules.rules());
+        for hs in &mut self.hosts {
+            let mut old_states: BTreeMap<&str, (&Arc<Rule>, Option<Box<IncidentState>>)> = old
                 .rules()
                 .iter()
                 .map(|r| r.name())
-                .zip(old.rules().iter().zip(hs.slots.drain(..)))
+                .zip(old.rules().iter().zip(hs.states.drain(..)))
                 .collect();
             for rule in rules.rules() {
-                let slot = match old_slots.remove(rule.name()) {
-                    Some((old_rule, slot)) if old_rule.same_window(rule) => slot,
-                    Some((_, slot)) => Slot {
-                        window: rebuild(rule, &hs.history, last_t),
-                        state: slot.state,
-                    },
-                    None => Slot {
-                        window: rebuild(rule, &hs.history, last_t),
-                        state: None,
-                    },
-                };
-                hs.slots.push(slot);
+                hs.states
+                    .push(old_states.remove(rule.name()).and_then(|(_, state)| state));
             }
-            for (_, (old_rule, slot)) in old_slots {
-                if let Some(state) = slot.state.filter(|s| s.open.is_some()) {
-                    self.retired.push((old_rule.clone(), host.clone(), *state));
+            for (_, (old_rule, state)) in old_states {
+                if let Some(state) = state.filter(|s| s.open.is_some()) {
+                    self.retired
+                        .push((old_rule.clone(), hs.name.clone(), *state));
                 }
             }
+            hs.windows.relayout(&self.layout, &layout, self.last_t);
         }
         self.rules = rules;
+        self.layout = layout;
     }
 
     /// Continues after `t` (the last instant a previous engine evaluated, as
@@ -318,102 +347,49 @@ impl Engine {
             }
             return;
         };
-        let rules = self.rules.rules();
-        let hs = self.hosts.entry(host.clone()).or_insert_with(|| HostState {
-            last_ts: Millis::MIN,
-            history: VecDeque::new(),
-            slots: rules.iter().map(|r| Slot::new(r)).collect(),
-            inbox: Vec::new(),
-        });
-        hs.slots[index].state = Some(Box::new(state));
+        let i = self.host_index(host, Millis::MIN);
+        self.hosts[i].states[index] = Some(Box::new(state));
     }
 
     /// The state of (rule, host), if the engine holds that pair.
     pub fn state_of(&self, rule: &str, host: &HostName) -> Option<&IncidentState> {
         let index = self.rules.rules().iter().position(|r| r.name() == rule)?;
-        self.hosts.get(host).map(|hs| hs.slots[index].state())
+        self.index
+            .get(host)
+            .map(|&i| state(self.hosts[i].states[index].as_deref()))
     }
 
-    /// The current value of every (rule, host), as of the last evaluation.
+    /// The current value of every (rule, host), as of the last evaluation,
+    /// by host name then rule name.
     pub fn window_values(&self) -> impl Iterator<Item = WindowValue<'_>> {
-        self.hosts.iter().flat_map(move |(host, hs)| {
-            hs.slots
+        self.by_name().into_iter().flat_map(move |hs| {
+            hs.states
                 .iter()
                 .zip(self.rules.rules())
-                .map(move |(slot, rule)| {
-                    let value = slot.window.value();
+                .enumerate()
+                .map(move |(r, (s, rule))| {
+                    let value = hs.windows.value(&self.layout, r);
                     WindowValue {
                         rule,
-                        host,
+                        host: &hs.name,
                         value,
                         holds: value.is_some_and(|v| rule.operand().holds(v, rule.value())),
-                        open: slot.state().open.as_ref(),
+                        open: state(s.as_deref()).open.as_ref(),
                     }
                 })
         })
     }
 
-    /// Every (rule name, host) with its incident state, for persistence.
+    /// Every (rule name, host) with its incident state, for persistence, by
+    /// host name then rule name.
     pub fn incident_states(&self) -> impl Iterator<Item = (&Arc<Rule>, &HostName, &IncidentState)> {
-        self.hosts.iter().flat_map(move |(host, hs)| {
-            hs.slots
+        self.by_name().into_iter().flat_map(move |hs| {
+            hs.states
                 .iter()
                 .zip(self.rules.rules())
-                .map(move |(s, r)| (r, host, s.state()))
+                .map(move |(s, r)| (r, &hs.name, state(s.as_deref())))
         })
     }
-}
-
-impl Slot {
-    fn new(rule: &Rule) -> Slot {
-        Slot {
-            window: Window::new(rule.aggregation(), rule.timeframe().as_millis_i64()),
-            state: None,
-        }
-    }
-}
-
-impl HostState {
-    /// Takes the inbox's ticks into history and windows. Duplicates of a
-    /// held (host, ts) are ignored: the first one seen counts.
-    fn take_in(&mut self, rules: &[Arc<Rule>], horizon: Millis) {
-        // Keep the inbox's allocation from one evaluation to the next.
-        let mut inbox = std::mem::take(&mut self.inbox);
-        for tick in inbox.drain(..) {
-            self.last_ts = self.last_ts.max(tick.ts);
-            if tick.ts <= horizon {
-                continue;
-            }
-            let pos = if self.history.back().is_none_or(|(ts, _)| *ts < tick.ts) {
-                self.history.len()
-            } else {
-                match self.history.binary_search_by_key(&tick.ts, |(ts, _)| *ts) {
-                    Ok(_) => continue,
-                    Err(pos) => pos,
-                }
-            };
-            for (slot, rule) in self.slots.iter_mut().zip(rules) {
-                if let Some(v) = tick.values.get(rule.field()) {
-                    slot.window.insert(tick.ts, *v);
-                }
-            }
-            self.history.insert(pos, (tick.ts, tick.values));
-        }
-        self.inbox = inbox;
-    }
-}
-
-fn rebuild(rule: &Rule, history: &VecDeque<(Millis, Values)>, last_t: Option<Millis>) -> Window {
-    let mut w = Window::new(rule.aggregation(), rule.timeframe().as_millis_i64());
-    for (ts, values) in history {
-        if let Some(v) = values.get(rule.field()) {
-            w.insert(*ts, *v);
-        }
-    }
-    if let Some(t) = last_t {
-        w.advance(t);
-    }
-    w
 }
 
 /// A stand-in rule for resolving the state of a rule that is gone: only

@@ -1,7 +1,10 @@
 //! Rolling windows with incremental aggregates.
 //!
 //! A [`Window`] holds one host's values of one field for one timeframe. At
-//! instant `t` it covers the ticks with `t − timeframe < ts ≤ t`.
+//! instant `t` it covers the ticks with `t − timeframe < ts ≤ t`. The engine
+//! uses `HostWindows` instead (crate-private, below): all of one host's
+//! windows, for every rule, over one shared ring of the host's samples, with
+//! the same semantics and no allocation per window (costs: see there).
 //!
 //! Costs: an in-order insert (`ts` greater than every `ts` held) and the
 //! eviction of a tick are O(1) amortised for every aggregation — `min` and
@@ -12,10 +15,12 @@
 //! is ignored: the first one seen counts.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use metrics_model::time::Millis;
+use metrics_model::{Field, Values};
 
-use crate::rule::Aggregation;
+use crate::rule::{Aggregation, Rule};
 
 /// One rolling window. Instants passed to [`Window::value_at`] must not
 /// decrease.
@@ -202,6 +207,561 @@ impl Window {
     }
 }
 
+/// How a rule set reads the hosts' sample rings ([`HostWindows`]): computed
+/// once per rule set.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Layout {
+    /// The fields rules read, sorted: the first columns of every ring.
+    fields: Vec<Field>,
+    /// The distinct timeframes (ms), ascending.
+    timeframes: Vec<i64>,
+    /// Per timeframe, the rules (indices) with that timeframe.
+    by_timeframe: Vec<Vec<usize>>,
+    /// Per rule, in the rule set's order.
+    rules: Vec<RuleWindow>,
+    /// The distinct (column, is max) pairs of `min`/`max` rules.
+    chains: Vec<(usize, bool)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RuleWindow {
+    aggregation: Aggregation,
+    /// Column of the rule's field.
+    col: usize,
+    /// Index in `Layout::timeframes`.
+    tf: usize,
+    /// Index in `Layout::chains` (`min`/`max` only).
+    chain: usize,
+}
+
+impl RuleWindow {
+    /// Whether the rule keeps a [`Running`] sum.
+    fn runs(self) -> bool {
+        matches!(
+            self.aggregation,
+            Aggregation::Sum | Aggregation::Avg | Aggregation::Count
+        )
+    }
+}
+
+impl Layout {
+    pub(crate) fn new(rules: &[Arc<Rule>]) -> Layout {
+        let mut fields: Vec<Field> = rules.iter().map(|r| r.field().clone()).collect();
+        fields.sort();
+        fields.dedup();
+        let mut timeframes: Vec<i64> = rules.iter().map(|r| timeframe_ms(r)).collect();
+        timeframes.sort_unstable();
+        timeframes.dedup();
+        let mut layout = Layout {
+            by_timeframe: vec![Vec::new(); timeframes.len()],
+            ..Layout::default()
+        };
+        for (i, rule) in rules.iter().enumerate() {
+            let col = fields.binary_search(rule.field()).unwrap_or_default();
+            let tf = timeframes
+                .binary_search(&timeframe_ms(rule))
+                .unwrap_or_default();
+            let aggregation = rule.aggregation();
+            let chain = match aggregation {
+                Aggregation::Min | Aggregation::Max => {
+                    let key = (col, aggregation == Aggregation::Max);
+                    layout
+                        .chains
+                        .iter()
+                        .position(|c| *c == key)
+                        .unwrap_or_else(|| {
+                            layout.chains.push(key);
+                            layout.chains.len() - 1
+                        })
+                }
+                _ => 0,
+            };
+            layout.by_timeframe[tf].push(i);
+            layout.rules.push(RuleWindow {
+                aggregation,
+                col,
+                tf,
+                chain,
+            });
+        }
+        layout.fields = fields;
+        layout.timeframes = timeframes;
+        layout
+    }
+
+    /// The longest timeframe (0 without rules): older ticks are in no window.
+    fn span(&self) -> i64 {
+        self.timeframes.last().copied().unwrap_or(0)
+    }
+}
+
+fn timeframe_ms(rule: &Rule) -> i64 {
+    rule.timeframe().as_millis_i64().max(1)
+}
+
+/// No sample.
+const NONE: usize = usize::MAX;
+
+/// A running Neumaier-compensated sum and count of one rule's window
+/// (`sum`, `avg`, `count`).
+#[derive(Debug, Clone, Copy, Default)]
+struct Running {
+    n: usize,
+    removals: usize,
+    sum: f64,
+    compensation: f64,
+}
+
+impl Running {
+    fn add(&mut self, x: f64) {
+        let t = self.sum + x;
+        if self.sum.abs() >= x.abs() {
+            self.compensation += (self.sum - t) + x;
+        } else {
+            self.compensation += (x - t) + self.sum;
+        }
+        self.sum = t;
+    }
+}
+
+/// Every window of one host, for every rule of a [`Layout`], over one
+/// shared ring of samples.
+///
+/// The ring holds the host's ticks back to the longest timeframe, ascending
+/// and unique by `ts`: one `ts` column and one value column per field
+/// (`NaN`: the tick has no value for it), column-major in one buffer, so a
+/// host's windows are a few contiguous cache lines and no window has an
+/// allocation of its own. Columns come in the layout's field order, then the
+/// other fields the held ticks carry (kept for rebuilding windows when the
+/// rules change). Samples are numbered (sequence numbers); sample `s` is at
+/// `s & (capacity − 1)`.
+///
+/// Per rule only what cannot be shared is kept: `sum`, `avg` and `count`
+/// keep a running compensated sum (O(1) amortised per tick, re-based like
+/// [`Window`]); `min` and `max` share one monotonic chain of candidates per
+/// (field, min or max) across timeframes (O(1) amortised per tick, a binary
+/// search to read); `last` reads the newest sample with the field. A window
+/// of timeframe `tf` starts at the first sample with `ts > t − tf`, one
+/// start per distinct timeframe. A tick older than the newest held (late)
+/// is inserted in place and the host's aggregates are rebuilt from the ring
+/// at the next [`HostWindows::refresh`] (O(window)).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HostWindows {
+    /// Sequence number of the oldest sample held.
+    head: usize,
+    /// Samples held.
+    len: usize,
+    /// `ts` of each sample; its length is the capacity (0 or a power of two).
+    ts: Vec<Millis>,
+    /// Value columns, `capacity` values each.
+    vals: Vec<f64>,
+    /// Fields of the columns after the layout's, sorted.
+    extra: Vec<Field>,
+    /// Per timeframe: the first sample in the window.
+    lo: Vec<usize>,
+    /// Per layout field: the newest sample with a value (`NONE`: none).
+    last: Vec<usize>,
+    /// Per chain, `capacity` sequence numbers, a ring each.
+    chain_seqs: Vec<usize>,
+    /// Per chain: (start in its ring, length). Sequence numbers ascend, and
+    /// values strictly ascend (`min`) or descend (`max`).
+    chains: Vec<(usize, usize)>,
+    /// Per rule.
+    running: Vec<Running>,
+    /// Samples before this one are in the aggregates.
+    synced: usize,
+    /// A late tick went in: aggregates are rebuilt at the next refresh.
+    dirty: bool,
+}
+
+/// The first `i` in `0..len` for which `before(i)` is false (`before` is
+/// true on a prefix).
+fn first(len: usize, before: impl Fn(usize) -> bool) -> usize {
+    let (mut a, mut b) = (0, len);
+    while a < b {
+        let m = a + (b - a) / 2;
+        if before(m) {
+            a = m + 1;
+        } else {
+            b = m;
+        }
+    }
+    a
+}
+
+/// The column of each of `values`' fields (`None`: no column yet), with the
+/// value. Both `values` and the columns' fields are sorted: one merge walk.
+fn columns<'a>(
+    fields: &'a [Field],
+    extra: &'a [Field],
+    values: &'a Values,
+) -> impl Iterator<Item = (Option<usize>, f64)> + 'a {
+    let (mut a, mut b) = (0, 0);
+    values.iter().map(move |(f, &v)| {
+        while a < fields.len() && fields[a] < *f {
+            a += 1;
+        }
+        if a < fields.len() && fields[a] == *f {
+            return (Some(a), v);
+        }
+        while b < extra.len() && extra[b] < *f {
+            b += 1;
+        }
+        if b < extra.len() && extra[b] == *f {
+            return (Some(fields.len() + b), v);
+        }
+        (None, v)
+    })
+}
+
+impl HostWindows {
+    /// No tick yet.
+    pub(crate) fn new(layout: &Layout) -> HostWindows {
+        HostWindows {
+            lo: vec![0; layout.timeframes.len()],
+            last: vec![NONE; layout.fields.len()],
+            chains: vec![(0, 0); layout.chains.len()],
+            running: vec![Running::default(); layout.rules.len()],
+            ..HostWindows::default()
+        }
+    }
+
+    fn cap(&self) -> usize {
+        self.ts.len()
+    }
+
+    fn mask(&self) -> usize {
+        self.cap().wrapping_sub(1)
+    }
+
+    fn end(&self) -> usize {
+        self.head + self.len
+    }
+
+    fn ts_at(&self, s: usize) -> Millis {
+        self.ts[s & self.mask()]
+    }
+
+    fn val(&self, col: usize, s: usize) -> f64 {
+        self.vals[col * self.cap() + (s & self.mask())]
+    }
+
+    /// Takes in a tick. Returns `false` (and changes nothing) when a tick at
+    /// `ts` is held: the first one seen counts.
+    pub(crate) fn insert(&mut self, layout: &Layout, ts: Millis, values: &Values) -> bool {
+        let end = self.end();
+        let at = if self.len == 0 || self.ts_at(end - 1) < ts {
+            end
+        } else {
+            let i = first(self.len, |i| self.ts_at(self.head + i) < ts);
+            if i < self.len && self.ts_at(self.head + i) == ts {
+                return false;
+            }
+            self.dirty = true;
+            self.head + i
+        };
+        if columns(&layout.fields, &self.extra, values).any(|(c, _)| c.is_none()) {
+            self.add_columns(layout, values);
+        }
+        if self.len == self.cap() {
+            self.grow(layout);
+        }
+        let (cap, mask) = (self.cap(), self.mask());
+        let ncols = layout.fields.len() + self.extra.len();
+        for s in (at..end).rev() {
+            let (from, to) = (s & mask, (s + 1) & mask);
+            self.ts[to] = self.ts[from];
+            for c in 0..ncols {
+                self.vals[c * cap + to] = self.vals[c * cap + from];
+            }
+        }
+        let p = at & mask;
+        self.ts[p] = ts;
+        for c in 0..ncols {
+            self.vals[c * cap + p] = f64::NAN;
+        }
+        for (c, v) in columns(&layout.fields, &self.extra, values) {
+            if let Some(c) = c {
+                self.vals[c * cap + p] = v;
+            }
+        }
+        self.len += 1;
+        true
+    }
+
+    /// Doubles the capacity (at least 8).
+    fn grow(&mut self, layout: &Layout) {
+        let (old_cap, old_mask) = (self.cap(), self.mask());
+        let cap = (old_cap * 2).max(8);
+        let ncols = layout.fields.len() + self.extra.len();
+        let mut ts = vec![0; cap];
+        let mut vals = vec![f64::NAN; ncols * cap];
+        for s in self.head..self.end() {
+            let (o, n) = (s & old_mask, s & (cap - 1));
+            ts[n] = self.ts[o];
+            for c in 0..ncols {
+                vals[c * cap + n] = self.vals[c * old_cap + o];
+            }
+        }
+        let mut chain_seqs = vec![0; self.chains.len() * cap];
+        for (c, (start, len)) in self.chains.iter_mut().enumerate() {
+            for j in 0..*len {
+                chain_seqs[c * cap + j] = self.chain_seqs[c * old_cap + ((*start + j) & old_mask)];
+            }
+            *start = 0;
+        }
+        self.ts = ts;
+        self.vals = vals;
+        self.chain_seqs = chain_seqs;
+    }
+
+    /// Adds columns for the fields of `values` that have none, dropping the
+    /// extra columns with no value held.
+    fn add_columns(&mut self, layout: &Layout, values: &Values) {
+        let k = layout.fields.len();
+        let mut extra: Vec<Field> = (0..self.extra.len())
+            .filter(|&j| (self.head..self.end()).any(|s| !self.val(k + j, s).is_nan()))
+            .map(|j| self.extra[j].clone())
+            .collect();
+        extra.extend(
+            values
+                .keys()
+                .filter(|f| layout.fields.binary_search(f).is_err())
+                .cloned(),
+        );
+        extra.sort();
+        extra.dedup();
+        let old: Vec<Field> = layout.fields.iter().chain(&self.extra).cloned().collect();
+        self.reorder(&old, &layout.fields, extra);
+    }
+
+    /// Puts the columns in the order of `fields` then `extra`, where `old`
+    /// names the current columns in order (a field with no old column gets
+    /// an empty one).
+    fn reorder(&mut self, old: &[Field], fields: &[Field], extra: Vec<Field>) {
+        let cap = self.cap();
+        let mut vals = vec![f64::NAN; (fields.len() + extra.len()) * cap];
+        for (j, f) in fields.iter().chain(&extra).enumerate() {
+            if let Some(o) = old.iter().position(|g| g == f) {
+                vals[j * cap..(j + 1) * cap].copy_from_slice(&self.vals[o * cap..(o + 1) * cap]);
+            }
+        }
+        self.vals = vals;
+        self.extra = extra;
+    }
+
+    /// Adapts to new rules: columns in the new layout's order (the other
+    /// fields with a value held kept as extra columns) and every aggregate
+    /// rebuilt from the ring as of `t` (the last evaluated instant; `None`:
+    /// every tick held).
+    pub(crate) fn relayout(&mut self, old: &Layout, new: &Layout, t: Option<Millis>) {
+        let cols: Vec<Field> = old.fields.iter().chain(&self.extra).cloned().collect();
+        let mut extra: Vec<Field> = cols
+            .iter()
+            .enumerate()
+            .filter(|(j, f)| {
+                new.fields.binary_search(f).is_err()
+                    && (self.head..self.end()).any(|s| !self.val(*j, s).is_nan())
+            })
+            .map(|(_, f)| f.clone())
+            .collect();
+        extra.sort();
+        self.reorder(&cols, &new.fields, extra);
+        let cap = self.cap();
+        self.lo = vec![self.head; new.timeframes.len()];
+        self.last = vec![NONE; new.fields.len()];
+        self.chains = vec![(0, 0); new.chains.len()];
+        self.chain_seqs = vec![0; new.chains.len() * cap];
+        self.running = vec![Running::default(); new.rules.len()];
+        self.rebuild(new, t);
+    }
+
+    /// Appends sample `s` to chain `c` if it has a value, dropping the
+    /// candidates it makes useless.
+    fn chain_push(&mut self, layout: &Layout, c: usize, s: usize) {
+        let (col, max) = layout.chains[c];
+        let v = self.val(col, s);
+        if v.is_nan() {
+            return;
+        }
+        let (base, mask) = (c * self.cap(), self.mask());
+        let (start, mut len) = self.chains[c];
+        while len > 0 {
+            let held = self.val(col, self.chain_seqs[base + ((start + len - 1) & mask)]);
+            if (max && held <= v) || (!max && held >= v) {
+                len -= 1;
+            } else {
+                break;
+            }
+        }
+        self.chain_seqs[base + ((start + len) & mask)] = s;
+        self.chains[c] = (start, len + 1);
+    }
+
+    /// The first sample of chain `c` at or after `lo`: the extreme of the
+    /// window starting at `lo`.
+    fn chain_from(&self, c: usize, lo: usize) -> Option<usize> {
+        let (base, mask) = (c * self.cap(), self.mask());
+        let (start, len) = self.chains[c];
+        let at = |j: usize| self.chain_seqs[base + ((start + j) & mask)];
+        let j = first(len, |j| at(j) < lo);
+        (j < len).then(|| at(j))
+    }
+
+    /// Brings every window to instant `t` (ticks with `ts ≤ t` taken in):
+    /// windows start after `t − timeframe`; ticks older than the longest
+    /// timeframe are dropped.
+    pub(crate) fn refresh(&mut self, layout: &Layout, t: Millis) {
+        if self.dirty {
+            self.rebuild(layout, Some(t));
+        } else {
+            let end = self.end();
+            for s in self.synced..end {
+                for col in 0..self.last.len() {
+                    if !self.val(col, s).is_nan() {
+                        self.last[col] = s;
+                    }
+                }
+                for c in 0..layout.chains.len() {
+                    self.chain_push(layout, c, s);
+                }
+            }
+            for (i, &tf) in layout.timeframes.iter().enumerate() {
+                let bound = t.saturating_sub(tf);
+                let old = self.lo[i];
+                let mut lo = old;
+                while lo < end && self.ts_at(lo) <= bound {
+                    lo += 1;
+                }
+                for &r in &layout.by_timeframe[i] {
+                    let rw = layout.rules[r];
+                    if !rw.runs() {
+                        continue;
+                    }
+                    let sums = rw.aggregation != Aggregation::Count;
+                    let mut run = self.running[r];
+                    for s in self.synced..end {
+                        let v = self.val(rw.col, s);
+                        if !v.is_nan() {
+                            run.n += 1;
+                            if sums {
+                                run.add(v);
+                            }
+                        }
+                    }
+                    for s in old..lo {
+                        let v = self.val(rw.col, s);
+                        if !v.is_nan() {
+                            run.n -= 1;
+                            run.removals += 1;
+                            if sums {
+                                run.add(-v);
+                            }
+                        }
+                    }
+                    if run.n == 0 {
+                        run = Running::default();
+                    } else if run.removals >= REBASE_MIN.max(2 * run.n) {
+                        run = self.sum_from(rw, lo);
+                    }
+                    self.running[r] = run;
+                }
+                self.lo[i] = lo;
+            }
+            self.synced = end;
+        }
+        let bound = t.saturating_sub(layout.span());
+        while self.len > 0 && self.ts_at(self.head) <= bound {
+            self.head += 1;
+            self.len -= 1;
+        }
+        let mask = self.mask();
+        for (c, (start, len)) in self.chains.iter_mut().enumerate() {
+            while *len > 0 && self.chain_seqs[c * self.ts.len() + *start] < self.head {
+                *start = (*start + 1) & mask;
+                *len -= 1;
+            }
+        }
+    }
+
+    /// The running sum of rule window `rw` computed afresh from `lo`.
+    fn sum_from(&self, rw: RuleWindow, lo: usize) -> Running {
+        let mut run = Running::default();
+        for s in lo..self.end() {
+            let v = self.val(rw.col, s);
+            if !v.is_nan() {
+                run.n += 1;
+                if rw.aggregation != Aggregation::Count {
+                    run.add(v);
+                }
+            }
+        }
+        run
+    }
+
+    /// Recomputes every aggregate from the ring, windows as of `t` (`None`:
+    /// every tick held).
+    fn rebuild(&mut self, layout: &Layout, t: Option<Millis>) {
+        let (head, end) = (self.head, self.end());
+        for (i, &tf) in layout.timeframes.iter().enumerate() {
+            self.lo[i] = match t {
+                Some(t) => {
+                    let bound = t.saturating_sub(tf);
+                    head + first(self.len, |j| self.ts_at(head + j) <= bound)
+                }
+                None => head,
+            };
+        }
+        for col in 0..self.last.len() {
+            self.last[col] = (head..end)
+                .rev()
+                .find(|&s| !self.val(col, s).is_nan())
+                .unwrap_or(NONE);
+        }
+        for chain in &mut self.chains {
+            *chain = (0, 0);
+        }
+        for s in head..end {
+            for c in 0..layout.chains.len() {
+                self.chain_push(layout, c, s);
+            }
+        }
+        for (r, rw) in layout.rules.iter().enumerate() {
+            self.running[r] = if rw.runs() {
+                self.sum_from(*rw, self.lo[rw.tf])
+            } else {
+                Running::default()
+            };
+        }
+        self.synced = end;
+        self.dirty = false;
+    }
+
+    /// The value of rule `r`'s window as of the last refresh (see
+    /// [`Aggregation`]).
+    pub(crate) fn value(&self, layout: &Layout, r: usize) -> Option<f64> {
+        let rw = layout.rules[r];
+        let lo = self.lo[rw.tf];
+        let run = &self.running[r];
+        match rw.aggregation {
+            Aggregation::Count => Some(run.n as f64),
+            Aggregation::Sum => Some(if run.n == 0 {
+                0.0
+            } else {
+                run.sum + run.compensation
+            }),
+            Aggregation::Avg => (run.n > 0).then(|| (run.sum + run.compensation) / run.n as f64),
+            Aggregation::Min | Aggregation::Max => {
+                self.chain_from(rw.chain, lo).map(|s| self.val(rw.col, s))
+            }
+            Aggregation::Last => {
+                let s = self.last[rw.col];
+                (s != NONE && s >= lo).then(|| self.val(rw.col, s))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,5 +888,179 @@ mod tests {
         assert!(!w.insert(5, 4.0));
         assert_eq!(w.value_at(20), Some(1.0));
         assert_eq!(w.len(), 2);
+    }
+
+    const FIELDS: [&str; 3] = ["cpu.usage", "custom.a", "custom.b"];
+
+    fn rules_of(specs: &[(Aggregation, usize, i64)]) -> Vec<Arc<Rule>> {
+        specs
+            .iter()
+            .enumerate()
+            .map(|(i, &(aggregation, field, tf))| {
+                Arc::new(
+                    Rule::new(crate::RuleSpec {
+                        name: format!("r{i}"),
+                        field: FIELDS[field].parse().unwrap(),
+                        aggregation,
+                        operand: crate::Operand::EqualOrMoreThan,
+                        value: 0.0,
+                        timeframe: metrics_model::Duration::from_millis(tf as u64).unwrap(),
+                        cooldown: metrics_model::Duration::ZERO,
+                    })
+                    .unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// Every rule's value from `hw` equals the spec's, from scratch.
+    fn check_host(
+        hw: &HostWindows,
+        layout: &Layout,
+        rules: &[Arc<Rule>],
+        seen: &std::collections::BTreeMap<Millis, Values>,
+        t: Millis,
+    ) -> Result<(), TestCaseError> {
+        for (r, rule) in rules.iter().enumerate() {
+            let tf = rule.timeframe().as_millis_i64();
+            let ticks: Vec<(Millis, f64)> = seen
+                .iter()
+                .filter_map(|(&ts, values)| values.get(rule.field()).map(|&v| (ts, v)))
+                .collect();
+            let scale: f64 = ticks
+                .iter()
+                .filter(|&&(ts, _)| t - tf < ts && ts <= t)
+                .map(|s| s.1.abs())
+                .sum();
+            let got = hw.value(layout, r);
+            let want = naive(rule.aggregation(), &ticks, t, tf);
+            prop_assert!(
+                close(got, want, scale),
+                "{} {:?} tf {tf} at {t}: got {got:?}, want {want:?}",
+                rule.field().as_str(),
+                rule.aggregation()
+            );
+        }
+        Ok(())
+    }
+
+    #[derive(Debug, Clone)]
+    enum HostOp {
+        /// A tick at `ts = now - back` with some of the three fields.
+        Insert {
+            back: i64,
+            gap: i64,
+            values: [Option<f64>; 3],
+        },
+        /// Evaluate at a later instant.
+        Check { forward: i64 },
+        /// New rules.
+        Rules(Vec<(Aggregation, usize, i64)>),
+    }
+
+    fn rule_specs() -> impl Strategy<Value = Vec<(Aggregation, usize, i64)>> {
+        proptest::collection::vec((agg(), 0usize..3, 1i64..40), 1..7)
+    }
+
+    fn host_op() -> impl Strategy<Value = HostOp> {
+        let value = proptest::option::weighted(0.8, -1.0e6..1.0e6f64);
+        prop_oneof![
+            8 => (prop_oneof![3 => Just(0i64), 1 => 0i64..50], 1i64..4, [value.clone(), value.clone(), value])
+                .prop_map(|(back, gap, values)| HostOp::Insert { back, gap, values }),
+            3 => (0i64..30).prop_map(|forward| HostOp::Check { forward }),
+            1 => rule_specs().prop_map(HostOp::Rules),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// One host's shared windows equal the spec evaluated from scratch,
+        /// with late ticks, duplicates, absent fields and rule changes, used
+        /// as the engine uses them (ticks at or before the horizon dropped).
+        #[test]
+        fn host_windows_match_the_spec(
+            specs in rule_specs(),
+            ops in proptest::collection::vec(host_op(), 1..300),
+        ) {
+            let mut rules = rules_of(&specs);
+            let mut layout = Layout::new(&rules);
+            let mut hw = HostWindows::new(&layout);
+            let mut seen: std::collections::BTreeMap<Millis, Values> = std::collections::BTreeMap::new();
+            let mut last_t: Option<Millis> = None;
+            let mut now: Millis = 0;
+            let mut next_ts: Millis = 1;
+            let mut batch: Vec<(Millis, Values)> = Vec::new();
+            let mut held_after = Millis::MIN;
+            for op in ops {
+                match op {
+                    HostOp::Insert { back, gap, values } => {
+                        let ts = if back == 0 { next_ts } else { now - back };
+                        next_ts = next_ts.max(ts + gap);
+                        now = now.max(ts);
+                        let values: Values = FIELDS
+                            .iter()
+                            .zip(values)
+                            .filter_map(|(f, v)| Some((f.parse().unwrap(), v?)))
+                            .collect();
+                        batch.push((ts, values));
+                    }
+                    HostOp::Check { forward } => {
+                        let t = last_t.map_or(now, |last| last.max(now) + 1) + forward;
+                        now = t;
+                        // As the engine: ticks due are taken in, then windows refreshed.
+                        let span = layout.span();
+                        for (ts, values) in batch.drain(..) {
+                            if last_t.is_some_and(|last| ts <= last.saturating_sub(span)) {
+                                continue;
+                            }
+                            let fresh = !seen.contains_key(&ts);
+                            prop_assert_eq!(hw.insert(&layout, ts, &values), fresh);
+                            seen.entry(ts).or_insert(values);
+                        }
+                        hw.refresh(&layout, t);
+                        last_t = Some(t);
+                        held_after = t.saturating_sub(span);
+                        check_host(&hw, &layout, &rules, &seen, t)?;
+                    }
+                    HostOp::Rules(specs) => {
+                        let new_rules = rules_of(&specs);
+                        let new_layout = Layout::new(&new_rules);
+                        hw.relayout(&layout, &new_layout, last_t);
+                        // Ticks older than the longest timeframe at the last
+                        // evaluation are gone.
+                        if let Some(t) = last_t {
+                            seen.retain(|&ts, _| ts > held_after);
+                            check_host(&hw, &new_layout, &new_rules, &seen, t)?;
+                        }
+                        rules = new_rules;
+                        layout = new_layout;
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn host_windows_keep_other_fields_for_new_rules() {
+        let cpu = rules_of(&[(Aggregation::Sum, 0, 100)]);
+        let both = rules_of(&[(Aggregation::Sum, 0, 100), (Aggregation::Max, 2, 100)]);
+        let (l1, l2) = (Layout::new(&cpu), Layout::new(&both));
+        let mut hw = HostWindows::new(&l1);
+        for ts in 1..=20 {
+            let values: Values = [
+                (FIELDS[0].parse().unwrap(), 1.0),
+                (FIELDS[2].parse().unwrap(), ts as f64),
+            ]
+            .into_iter()
+            .collect();
+            assert!(hw.insert(&l1, ts, &values));
+        }
+        hw.refresh(&l1, 20);
+        assert_eq!(hw.extra.len(), 1);
+        hw.relayout(&l1, &l2, Some(20));
+        assert!(hw.extra.is_empty());
+        assert_eq!(hw.value(&l2, 0), Some(20.0));
+        assert_eq!(hw.value(&l2, 1), Some(20.0));
     }
 }
