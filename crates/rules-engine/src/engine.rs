@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use metrics_model::time::Millis;
-use metrics_model::{Duration, HostName, Tick};
+use metrics_model::{Duration, HostName, Tick, Values};
 use uuid::Uuid;
 
 use crate::incident::{Incident, IncidentState, Transition};
@@ -68,6 +68,10 @@ pub struct Engine {
     index: HashMap<HostName, usize>,
     pending: VecDeque<(Millis, u64, Tick)>,
     pending_sorted: bool,
+    /// Ticks due at the evaluation under way: (host index, ts, values),
+    /// by host index then (ts, arrival), so that each host's memory is
+    /// touched once and in order.
+    due: Vec<(usize, Millis, Values)>,
     seq: u64,
     last_t: Option<Millis>,
     /// Open incidents of rules removed by [`Engine::set_rules`]; resolved at
@@ -100,9 +104,6 @@ struct HostState {
     /// the default state (nothing open, no cooldown): most of them, kept
     /// small so an evaluation streams through less memory.
     states: Vec<Option<Box<IncidentState>>>,
-    /// Ticks due at the evaluation under way, in (ts, arrival) order; taken
-    /// in host by host so that each host's memory is touched once.
-    inbox: Vec<Tick>,
 }
 
 static DEFAULT_STATE: IncidentState = IncidentState {
@@ -121,18 +122,6 @@ impl HostState {
             last_ts,
             windows: HostWindows::new(layout),
             states: vec![None; rules.len()],
-            inbox: Vec::new(),
-        }
-    }
-
-    /// Takes the inbox's ticks into the windows. Duplicates of a held
-    /// (host, ts) are ignored: the first one seen counts.
-    fn take_in(&mut self, layout: &Layout, horizon: Millis) {
-        for tick in self.inbox.drain(..) {
-            self.last_ts = self.last_ts.max(tick.ts);
-            if tick.ts > horizon {
-                self.windows.insert(layout, tick.ts, &tick.values);
-            }
         }
     }
 }
@@ -148,6 +137,7 @@ impl Engine {
             index: HashMap::new(),
             pending: VecDeque::new(),
             pending_sorted: true,
+            due: Vec::new(),
             seq: 0,
             last_t: None,
             retired: Vec::new(),
@@ -225,23 +215,24 @@ impl Engine {
         let rules = self.rules.rules();
         let layout = &self.layout;
         let new_id = &mut self.new_id;
-        let mut i = 0;
-        while i < self.hosts.len() {
-            let hs = &mut self.hosts[i];
-            hs.take_in(layout, horizon);
+        let mut due = self.due.drain(..).peekable();
+        let mut forgotten = Vec::new();
+        for (i, hs) in self.hosts.iter_mut().enumerate() {
+            // Duplicates of a held (host, ts) are ignored: the first one
+            // seen counts.
+            while let Some((_, ts, values)) = due.next_if(|d| d.0 == i) {
+                hs.last_ts = hs.last_ts.max(ts);
+                if ts > horizon {
+                    hs.windows.insert(layout, ts, &values);
+                }
+            }
             if forget_before.is_some_and(|bound| hs.last_ts <= bound) {
                 for (state, rule) in hs.states.iter_mut().zip(rules) {
                     if let Some(state) = state.as_deref_mut() {
                         out.extend(state.resolve(t, rule.cooldown().as_millis_i64()));
                     }
                 }
-                let gone = self.hosts.swap_remove(i);
-                self.index.remove(&gone.name);
-                if let Some(moved) = self.hosts.get(i)
-                    && let Some(at) = self.index.get_mut(&moved.name)
-                {
-                    *at = i;
-                }
+                forgotten.push(i);
                 continue;
             }
             hs.windows.refresh(layout, t);
@@ -254,7 +245,17 @@ impl Engine {
                     out.extend(state.step(rule, &hs.name, t, value, new_id));
                 }
             }
-            i += 1;
+        }
+        drop(due);
+        // Last first, so that the host moved into a freed place stays.
+        for i in forgotten.into_iter().rev() {
+            let gone = self.hosts.swap_remove(i);
+            self.index.remove(&gone.name);
+            if let Some(moved) = self.hosts.get(i)
+                && let Some(at) = self.index.get_mut(&moved.name)
+            {
+                *at = i;
+            }
         }
         out.sort_by(|a, b| {
             (&*a.incident.rule_name, &a.incident.host_name)
@@ -264,7 +265,7 @@ impl Engine {
         Ok(out)
     }
 
-    /// Moves pending ticks with `ts ≤ t` to their hosts' inboxes.
+    /// Moves pending ticks with `ts ≤ t` to `due`.
     fn route_due(&mut self, t: Millis) {
         if !self.pending_sorted {
             self.pending
@@ -276,9 +277,12 @@ impl Engine {
             let Some((_, _, tick)) = self.pending.pop_front() else {
                 break;
             };
-            let i = self.host_index(&tick.host, tick.ts);
-            self.hosts[i].inbox.push(tick);
+            let Tick { host, ts, values } = tick;
+            let i = self.host_index(&host, ts);
+            self.due.push((i, ts, values));
         }
+        // Stable: each host's ticks stay in (ts, arrival) order.
+        self.due.sort_by_key(|d| d.0);
     }
 
     /// The index of `host`, known from now on (with `last_ts` if new).
@@ -406,4 +410,68 @@ fn retired_rule(name: &str, state: &IncidentState) -> Result<Arc<Rule>, crate::C
         cooldown: Duration::ZERO,
     })
     .map(Arc::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tick(host: &str, ts: Millis, v: f64) -> Tick {
+        Tick::new(
+            host.parse().unwrap(),
+            ts,
+            [("cpu.usage".parse().unwrap(), v)],
+        )
+    }
+
+    #[test]
+    fn forgetting_several_hosts_keeps_the_index_right() {
+        let rules = RuleSet::from_json(
+            &serde_json::json!([{ "name": "n", "field": "cpu.usage", "aggregation": "count",
+                "operand": "equalOrMoreThan", "value": 1, "timeframe": "1m" }]),
+            "rules",
+        )
+        .unwrap();
+        let options = EngineOptions {
+            retention: Some("30s".parse().unwrap()),
+        };
+        let mut engine = Engine::new(rules, options);
+        let names = ["a", "b", "c", "d", "e", "f"];
+        for name in names {
+            engine.ingest(tick(name, 1_000, 1.0));
+        }
+        engine.evaluate(1_000).unwrap();
+        // Only b, d and f keep reporting: a, c and e are forgotten at 40 s.
+        for ts in [20_000, 40_000] {
+            for name in ["f", "d", "b"] {
+                engine.ingest(tick(name, ts, 1.0));
+            }
+            engine.evaluate(ts).unwrap();
+        }
+        let hosts: Vec<String> = engine.hosts().map(|(h, _)| h.to_string()).collect();
+        assert_eq!(hosts, ["b", "d", "f"]);
+        for name in ["b", "d", "f"] {
+            let host: HostName = name.parse().unwrap();
+            assert!(
+                engine
+                    .state_of("n", &host)
+                    .is_some_and(|s| s.open.is_some())
+            );
+            let i = engine.index[&host];
+            assert_eq!(engine.hosts[i].name, host);
+        }
+        // Ticks still reach the right hosts.
+        engine.ingest(tick("d", 50_000, 1.0));
+        engine.evaluate(50_000).unwrap();
+        let last: Vec<(String, Millis)> =
+            engine.hosts().map(|(h, ts)| (h.to_string(), ts)).collect();
+        assert_eq!(
+            last,
+            [
+                ("b".into(), 40_000),
+                ("d".into(), 50_000),
+                ("f".into(), 40_000)
+            ]
+        );
+    }
 }

@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use metrics_model::time::Millis;
-use metrics_model::{Field, Values};
+use metrics_model::{Field, StandardField, Values};
 
 use crate::rule::{Aggregation, Rule};
 
@@ -213,6 +213,9 @@ impl Window {
 pub(crate) struct Layout {
     /// The fields rules read, sorted: the first columns of every ring.
     fields: Vec<Field>,
+    /// Per standard field (by declaration order), its column in `fields`
+    /// (`NONE`: no rule reads it).
+    standard: Vec<usize>,
     /// The distinct timeframes (ms), ascending.
     timeframes: Vec<i64>,
     /// Per timeframe, the rules (indices) with that timeframe.
@@ -284,9 +287,28 @@ impl Layout {
                 chain,
             });
         }
+        layout.standard = StandardField::ALL
+            .iter()
+            .map(|f| fields.binary_search(&Field::Standard(*f)).unwrap_or(NONE))
+            .collect();
         layout.fields = fields;
         layout.timeframes = timeframes;
         layout
+    }
+
+    /// The column of `field` in a ring whose extra columns are `extra`.
+    fn column(&self, extra: &[Field], field: &Field) -> Option<usize> {
+        let col = match field {
+            Field::Standard(f) => self.standard.get(*f as usize).copied().unwrap_or(NONE),
+            Field::Custom(_) => self.fields.binary_search(field).unwrap_or(NONE),
+        };
+        if col != NONE {
+            return Some(col);
+        }
+        extra
+            .binary_search(field)
+            .ok()
+            .map(|j| self.fields.len() + j)
     }
 
     /// The longest timeframe (0 without rules): older ticks are in no window.
@@ -389,31 +411,6 @@ fn first(len: usize, before: impl Fn(usize) -> bool) -> usize {
     a
 }
 
-/// The column of each of `values`' fields (`None`: no column yet), with the
-/// value. Both `values` and the columns' fields are sorted: one merge walk.
-fn columns<'a>(
-    fields: &'a [Field],
-    extra: &'a [Field],
-    values: &'a Values,
-) -> impl Iterator<Item = (Option<usize>, f64)> + 'a {
-    let (mut a, mut b) = (0, 0);
-    values.iter().map(move |(f, &v)| {
-        while a < fields.len() && fields[a] < *f {
-            a += 1;
-        }
-        if a < fields.len() && fields[a] == *f {
-            return (Some(a), v);
-        }
-        while b < extra.len() && extra[b] < *f {
-            b += 1;
-        }
-        if b < extra.len() && extra[b] == *f {
-            return (Some(fields.len() + b), v);
-        }
-        (None, v)
-    })
-}
-
 impl HostWindows {
     /// No tick yet.
     pub(crate) fn new(layout: &Layout) -> HostWindows {
@@ -460,9 +457,6 @@ impl HostWindows {
             self.dirty = true;
             self.head + i
         };
-        if columns(&layout.fields, &self.extra, values).any(|(c, _)| c.is_none()) {
-            self.add_columns(layout, values);
-        }
         if self.len == self.cap() {
             self.grow(layout);
         }
@@ -480,13 +474,25 @@ impl HostWindows {
         for c in 0..ncols {
             self.vals[c * cap + p] = f64::NAN;
         }
-        for (c, v) in columns(&layout.fields, &self.extra, values) {
-            if let Some(c) = c {
-                self.vals[c * cap + p] = v;
+        self.len += 1;
+        if !self.write(layout, p, values) {
+            self.add_columns(layout, values);
+            self.write(layout, p, values);
+        }
+        true
+    }
+
+    /// Writes `values` at position `p`; `false` if a field has no column.
+    fn write(&mut self, layout: &Layout, p: usize, values: &Values) -> bool {
+        let cap = self.cap();
+        let mut all = true;
+        for (field, &v) in values {
+            match layout.column(&self.extra, field) {
+                Some(c) => self.vals[c * cap + p] = v,
+                None => all = false,
             }
         }
-        self.len += 1;
-        true
+        all
     }
 
     /// Doubles the capacity (at least 8).
