@@ -19,8 +19,8 @@
 //!    in the window).
 //! 3. **Breakdown passes**: the same steps as the alerter's `evaluate_due`
 //!    (`TickStore::read_new`, `Engine::ingest`/`evaluate`,
-//!    `persist::commit_for` + `AlertStore::commit` with the lease's fencing
-//!    token), timed one by one, with nothing else talking to Redis, so the
+//!    `persist::commit_for` + `AlertStore::commit` with the lease's holder
+//!    and fencing token), timed one by one, with nothing else talking to Redis, so the
 //!    command deltas are exactly one evaluation's.
 //! 4. **Round-trip probe**: the breakdown passes again through a loopback
 //!    proxy that delays every reply chunk from Redis by `--probe-delay-ms`
@@ -55,6 +55,8 @@ use tokio::sync::{Notify, watch};
 const STEP: i64 = 10_000;
 const DELAY_MS: i64 = 1_000;
 const SCOPE: &str = "bench";
+/// The lease holder of the breakdown passes.
+const BREAKDOWN_HOLDER: &str = "bench-breakdown";
 
 /// The pure benchmark's fields, in its order.
 const FIELDS: [StandardField; 10] = [
@@ -323,7 +325,7 @@ async fn bench(args: &Args, redis: &RedisServer) -> anyhow::Result<()> {
 
     // 3. Breakdown passes, mirroring evaluate_due.
     let token = store
-        .acquire_lease("bench-breakdown", 3_600_000)
+        .acquire_lease(BREAKDOWN_HOLDER, 3_600_000)
         .await?
         .context("the lease is held by someone else")?;
     let snapshot = store.load().await?;
@@ -389,7 +391,7 @@ async fn bench(args: &Args, redis: &RedisServer) -> anyhow::Result<()> {
         }
         slow.close().await;
     }
-    store.release_lease("bench-breakdown", token).await?;
+    store.release_lease(BREAKDOWN_HOLDER, token).await?;
 
     report(
         args,
@@ -432,7 +434,7 @@ async fn breakdown_pass(
     let commit = persist::commit_for(t, &transitions, |rule, host| {
         engine.state_of(rule, host).cloned()
     });
-    via.commit(token, &commit).await?;
+    via.commit(BREAKDOWN_HOLDER, token, &commit).await?;
     let total = start.elapsed();
     let after = command_stats(redis);
     Ok(Pass {

@@ -6,8 +6,9 @@
 //! becomes leader; it reads only the ticks that arrived since its last read,
 //! evaluates every due instant `t` (a multiple of `watcherInterval`, once
 //! `t + evaluationDelay` has passed), and commits each instant's transitions
-//! with the fencing token in one atomic step. Others stand by and poll the
-//! lease often enough to take over within two watcher intervals.
+//! in one atomic step, fenced by its holder name and lease token. Others
+//! stand by and poll the lease often enough to take over within two watcher
+//! intervals.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -120,7 +121,7 @@ pub async fn run_alerter<T, A>(
                         evaluate_due(&ticks, &alerts, &config, l, &setup, now_ms()).await
                 {
                     setup.stats.store_errors.fetch_add(1, Ordering::Relaxed);
-                    if matches!(e, StoreError::Fenced(_)) {
+                    if matches!(e, StoreError::Fenced { .. }) {
                         warn!(error = %e, "lost the lease during a commit; standing by");
                     } else {
                         warn!(error = %e, "evaluation not committed; state will be reloaded from the store");
@@ -331,7 +332,7 @@ async fn evaluate_due<T: TickStore, A: AlertStore>(
         let commit = persist::commit_for(next, &transitions, |rule, host| {
             leader.engine.state_of(rule, host).cloned()
         });
-        alerts.commit(leader.token, &commit).await?;
+        alerts.commit(&setup.holder, leader.token, &commit).await?;
         for t in &transitions {
             info!(
                 event = t.event.as_str(),

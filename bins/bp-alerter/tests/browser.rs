@@ -100,7 +100,7 @@ async fn seed(redis_url: &str) {
         .await
         .unwrap()
         .unwrap();
-    store.commit(token, &commit).await.unwrap();
+    store.commit("seeder", token, &commit).await.unwrap();
     store.release_lease("seeder", token).await.unwrap();
 }
 

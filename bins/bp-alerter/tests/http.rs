@@ -79,7 +79,7 @@ pub async fn seed<T: TickStore, A: AlertStore>(ticks_store: &T, alerts: &A, now:
         .await
         .unwrap()
         .unwrap();
-    alerts.commit(token, &commit).await.unwrap();
+    alerts.commit("test-seeder", token, &commit).await.unwrap();
     alerts.release_lease("test-seeder", token).await.unwrap();
 }
 

@@ -109,12 +109,19 @@ impl AlertStore for MemoryAlertStore {
 
     fn commit(
         &self,
+        holder: &str,
         token: u64,
         commit: &AlertCommit,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         let mut g = self.lock();
-        if g.lease.as_ref().is_none_or(|(_, t)| *t != token) {
-            return ready(Err(StoreError::Fenced(token)));
+        if g.lease
+            .as_ref()
+            .is_none_or(|(h, t)| h != holder || *t != token)
+        {
+            return ready(Err(StoreError::Fenced {
+                holder: holder.to_owned(),
+                token,
+            }));
         }
         g.last_evaluated = Some(commit.evaluated_at);
         for (key, value) in &commit.states {

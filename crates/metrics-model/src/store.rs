@@ -63,10 +63,18 @@ pub enum StoreError {
     /// (for example a newer key layout); retrying will not help.
     #[error("store incompatible: {0}")]
     Incompatible(String),
-    /// The caller's lease token is not the current one: another alerter is
-    /// active, and nothing was written.
-    #[error("fenced: the alerter lease is held by another process (token {0} is stale)")]
-    Fenced(u64),
+    /// The caller does not hold the lease with this token (the lease is
+    /// another holder's, or has another token, or is gone): another alerter
+    /// may be active, and nothing was written.
+    #[error(
+        "fenced: the alerter lease is not held by {holder:?} with token {token}, nothing was written"
+    )]
+    Fenced {
+        /// The caller's holder identity.
+        holder: String,
+        /// The caller's fencing token.
+        token: u64,
+    },
     /// Any other failure of one operation.
     #[error("store error: {0}")]
     Other(String),
@@ -124,7 +132,9 @@ pub trait TickStore: Send + Sync {
 pub struct LeaseInfo {
     /// The holder's identity (host name and process id, for example).
     pub holder: String,
-    /// The fencing token: it grows by one at every acquisition.
+    /// The fencing token: it grows by one at every acquisition (unless a
+    /// failover loses the last increment: then it is handed out again, and
+    /// only the holder tells the two acquisitions apart).
     pub token: u64,
     /// Milliseconds until the lease expires unless renewed.
     pub expires_in_ms: u64,
@@ -178,8 +188,9 @@ pub struct DeadLetter {
 /// of transitions to deliver, resolved history and dead letters.
 ///
 /// **Invariant:** [`AlertStore::commit`] applies all of a commit or none of
-/// it, and only while the given token is the current lease's token (a paused
-/// old leader cannot write after losing the lease).
+/// it, and only while the lease is exactly the caller's: its holder *and*
+/// its token (a paused old leader cannot write after losing the lease, even
+/// if a failover handed its token to the new holder).
 pub trait AlertStore: Send + Sync {
     /// Acquires the lease for `holder` if it is free or expired, or renews it
     /// if `holder` holds it. Returns the fencing token when `holder` holds the
@@ -203,11 +214,16 @@ pub trait AlertStore: Send + Sync {
     /// The last instant evaluated and every incident state.
     fn load(&self) -> impl Future<Output = Result<AlertSnapshot, StoreError>> + Send;
 
-    /// Applies one evaluation's changes atomically, if `token` is the current
-    /// lease's token; otherwise fails with [`StoreError::Fenced`] and changes
-    /// nothing.
+    /// Applies one evaluation's changes atomically, if `holder` holds the
+    /// lease with `token`; otherwise fails with [`StoreError::Fenced`] and
+    /// changes nothing.
+    ///
+    /// Both are checked: the token alone does not identify an acquisition,
+    /// since a failover to a lagging replica can lose the token counter's
+    /// last increment and hand the same token to the next holder.
     fn commit(
         &self,
+        holder: &str,
         token: u64,
         commit: &AlertCommit,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;

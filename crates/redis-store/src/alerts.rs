@@ -7,9 +7,10 @@
 //! docs/storage-alerts.md describes the layout and what each step relies on.
 //!
 //! **Invariant:** [`AlertStore::commit`] is one Lua script that checks the
-//! lease token first and validates every key's type before its first write,
-//! so a commit is applied whole or not at all, and never by a fenced
-//! (stale) leader.
+//! whole lease (`<token>:<holder>`, not only the token) first and validates
+//! every key's type before its first write, so a commit is applied whole or
+//! not at all, and never by a fenced leader: neither a stale one nor one
+//! whose token a failover handed out again to another holder.
 
 use std::sync::LazyLock;
 
@@ -161,16 +162,17 @@ return {redis.call('HGET', KEYS[2], 'last_evaluated'), redis.call('HGETALL', KEY
 ";
 
 /// `KEYS`: lease, states, meta, outbox, outbox data, resolved, resolved
-/// data. `ARGV`: token, `evaluated_at`, number of state ops, of outbox
-/// entries, of resolved incidents; then the state ops in order (`s key
-/// json` or `d key`), the outbox payloads, and `end id json` per resolved
-/// incident. Fails with `BPFENCED` when the token is not the lease's, with
-/// `BPCORRUPT` when a key has the wrong type; both before any write.
+/// data. `ARGV`: the caller's lease value `<token>:<holder>`,
+/// `evaluated_at`, number of state ops, of outbox entries, of resolved
+/// incidents; then the state ops in order (`s key json` or `d key`), the
+/// outbox payloads, and `end id json` per resolved incident. Fails with
+/// `BPFENCED` unless the lease is exactly the caller's (token *and* holder:
+/// a failover that loses the counter's last `INCR` can hand one token to two
+/// holders), with `BPCORRUPT` when a key has the wrong type; both before any
+/// write.
 const COMMIT: &str = r"
-local cur = redis.call('GET', KEYS[1])
-local tok = cur and string.match(cur, '^(%d+):')
-if tok ~= ARGV[1] then
-  return redis.error_reply('BPFENCED lease token ' .. ARGV[1] .. ' is not the current one')
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('BPFENCED the lease is not ' .. ARGV[1])
 end
 local expect = {'hash', 'hash', 'zset', 'hash', 'zset', 'hash'}
 for k = 2, 7 do
@@ -352,12 +354,18 @@ impl RedisStore {
         ))
     }
 
-    async fn commit_alerts(&self, token: u64, commit: &AlertCommit) -> Result<(), StoreError> {
+    async fn commit_alerts(
+        &self,
+        holder: &str,
+        token: u64,
+        commit: &AlertCommit,
+    ) -> Result<(), StoreError> {
         let k = self.alert_keys();
         let mut args: Vec<Value> = Vec::with_capacity(
             5 + commit.states.len() * 3 + commit.outbox.len() + commit.resolved.len() * 3,
         );
-        args.push(token.to_string().into());
+        // The lease value as `acquire` writes it.
+        args.push(format!("{token}:{holder}").into());
         args.push(commit.evaluated_at.into());
         args.push(count(commit.states.len()));
         args.push(count(commit.outbox.len()));
@@ -393,7 +401,10 @@ impl RedisStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) if e.details().contains("BPFENCED") => Err(StoreError::Fenced(token)),
+            Err(e) if e.details().contains("BPFENCED") => Err(StoreError::Fenced {
+                holder: holder.to_owned(),
+                token,
+            }),
             Err(e) => Err(self.err("committing alert state", &e)),
         }
     }
@@ -678,8 +689,13 @@ impl AlertStore for RedisStore {
         self.load_alerts().await
     }
 
-    async fn commit(&self, token: u64, commit: &AlertCommit) -> Result<(), StoreError> {
-        self.commit_alerts(token, commit).await
+    async fn commit(
+        &self,
+        holder: &str,
+        token: u64,
+        commit: &AlertCommit,
+    ) -> Result<(), StoreError> {
+        self.commit_alerts(holder, token, commit).await
     }
 
     async fn outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {

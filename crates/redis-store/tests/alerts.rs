@@ -7,7 +7,7 @@ mod alerts_suite;
 
 use std::time::Duration;
 
-use alerts_suite::{LONG_TTL, outbox_commit};
+use alerts_suite::{LONG_TTL, fenced, outbox_commit};
 use metrics_model::RedisUrl;
 use metrics_model::store::{AlertCommit, AlertStore, DeadLetter, StoreError};
 use redis_store::alerts::AlertKeys;
@@ -78,6 +78,41 @@ fn every_case_is_listed() {
     );
 }
 
+/// `alerts_suite::a_reissued_token_is_fenced_by_holder`: a failover to a
+/// replica that lost A's acquisition hands A's token to B.
+mod failover_to_a_lagging_replica {
+    use metrics_model::MemoryAlertStore;
+    use redis_store::alerts::AlertKeys;
+
+    #[tokio::test]
+    async fn memory() {
+        // The in-memory store lives in one process and cannot lose an
+        // `INCR` by itself. A failover is a second copy of the data taking
+        // over: here a second store, the replica, that has everything the
+        // primary had before A's acquisition (nothing) and not that
+        // acquisition. Its counter hands A's token out again, as Redis's does
+        // below after losing the `INCR`.
+        let primary = MemoryAlertStore::new();
+        let replica = MemoryAlertStore::new();
+        super::alerts_suite::a_reissued_token_is_fenced_by_holder(&primary, &replica, async {})
+            .await;
+    }
+
+    #[tokio::test]
+    async fn redis() {
+        let server = test_support::RedisServer::start();
+        let (a, b) = super::pair(&server.url(), "bp").await;
+        let k = AlertKeys::new("bp");
+        // What the promoted replica lacks: the lease A set and the `INCR`
+        // that gave A its token.
+        let lose = async {
+            assert_eq!(server.cli(&["del", &k.lease()]).trim(), "1");
+            server.cli(&["decr", &k.token()]);
+        };
+        super::alerts_suite::a_reissued_token_is_fenced_by_holder(&a, &b, lose).await;
+    }
+}
+
 /// The lease expires unless renewed; the next holder then gets a larger
 /// token and the old holder is fenced.
 async fn lease_expiry(s: &RedisStore, other: &RedisStore) {
@@ -85,7 +120,7 @@ async fn lease_expiry(s: &RedisStore, other: &RedisStore) {
     let info = s.lease().await.unwrap().unwrap();
     assert!(info.expires_in_ms <= 200, "{info:?}");
     assert_eq!(other.acquire_lease("new", LONG_TTL).await.unwrap(), None);
-    s.commit(t1, &outbox_commit(1_000, &["before expiry"]))
+    s.commit("old", t1, &outbox_commit(1_000, &["before expiry"]))
         .await
         .unwrap();
 
@@ -114,7 +149,7 @@ async fn lease_expiry(s: &RedisStore, other: &RedisStore) {
         outbox: vec!["after expiry".into()],
         resolved: vec![(1_500, "i".into(), "{}".into())],
     };
-    assert_eq!(s.commit(t1, &late).await, Err(StoreError::Fenced(t1)));
+    assert_eq!(s.commit("old", t1, &late).await, fenced("old", t1));
     let snap = other.load().await.unwrap();
     assert_eq!(snap.last_evaluated, Some(1_000));
     assert!(snap.states.is_empty());
@@ -122,7 +157,7 @@ async fn lease_expiry(s: &RedisStore, other: &RedisStore) {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].payload, "before expiry");
     assert!(other.resolved(0, i64::MAX, 10).await.unwrap().is_empty());
-    other.commit(t2, &late).await.unwrap();
+    other.commit("new", t2, &late).await.unwrap();
 }
 
 #[tokio::test]
@@ -160,7 +195,7 @@ async fn keys_sit_under_one_hash_tag_of_the_scope() {
         outbox: vec!["p".into()],
         resolved: vec![(4, "i".into(), "{}".into())],
     };
-    s.commit(t, &commit).await.unwrap();
+    s.commit("a", t, &commit).await.unwrap();
     s.dead_letter(&DeadLetter {
         at: 1,
         hook: "h".into(),
@@ -196,7 +231,9 @@ async fn a_key_of_the_wrong_type_fails_the_commit_without_writing() {
     let s = connect(&server.url(), "bp").await;
     let k = AlertKeys::new("bp");
     let t = s.acquire_lease("a", LONG_TTL).await.unwrap().unwrap();
-    s.commit(t, &outbox_commit(1, &["first"])).await.unwrap();
+    s.commit("a", t, &outbox_commit(1, &["first"]))
+        .await
+        .unwrap();
     server.cli(&["set", &k.resolved(), "not a sorted set"]);
     let commit = AlertCommit {
         evaluated_at: 2,
@@ -204,7 +241,7 @@ async fn a_key_of_the_wrong_type_fails_the_commit_without_writing() {
         outbox: vec!["second".into()],
         resolved: vec![(1, "i".into(), "{}".into())],
     };
-    let err = s.commit(t, &commit).await.unwrap_err();
+    let err = s.commit("a", t, &commit).await.unwrap_err();
     assert!(
         matches!(&err, StoreError::Other(m) if m.contains(&k.resolved())),
         "{err:?}"
@@ -215,7 +252,7 @@ async fn a_key_of_the_wrong_type_fails_the_commit_without_writing() {
     assert_eq!(s.outbox_len().await.unwrap(), 1);
 
     server.cli(&["del", &k.resolved()]);
-    s.commit(t, &commit).await.unwrap();
+    s.commit("a", t, &commit).await.unwrap();
     assert_eq!(s.outbox_len().await.unwrap(), 2);
 }
 
@@ -232,7 +269,7 @@ async fn a_down_redis_is_unavailable_without_the_password_and_recovers() {
     opts.command_timeout = Duration::from_secs(1);
     let s = connect_with(opts).await;
     let t = s.acquire_lease("a", LONG_TTL).await.unwrap().unwrap();
-    s.commit(t, &outbox_commit(1, &["p1"])).await.unwrap();
+    s.commit("a", t, &outbox_commit(1, &["p1"])).await.unwrap();
     server.stop();
 
     let letter = DeadLetter {
@@ -246,7 +283,7 @@ async fn a_down_redis_is_unavailable_without_the_password_and_recovers() {
         ("release", s.release_lease("a", t).await),
         ("lease", s.lease().await.map(drop)),
         ("load", s.load().await.map(drop)),
-        ("commit", s.commit(t, &outbox_commit(2, &["p2"])).await),
+        ("commit", s.commit("a", t, &outbox_commit(2, &["p2"])).await),
         ("outbox", s.outbox(10).await.map(drop)),
         ("ack", s.ack(&[1]).await),
         ("outbox_len", s.outbox_len().await.map(drop)),
@@ -268,7 +305,7 @@ async fn a_down_redis_is_unavailable_without_the_password_and_recovers() {
     server.restart();
     let deadline = tokio::time::Instant::now() + HANG;
     loop {
-        match s.commit(t, &outbox_commit(3, &["p3"])).await {
+        match s.commit("a", t, &outbox_commit(3, &["p3"])).await {
             Ok(()) => break,
             Err(StoreError::Unavailable(_)) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -300,6 +337,13 @@ async fn the_suite_passes_on_a_three_master_cluster() {
     }
     let (s, other) = pair(&url, "expiry").await;
     lease_expiry(&s, &other).await;
+    let (a_side, b_side) = pair(&url, "failover").await;
+    let keys = AlertKeys::new("failover");
+    let lose = async {
+        assert_eq!(cluster.cli(&["del", &keys.lease()]).trim(), "1");
+        cluster.cli(&["decr", &keys.token()]);
+    };
+    alerts_suite::a_reissued_token_is_fenced_by_holder(&a_side, &b_side, lose).await;
 
     // Every alert key of a scope in one slot, on one node.
     let s = connect(&url, "layout").await;
@@ -310,7 +354,7 @@ async fn the_suite_passes_on_a_three_master_cluster() {
         outbox: vec!["p".into()],
         resolved: vec![(4, "i".into(), "{}".into())],
     };
-    s.commit(t, &commit).await.unwrap();
+    s.commit("a", t, &commit).await.unwrap();
     s.dead_letter(&DeadLetter {
         at: 1,
         hook: "h".into(),

@@ -7,7 +7,7 @@
 #![allow(dead_code)]
 
 use metrics_model::memory_alerts::DEAD_LETTERS_MAX;
-use metrics_model::store::{AlertCommit, AlertStore, DeadLetter, StoreError};
+use metrics_model::store::{AlertCommit, AlertSnapshot, AlertStore, DeadLetter, StoreError};
 
 /// Every case, by name, for stores that run them one after another.
 pub const CASES: &[&str] = &[
@@ -48,6 +48,14 @@ pub fn outbox_commit(at: i64, payloads: &[&str]) -> AlertCommit {
         outbox: payloads.iter().map(|p| (*p).to_owned()).collect(),
         ..AlertCommit::default()
     }
+}
+
+/// The error of a commit fenced for `holder` with `token`.
+pub fn fenced(holder: &str, token: u64) -> Result<(), StoreError> {
+    Err(StoreError::Fenced {
+        holder: holder.to_owned(),
+        token,
+    })
 }
 
 fn set(key: &str, json: &str) -> (String, Option<String>) {
@@ -117,6 +125,10 @@ pub async fn lease_acquire_renew_release<S: AlertStore>(s: &S, other: &S) {
     assert!(t3 > t2);
     let info = s.lease().await.unwrap().unwrap();
     assert_eq!((info.holder.as_str(), info.token), ("host:a:1234 {x}", t3));
+    // ... and fences commits by the whole name.
+    let empty = outbox_commit(1, &[]);
+    assert_eq!(s.commit("host:a", t3, &empty).await, fenced("host:a", t3));
+    s.commit("host:a:1234 {x}", t3, &empty).await.unwrap();
 }
 
 pub async fn lease_is_exclusive_under_races<S: AlertStore>(s: &S, other: &S) {
@@ -140,8 +152,8 @@ pub async fn lease_is_exclusive_under_races<S: AlertStore>(s: &S, other: &S) {
 
 pub async fn stale_token_is_fenced<S: AlertStore>(s: &S, other: &S) {
     // No lease at all: fenced.
-    let err = s.commit(1, &outbox_commit(1_000, &["x"])).await;
-    assert_eq!(err, Err(StoreError::Fenced(1)));
+    let err = s.commit("old", 1, &outbox_commit(1_000, &["x"])).await;
+    assert_eq!(err, fenced("old", 1));
 
     let t1 = s.acquire_lease("old", LONG_TTL).await.unwrap().unwrap();
     let first = AlertCommit {
@@ -150,7 +162,7 @@ pub async fn stale_token_is_fenced<S: AlertStore>(s: &S, other: &S) {
         outbox: vec!["opened".into()],
         resolved: vec![resolved(9_000, "i-1")],
     };
-    s.commit(t1, &first).await.unwrap();
+    s.commit("old", t1, &first).await.unwrap();
     s.release_lease("old", t1).await.unwrap();
     let t2 = other.acquire_lease("new", LONG_TTL).await.unwrap().unwrap();
     assert!(t2 > t1);
@@ -163,12 +175,9 @@ pub async fn stale_token_is_fenced<S: AlertStore>(s: &S, other: &S) {
         outbox: vec!["resolved".into(), "opened".into()],
         resolved: vec![resolved(19_000, "i-2")],
     };
-    assert_eq!(s.commit(t1, &stale).await, Err(StoreError::Fenced(t1)));
+    assert_eq!(s.commit("old", t1, &stale).await, fenced("old", t1));
     // A token from the future is fenced too.
-    assert_eq!(
-        s.commit(t2 + 1, &stale).await,
-        Err(StoreError::Fenced(t2 + 1))
-    );
+    assert_eq!(s.commit("new", t2 + 1, &stale).await, fenced("new", t2 + 1));
     // Nothing changed: states, last_evaluated, outbox, history.
     assert_eq!(other.load().await.unwrap(), before);
     assert_eq!(before.last_evaluated, Some(10_000));
@@ -179,9 +188,81 @@ pub async fn stale_token_is_fenced<S: AlertStore>(s: &S, other: &S) {
         vec![resolved(9_000, "i-1").2]
     );
     // The current holder commits.
-    other.commit(t2, &stale).await.unwrap();
+    other.commit("new", t2, &stale).await.unwrap();
     assert_eq!(other.load().await.unwrap().last_evaluated, Some(20_000));
     assert_eq!(other.outbox_len().await.unwrap(), 3);
+}
+
+/// Failover to a lagging replica (docs/storage-alerts.md): the promoted
+/// replica never saw A's last acquisition, neither the lease nor the token
+/// counter's `INCR`, so B is handed A's token again. A still believes it
+/// leads (until its next renewal) and commits: the lease's holder, not only
+/// its token, must fence it, and nothing may be written. B commits.
+///
+/// A acquires on `a_side`; `lose_acquisition` then leaves `b_side`, the
+/// store everyone reaches after the failover, as if that acquisition had
+/// never happened, and loses nothing else. Not in [`CASES`]: it needs the
+/// extra argument, so `alerts.rs` runs it on each store explicitly.
+pub async fn a_reissued_token_is_fenced_by_holder<S: AlertStore>(
+    a_side: &S,
+    b_side: &S,
+    lose_acquisition: impl Future<Output = ()>,
+) {
+    let t = a_side
+        .acquire_lease("alerter-a", LONG_TTL)
+        .await
+        .unwrap()
+        .expect("a free lease is acquired");
+    lose_acquisition.await;
+    assert_eq!(b_side.lease().await.unwrap(), None, "the lease was lost");
+    let tb = b_side
+        .acquire_lease("alerter-b", LONG_TTL)
+        .await
+        .unwrap()
+        .expect("a lost lease is free");
+    assert_eq!(tb, t, "the lost INCR hands A's token out again");
+    let info = b_side.lease().await.unwrap().expect("B holds the lease");
+    assert_eq!((info.holder.as_str(), info.token), ("alerter-b", t));
+
+    // A commits with the same token: fenced by the holder, nothing written.
+    let from_a = AlertCommit {
+        evaluated_at: 10_000,
+        states: vec![set("cpu|a", r#"{"open":true}"#)],
+        outbox: vec!["opened by a".into()],
+        resolved: vec![resolved(9_000, "i-a")],
+    };
+    assert_eq!(
+        b_side.commit("alerter-a", t, &from_a).await,
+        fenced("alerter-a", t)
+    );
+    assert_eq!(b_side.load().await.unwrap(), AlertSnapshot::default());
+    assert_eq!(b_side.outbox_len().await.unwrap(), 0);
+    assert!(b_side.resolved(0, i64::MAX, 10).await.unwrap().is_empty());
+    // A can neither renew nor release B's lease.
+    assert_eq!(
+        b_side.acquire_lease("alerter-a", LONG_TTL).await.unwrap(),
+        None
+    );
+    b_side.release_lease("alerter-a", t).await.unwrap();
+    assert_eq!(
+        b_side.lease().await.unwrap().map(|l| l.holder),
+        Some("alerter-b".into())
+    );
+
+    // B, the holder, commits; A stays fenced.
+    b_side
+        .commit("alerter-b", t, &outbox_commit(20_000, &["opened by b"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        b_side.commit("alerter-a", t, &from_a).await,
+        fenced("alerter-a", t)
+    );
+    let snap = b_side.load().await.unwrap();
+    assert_eq!(snap.last_evaluated, Some(20_000));
+    assert!(snap.states.is_empty());
+    assert_eq!(payloads(b_side).await, ["opened by b"]);
+    assert!(b_side.resolved(0, i64::MAX, 10).await.unwrap().is_empty());
 }
 
 pub async fn commit_round_trip<S: AlertStore>(s: &S, other: &S) {
@@ -192,6 +273,7 @@ pub async fn commit_round_trip<S: AlertStore>(s: &S, other: &S) {
     let t = s.acquire_lease("a", LONG_TTL).await.unwrap().unwrap();
     let odd = "ü \"quoted\" \\ back\nslash {} : | ∑ 🚀";
     s.commit(
+        "a",
         t,
         &AlertCommit {
             evaluated_at: 60_000,
@@ -226,6 +308,7 @@ pub async fn commit_round_trip<S: AlertStore>(s: &S, other: &S) {
 
     // Remove then set again, update, remove.
     s.commit(
+        "a",
         t,
         &AlertCommit {
             evaluated_at: 70_000,
@@ -250,7 +333,7 @@ pub async fn commit_round_trip<S: AlertStore>(s: &S, other: &S) {
         ]
     );
     // An empty commit still records the instant evaluated.
-    s.commit(t, &outbox_commit(80_000, &[])).await.unwrap();
+    s.commit("a", t, &outbox_commit(80_000, &[])).await.unwrap();
     assert_eq!(other.load().await.unwrap().last_evaluated, Some(80_000));
     assert_eq!(other.outbox_len().await.unwrap(), 0);
 }
@@ -273,7 +356,7 @@ pub async fn large_commit<S: AlertStore>(s: &S, other: &S) {
             .map(|i| (1_767_225_000_000 + i as i64, format!("{i:08}"), json(i)))
             .collect(),
     };
-    s.commit(t, &commit).await.unwrap();
+    s.commit("a", t, &commit).await.unwrap();
     let snap = other.load().await.unwrap();
     assert_eq!(snap.last_evaluated, Some(1_767_225_720_000));
     assert_eq!(snap.states.len(), n);
@@ -297,11 +380,13 @@ pub async fn large_commit<S: AlertStore>(s: &S, other: &S) {
 pub async fn outbox_order_and_ack<S: AlertStore>(s: &S, other: &S) {
     assert!(s.outbox(10).await.unwrap().is_empty());
     let t = s.acquire_lease("a", LONG_TTL).await.unwrap().unwrap();
-    s.commit(t, &outbox_commit(1, &["p1", "p2", "p3"]))
+    s.commit("a", t, &outbox_commit(1, &["p1", "p2", "p3"]))
         .await
         .unwrap();
-    s.commit(t, &outbox_commit(2, &["p4"])).await.unwrap();
-    s.commit(t, &outbox_commit(3, &["p5", "p6"])).await.unwrap();
+    s.commit("a", t, &outbox_commit(2, &["p4"])).await.unwrap();
+    s.commit("a", t, &outbox_commit(3, &["p5", "p6"]))
+        .await
+        .unwrap();
     assert_eq!(s.outbox_len().await.unwrap(), 6);
     let all = other.outbox(100).await.unwrap();
     assert_eq!(
@@ -331,7 +416,7 @@ pub async fn outbox_order_and_ack<S: AlertStore>(s: &S, other: &S) {
     let left: Vec<u64> = s.outbox(100).await.unwrap().iter().map(|e| e.seq).collect();
     s.ack(&left).await.unwrap();
     assert_eq!(s.outbox_len().await.unwrap(), 0);
-    s.commit(t, &outbox_commit(4, &["p7"])).await.unwrap();
+    s.commit("a", t, &outbox_commit(4, &["p7"])).await.unwrap();
     let next = s.outbox(10).await.unwrap();
     assert_eq!(next.len(), 1);
     assert!(next[0].seq > all[5].seq, "{next:?} after {all:?}");
@@ -389,8 +474,8 @@ pub async fn resolved_history_range_limit_prune<S: AlertStore>(s: &S, other: &S)
         ],
         ..AlertCommit::default()
     };
-    s.commit(t, &c1).await.unwrap();
-    s.commit(t, &c2).await.unwrap();
+    s.commit("a", t, &c1).await.unwrap();
+    s.commit("a", t, &c2).await.unwrap();
     let ids = |v: Vec<String>| -> Vec<String> {
         v.iter()
             .map(|j| j.split('"').nth(3).unwrap().to_owned())
@@ -433,7 +518,7 @@ pub async fn resolved_history_range_limit_prune<S: AlertStore>(s: &S, other: &S)
             .collect(),
         ..AlertCommit::default()
     };
-    s.commit(t, &many).await.unwrap();
+    s.commit("a", t, &many).await.unwrap();
     let (mine, theirs) = tokio::join!(s.prune_resolved(11_000), other.prune_resolved(11_000));
     assert_eq!(mine.unwrap() + theirs.unwrap(), 4 + 1_000);
     assert_eq!(history(0, i64::MAX, usize::MAX).await.unwrap().len(), 1_500);
