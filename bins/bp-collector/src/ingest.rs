@@ -2,20 +2,22 @@
 //! node's [`Recorder`]. Malformed input is counted and dropped with a
 //! rate-limited warning; nothing in it can stop the collector.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use collector::{Recorder, StatsdSink};
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
+use hyper::body::{Body as _, Bytes, Incoming};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
 use serde_json::json;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::watch;
 
 use crate::config::Token;
@@ -50,11 +52,14 @@ pub async fn statsd(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut sink = StatsdSink::new(recorder);
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    // Never zeroed: the kernel writes each datagram into the spare capacity,
+    // so only the pages datagrams reach become resident (not all 64 KiB).
+    let mut buf: Vec<u8> = Vec::with_capacity(MAX_DATAGRAM);
     let mut warn = RateLimited::new(Duration::from_secs(10));
     loop {
+        buf.clear();
         let n = tokio::select! {
-            r = socket.recv_from(&mut buf) => match r {
+            r = socket.recv_buf_from(&mut buf) => match r {
                 Ok((n, _)) => n,
                 Err(e) => {
                     // e.g. ICMP errors surfacing on Linux; keep receiving.
@@ -86,19 +91,25 @@ pub async fn statsd(
     }
 }
 
-#[derive(Clone)]
 struct HttpState {
     recorder: Recorder,
     token: Option<Token>,
     stats: Arc<IngestStats>,
     writer: Arc<WriterStats>,
     node: String,
-    warn: Arc<std::sync::Mutex<RateLimited>>,
+    warn: std::sync::Mutex<RateLimited>,
 }
+
+/// A response: small bodies, built whole.
+type Reply = Response<Full<Bytes>>;
 
 /// Serves the HTTP endpoint on `listener` until `shutdown` fires:
 /// `POST /v1/metrics` (a JSON body, see `collector::json`) and
 /// `GET /healthz` (the collector's own counters).
+///
+/// HTTP/1.1 through hyper (keep-alive, chunked bodies, `Expect:
+/// 100-continue`); at shutdown no new connection is accepted, idle ones are
+/// closed, and requests in progress are answered first.
 pub async fn http(
     listener: TcpListener,
     recorder: Recorder,
@@ -108,30 +119,113 @@ pub async fn http(
     writer: Arc<WriterStats>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let shared = HttpState {
+    let shared = Arc::new(HttpState {
         recorder,
         token,
         stats,
         writer,
         node,
-        warn: Arc::new(std::sync::Mutex::new(RateLimited::new(
-            Duration::from_secs(10),
-        ))),
-    };
-    let app = Router::new()
-        .route("/v1/metrics", post(post_metrics))
-        .route("/healthz", get(health))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(shared);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.changed().await;
-        })
-        .await
+        warn: std::sync::Mutex::new(RateLimited::new(Duration::from_secs(10))),
+    });
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    // e.g. EMFILE: wait for descriptors to be released.
+                    tracing::error!(error = %e, "http accept failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        while connections.try_join_next().is_some() {}
+        connections.spawn(serve_connection(stream, shared.clone(), shutdown.clone()));
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+    Ok(())
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
-    (status, axum::Json(json!({ "error": message }))).into_response()
+fn is_connection_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
+}
+
+/// One connection, until the client closes it or `shutdown` fires (then
+/// the request in progress, if any, is answered before closing).
+async fn serve_connection(
+    stream: TcpStream,
+    state: Arc<HttpState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let service = service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(route(&state, req).await) }
+    });
+    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "http connection ended with an error");
+    }
+}
+
+async fn route(state: &HttpState, req: Request<Incoming>) -> Reply {
+    match (req.method(), req.uri().path()) {
+        (&Method::POST, "/v1/metrics") => post_metrics(state, req).await,
+        (&Method::GET | &Method::HEAD, "/healthz") => health(state),
+        (_, "/v1/metrics") => method_not_allowed("POST"),
+        (_, "/healthz") => method_not_allowed("GET,HEAD"),
+        _ => empty(StatusCode::NOT_FOUND),
+    }
+}
+
+fn empty(status: StatusCode) -> Reply {
+    let mut r = Response::new(Full::default());
+    *r.status_mut() = status;
+    r
+}
+
+fn method_not_allowed(allow: &'static str) -> Reply {
+    let mut r = empty(StatusCode::METHOD_NOT_ALLOWED);
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+fn json_reply(status: StatusCode, body: &serde_json::Value) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(status: StatusCode, message: &str) -> Reply {
+    json_reply(status, &json!({ "error": message }))
+}
+
+fn too_large() -> Reply {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "the body is over the limit of 1 MiB",
+    )
 }
 
 fn authorized(state: &HttpState, headers: &HeaderMap) -> bool {
@@ -145,8 +239,8 @@ fn authorized(state: &HttpState, headers: &HeaderMap) -> bool {
         .is_some_and(|given| token.matches(given.trim()))
 }
 
-async fn post_metrics(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
-    if !authorized(&state, &headers) {
+async fn post_metrics(state: &HttpState, req: Request<Incoming>) -> Reply {
+    if !authorized(state, req.headers()) {
         state
             .stats
             .http_unauthorized
@@ -156,15 +250,27 @@ async fn post_metrics(State(state): State<HttpState>, headers: HeaderMap, body: 
             "missing or wrong token: send Authorization: Bearer <token>",
         );
     }
+    // A declared length over the limit is refused before reading anything;
+    // a chunked body is cut when it goes over.
+    if req.body().size_hint().lower() > MAX_BODY as u64 {
+        return too_large();
+    }
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => return too_large(),
+        Err(e) => {
+            tracing::debug!(error = %e, "http body could not be read");
+            return error(StatusCode::BAD_REQUEST, "the body could not be read");
+        }
+    };
     match collector::json::parse(&body) {
         Ok(metrics) => {
             let outcome = metrics.apply(&state.recorder);
             state.stats.http_bodies.fetch_add(1, Ordering::Relaxed);
-            (
+            json_reply(
                 StatusCode::OK,
-                axum::Json(json!({ "ok": true, "dropped": outcome.dropped })),
+                &json!({ "ok": true, "dropped": outcome.dropped }),
             )
-                .into_response()
         }
         Err(e) => {
             let total = state.stats.http_rejected.fetch_add(1, Ordering::Relaxed) + 1;
@@ -181,29 +287,31 @@ async fn post_metrics(State(state): State<HttpState>, headers: HeaderMap, body: 
     }
 }
 
-async fn health(State(state): State<HttpState>) -> Response {
+fn health(state: &HttpState) -> Reply {
     let s = &state.stats;
     let w = &state.writer;
     let r = state.recorder.stats();
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    axum::Json(json!({
-        "node": state.node,
-        "statsd": { "lines": load(&s.statsd_lines), "rejected": load(&s.statsd_rejected) },
-        "http": {
-            "bodies": load(&s.http_bodies),
-            "rejected": load(&s.http_rejected),
-            "unauthorized": load(&s.http_unauthorized),
-        },
-        "custom": { "fields": r.custom_fields, "dropped": r.custom_dropped },
-        "ticks": {
-            "written": load(&w.written),
-            "duplicates": load(&w.duplicates),
-            "buffered": load(&w.buffered),
-            "dropped": load(&w.dropped),
-            "failures": load(&w.failures),
-        },
-    }))
-    .into_response()
+    json_reply(
+        StatusCode::OK,
+        &json!({
+            "node": state.node,
+            "statsd": { "lines": load(&s.statsd_lines), "rejected": load(&s.statsd_rejected) },
+            "http": {
+                "bodies": load(&s.http_bodies),
+                "rejected": load(&s.http_rejected),
+                "unauthorized": load(&s.http_unauthorized),
+            },
+            "custom": { "fields": r.custom_fields, "dropped": r.custom_dropped },
+            "ticks": {
+                "written": load(&w.written),
+                "duplicates": load(&w.duplicates),
+                "buffered": load(&w.buffered),
+                "dropped": load(&w.dropped),
+                "failures": load(&w.failures),
+            },
+        }),
+    )
 }
 
 /// Binds the StatsD socket.

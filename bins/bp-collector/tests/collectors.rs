@@ -460,3 +460,110 @@ fn collectors_write_to_a_redis_cluster() {
         }
     }
 }
+
+/// The HTTP endpoint's edges: unknown paths, wrong methods, a declared body
+/// over the 1 MiB limit, and chunked bodies on one kept-alive connection.
+/// (Dry run: no Redis needed.)
+#[test]
+fn http_routes_limits_and_keep_alive() {
+    use std::io::Write as _;
+
+    let mut c = Collector::start(
+        &[
+            "--node",
+            "web-1",
+            "--interval",
+            "1s",
+            "--statsd",
+            "off",
+            "--http",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let addr = c.addr("http");
+
+    let (status, _) = http(addr, "GET", "/nowhere", &[], "");
+    assert_eq!(status, 404);
+    let (status, _) = http(addr, "GET", "/v1/metrics", &[], "");
+    assert_eq!(status, 405);
+    let (status, _) = http(addr, "POST", "/healthz", &[], "");
+    assert_eq!(status, 405);
+
+    let connect = || {
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        s
+    };
+
+    let mut s = connect();
+    s.write_all(b"GET /v1/metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (status, head, _) = read_response(&mut s);
+    assert_eq!(status, 405);
+    assert!(head.to_ascii_lowercase().contains("allow: post"), "{head}");
+
+    // A declared length over 1 MiB: refused before the body is sent.
+    let mut s = connect();
+    s.write_all(
+        b"POST /v1/metrics HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1048577\r\n\r\n",
+    )
+    .unwrap();
+    let (status, _, body) = read_response(&mut s);
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("1 MiB"), "{body}");
+
+    // Two chunked bodies on one kept-alive connection.
+    let mut s = connect();
+    let chunked = |parts: &[&[u8]]| {
+        let mut req =
+            b"POST /v1/metrics HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for p in parts {
+            req.extend_from_slice(format!("{:x}\r\n", p.len()).as_bytes());
+            req.extend_from_slice(p);
+            req.extend_from_slice(b"\r\n");
+        }
+        req.extend_from_slice(b"0\r\n\r\n");
+        req
+    };
+    s.write_all(&chunked(&[b"{\"eventsIn\":", b"2}"])).unwrap();
+    let (status, _, body) = read_response(&mut s);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, r#"{"dropped":0,"ok":true}"#);
+    s.write_all(&chunked(&[b"{\"eventsOut\":", b"1}"])).unwrap();
+    let (status, _, body) = read_response(&mut s);
+    assert_eq!(status, 200, "{body}");
+
+    let (status, health) = http(addr, "GET", "/healthz", &[], "");
+    assert_eq!(status, 200);
+    let h: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(h["http"]["bodies"], 2, "{h}");
+    assert_eq!(h["http"]["rejected"], 0, "{h}");
+    let status = c.terminate();
+    assert!(status.success(), "{status:?}");
+}
+
+/// Reads one response: status line, headers, then a body of
+/// Content-Length bytes (every response of the collector has one).
+fn read_response(s: &mut std::net::TcpStream) -> (u16, String, String) {
+    use std::io::Read as _;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    (status, head, String::from_utf8(body).unwrap())
+}
