@@ -512,7 +512,7 @@ fn leader_kill(bins: &Bins) -> Result<Row> {
     );
     let leader = holder().context("lease lost")?;
     let a_pid = a.child.id();
-    let (victim, survivor_pid) = if leader.ends_with(&format!(":{a_pid}")) {
+    let (victim, survivor_pid) = if leader.contains(&format!(":{a_pid}:")) {
         (&mut a, b.child.id())
     } else {
         (&mut b, a_pid)
@@ -520,7 +520,7 @@ fn leader_kill(bins: &Bins) -> Result<Row> {
     victim.kill9();
     let killed = Instant::now();
     let took = wait_until(Duration::from_secs(20), || {
-        holder().is_some_and(|h| h.ends_with(&format!(":{survivor_pid}")))
+        holder().is_some_and(|h| h.contains(&format!(":{survivor_pid}:")))
     });
     let takeover = killed.elapsed();
     ensure!(took, "the standby never took over");

@@ -118,7 +118,15 @@ pub async fn run(
     };
     let (config_tx, config_rx) = watch::channel(Arc::new(cfg.config.clone()));
     spawn_reloader(cfg.config_path.clone(), config_tx);
-    let holder = format!("{}:{}", cfg.node, std::process::id());
+    // `<node>:<pid>:<random>`: unique among live alerters even when two
+    // share a node name and a pid (pid 1 in containers), since the lease and
+    // the commit fence tell alerters apart by this name alone.
+    let holder = format!(
+        "{}:{}:{}",
+        cfg.node,
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     let stats = Arc::new(AlerterStats::default());
     let watchdog = match &cfg.hooks.watchdog {
         Some(w) => Some(Watchdog::new(w.clone()).context("watchdog")?),

@@ -433,7 +433,7 @@ fn standby_takes_over_within_two_intervals_and_every_transition_arrives_once() {
         b.log()
     );
     let leader = holder().unwrap();
-    let (victim, survivor_pid) = if leader.ends_with(&format!(":{}", a.pid())) {
+    let (victim, survivor_pid) = if leader.contains(&format!(":{}:", a.pid())) {
         (&mut a, b.pid())
     } else {
         (&mut b, a.pid())
@@ -442,7 +442,7 @@ fn standby_takes_over_within_two_intervals_and_every_transition_arrives_once() {
     let killed = Instant::now();
     assert!(
         wait_until(Duration::from_secs(20), || holder()
-            .is_some_and(|h| h.ends_with(&format!(":{survivor_pid}")))),
+            .is_some_and(|h| h.contains(&format!(":{survivor_pid}:")))),
         "the standby never took over"
     );
     let takeover = killed.elapsed();
