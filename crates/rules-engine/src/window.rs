@@ -187,13 +187,7 @@ impl Window {
         if !matches!(self.aggregation, Aggregation::Sum | Aggregation::Avg) {
             return;
         }
-        let t = self.sum + x;
-        if self.sum.abs() >= x.abs() {
-            self.compensation += (self.sum - t) + x;
-        } else {
-            self.compensation += (x - t) + self.sum;
-        }
-        self.sum = t;
+        neumaier_add(&mut self.sum, &mut self.compensation, x);
     }
 
     fn rebase(&mut self) {
@@ -336,13 +330,7 @@ struct Running {
 
 impl Running {
     fn add(&mut self, x: f64) {
-        let t = self.sum + x;
-        if self.sum.abs() >= x.abs() {
-            self.compensation += (self.sum - t) + x;
-        } else {
-            self.compensation += (x - t) + self.sum;
-        }
-        self.sum = t;
+        neumaier_add(&mut self.sum, &mut self.compensation, x);
     }
 }
 
@@ -766,6 +754,18 @@ impl HostWindows {
             }
         }
     }
+}
+
+/// Adds `x` to a compensated (Neumaier) sum: `sum + compensation` is the
+/// total, with the rounding error of each addition kept in `compensation`.
+fn neumaier_add(sum: &mut f64, compensation: &mut f64, x: f64) {
+    let t = *sum + x;
+    if sum.abs() >= x.abs() {
+        *compensation += (*sum - t) + x;
+    } else {
+        *compensation += (x - t) + *sum;
+    }
+    *sum = t;
 }
 
 #[cfg(test)]
