@@ -31,7 +31,7 @@ pub enum CollectorError {
         max: usize,
     },
     /// A custom field is used both as a counter and as a gauge.
-    #[error("{name}: already registered as a {kind}", kind = match registered { CustomKind::Counter => "counter", CustomKind::Gauge => "gauge" })]
+    #[error("{name}: already registered as a {kind}", kind = registered.as_str())]
     KindMismatch {
         /// The field.
         name: String,

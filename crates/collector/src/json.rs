@@ -9,20 +9,22 @@
 //!   "gauges": { "custom.queue_depth": 17 } }
 //! ```
 //!
-//! `requests` lists latencies in ms, one per completed request; the five
-//! counts are whole numbers ≥ 0; `counters` adds to custom counters (numbers
-//! ≥ 0) and `gauges` sets custom gauges. Any other key is rejected (it is
+//! `requests` lists latencies in ms, one per completed request (kept as
+//! sent, to the precision of an `f64`); the five counts are whole numbers
+//! from 0 to 2^53; `counters` adds to custom counters (a negative number is
+//! a decrement; |n| ≤ 2^53) and `gauges` sets custom gauges. A number
+//! above 2^53 (the largest an `f64` counts exactly) refuses the body: a
+//! counter never wraps around. Any other key is rejected (it is
 //! almost always a typo). A body is checked completely before anything is
 //! applied: a bad body changes nothing.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use metrics_model::field::{Field, StandardField};
 use serde::Deserialize;
 
 use crate::error::CollectorError;
-use crate::recorder::Recorder;
+use crate::recorder::{MAX_COUNT, Recorder, show};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -93,6 +95,27 @@ pub fn parse(body: &[u8]) -> Result<JsonMetrics, CollectorError> {
                     at(&format!("requests[{j}]"))
                 )));
             }
+            if *l > MAX_COUNT {
+                return Err(CollectorError::Json(format!(
+                    "{}: latency {} ms is above the largest accepted, 2^53 = 9007199254740992",
+                    at(&format!("requests[{j}]")),
+                    show(*l)
+                )));
+            }
+        }
+        for (key, n) in [
+            ("eventsIn", b.events_in),
+            ("eventsOut", b.events_out),
+            ("warnings", b.warnings),
+            ("errors", b.errors),
+            ("criticals", b.criticals),
+        ] {
+            if n as f64 > MAX_COUNT {
+                return Err(CollectorError::Json(format!(
+                    "{}: {n} is above the largest accepted increment, 2^53 = 9007199254740992",
+                    at(key)
+                )));
+            }
         }
         for (map, what) in [(&b.counters, "counters"), (&b.gauges, "gauges")] {
             for (name, v) in map {
@@ -106,9 +129,11 @@ pub fn parse(body: &[u8]) -> Result<JsonMetrics, CollectorError> {
                     }
                     Err(e) => return Err(CollectorError::Json(format!("{key}: {e}"))),
                 }
-                if what == "counters" && *v < 0.0 {
+                if what == "counters" && v.abs() > MAX_COUNT {
                     return Err(CollectorError::Json(format!(
-                        "{key}: counter value {v} is negative"
+                        "{key}: {} is above the largest accepted increment, 2^53 = \
+                         9007199254740992",
+                        show(*v)
                     )));
                 }
             }
@@ -123,8 +148,8 @@ impl JsonMetrics {
         let mut out = JsonOutcome::default();
         for b in &self.0 {
             for l in &b.requests {
-                // Saturates: a huge finite latency (1e300) must not panic.
-                recorder.request(Duration::try_from_secs_f64(l / 1000.0).unwrap_or(Duration::MAX));
+                // Cannot fail: checked by `parse`.
+                let _ = recorder.requests_ms(1.0, *l);
             }
             for (field, n) in [
                 (StandardField::EventsInCount, b.events_in),
@@ -134,8 +159,8 @@ impl JsonMetrics {
                 (StandardField::CriticalsCount, b.criticals),
             ] {
                 if n > 0 {
-                    // Cannot fail: these are counters.
-                    let _ = recorder.add_standard(field, n);
+                    // Cannot fail: these are counters, checked by `parse`.
+                    let _ = recorder.add_standard(field, n as f64);
                 }
             }
             for (name, v) in &b.counters {
@@ -187,7 +212,19 @@ mod tests {
             r#"{"counters":{"cpu.usage":1}}"#,
             Err("counters.cpu.usage: only custom"),
         );
-        check(r#"{"counters":{"custom.j":-1}}"#, Err("negative"));
+        check(r#"{"counters":{"custom.j":-1}}"#, Ok(1));
+        check(
+            r#"{"warnings":18446744073709551615}"#,
+            Err("warnings: 18446744073709551615 is above the largest accepted increment"),
+        );
+        check(
+            r#"{"requests":[1e300]}"#,
+            Err("requests[0]: latency 1e300 ms is above"),
+        );
+        check(
+            r#"{"counters":{"custom.j":-1e20}}"#,
+            Err("counters.custom.j: -1e20 is above"),
+        );
         check(
             r#"[{},{"gauges":{"custom.a b":1}}]"#,
             Err("[1].gauges.custom.a b"),

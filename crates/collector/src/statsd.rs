@@ -5,20 +5,29 @@
 //!
 //! | line | effect |
 //! |---|---|
-//! | `bp.requests:12\|ms` (or `\|h`) | one request of 12 ms |
+//! | `bp.requests:12\|ms` (or `\|h`, `\|d`) | one request of 12 ms |
 //! | `bp.events_in:1\|c` | `eventsIn.count` + 1 |
 //! | `bp.events_out:1\|c` | `eventsOut.count` + 1 |
 //! | `bp.warnings:1\|c` | `warnings.count` + 1 |
 //! | `bp.errors:1\|c` | `errors.count` + 1 |
 //! | `bp.criticals:1\|c` | `criticals.count` + 1 |
-//! | `custom.jobs:3\|c` | custom counter `custom.jobs` + 3 |
+//! | `custom.jobs:3\|c` | custom counter `custom.jobs` + 3 (`-3`: − 3, a `decr`) |
 //! | `custom.queue_depth:17\|g` | custom gauge set to 17 (`+3` / `-3` adjust it) |
+//! | `custom.users:alice\|s` | custom set: the tick reports the distinct values of the interval |
 //!
 //! The standard field names (`eventsIn.count:1|c`, …) are accepted as aliases
-//! of the `bp.*` names. A sample rate `|@0.1` scales counts and requests by
-//! `1/rate` (one `bp.requests:12|ms|@0.1` line counts 10 requests of 12 ms);
-//! gauges ignore it. DogStatsD sections `|#tags`, `|c:<container>` and
-//! `|T<timestamp>` are accepted and ignored.
+//! of the `bp.*` names. A sample rate `|@0.3` makes a line stand for `1/rate`
+//! of its kind *in this interval*: a counter adds `value / rate`, a timer
+//! adds `1/rate` requests (3.33… for `@0.3`) of that latency each — counts
+//! may be fractional, and nothing carries over into another line or tick.
+//! Gauges and sets ignore the rate. DogStatsD distributions (`|d`) are
+//! timers. DogStatsD sections `|#tags`, `|c:<container>`, `|e:<external>`,
+//! `|card:<cardinality>` and `|T<timestamp>` are accepted and ignored.
+//!
+//! Refused, with the reason: a negative delta of a standard counter (they
+//! only count up: use a `custom.*` counter for a value that goes down), an
+//! increment above 2^53, DogStatsD events (`_e{…}`) and service checks
+//! (`_sc|…`).
 
 use metrics_model::field::{CUSTOM_PREFIX, StandardField, is_valid_custom_name};
 
@@ -32,17 +41,19 @@ pub enum Metric<'a> {
     Requests {
         /// The latency of each request, ms.
         latency_ms: f64,
-        /// How many requests the line stands for (1 / sample rate).
+        /// How many requests the line stands for (1 / sample rate; may be
+        /// fractional).
         count: f64,
     },
     /// `n` (already scaled by 1/rate) added to a standard counter.
     Standard {
         /// The counter.
         field: StandardField,
-        /// How much to add.
+        /// How much to add (≥ 0).
         n: f64,
     },
-    /// `n` (already scaled) added to a custom counter.
+    /// `n` (already scaled) added to a custom counter; negative for a
+    /// decrement.
     CustomCounter {
         /// The whole field name, `custom.<name>`.
         name: &'a str,
@@ -58,6 +69,33 @@ pub enum Metric<'a> {
         /// Whether the value had an explicit sign (`+3`, `-3`).
         relative: bool,
     },
+    /// A value added to a custom set (distinct values per interval).
+    CustomSet {
+        /// The whole field name, `custom.<name>`.
+        name: &'a str,
+        /// The value, as sent.
+        value: &'a str,
+    },
+}
+
+/// The metric types of a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Timer,
+    Gauge,
+    Set,
+}
+
+fn kind_of(text: &str) -> Option<Kind> {
+    match text {
+        "c" => Some(Kind::Counter),
+        // Timers, histograms and DogStatsD distributions.
+        "ms" | "h" | "d" => Some(Kind::Timer),
+        "g" => Some(Kind::Gauge),
+        "s" => Some(Kind::Set),
+        _ => None,
+    }
 }
 
 /// The names accepted for standard counters.
@@ -89,15 +127,31 @@ fn standard_counter(name: &str) -> Option<StandardField> {
         })
 }
 
-/// Parses one line (without its newline).
+/// Parses one line (without its newline). The error says why the line is
+/// refused.
 pub fn parse_line(line: &str) -> Result<Metric<'_>, String> {
+    if line.starts_with("_e{") {
+        return Err("a DogStatsD event (_e{…}): events are not supported, only metrics".to_owned());
+    }
+    if line.starts_with("_sc|") {
+        return Err(
+            "a DogStatsD service check (_sc|…): service checks are not supported, only metrics"
+                .to_owned(),
+        );
+    }
     let Some((name, rest)) = line.split_once(':') else {
         return Err("expected <name>:<value>|<type>".to_owned());
     };
     let mut sections = rest.split('|');
     let value_text = sections.next().unwrap_or("");
-    let Some(kind) = sections.next() else {
-        return Err("missing |<type> (c, ms, h or g)".to_owned());
+    let Some(kind_text) = sections.next() else {
+        return Err("missing |<type> (c, ms, h, d, g or s)".to_owned());
+    };
+    let Some(kind) = kind_of(kind_text) else {
+        return Err(format!(
+            "unknown type {kind_text:?}; expected c (counter), ms, h or d (timer), g (gauge) or \
+             s (set)"
+        ));
     };
     let mut rate = 1.0;
     for s in sections {
@@ -106,30 +160,58 @@ pub fn parse_line(line: &str) -> Result<Metric<'_>, String> {
                 Ok(r) if r > 0.0 && r <= 1.0 => r,
                 _ => return Err(format!("sample rate {r:?} is not a number in (0, 1]")),
             };
-        } else if s.starts_with('#') || s.starts_with("c:") || s.starts_with('T') {
-            // DogStatsD tags, container id, timestamp: accepted and ignored.
+        } else if s.starts_with('#')
+            || s.starts_with("c:")
+            || s.starts_with("e:")
+            || s.starts_with("card:")
+            || s.starts_with('T')
+        {
+            // DogStatsD tags, container id, external data, cardinality,
+            // timestamp: accepted and ignored.
         } else {
             return Err(format!(
                 "unexpected section {s:?}; expected |@<rate> or |#<tags>"
             ));
         }
     }
+    if let Some(short) = name.strip_prefix(CUSTOM_PREFIX)
+        && !is_valid_custom_name(short)
+    {
+        return Err(format!(
+            "{name:?} is not a valid custom field: the name after \"custom.\" must be 1-64 \
+             of A-Z a-z 0-9 _ - ."
+        ));
+    }
+    let is_custom = name.starts_with(CUSTOM_PREFIX);
+    if kind == Kind::Set {
+        if !is_custom {
+            return Err(
+                if name == "bp.requests" || standard_counter(name).is_some() {
+                    format!(
+                        "{name} does not take type s (a set); sets go into custom.<name> fields"
+                    )
+                } else {
+                    format!("unknown metric name {name:?}; {KNOWN}")
+                },
+            );
+        }
+        if value_text.is_empty() {
+            return Err("a set value is empty".to_owned());
+        }
+        return Ok(Metric::CustomSet {
+            name,
+            value: value_text,
+        });
+    }
     let value: f64 = value_text
         .parse()
         .ok()
         .filter(|v: &f64| v.is_finite())
         .ok_or_else(|| format!("value {value_text:?} is not a finite number"))?;
-    let counts_only = |what: &str| -> Result<(), String> {
-        if kind == "c" {
-            Ok(())
-        } else {
-            Err(format!("{what} takes type c (a counter), not {kind:?}"))
-        }
-    };
     if name == "bp.requests" {
-        if kind != "ms" && kind != "h" {
+        if kind != Kind::Timer {
             return Err(format!(
-                "bp.requests takes type ms (a latency in ms), not {kind:?}"
+                "bp.requests takes type ms, h or d (a latency in ms), not {kind_text:?}"
             ));
         }
         if value < 0.0 {
@@ -141,35 +223,35 @@ pub fn parse_line(line: &str) -> Result<Metric<'_>, String> {
         });
     }
     if let Some(field) = standard_counter(name) {
-        counts_only(name)?;
+        if kind != Kind::Counter {
+            return Err(format!(
+                "{name} takes type c (a counter), not {kind_text:?}"
+            ));
+        }
         if value < 0.0 {
-            return Err(format!("counter value {value_text} is negative"));
+            return Err(format!(
+                "a negative delta ({value_text}) of {name} is dropped: the standard counters only \
+                 count up (use a custom.<name> counter for a value that goes down)"
+            ));
         }
         return Ok(Metric::Standard {
             field,
             n: value / rate,
         });
     }
-    if let Some(short) = name.strip_prefix(CUSTOM_PREFIX) {
-        if !is_valid_custom_name(short) {
-            return Err(format!(
-                "{name:?} is not a valid custom field: the name after \"custom.\" must be 1-64 \
-                 of A-Z a-z 0-9 _ - ."
-            ));
-        }
+    if is_custom {
         return match kind {
-            "c" if value < 0.0 => Err(format!("counter value {value_text} is negative")),
-            "c" => Ok(Metric::CustomCounter {
+            Kind::Counter => Ok(Metric::CustomCounter {
                 name,
                 n: value / rate,
             }),
-            "g" => Ok(Metric::CustomGauge {
+            Kind::Gauge => Ok(Metric::CustomGauge {
                 name,
                 value,
                 relative: value_text.starts_with(['+', '-']),
             }),
-            other => Err(format!(
-                "custom fields take type c (counter) or g (gauge), not {other:?}"
+            Kind::Timer | Kind::Set => Err(format!(
+                "custom fields take type c (counter), g (gauge) or s (set), not {kind_text:?}"
             )),
         };
     }
@@ -185,26 +267,17 @@ pub struct IngestReport {
     pub rejected: Vec<CollectorError>,
 }
 
-/// Applies StatsD lines to a [`Recorder`], carrying the fractions that
-/// sample rates give standard counters (`1|c|@0.3` is 3.33…) from line to
-/// line so that nothing is lost to rounding.
+/// Applies StatsD lines to a [`Recorder`]. Each line counts in the
+/// interval it arrives in, whole: nothing carries into another line or tick.
 #[derive(Debug, Clone)]
 pub struct StatsdSink {
     recorder: Recorder,
-    /// Fractional carries: requests, then the five standard counters.
-    carry: [f64; 6],
-    /// Latency not yet added, in ms (goes with the carried requests).
-    carry_latency_ms: f64,
 }
 
 impl StatsdSink {
     /// A sink counting into `recorder`.
     pub fn new(recorder: Recorder) -> Self {
-        StatsdSink {
-            recorder,
-            carry: [0.0; 6],
-            carry_latency_ms: 0.0,
-        }
+        StatsdSink { recorder }
     }
 
     /// Parses and applies one datagram. Bad lines are skipped and reported;
@@ -239,35 +312,9 @@ impl StatsdSink {
     pub fn apply(&mut self, m: &Metric<'_>) -> Result<(), CollectorError> {
         match *m {
             Metric::Requests { latency_ms, count } => {
-                self.carry[0] += count;
-                self.carry_latency_ms += latency_ms * count;
-                let whole = self.carry[0].floor();
-                if whole >= 1.0 {
-                    let share = self.carry_latency_ms * whole / self.carry[0];
-                    self.carry[0] -= whole;
-                    self.carry_latency_ms -= share;
-                    self.recorder.requests(
-                        whole as u64,
-                        // Saturates: a huge finite latency (1e300) must not panic.
-                        std::time::Duration::try_from_secs_f64(share.max(0.0) / 1000.0)
-                            .unwrap_or(std::time::Duration::MAX),
-                    );
-                }
-                Ok(())
+                self.recorder.requests_ms(count, latency_ms * count)
             }
-            Metric::Standard { field, n } => {
-                let idx = 1 + STANDARD_NAMES
-                    .iter()
-                    .position(|(_, f)| *f == field)
-                    .unwrap_or(0);
-                self.carry[idx] += n;
-                let whole = self.carry[idx].floor();
-                self.carry[idx] -= whole;
-                if whole >= 1.0 {
-                    self.recorder.add_standard(field, whole as u64)?;
-                }
-                Ok(())
-            }
+            Metric::Standard { field, n } => self.recorder.add_standard(field, n),
             Metric::CustomCounter { name, n } => self.recorder.add(name, n),
             Metric::CustomGauge {
                 name,
@@ -275,6 +322,7 @@ impl StatsdSink {
                 relative: true,
             } => self.recorder.adjust(name, value),
             Metric::CustomGauge { name, value, .. } => self.recorder.set(name, value),
+            Metric::CustomSet { name, value } => self.recorder.set_insert(name, value),
         }
     }
 }
@@ -363,15 +411,44 @@ mod tests {
                 n: 3.0,
             }),
         );
+        check(
+            "bp.requests:50|d|#env:prod",
+            Ok(Requests {
+                latency_ms: 50.0,
+                count: 1.0,
+            }),
+        );
+        check(
+            "custom.users:alice|s",
+            Ok(CustomSet {
+                name: "custom.users",
+                value: "alice",
+            }),
+        );
+        check(
+            "custom.jobs:-2|c",
+            Ok(CustomCounter {
+                name: "custom.jobs",
+                n: -2.0,
+            }),
+        );
         check("bp.requests", Err("expected <name>:<value>|<type>"));
         check("bp.requests:12", Err("missing |<type>"));
+        check(
+            "bp.errors:alice|s",
+            Err("bp.errors does not take type s (a set)"),
+        );
+        check("custom.u:|s", Err("a set value is empty"));
+        check("bp.errors:1|x", Err("unknown type \"x\""));
+        check("_e{5,4}:title|text|#a:b", Err("DogStatsD event"));
+        check("_sc|my.check|0|#a:b", Err("DogStatsD service check"));
         check("bp.requests:abc|ms", Err("value \"abc\" is not a finite"));
         check("bp.requests:NaN|ms", Err("not a finite"));
         check("bp.requests:inf|ms", Err("not a finite"));
         check("bp.requests:-1|ms", Err("negative"));
         check("bp.requests:1|c", Err("bp.requests takes type ms"));
         check("bp.errors:1|g", Err("bp.errors takes type c"));
-        check("bp.errors:-1|c", Err("negative"));
+        check("bp.errors:-1|c", Err("standard counters only count up"));
         check("bp.errors:1|c|@0", Err("sample rate \"0\""));
         check("bp.errors:1|c|@2", Err("sample rate"));
         check("bp.errors:1|c|x", Err("unexpected section \"x\""));
@@ -380,7 +457,6 @@ mod tests {
         check("custom.a b:1|c", Err("not a valid custom field"));
         check("custom.:1|c", Err("not a valid custom field"));
         check("custom.x:1|ms", Err("custom fields take type c"));
-        check("custom.x:-1|c", Err("negative"));
     }
 
     fn counted(r: &Recorder) -> std::collections::BTreeMap<String, f64> {
@@ -411,19 +487,50 @@ mod tests {
     }
 
     #[test]
-    fn sample_rates_carry_fractions() {
+    fn sampled_lines_count_in_their_own_interval() {
         let r = Recorder::default();
         let mut sink = StatsdSink::new(r.clone());
-        for _ in 0..3 {
-            assert_eq!(sink.ingest(b"bp.events_out:1|c|@0.3").accepted, 1);
-        }
-        // 3 × 3.33… = 10 (up to float rounding, which the carry keeps)
-        let n = counted(&r)["eventsOut.count"];
-        assert!((9.0..=10.0).contains(&n), "{n}");
+        // The issue's case: a sampled 12 ms timer, then a 60 s one.
+        sink.ingest(b"bp.requests:12|ms|@0.3");
+        sink.ingest(b"bp.requests:60000|ms");
+        let v = counted(&r);
+        assert!(
+            (v["requests.count"] - (1.0 / 0.3 + 1.0)).abs() < 1e-9,
+            "{v:?}"
+        );
+        assert!((v["requests.latency_sum"] - 60_040.0).abs() < 1e-6, "{v:?}");
+        // The next interval holds one 12 ms request, nothing carried.
+        sink.ingest(b"bp.requests:12|ms");
+        let v = counted(&r);
+        assert_eq!(
+            (
+                v["requests.count"],
+                v["requests.latency_sum"],
+                v["requests.latency_avg"]
+            ),
+            (1.0, 12.0, 12.0)
+        );
+        sink.ingest(b"bp.events_out:1|c|@0.3");
+        assert!((counted(&r)["eventsOut.count"] - 1.0 / 0.3).abs() < 1e-12);
         sink.ingest(b"bp.requests:5|ms|@0.25");
         let v = counted(&r);
-        assert_eq!(v["requests.count"], 4.0);
-        assert_eq!(v["requests.latency_sum"], 20.0);
+        assert_eq!(
+            (v["requests.count"], v["requests.latency_sum"]),
+            (4.0, 20.0)
+        );
+    }
+
+    #[test]
+    fn huge_increments_are_refused_not_wrapped() {
+        let r = Recorder::default();
+        let mut sink = StatsdSink::new(r.clone());
+        let report = sink.ingest(b"bp.errors:1e20|c\nbp.errors:1e20|c\nbp.errors:5|c");
+        assert_eq!(report.accepted, 1);
+        assert_eq!(report.rejected.len(), 2);
+        let e = report.rejected[0].to_string();
+        assert!(e.contains("2^53"), "{e}");
+        assert_eq!(counted(&r)["errors.count"], 5.0);
+        assert_eq!(r.stats().too_large, 2);
     }
 
     #[test]

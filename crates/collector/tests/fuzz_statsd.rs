@@ -9,6 +9,7 @@
 //! fast). `scripts/fuzz` runs these with 100,000 cases each in release mode
 //! with overflow checks on; see docs/fuzzing.md.
 
+use collector::recorder::MAX_COUNT;
 use collector::statsd::{Metric, parse_line};
 use collector::{CollectorError, Recorder, RecorderConfig, StatsdSink, json as body};
 use metrics_model::StandardField;
@@ -65,8 +66,9 @@ fn value_text() -> impl Strategy<Value = String> {
 
 fn kind_text() -> impl Strategy<Value = String> {
     prop_oneof![
-        6 => prop_oneof![Just("c"), Just("ms"), Just("h"), Just("g")].prop_map(str::to_owned),
-        1 => prop_oneof![Just("s"), Just("set"), Just(""), Just("C"), Just("d"), Just("g ")]
+        6 => prop_oneof![Just("c"), Just("ms"), Just("h"), Just("g"), Just("s"), Just("d")]
+            .prop_map(str::to_owned),
+        1 => prop_oneof![Just("set"), Just(""), Just("C"), Just("g ")]
             .prop_map(str::to_owned),
         1 => "\\PC{0,3}",
     ]
@@ -85,6 +87,8 @@ fn section() -> impl Strategy<Value = String> {
         ].prop_map(str::to_owned),
         2 => "#[a-z0-9:,_]{0,20}".prop_map(|t| t.clone()),
         1 => "c:[a-z0-9]{0,8}",
+        1 => "e:[a-z0-9]{0,8}",
+        1 => "card:[a-z]{0,8}",
         1 => "T[0-9]{0,10}",
         1 => "[a-z]{0,3}",
         1 => "\\PC{0,4}",
@@ -126,38 +130,56 @@ fn expected(
     kind: &str,
     sections: &[String],
 ) -> Option<Metric<'static>> {
-    let value = value_text.parse::<f64>().ok().filter(|v| v.is_finite())?;
+    if !matches!(kind, "c" | "ms" | "h" | "d" | "g" | "s") {
+        return None;
+    }
     let mut rate = 1.0;
     for s in sections {
         if let Some(r) = s.strip_prefix('@') {
             rate = r.parse::<f64>().ok().filter(|r| *r > 0.0 && *r <= 1.0)?;
-        } else if !(s.starts_with('#') || s.starts_with("c:") || s.starts_with('T')) {
+        } else if !["#", "c:", "e:", "card:", "T"]
+            .iter()
+            .any(|p| s.starts_with(p))
+        {
             return None;
         }
     }
+    let custom_valid = name.strip_prefix("custom.").map(|short| {
+        (1..=64).contains(&short.len())
+            && short
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+    });
+    let leaked: &'static str = "custom.*";
+    if kind == "s" {
+        // Sets take any non-empty value, into custom fields only.
+        return (custom_valid == Some(true) && !value_text.is_empty()).then_some(
+            Metric::CustomSet {
+                name: leaked,
+                value: "*",
+            },
+        );
+    }
+    let value = value_text.parse::<f64>().ok().filter(|v| v.is_finite())?;
     if name == "bp.requests" {
-        return (matches!(kind, "ms" | "h") && value >= 0.0).then_some(Metric::Requests {
+        return (matches!(kind, "ms" | "h" | "d") && value >= 0.0).then_some(Metric::Requests {
             latency_ms: value,
             count: 1.0 / rate,
         });
     }
     if let Some((_, field)) = STANDARD.iter().find(|(n, _)| *n == name) {
+        // Standard counters only count up.
         return (kind == "c" && value >= 0.0).then_some(Metric::Standard {
             field: *field,
             n: value / rate,
         });
     }
-    let short = name.strip_prefix("custom.")?;
-    let valid = (1..=64).contains(&short.len())
-        && short
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
-    if !valid {
+    if custom_valid != Some(true) {
         return None;
     }
-    let leaked: &'static str = "custom.*";
     match kind {
-        "c" if value >= 0.0 => Some(Metric::CustomCounter {
+        // Custom counters take decrements.
+        "c" => Some(Metric::CustomCounter {
             name: leaked,
             n: value / rate,
         }),
@@ -204,6 +226,7 @@ fn same(got: &Metric<'_>, want: &Metric<'_>, name: &str) -> bool {
                 ..
             },
         ) => *got_name == name && eq(*value, *want_value) && relative == want_relative,
+        (Metric::CustomSet { name: got_name, .. }, Metric::CustomSet { .. }) => *got_name == name,
         _ => false,
     }
 }
@@ -327,13 +350,16 @@ fn custom_name() -> impl Strategy<Value = String> {
 fn valid_body() -> impl Strategy<Value = Value> {
     (
         proptest::option::of(proptest::collection::vec(
-            prop_oneof![0f64..10_000.0, finite_f64().prop_map(f64::abs)],
+            prop_oneof![
+                0f64..10_000.0,
+                finite_f64().prop_map(|v| v.abs().min(MAX_COUNT)),
+            ],
             0..5,
         )),
-        proptest::collection::vec(proptest::option::of(any::<u64>()), 5),
+        proptest::collection::vec(proptest::option::of(0..=1u64 << 53), 5),
         proptest::option::of(proptest::collection::btree_map(
             custom_name(),
-            finite_f64().prop_map(f64::abs),
+            finite_f64().prop_map(|v| v.clamp(-MAX_COUNT, MAX_COUNT)),
             0..4,
         )),
         proptest::option::of(proptest::collection::btree_map(
@@ -412,7 +438,9 @@ proptest! {
             Just(("requests", json!([-1.0]), true)),
             Just(("requests", json!({"a": 1}), false)),
             Just(("counters", json!({"jobs": 1}), true)),
-            Just(("counters", json!({"custom.j": -1}), true)),
+            Just(("warnings", json!(u64::MAX), true)),
+            Just(("requests", json!([1e300]), true)),
+            Just(("counters", json!({"custom.j": -1e20}), true)),
             Just(("gauges", json!({"cpu.usage": 1}), true)),
             Just(("gauges", json!({"custom.a b": 1}), true)),
         ],
@@ -463,16 +491,64 @@ proptest! {
 
 /// Found by `statsd_lines_parse_as_documented` and
 /// `json_valid_bodies_parse_and_apply`: a finite but huge latency parsed,
-/// then panicked in `Duration::from_secs_f64` when applied.
+/// then panicked in `Duration::from_secs_f64` when applied. Such latencies
+/// (above 2^53 ms) and counts (1/5e-324 is infinite) are now refused with
+/// the reason, and counted.
 #[test]
-fn huge_latencies_are_applied_without_panic() {
+fn huge_latencies_are_refused_without_panic() {
     let r = small_recorder(1);
     let mut sink = StatsdSink::new(r.clone());
     let report = sink.ingest(
         b"bp.requests:1e300|ms\nbp.requests:1.7976931348623157e308|ms|@0.5\nbp.requests:1|ms|@5e-324",
     );
-    assert_eq!(report.accepted, 3, "{:?}", report.rejected);
-    let m = body::parse(br#"{"requests":[1e300, 1.7976931348623157e308]}"#).unwrap();
-    m.apply(&r);
+    assert_eq!(report.accepted, 0, "{:?}", report.rejected);
+    let reasons: Vec<String> = report.rejected.iter().map(ToString::to_string).collect();
+    assert!(reasons[0].contains("2^53"), "{reasons:?}");
+    assert!(reasons[2].contains("not a finite number"), "{reasons:?}");
+    assert_eq!(r.stats().too_large, 3);
+    let e = body::parse(br#"{"requests":[1e300, 1.7976931348623157e308]}"#).unwrap_err();
+    assert!(e.to_string().contains("requests[0]"), "{e}");
     assert!(r.take_interval().iter().all(|(_, v)| v.is_finite()));
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// A counter never decreases by adding: over any sequence of increments
+    /// (StatsD lines and HTTP bodies, tiny to astronomically large), the
+    /// interval's count is the sum of the accepted ones (each ≤ 2^53),
+    /// held at 2^53, and never below the largest accepted one.
+    #[test]
+    fn counters_never_decrease_by_adding(
+        values in proptest::collection::vec(
+            prop_oneof![
+                3 => (0u64..1000).prop_map(|n| n as f64),
+                1 => (0u64..=u64::MAX).prop_map(|n| n as f64),
+                1 => prop_oneof![Just(1e20), Just(MAX_COUNT), Just(MAX_COUNT - 1.0), Just(1e300)],
+            ],
+            1..20,
+        ),
+        http in proptest::collection::vec(any::<bool>(), 20),
+    ) {
+        let r = small_recorder(1);
+        let mut sink = StatsdSink::new(r.clone());
+        let mut expected = 0.0f64;
+        let mut largest = 0.0f64;
+        for (v, by_http) in values.iter().zip(http) {
+            let accepted = if by_http && *v <= u64::MAX as f64 {
+                let b = format!("{{\"errors\":{}}}", *v as u64);
+                body::parse(b.as_bytes()).map(|m| { m.apply(&r); }).is_ok()
+            } else {
+                sink.ingest(format!("bp.errors:{v}|c").as_bytes()).accepted == 1
+            };
+            prop_assert_eq!(accepted, *v <= MAX_COUNT, "{}", v);
+            if accepted {
+                expected = (expected + v).min(MAX_COUNT);
+                largest = largest.max(*v);
+            }
+        }
+        let got = r.take_interval().into_iter().find(|(f, _)| f.as_str() == "errors.count").unwrap().1;
+        prop_assert!(got >= largest, "{} < {}", got, largest);
+        prop_assert!((got - expected).abs() <= expected * 1e-12, "{} vs {}", got, expected);
+    }
 }

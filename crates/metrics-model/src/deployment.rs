@@ -135,17 +135,31 @@ pub const REDIS_SCHEMES: &[&str] = &[
     "rediss-sentinel",
 ];
 
-/// A Redis URL whose password never shows: `Display` and `Debug` write
-/// `redis://user:***@host:port/db`. [`RedisUrl::expose`] gives the full text
-/// for connecting, and nothing else should call it.
+/// A Redis URL whose credentials never show: `Display` and `Debug` write
+/// `redis://user:***@host:port/db`, with every credential-bearing query
+/// parameter (`password=`, `pass=`, `sentinelPassword=`, any key naming a
+/// password, secret, token or auth value) written `***` too.
+/// [`RedisUrl::expose`] gives the full text for connecting, and nothing
+/// else should call it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisUrl {
     full: String,
     redacted: String,
+    /// Every secret of the URL, as written and percent-decoded, longest
+    /// first (what [`RedisUrl::scrub`] removes from other texts).
+    secrets: Vec<String>,
+}
+
+/// Whether a query parameter named `key` carries a credential.
+fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["pass", "pwd", "secret", "token", "auth", "credential"]
+        .iter()
+        .any(|s| k.contains(s))
 }
 
 impl RedisUrl {
-    /// Parses and checks the scheme. The error never contains the password.
+    /// Parses and checks the scheme. The error never contains a credential.
     pub fn parse(text: &str) -> Result<Self, String> {
         let url = Url::parse(text).map_err(|e| {
             format!("not a valid URL ({e}); expected redis://[user:pass@]host:port[/db]")
@@ -166,25 +180,75 @@ impl RedisUrl {
                 "the URL has no host; expected redis://[user:pass@]host:port[/db]".to_owned(),
             );
         }
+        let mut secrets = Vec::new();
         let mut shown = url.clone();
-        if url.password().is_some() {
+        if let Some(p) = url.password() {
+            secrets.push(p.to_owned());
             // Cannot fail: the URL has a host.
             let _ = shown.set_password(Some("***"));
         }
+        if url.query().is_some() {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| {
+                    if is_secret_key(&k) {
+                        secrets.push(v.clone().into_owned());
+                        (k.into_owned(), "***".to_owned())
+                    } else {
+                        (k.into_owned(), v.into_owned())
+                    }
+                })
+                .collect();
+            // The raw text of each secret value too, as written in the query.
+            if let Some(q) = url.query() {
+                for part in q.split('&') {
+                    if let Some((k, v)) = part.split_once('=')
+                        && is_secret_key(k)
+                    {
+                        secrets.push(v.to_owned());
+                    }
+                }
+            }
+            shown.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        let mut decoded: Vec<String> = secrets
+            .iter()
+            .filter_map(|s| {
+                url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+            })
+            .collect();
+        secrets.append(&mut decoded);
+        secrets.retain(|s| !s.is_empty() && s != "***");
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
         Ok(RedisUrl {
             full: text.to_owned(),
             redacted: shown.to_string(),
+            secrets,
         })
     }
 
-    /// The full URL, password included. Only for handing to the client.
+    /// The full URL, credentials included. Only for handing to the client.
     pub fn expose(&self) -> &str {
         &self.full
     }
 
-    /// The URL with the password replaced by `***`.
+    /// The URL with every credential replaced by `***`.
     pub fn redacted(&self) -> &str {
         &self.redacted
+    }
+
+    /// `text` (a client's error message, say) with the full URL replaced by
+    /// the redacted one and every credential of the URL by `***`: defence in
+    /// depth, so that no message can leak one.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.replace(&self.full, &self.redacted);
+        for s in &self.secrets {
+            out = out.replace(s.as_str(), "***");
+        }
+        out
     }
 }
 
@@ -247,6 +311,32 @@ mod tests {
         assert_eq!(u.expose(), "redis://alice:s3cret@db.local:6380/2");
         let d = Deployment::from_env_values(Some("rediss://:s3cret@h:1"), None, None).unwrap();
         assert!(!format!("{d:?}").contains("s3cret"));
+        // Every credential form of the URL: query parameters too.
+        for (url, shown) in [
+            (
+                "redis://u@127.0.0.1:6501?password=s3cret",
+                "redis://u@127.0.0.1:6501?password=***",
+            ),
+            (
+                "redis://127.0.0.1:6501/0?pass=s3cret&x=1",
+                "redis://127.0.0.1:6501/0?pass=***&x=1",
+            ),
+            (
+                "redis-sentinel://:s3cret@h:26379?sentinelServiceName=m&sentinelPassword=s3cret%21",
+                "redis-sentinel://:***@h:26379?sentinelServiceName=m&sentinelPassword=***",
+            ),
+            (
+                "rediss://h:1?authToken=s3cret&PWD=s3cret",
+                "rediss://h:1?authToken=***&PWD=***",
+            ),
+        ] {
+            let u = RedisUrl::parse(url).unwrap();
+            assert_eq!(u.to_string(), shown, "{url}");
+            assert!(!format!("{u:?}").contains("s3cret"), "{url}");
+            assert_eq!(u.expose(), url);
+            let scrubbed = u.scrub(&format!("error at {url}: auth s3cret! s3cret%21 failed"));
+            assert!(!scrubbed.contains("s3cret"), "{scrubbed}");
+        }
         for bad in [
             "http://u:s3cret@h",
             "redis://u:s3cret@",

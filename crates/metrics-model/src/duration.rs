@@ -2,6 +2,11 @@
 //! `<digits><unit>` with units `d`, `h`, `m`, `s`, `ms`, each at most once and
 //! in that order, no spaces, no decimals (`500ms`, `10s`, `2m`, `1h`, `1d`,
 //! `1h30m`, `1m30s`).
+//!
+//! Configuration files also accept every form of the npm `ms` library, which
+//! the original parsed them with ([`Duration::parse_config`]): `"10 seconds"`,
+//! `"1.5h"`, `"2 weeks"`, a bare `"10000"` (milliseconds). Flags and API
+//! parameters keep the strict grammar (`FromStr`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -141,6 +146,84 @@ impl FromStr for Duration {
     }
 }
 
+/// The units of the npm `ms` library (v2), lower-cased, and their length in
+/// milliseconds (a year is 365.25 days, as `ms` says).
+const MS_LIBRARY_UNITS: [(&[&str], f64); 7] = [
+    (&["years", "year", "yrs", "yr", "y"], 31_557_600_000.0),
+    (&["weeks", "week", "w"], 604_800_000.0),
+    (&["days", "day", "d"], 86_400_000.0),
+    (&["hours", "hour", "hrs", "hr", "h"], 3_600_000.0),
+    (&["minutes", "minute", "mins", "min", "m"], 60_000.0),
+    (&["seconds", "second", "secs", "sec", "s"], 1_000.0),
+    (&["milliseconds", "millisecond", "msecs", "msec", "ms"], 1.0),
+];
+
+impl Duration {
+    /// Parses a duration written in a configuration file: the strict grammar
+    /// (`FromStr`), or any form the npm `ms` library accepts, which the
+    /// original parsed configuration files with — a decimal number, optional
+    /// spaces and an optional unit in any case (`"10 seconds"`, `"1.5h"`,
+    /// `"2 weeks"`, `"1y"`; no unit means milliseconds: `"10000"`) — rounded
+    /// to the nearest millisecond, halves away from zero. Negative durations
+    /// are rejected. The error is the strict grammar's unless the text is a
+    /// negative or too large `ms` form.
+    pub fn parse_config(text: &str) -> Result<Duration, DurationError> {
+        let strict = match text.parse::<Duration>() {
+            Ok(d) => return Ok(d),
+            Err(e) => e,
+        };
+        let err = |reason| DurationError {
+            text: text.to_owned(),
+            reason,
+        };
+        let Some(ms) = ms_library(text) else {
+            return Err(strict);
+        };
+        if ms < 0.0 {
+            return Err(err("negative durations are not allowed"));
+        }
+        let rounded = ms.round();
+        if !(rounded <= MAX_MS as f64) {
+            return Err(err("the duration is too large"));
+        }
+        Ok(Duration(rounded as u64))
+    }
+}
+
+/// What `ms(text)` returns for a string, in milliseconds (not rounded), or
+/// `None` where it returns `undefined`: the library's
+/// `^(-?(?:\d+)?\.?\d+) *(<unit>)?$` (case-insensitive), at most 100
+/// characters.
+fn ms_library(text: &str) -> Option<f64> {
+    if text.is_empty() || text.len() > 100 {
+        return None;
+    }
+    let bytes = text.as_bytes();
+    let mut i = usize::from(bytes[0] == b'-');
+    let number_start = i;
+    while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b'.') {
+        i += 1;
+    }
+    let number = &text[number_start..i];
+    // `(?:\d+)?\.?\d+`: digits with at most one point, ending in a digit.
+    if number.is_empty()
+        || number.matches('.').count() > 1
+        || !number.ends_with(|c: char| c.is_ascii_digit())
+    {
+        return None;
+    }
+    let value: f64 = number.parse().ok()?;
+    let value = if number_start == 1 { -value } else { value };
+    let unit = text[i..].trim_start_matches(' ').to_ascii_lowercase();
+    if unit.is_empty() {
+        return Some(value);
+    }
+    MS_LIBRARY_UNITS
+        .iter()
+        .find(|(names, _)| names.contains(&unit.as_str()))
+        .map(|(_, ms)| value * ms)
+}
+
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.0 == 0 {
@@ -209,6 +292,79 @@ mod tests {
         check("106751991167d", None);
     }
 
+    fn config(text: &str) -> Option<u64> {
+        Duration::parse_config(text).ok().map(Duration::as_millis)
+    }
+
+    #[test]
+    fn ms_library_forms_in_configuration_files() {
+        // Every form the original's `ms` library accepts, as `ms` reads it.
+        for (text, ms) in [
+            ("10s", 10_000),
+            ("1h30m", 5_400_000),
+            ("10000", 10_000),
+            ("10 seconds", 10_000),
+            ("10   SECONDS", 10_000),
+            ("1.5h", 5_400_000),
+            ("1.5 Hours", 5_400_000),
+            ("2 weeks", 1_209_600_000),
+            ("1w", 604_800_000),
+            ("1y", 31_557_600_000),
+            ("2 yrs", 63_115_200_000),
+            (".5s", 500),
+            ("2.5ms", 3),
+            ("1.5", 2),
+            ("0.4", 0),
+            ("0.5", 1),
+            ("1 min", 60_000),
+            ("3 mins", 180_000),
+            ("1 msec", 1),
+            ("2 milliseconds", 2),
+            ("1 day", 86_400_000),
+            ("5 hrs", 18_000_000),
+            ("30 secs", 30_000),
+            ("0", 0),
+        ] {
+            assert_eq!(config(text), Some(ms), "{text:?}");
+        }
+        for text in [
+            "-1s",
+            "-1",
+            "-.5h",
+            "5.",
+            "1..5s",
+            "1e3",
+            "s",
+            "",
+            " 1s",
+            "1s ",
+            "1\t s",
+            "1 fortnight",
+            "1h 30m",
+            "1.5.5h",
+            "+1s",
+        ] {
+            assert_eq!(config(text), None, "{text:?}");
+        }
+        let long = format!("{}1", "0".repeat(100));
+        assert_eq!(
+            config(&long),
+            None,
+            "over 100 characters: ms gives undefined"
+        );
+        let e = Duration::parse_config("-10 seconds")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("negative"), "{e}");
+        let e = Duration::parse_config("9999999999 years")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("too large"), "{e}");
+        // The strict grammar used by flags and API parameters is unchanged.
+        assert!("10 seconds".parse::<Duration>().is_err());
+        assert!("10000".parse::<Duration>().is_err());
+    }
+
     #[test]
     fn errors_name_the_text() {
         let e = "2x".parse::<Duration>().unwrap_err();
@@ -248,6 +404,13 @@ mod tests {
         #[test]
         fn never_panics(text in "\\PC{0,24}") {
             let _ = text.parse::<Duration>();
+            let _ = Duration::parse_config(&text);
+        }
+
+        #[test]
+        fn config_forms_agree_with_the_strict_grammar(ms in 0..MAX_MS) {
+            let d = Duration::from_millis(ms).unwrap();
+            proptest::prop_assert_eq!(Duration::parse_config(&d.to_string()).unwrap(), d);
         }
     }
 }

@@ -951,20 +951,10 @@ fn connect_error(e: &Error, url: &RedisUrl) -> RedisStoreError {
     }
 }
 
-/// Removes the URL's password from `text` (defence in depth: client errors
-/// should not contain it, but a message must never leak it).
+/// Removes the URL's credentials from `text` (defence in depth: client
+/// errors should not contain them, but a message must never leak one).
 fn scrub(text: &str, url: &RedisUrl) -> String {
-    let full = url.expose();
-    let password = full
-        .split_once("://")
-        .and_then(|(_, rest)| rest.split_once('@'))
-        .and_then(|(userinfo, _)| userinfo.split_once(':'))
-        .map(|(_, p)| p)
-        .filter(|p| !p.is_empty());
-    match password {
-        Some(p) => text.replace(full, url.redacted()).replace(p, "***"),
-        None => text.to_owned(),
-    }
+    url.scrub(text)
 }
 
 #[cfg(test)]
@@ -989,6 +979,11 @@ mod tests {
         );
         let u = RedisUrl::parse("redis://h:1").unwrap();
         assert_eq!(scrub("x", &u), "x");
+        let u = RedisUrl::parse("redis://u@h:1?password=s3cret").unwrap();
+        assert_eq!(
+            scrub("failed for redis://u@h:1?password=s3cret (s3cret)", &u),
+            "failed for redis://u@h:1?password=*** (***)"
+        );
     }
 
     #[test]
