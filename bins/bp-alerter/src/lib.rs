@@ -58,7 +58,12 @@ pub struct RunConfig {
 }
 
 /// Loads and validates a configuration file, hooks included. Every problem
-/// is returned, one per line.
+/// is returned, one per line. When alerting is disabled, problems in its
+/// rules and hooks are warnings ([`Config::ignored`]), not errors.
+///
+/// Paths written in the file (`hooks.directory`, a `hooks.node` with a
+/// `/`) are relative to the file's directory; defaults stay relative to
+/// the working directory.
 pub fn load_config(path: &std::path::Path) -> Result<(Config, HooksConfig), Vec<String>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| vec![format!("{}: cannot read: {e}", path.display())])?;
@@ -81,12 +86,59 @@ pub fn load_config(path: &std::path::Path) -> Result<(Config, HooksConfig), Vec<
         .and_then(|a| a.get("hooks"));
     let hooks = HooksConfig::from_optional(raw_hooks, hooks_path);
     match (config, hooks) {
-        (Ok(c), Ok(h)) => Ok((c, h)),
+        (Ok(c), Ok(mut h)) => {
+            let base = config_dir(path);
+            if raw_hooks.and_then(|h| h.get("directory")).is_some() {
+                h.directory = relative_to(&base, &h.directory);
+            }
+            if raw_hooks.and_then(|h| h.get("node")).is_some() && h.node.components().count() > 1 {
+                h.node = relative_to(&base, &h.node);
+            }
+            if !c.alerting.enabled {
+                // Never used: the defaults, as if the section were absent.
+                h = HooksConfig::default();
+            }
+            Ok((c, h))
+        }
+        (Ok(mut c), Err(problems)) if !c.alerting.enabled => {
+            c.ignored.extend(problems.iter().map(ToString::to_string));
+            Ok((c, HooksConfig::default()))
+        }
         (c, h) => {
             let mut problems = c.err().map(|e| e.problems()).unwrap_or_default();
             problems.extend(h.err().unwrap_or_default().iter().map(ToString::to_string));
             Err(problems)
         }
+    }
+}
+
+/// A warning when alerting is enabled and the hook directory does not
+/// exist (then no file hook runs, which is rarely what was meant).
+pub fn hook_directory_warning(config: &Config, hooks: &HooksConfig) -> Option<String> {
+    (config.alerting.enabled && !hooks.directory.is_dir()).then(|| {
+        format!(
+            "the hook directory {} does not exist: no file hook will run (a hooks.directory \
+             written in the configuration file is relative to the file's directory; the \
+             default is relative to the working directory)",
+            hooks.directory.display()
+        )
+    })
+}
+
+/// The directory that relative paths in the configuration file `path` are
+/// relative to.
+fn config_dir(path: &std::path::Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn relative_to(base: &std::path::Path, p: &std::path::Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
     }
 }
 
@@ -99,6 +151,9 @@ pub async fn run(
         warn!("{w}");
     }
     for w in cfg.config.warnings() {
+        warn!("{w}");
+    }
+    if let Some(w) = hook_directory_warning(&cfg.config, &cfg.hooks) {
         warn!("{w}");
     }
     let http_server = match &cfg.http {
@@ -148,22 +203,22 @@ pub async fn run(
             info!(node = %cfg.node, rules = cfg.config.alerting.rules.len(), "standalone mode: this machine only, state in memory");
             let ticks = MemoryStore::new();
             let alerts = MemoryAlertStore::new();
-            if cfg.config.monitoring.enabled {
-                let collector = local::collect(
-                    ticks.clone(),
-                    cfg.node.clone(),
-                    cfg.statsd,
-                    cfg.config.monitoring.clone(),
-                    stopped(),
-                );
+            let telemetry = if cfg.config.monitoring.enabled {
+                let config =
+                    local::collector_config(cfg.node.clone(), cfg.statsd, &cfg.config.monitoring)?;
+                let telemetry = bp_collector::Telemetry::new(&config);
+                let collector = local::collect(ticks.clone(), config, telemetry.clone(), stopped());
                 tokio::spawn(async move {
                     if let Err(e) = collector.await {
                         error!(error = %e, "this machine's collector stopped");
                     }
                 });
-            }
+                Some(telemetry)
+            } else {
+                None
+            };
             let http = http_server.map(|s| (s, http::boxed(stopped())));
-            serve(ticks, alerts, setup, &cfg, stopped(), http).await
+            serve(ticks, alerts, setup, &cfg, stopped(), http, telemetry).await
         }
         Mode::Cluster => {
             let url = cfg
@@ -173,10 +228,18 @@ pub async fn run(
                 .context("cluster mode without REDIS_URL")?;
             info!(redis = %url, scope = %cfg.deployment.scope, "cluster mode");
             let options = RedisOptions::new(url, cfg.deployment.scope.clone());
-            let store = connect_with_retry(options, stopped()).await?;
-            let Some(store) = store else { return Ok(()) };
+            // Bound and answering before Redis is: /healthz 200, /readyz 503.
+            let starting = match &http_server {
+                Some(s) => Some(s.spawn_starting("connecting to Redis")?),
+                None => None,
+            };
+            let store = connect_with_retry(options, stopped()).await;
+            if let Some(s) = starting {
+                s.stop().await;
+            }
+            let Some(store) = store? else { return Ok(()) };
             let http = http_server.map(|s| (s, http::boxed(stopped())));
-            serve(store.clone(), store, setup, &cfg, stopped(), http).await
+            serve(store.clone(), store, setup, &cfg, stopped(), http, None).await
         }
     }
 }
@@ -188,14 +251,18 @@ async fn serve<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'static>(
     cfg: &RunConfig,
     shutdown: impl Future<Output = ()>,
     http: Option<(http::Server, http::Shutdown)>,
+    collector: Option<Arc<bp_collector::Telemetry>>,
 ) -> anyhow::Result<()> {
     let http_task = http.map(|(server, stop)| {
-        let state = Arc::new(http::AppState::new(
-            ticks.clone(),
-            alerts.clone(),
-            setup.stats.clone(),
-            setup.config.clone(),
-        ));
+        let state = Arc::new(
+            http::AppState::new(
+                ticks.clone(),
+                alerts.clone(),
+                setup.stats.clone(),
+                setup.config.clone(),
+            )
+            .with_collector(collector),
+        );
         http::spawn(server, state, stop)
     });
     janitor::spawn(ticks.clone(), alerts.clone(), &cfg.config);

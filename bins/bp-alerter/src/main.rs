@@ -130,6 +130,8 @@ fn init_tracing() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .fmt_fields(collector::logging::EscapedFields)
+        .with_ansi(collector::logging::ansi_for_stderr())
         .with_writer(std::io::stderr)
         .init();
 }

@@ -53,7 +53,11 @@ pub fn check_config(path: &Path) -> u8 {
                     ""
                 },
             );
-            for w in config.warnings() {
+            for w in config
+                .warnings()
+                .into_iter()
+                .chain(crate::hook_directory_warning(&config, &hooks))
+            {
                 println!("warning: {w}");
             }
             0

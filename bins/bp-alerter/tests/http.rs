@@ -87,6 +87,8 @@ struct Running {
     base: String,
     client: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Permits of the heavy-request limit, to hold some from a test.
+    heavy: Arc<dyn Fn(u32) -> Option<tokio::sync::SemaphorePermit<'static>> + Send + Sync>,
 }
 
 impl Drop for Running {
@@ -109,6 +111,11 @@ where
         Arc::new(AlerterStats::default()),
         rx,
     ));
+    // Leaked: lives as long as the test process, so a test can hold
+    // permits of its heavy-request semaphore.
+    let state: &'static Arc<AppState<T, A>> = Box::leak(Box::new(state));
+    let heavy = Arc::new(move |n: u32| state.heavy.try_acquire_many(n).ok());
+    let state = state.clone();
     let server = http::bind(&http_config).await.unwrap();
     let addr = server.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -128,6 +135,7 @@ where
         base: format!("{scheme}://{addr}"),
         client: reqwest::Client::new(),
         stop: Some(stop),
+        heavy,
     }
 }
 
@@ -338,6 +346,65 @@ async fn check_bad_parameters(s: &Running) {
     }
     let (status, _) = s.get("/api/v1/nothing").await;
     assert_eq!(status, 404);
+    // The node as the user wrote it, not a Rust `Debug` form.
+    let (_, body) = s.get("/api/v1/series?fields=cpu.usage&nodes=n0").await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"], "nodes: unknown node \"n0\"", "{body}");
+}
+
+/// The outside test's amplification: 6,500 copies of one field over 31 d
+/// with every statistic answered 116,757,003 bytes. Repeats are merged,
+/// a request is capped at 1,000,000 values, and at most 4 heavy requests
+/// run at once (the others: 503 with `Retry-After`).
+async fn check_amplification(s: &Running) {
+    let repeated = vec!["cpu.usage"; 4_500].join(",");
+    let path =
+        format!("/api/v1/series?fields={repeated}&range=31d&stats=avg,min,max,sum,count,avg");
+    let (status, body) = s.get(&path).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.len() < 600_000, "{} bytes", body.len());
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["series"].as_array().unwrap().len(),
+        3,
+        "one series per node"
+    );
+    let distinct: Vec<String> = (0..600).map(|i| format!("custom.f{i}")).collect();
+    let (status, body) = s
+        .get(&format!(
+            "/api/v1/series?fields={}&range=31d",
+            distinct.join(",")
+        ))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["parameter"], "fields");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("the limit is 1000000"),
+        "{body}"
+    );
+    // Four heavy requests in progress (held here): the fifth is told to wait.
+    let held = (s.heavy)(4).expect("4 permits");
+    let r = s
+        .client
+        .get(format!(
+            "{}/api/v1/series?fields=cpu.usage&range=31d",
+            s.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(r.headers()["retry-after"], "2");
+    // A light request (cached, few values) is still answered.
+    let (status, _) = s.get("/api/v1/series?fields=cpu.usage&range=15m").await;
+    assert_eq!(status, 200);
+    drop(held);
+    let (status, _) = s.get("/api/v1/series?fields=cpu.usage&range=31d").await;
+    assert_eq!(status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -363,6 +430,7 @@ async fn api_over_memory_stores() {
     let s = start(ticks_store, alerts, local()).await;
     check_api(&s).await;
     check_bad_parameters(&s).await;
+    check_amplification(&s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,8 @@ use metrics_model::{Duration, HostName};
 
 /// The default StatsD address.
 pub const DEFAULT_STATSD: &str = "127.0.0.1:8125";
+/// The default receive buffer asked for on the StatsD socket (8 MiB).
+pub const DEFAULT_STATSD_BUFFER: usize = 8 << 20;
 /// The default HTTP address.
 pub const DEFAULT_HTTP: &str = "127.0.0.1:9126";
 
@@ -62,6 +64,11 @@ pub struct RunArgs {
     /// StatsD UDP address, or "off".
     #[arg(long, value_name = "ADDR|off", default_value = DEFAULT_STATSD)]
     pub statsd: String,
+    /// Receive buffer to ask the kernel for on the StatsD socket, bytes
+    /// (`net.core.rmem_max` caps what is granted; /healthz shows both the
+    /// size granted and the datagrams the kernel dropped).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_STATSD_BUFFER)]
+    pub statsd_buffer: usize,
     /// HTTP JSON endpoint address, or "off". Off loopback it needs a token.
     #[arg(long, value_name = "ADDR|off", default_value = DEFAULT_HTTP)]
     pub http: String,
@@ -95,6 +102,8 @@ pub struct Config {
     pub interval: Duration,
     /// Where to receive StatsD, if anywhere.
     pub statsd: Option<SocketAddr>,
+    /// The receive buffer asked for on the StatsD socket, bytes.
+    pub statsd_buffer: usize,
     /// Where to serve HTTP, if anywhere.
     pub http: Option<SocketAddr>,
     /// The bearer token of the HTTP endpoint.
@@ -107,6 +116,12 @@ pub struct Config {
     pub shutdown_timeout: std::time::Duration,
     /// Store selection from the environment.
     pub deployment: Deployment,
+    /// `false` when the configuration file says
+    /// `pro.monitoring.enabled: false`: the collector then says so and
+    /// exits 0 without collecting, as the original did nothing.
+    pub monitoring_enabled: bool,
+    /// Problems in a disabled monitoring section (warnings).
+    pub warnings: Vec<String>,
 }
 
 /// A secret that never shows in `Debug` output.
@@ -165,9 +180,12 @@ impl Config {
         let node: HostName = node_text
             .parse()
             .map_err(|e| format!("--node / BP_NODE_NAME / host name: {e}"))?;
-        let from_file = match &args.config {
-            Some(path) => file_interval(path)?,
-            None => None,
+        let (from_file, monitoring_enabled, warnings) = match &args.config {
+            Some(path) => {
+                let (m, warnings) = file_monitoring(path)?;
+                (Some(m.collection_interval), m.enabled, warnings)
+            }
+            None => (None, true, Vec::new()),
         };
         let interval = args
             .interval
@@ -179,6 +197,12 @@ impl Config {
             ));
         }
         let statsd = parse_addr("--statsd", &args.statsd)?;
+        if !(1024..=(1 << 30)).contains(&args.statsd_buffer) {
+            return Err(format!(
+                "--statsd-buffer: {} is outside 1024 .. 1073741824 bytes",
+                args.statsd_buffer
+            ));
+        }
         let http = parse_addr("--http", &args.http)?;
         let http_token = args
             .http_token
@@ -221,12 +245,15 @@ impl Config {
             node,
             interval,
             statsd,
+            statsd_buffer: args.statsd_buffer,
             http,
             http_token,
             max_custom_fields: args.max_custom_fields,
             buffer_ticks,
             shutdown_timeout: args.shutdown_timeout.to_std(),
             deployment: deployment(env)?,
+            monitoring_enabled,
+            warnings,
         })
     }
 }
@@ -240,20 +267,22 @@ fn parse_addr(flag: &str, text: &str) -> Result<Option<SocketAddr>, String> {
     })
 }
 
-/// Reads `collectionInterval` from a configuration file (botpress-style
-/// `pro.monitoring`, or `monitoring`), validated as a whole by the same
-/// parser as `bp-alerter check-config`: every problem is reported.
-fn file_interval(path: &std::path::Path) -> Result<Option<Duration>, String> {
+/// Reads the monitoring section of a configuration file (botpress-style
+/// `pro.monitoring`, or `monitoring`); every problem in it is reported. The
+/// rest of the file (rules, hooks) is not the collector's business and is
+/// not looked at.
+fn file_monitoring(
+    path: &std::path::Path,
+) -> Result<(rules_engine::config::MonitoringConfig, Vec<String>), String> {
     let shown = path.display();
     let text =
         std::fs::read_to_string(path).map_err(|e| format!("--config {shown}: cannot read: {e}"))?;
-    match rules_engine::Config::from_json_text(&text, &shown.to_string()) {
-        Ok(config) => Ok(Some(config.monitoring.collection_interval)),
-        Err(e) => Err(format!(
+    rules_engine::Config::monitoring_from_json_text(&text, &shown.to_string()).map_err(|e| {
+        format!(
             "--config {shown}: invalid configuration:\n  {}",
             e.problems().join("\n  ")
-        )),
-    }
+        )
+    })
 }
 
 #[cfg(test)]
@@ -336,10 +365,18 @@ mod tests {
         assert_eq!(c.interval.as_millis(), 5000);
         let c = resolve(&["--config", path, "--node", "n", "--interval", "1s"], None).unwrap();
         assert_eq!(c.interval.as_millis(), 1000, "the flag wins");
-        std::fs::write(&p, r#"{"pro":{"monitoring":{"collectionInterval":"5 s"}}}"#).unwrap();
+        // Every form of the npm `ms` library, as the original read it.
+        std::fs::write(
+            &p,
+            r#"{"pro":{"monitoring":{"collectionInterval":"5 seconds"}}}"#,
+        )
+        .unwrap();
+        let c = resolve(&["--config", path, "--node", "n"], None).unwrap();
+        assert_eq!(c.interval.as_millis(), 5000);
+        std::fs::write(&p, r#"{"pro":{"monitoring":{"collectionInterval":"5 x"}}}"#).unwrap();
         let e = resolve(&["--config", path, "--node", "n"], None).unwrap_err();
         assert!(
-            e.contains("pro.monitoring.collectionInterval") && e.contains("\"5 s\""),
+            e.contains("pro.monitoring.collectionInterval") && e.contains("\"5 x\""),
             "{e}"
         );
         std::fs::write(&p, "{").unwrap();
@@ -348,10 +385,30 @@ mod tests {
                 .unwrap_err()
                 .contains("invalid JSON")
         );
-        // The whole file is validated, as by `bp-alerter check-config`.
-        std::fs::write(&p, r#"{"alerting":{"rules":[{}]}}"#).unwrap();
+        // Only the monitoring section is the collector's: a bad rule (as
+        // Botpress ≤ 12.21.1 wrote) does not stop it.
+        std::fs::write(
+            &p,
+            r#"{"pro":{"monitoring":{"collectionInterval":"3s"},"alerting":{"rules":[{}]}}}"#,
+        )
+        .unwrap();
+        let c = resolve(&["--config", path, "--node", "n"], None).unwrap();
+        assert_eq!((c.interval.as_millis(), c.monitoring_enabled), (3000, true));
+        std::fs::write(
+            &p,
+            r#"{"pro":{"monitoring":{"enabled":false,"collectionInterval":"nope"}}}"#,
+        )
+        .unwrap();
+        let c = resolve(&["--config", path, "--node", "n"], None).unwrap();
+        assert!(!c.monitoring_enabled);
+        assert!(
+            c.warnings[0].contains("pro.monitoring.collectionInterval"),
+            "{:?}",
+            c.warnings
+        );
+        std::fs::write(&p, r#"{"monitoring":{"collectionInterval":"nope"}}"#).unwrap();
         let e = resolve(&["--config", path, "--node", "n"], None).unwrap_err();
-        assert!(e.contains("alerting.rules[0]: missing keys"), "{e}");
+        assert!(e.contains("monitoring.collectionInterval"), "{e}");
         let e = resolve(&["--config", "/nonexistent/x.json", "--node", "n"], None).unwrap_err();
         assert!(e.contains("cannot read"), "{e}");
     }

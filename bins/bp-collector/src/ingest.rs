@@ -27,6 +27,15 @@ use crate::writer::WriterStats;
 /// Counters of the receivers.
 #[derive(Debug, Default)]
 pub struct IngestStats {
+    /// StatsD datagrams received.
+    pub statsd_datagrams: AtomicU64,
+    /// StatsD datagrams the kernel dropped because the socket's receive
+    /// buffer was full (the `drops` of `/proc/net/udp`, since the socket was
+    /// opened), as of the last check (every second, and on `/healthz`).
+    pub statsd_kernel_drops: AtomicU64,
+    /// The receive buffer the kernel granted the StatsD socket, bytes (as
+    /// `SO_RCVBUF` reports it; `net.core.rmem_max` caps what is asked).
+    pub statsd_receive_buffer: AtomicU64,
     /// StatsD lines applied.
     pub statsd_lines: AtomicU64,
     /// StatsD lines dropped as malformed (or over the custom-field bound).
@@ -44,7 +53,9 @@ const MAX_DATAGRAM: usize = 65_535;
 /// The largest HTTP body accepted.
 const MAX_BODY: usize = 1 << 20;
 
-/// Receives StatsD datagrams on `socket` until `shutdown` fires.
+/// Receives StatsD datagrams on `socket` until `shutdown` fires. Every
+/// second it reads the kernel's drop counter of the socket and warns (rate
+/// limited) when it grew.
 pub async fn statsd(
     socket: UdpSocket,
     recorder: Recorder,
@@ -56,6 +67,11 @@ pub async fn statsd(
     // so only the pages datagrams reach become resident (not all 64 KiB).
     let mut buf: Vec<u8> = Vec::with_capacity(MAX_DATAGRAM);
     let mut warn = RateLimited::new(Duration::from_secs(10));
+    let mut drops_warn = RateLimited::new(Duration::from_secs(10));
+    let drops = KernelDrops::of(&socket);
+    let mut drops_check = tokio::time::interval(Duration::from_secs(1));
+    drops_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut drops_seen = 0;
     loop {
         buf.clear();
         let n = tokio::select! {
@@ -67,8 +83,25 @@ pub async fn statsd(
                     continue;
                 }
             },
+            _ = drops_check.tick() => {
+                if let Some(total) = drops.as_ref().and_then(|d| d.read(&stats)) && total > drops_seen {
+                    if let Some(suppressed) = drops_warn.allow() {
+                        tracing::warn!(
+                            dropped = total - drops_seen,
+                            dropped_total = total,
+                            receive_buffer = stats.statsd_receive_buffer.load(Ordering::Relaxed),
+                            suppressed,
+                            "the kernel dropped statsd datagrams: the receive buffer was full \
+                             (raise --statsd-buffer, and net.core.rmem_max which caps it)"
+                        );
+                    }
+                    drops_seen = total;
+                }
+                continue;
+            }
             _ = shutdown.changed() => break,
         };
+        stats.statsd_datagrams.fetch_add(1, Ordering::Relaxed);
         let report = sink.ingest(&buf[..n]);
         stats
             .statsd_lines
@@ -91,8 +124,53 @@ pub async fn statsd(
     }
 }
 
+/// The kernel's drop counter of one UDP socket: the `drops` column of
+/// `/proc/net/udp` (or `udp6`) on the line of the socket's inode.
+#[derive(Debug, Clone)]
+pub struct KernelDrops {
+    inode: String,
+}
+
+impl KernelDrops {
+    /// The counter of `socket`; `None` where `/proc` does not tell (not
+    /// Linux).
+    pub fn of(socket: &impl std::os::fd::AsRawFd) -> Option<KernelDrops> {
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", socket.as_raw_fd())).ok()?;
+        let inode = link
+            .to_str()?
+            .strip_prefix("socket:[")?
+            .strip_suffix(']')?
+            .to_owned();
+        Some(KernelDrops { inode })
+    }
+
+    /// Reads the counter now (and stores it in `stats`).
+    pub fn read(&self, stats: &IngestStats) -> Option<u64> {
+        let drops = ["/proc/net/udp", "/proc/net/udp6"]
+            .iter()
+            .find_map(|path| {
+                let text = std::fs::read_to_string(path).ok()?;
+                udp_drops(&text, &self.inode)
+            })?;
+        stats.statsd_kernel_drops.store(drops, Ordering::Relaxed);
+        Some(drops)
+    }
+}
+
+/// The `drops` (last column) of the line whose `inode` (tenth column) is
+/// `inode`, in the text of `/proc/net/udp`.
+fn udp_drops(text: &str, inode: &str) -> Option<u64> {
+    text.lines().skip(1).find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        (cols.len() >= 13 && cols[9] == inode)
+            .then(|| cols.last()?.parse().ok())
+            .flatten()
+    })
+}
+
 struct HttpState {
     recorder: Recorder,
+    kernel_drops: Option<KernelDrops>,
     token: Option<Token>,
     stats: Arc<IngestStats>,
     writer: Arc<WriterStats>,
@@ -110,9 +188,11 @@ type Reply = Response<Full<Bytes>>;
 /// HTTP/1.1 through hyper (keep-alive, chunked bodies, `Expect:
 /// 100-continue`); at shutdown no new connection is accepted, idle ones are
 /// closed, and requests in progress are answered first.
+#[allow(clippy::too_many_arguments)]
 pub async fn http(
     listener: TcpListener,
     recorder: Recorder,
+    kernel_drops: Option<KernelDrops>,
     token: Option<Token>,
     node: String,
     stats: Arc<IngestStats>,
@@ -121,6 +201,7 @@ pub async fn http(
 ) -> std::io::Result<()> {
     let shared = Arc::new(HttpState {
         recorder,
+        kernel_drops,
         token,
         stats,
         writer,
@@ -288,38 +369,94 @@ async fn post_metrics(state: &HttpState, req: Request<Incoming>) -> Reply {
 }
 
 fn health(state: &HttpState) -> Reply {
-    let s = &state.stats;
-    let w = &state.writer;
-    let r = state.recorder.stats();
-    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    if let Some(d) = &state.kernel_drops {
+        d.read(&state.stats);
+    }
     json_reply(
         StatusCode::OK,
-        &json!({
-            "node": state.node,
-            "statsd": { "lines": load(&s.statsd_lines), "rejected": load(&s.statsd_rejected) },
-            "http": {
-                "bodies": load(&s.http_bodies),
-                "rejected": load(&s.http_rejected),
-                "unauthorized": load(&s.http_unauthorized),
-            },
-            "custom": { "fields": r.custom_fields, "dropped": r.custom_dropped },
-            "ticks": {
-                "written": load(&w.written),
-                "duplicates": load(&w.duplicates),
-                "buffered": load(&w.buffered),
-                "dropped": load(&w.dropped),
-                "failures": load(&w.failures),
-            },
-        }),
+        &health_json(&state.node, &state.stats, &state.writer, &state.recorder),
     )
 }
 
-/// Binds the StatsD socket.
-pub async fn bind_statsd(addr: SocketAddr) -> std::io::Result<UdpSocket> {
-    UdpSocket::bind(addr).await
+/// The collector's counters as `/healthz` shows them (the standalone
+/// alerter's `/healthz` shows the same under `collector`).
+pub fn health_json(
+    node: &str,
+    s: &IngestStats,
+    w: &WriterStats,
+    recorder: &Recorder,
+) -> serde_json::Value {
+    let r = recorder.stats();
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    json!({
+        "node": node,
+        "statsd": {
+            "datagrams": load(&s.statsd_datagrams),
+            "lines": load(&s.statsd_lines),
+            "rejected": load(&s.statsd_rejected),
+            "kernelDrops": load(&s.statsd_kernel_drops),
+            "receiveBuffer": load(&s.statsd_receive_buffer),
+        },
+        "http": {
+            "bodies": load(&s.http_bodies),
+            "rejected": load(&s.http_rejected),
+            "unauthorized": load(&s.http_unauthorized),
+        },
+        "custom": { "fields": r.custom_fields, "dropped": r.custom_dropped },
+        "counters": {
+            "tooLarge": r.too_large,
+            "saturated": r.saturated,
+            "setValuesDropped": r.set_values_dropped,
+        },
+        "ticks": {
+            "written": load(&w.written),
+            "duplicates": load(&w.duplicates),
+            "buffered": load(&w.buffered),
+            "dropped": load(&w.dropped),
+            "failures": load(&w.failures),
+        },
+    })
+}
+
+/// Binds the StatsD socket, asking the kernel for a receive buffer of
+/// `receive_buffer` bytes; records (and returns) the size granted, which
+/// `net.core.rmem_max` caps.
+pub fn bind_statsd(
+    addr: SocketAddr,
+    receive_buffer: usize,
+    stats: &IngestStats,
+) -> std::io::Result<(UdpSocket, usize)> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(e) = socket.set_recv_buffer_size(receive_buffer) {
+        tracing::warn!(error = %e, requested = receive_buffer, "cannot set the statsd receive buffer");
+    }
+    socket.bind(&addr.into())?;
+    socket.set_nonblocking(true)?;
+    let granted = socket.recv_buffer_size().unwrap_or(0);
+    stats
+        .statsd_receive_buffer
+        .store(granted as u64, Ordering::Relaxed);
+    let socket = UdpSocket::from_std(socket.into())?;
+    Ok((socket, granted))
 }
 
 /// Binds the HTTP listener.
 pub async fn bind_http(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_from_proc_net_udp() {
+        let text = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+             1234: 0100007F:1FBD 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4242 2 0000000000000000 17\n\
+             1235: 0100007F:1FBE 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 999 2 0000000000000000 0\n";
+        assert_eq!(udp_drops(text, "4242"), Some(17));
+        assert_eq!(udp_drops(text, "999"), Some(0));
+        assert_eq!(udp_drops(text, "1"), None);
+    }
 }

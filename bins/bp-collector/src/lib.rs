@@ -60,34 +60,73 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
     }
 }
 
+/// A running collector's counters, shared with whoever reports them (its
+/// own `/healthz`, or the standalone alerter's).
+#[derive(Debug)]
+pub struct Telemetry {
+    /// This node's name.
+    pub node: String,
+    /// The receivers' counters.
+    pub ingest: Arc<IngestStats>,
+    /// The writer's counters.
+    pub writer: Arc<WriterStats>,
+    /// The node's recorder.
+    pub recorder: Recorder,
+    kernel_drops: std::sync::OnceLock<ingest::KernelDrops>,
+}
+
+impl Telemetry {
+    /// Fresh counters for a collector of `config`.
+    pub fn new(config: &Config) -> Arc<Telemetry> {
+        Arc::new(Telemetry {
+            node: config.node.to_string(),
+            ingest: Arc::new(IngestStats::default()),
+            writer: Arc::new(WriterStats::default()),
+            recorder: Recorder::new(RecorderConfig {
+                max_custom_fields: config.max_custom_fields,
+            }),
+            kernel_drops: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The counters as `/healthz` shows them (the kernel's drop counter
+    /// read now).
+    pub fn health_json(&self) -> serde_json::Value {
+        if let Some(d) = self.kernel_drops.get() {
+            d.read(&self.ingest);
+        }
+        ingest::health_json(&self.node, &self.ingest, &self.writer, &self.recorder)
+    }
+}
+
 /// Runs the collector with an explicit sink.
 pub async fn run_with_sink<K: TickSink>(
     config: Config,
     sink: K,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let recorder = Recorder::new(RecorderConfig {
-        max_custom_fields: config.max_custom_fields,
-    });
+    let telemetry = Telemetry::new(&config);
+    run_with(config, sink, telemetry, shutdown).await
+}
+
+/// Runs the collector with an explicit sink, counting into `telemetry`
+/// (made by [`Telemetry::new`] for this `config`).
+pub async fn run_with<K: TickSink>(
+    config: Config,
+    sink: K,
+    telemetry: Arc<Telemetry>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let recorder = telemetry.recorder.clone();
     let assembler = TickAssembler::new(config.node.clone(), recorder.clone())
         .context("cannot sample the system")?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let ingest_stats = Arc::new(IngestStats::default());
-    let writer_stats = Arc::new(WriterStats::default());
+    let ingest_stats = telemetry.ingest.clone();
+    let writer_stats = telemetry.writer.clone();
     let mut tasks = tokio::task::JoinSet::new();
 
     if let Some(addr) = config.statsd {
-        let socket = ingest::bind_statsd(addr)
-            .await
-            .with_context(|| format!("cannot listen for statsd on udp {addr}"))?;
-        let local = socket.local_addr()?;
-        tracing::info!(addr = %local, "statsd listening");
-        tasks.spawn(ingest::statsd(
-            socket,
-            recorder.clone(),
-            ingest_stats.clone(),
-            stop_rx.clone(),
-        ));
+        spawn_statsd(addr, &config, &telemetry, &mut tasks, stop_rx.clone())?;
     }
     if let Some(addr) = config.http {
         let listener = ingest::bind_http(addr)
@@ -98,6 +137,7 @@ pub async fn run_with_sink<K: TickSink>(
         let fut = ingest::http(
             listener,
             recorder.clone(),
+            telemetry.kernel_drops.get().cloned(),
             config.http_token.clone(),
             config.node.to_string(),
             ingest_stats.clone(),
@@ -159,6 +199,44 @@ pub async fn run_with_sink<K: TickSink>(
         );
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Binds the StatsD socket (reporting the receive buffer granted) and
+/// spawns its receiver.
+fn spawn_statsd(
+    addr: std::net::SocketAddr,
+    config: &Config,
+    telemetry: &Telemetry,
+    tasks: &mut tokio::task::JoinSet<()>,
+    stop_rx: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let (socket, granted) = ingest::bind_statsd(addr, config.statsd_buffer, &telemetry.ingest)
+        .with_context(|| format!("cannot listen for statsd on udp {addr}"))?;
+    if let Some(d) = ingest::KernelDrops::of(&socket) {
+        let _ = telemetry.kernel_drops.set(d);
+    }
+    let local = socket.local_addr()?;
+    tracing::info!(
+        addr = %local,
+        receive_buffer_requested = config.statsd_buffer,
+        receive_buffer_granted = granted,
+        "statsd listening"
+    );
+    if granted < config.statsd_buffer {
+        tracing::warn!(
+            requested = config.statsd_buffer,
+            granted,
+            "the kernel granted a smaller statsd receive buffer than asked (net.core.rmem_max \
+             caps it; raise it with sysctl for bursts of datagrams)"
+        );
+    }
+    tasks.spawn(ingest::statsd(
+        socket,
+        telemetry.recorder.clone(),
+        telemetry.ingest.clone(),
+        stop_rx,
+    ));
     Ok(())
 }
 

@@ -26,8 +26,9 @@ fn main() -> ExitCode {
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
+                .fmt_fields(collector::logging::EscapedFields)
                 .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+                .with_ansi(collector::logging::ansi_for_stderr()),
         )
         .with(filter)
         .init();
@@ -71,6 +72,17 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return fail(2, &e),
             };
+            for w in &config.warnings {
+                tracing::warn!("{w} (ignored: monitoring is disabled)");
+            }
+            if !config.monitoring_enabled {
+                // As the original: with monitoring disabled nothing is collected.
+                tracing::info!(
+                    "monitoring is disabled in the configuration file (monitoring.enabled: \
+                     false): nothing to collect, exiting"
+                );
+                return ExitCode::SUCCESS;
+            }
             match runtime.block_on(bp_collector::run(config, shutdown_signal())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e)

@@ -11,6 +11,8 @@
 //! - [`statsd`]: the StatsD / DogStatsD line format and its mapping onto a
 //!   recorder ([`StatsdSink`]).
 //! - [`json`]: the JSON body format of the collector's HTTP endpoint.
+//! - [`logging`]: the log field formatter both binaries use (control
+//!   characters escaped, colours only on a terminal).
 //! - [`layers`]: a `tracing` layer counting WARN/ERROR events and a `tower`
 //!   layer counting HTTP requests (and setting `X-Response-Time`).
 //!
@@ -23,6 +25,7 @@
 pub mod error;
 pub mod json;
 pub mod layers;
+pub mod logging;
 pub mod recorder;
 pub mod statsd;
 pub mod system;

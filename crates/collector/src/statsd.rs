@@ -127,6 +127,58 @@ fn standard_counter(name: &str) -> Option<StandardField> {
         })
 }
 
+/// The sample rate of a line's sections after its type (1 without
+/// `|@<rate>`); DogStatsD sections are accepted and ignored.
+fn sample_rate<'a>(sections: impl Iterator<Item = &'a str>) -> Result<f64, String> {
+    let mut rate = 1.0;
+    for s in sections {
+        if let Some(r) = s.strip_prefix('@') {
+            rate = match r.parse::<f64>() {
+                Ok(r) if r > 0.0 && r <= 1.0 => r,
+                _ => return Err(format!("sample rate {r:?} is not a number in (0, 1]")),
+            };
+        } else if s.starts_with('#')
+            || s.starts_with("c:")
+            || s.starts_with("e:")
+            || s.starts_with("card:")
+            || s.starts_with('T')
+        {
+            // DogStatsD tags, container id, external data, cardinality,
+            // timestamp: accepted and ignored.
+        } else {
+            return Err(format!(
+                "unexpected section {s:?}; expected |@<rate> or |#<tags>"
+            ));
+        }
+    }
+    Ok(rate)
+}
+
+/// A custom field's line (its name already checked).
+fn custom_metric<'a>(
+    name: &'a str,
+    kind: Kind,
+    kind_text: &str,
+    value: f64,
+    value_text: &str,
+    rate: f64,
+) -> Result<Metric<'a>, String> {
+    match kind {
+        Kind::Counter => Ok(Metric::CustomCounter {
+            name,
+            n: value / rate,
+        }),
+        Kind::Gauge => Ok(Metric::CustomGauge {
+            name,
+            value,
+            relative: value_text.starts_with(['+', '-']),
+        }),
+        Kind::Timer | Kind::Set => Err(format!(
+            "custom fields take type c (counter), g (gauge) or s (set), not {kind_text:?}"
+        )),
+    }
+}
+
 /// Parses one line (without its newline). The error says why the line is
 /// refused.
 pub fn parse_line(line: &str) -> Result<Metric<'_>, String> {
@@ -153,27 +205,7 @@ pub fn parse_line(line: &str) -> Result<Metric<'_>, String> {
              s (set)"
         ));
     };
-    let mut rate = 1.0;
-    for s in sections {
-        if let Some(r) = s.strip_prefix('@') {
-            rate = match r.parse::<f64>() {
-                Ok(r) if r > 0.0 && r <= 1.0 => r,
-                _ => return Err(format!("sample rate {r:?} is not a number in (0, 1]")),
-            };
-        } else if s.starts_with('#')
-            || s.starts_with("c:")
-            || s.starts_with("e:")
-            || s.starts_with("card:")
-            || s.starts_with('T')
-        {
-            // DogStatsD tags, container id, external data, cardinality,
-            // timestamp: accepted and ignored.
-        } else {
-            return Err(format!(
-                "unexpected section {s:?}; expected |@<rate> or |#<tags>"
-            ));
-        }
-    }
+    let rate = sample_rate(sections)?;
     if let Some(short) = name.strip_prefix(CUSTOM_PREFIX)
         && !is_valid_custom_name(short)
     {
@@ -240,20 +272,7 @@ pub fn parse_line(line: &str) -> Result<Metric<'_>, String> {
         });
     }
     if is_custom {
-        return match kind {
-            Kind::Counter => Ok(Metric::CustomCounter {
-                name,
-                n: value / rate,
-            }),
-            Kind::Gauge => Ok(Metric::CustomGauge {
-                name,
-                value,
-                relative: value_text.starts_with(['+', '-']),
-            }),
-            Kind::Timer | Kind::Set => Err(format!(
-                "custom fields take type c (counter), g (gauge) or s (set), not {kind_text:?}"
-            )),
-        };
+        return custom_metric(name, kind, kind_text, value, value_text, rate);
     }
     Err(format!("unknown metric name {name:?}; {KNOWN}"))
 }
@@ -411,27 +430,6 @@ mod tests {
                 n: 3.0,
             }),
         );
-        check(
-            "bp.requests:50|d|#env:prod",
-            Ok(Requests {
-                latency_ms: 50.0,
-                count: 1.0,
-            }),
-        );
-        check(
-            "custom.users:alice|s",
-            Ok(CustomSet {
-                name: "custom.users",
-                value: "alice",
-            }),
-        );
-        check(
-            "custom.jobs:-2|c",
-            Ok(CustomCounter {
-                name: "custom.jobs",
-                n: -2.0,
-            }),
-        );
         check("bp.requests", Err("expected <name>:<value>|<type>"));
         check("bp.requests:12", Err("missing |<type>"));
         check(
@@ -457,6 +455,32 @@ mod tests {
         check("custom.a b:1|c", Err("not a valid custom field"));
         check("custom.:1|c", Err("not a valid custom field"));
         check("custom.x:1|ms", Err("custom fields take type c"));
+    }
+
+    #[test]
+    fn sets_distributions_and_decrements() {
+        use Metric::*;
+        check(
+            "bp.requests:50|d|#env:prod",
+            Ok(Requests {
+                latency_ms: 50.0,
+                count: 1.0,
+            }),
+        );
+        check(
+            "custom.users:alice|s",
+            Ok(CustomSet {
+                name: "custom.users",
+                value: "alice",
+            }),
+        );
+        check(
+            "custom.jobs:-2|c",
+            Ok(CustomCounter {
+                name: "custom.jobs",
+                n: -2.0,
+            }),
+        );
     }
 
     fn counted(r: &Recorder) -> std::collections::BTreeMap<String, f64> {

@@ -165,25 +165,26 @@ impl Duration {
     /// spaces and an optional unit in any case (`"10 seconds"`, `"1.5h"`,
     /// `"2 weeks"`, `"1y"`; no unit means milliseconds: `"10000"`) — rounded
     /// to the nearest millisecond, halves away from zero. Negative durations
-    /// are rejected. The error is the strict grammar's unless the text is a
-    /// negative or too large `ms` form.
+    /// are rejected.
     pub fn parse_config(text: &str) -> Result<Duration, DurationError> {
-        let strict = match text.parse::<Duration>() {
-            Ok(d) => return Ok(d),
-            Err(e) => e,
-        };
+        if let Ok(d) = text.parse::<Duration>() {
+            return Ok(d);
+        }
         let err = |reason| DurationError {
             text: text.to_owned(),
             reason,
         };
         let Some(ms) = ms_library(text) else {
-            return Err(strict);
+            return Err(err(
+                "neither the compact form, such as 1h30m, nor a form of the ms library, such as \
+                 \"10 seconds\" or \"1.5h\"",
+            ));
         };
         if ms < 0.0 {
             return Err(err("negative durations are not allowed"));
         }
         let rounded = ms.round();
-        if !(rounded <= MAX_MS as f64) {
+        if rounded.is_nan() || rounded > MAX_MS as f64 {
             return Err(err("the duration is too large"));
         }
         Ok(Duration(rounded as u64))

@@ -7,7 +7,10 @@
 //! present is enabled unless it says `"enabled": false`; running with no
 //! file at all means monitoring and alerting enabled with no rules.
 //! Unknown keys inside the two sections are rejected (they are almost
-//! always typos). Every problem is reported at once, by JSON path.
+//! always typos). Every problem is reported at once, by JSON path. Problems
+//! inside a section that says `"enabled": false` are warnings
+//! ([`Config::ignored`]), not errors: Botpress ≤ 12.21.1 wrote
+//! `"rules": [{}]` into its default configuration with alerting disabled.
 
 use metrics_model::Duration;
 use serde_json::{Map, Value};
@@ -22,6 +25,11 @@ pub struct Config {
     pub monitoring: MonitoringConfig,
     /// `pro.alerting` (or `alerting`).
     pub alerting: AlertingConfig,
+    /// Problems inside a section that says `"enabled": false`, which are
+    /// reported as warnings, not errors: Botpress ≤ 12.21.1 wrote
+    /// `"rules": [{}]` into its default configuration, with alerting
+    /// disabled. Each is `<path>: <message>`.
+    pub ignored: Vec<String>,
 }
 
 /// The monitoring (collection) section.
@@ -145,17 +153,66 @@ impl Config {
         };
         let mut config = Config::default();
         if let Some(section) = section(root, prefix, "monitoring", &mut p) {
-            config.monitoring = monitoring(section, &format!("{prefix}monitoring"), &mut p);
+            let mut sp = Problems::default();
+            config.monitoring = monitoring(section, &format!("{prefix}monitoring"), &mut sp);
+            disabled_problems(config.monitoring.enabled, sp, &mut p, &mut config.ignored);
         }
         if let Some(section) = section(root, prefix, "alerting", &mut p) {
-            config.alerting = alerting(section, &format!("{prefix}alerting"), &mut p);
+            let mut sp = Problems::default();
+            config.alerting = alerting(section, &format!("{prefix}alerting"), &mut sp);
+            disabled_problems(config.alerting.enabled, sp, &mut p, &mut config.ignored);
         }
         p.into_result(config)
     }
 
-    /// Things worth a warning in a valid configuration.
+    /// Parses only the monitoring section of a configuration file's text
+    /// (what a collector uses); the rest of the file is not looked at, so a
+    /// bad rule cannot stop a node's collector.
+    pub fn monitoring_from_json_text(
+        text: &str,
+        source_name: &str,
+    ) -> Result<(MonitoringConfig, Vec<String>), ConfigError> {
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| ConfigError::from_json(source_name, &e))?;
+        let mut p = Problems::default();
+        let Value::Object(top) = &value else {
+            p.push(
+                "$",
+                format!("expected a configuration object, got {}", kind(&value)),
+                None,
+            );
+            return p.into_result((MonitoringConfig::default(), Vec::new()));
+        };
+        let (prefix, root) = match top.get("pro") {
+            Some(Value::Object(pro)) => ("pro.", pro),
+            Some(other) => {
+                p.push(
+                    "pro",
+                    format!("expected an object, got {}", kind(other)),
+                    None,
+                );
+                return p.into_result((MonitoringConfig::default(), Vec::new()));
+            }
+            None => ("", top),
+        };
+        let mut ignored = Vec::new();
+        let mut config = MonitoringConfig::default();
+        if let Some(section) = section(root, prefix, "monitoring", &mut p) {
+            let mut sp = Problems::default();
+            config = monitoring(section, &format!("{prefix}monitoring"), &mut sp);
+            disabled_problems(config.enabled, sp, &mut p, &mut ignored);
+        }
+        p.into_result((config, ignored))
+    }
+
+    /// Things worth a warning in a valid configuration (the problems of
+    /// disabled sections first).
     pub fn warnings(&self) -> Vec<String> {
-        let mut w = Vec::new();
+        let mut w: Vec<String> = self
+            .ignored
+            .iter()
+            .map(|p| format!("{p} (ignored: the section is disabled)"))
+            .collect();
         if self.alerting.enabled && !self.monitoring.enabled {
             w.push("alerting is enabled but monitoring is disabled: no tick will be collected for the rules".into());
         }
@@ -163,6 +220,21 @@ impl Config {
             w.push("alerting is enabled but there is no rule".into());
         }
         w
+    }
+}
+
+/// A section's problems: errors when it is enabled; when it says
+/// `"enabled": false`, warnings (`ignored`), except a bad `enabled` itself.
+fn disabled_problems(
+    enabled: bool,
+    section: Problems,
+    errors: &mut Problems,
+    ignored: &mut Vec<String>,
+) {
+    if enabled {
+        errors.0.extend(section.0);
+    } else {
+        ignored.extend(section.0.iter().map(ToString::to_string));
     }
 }
 

@@ -519,7 +519,7 @@ pub(crate) fn duration_key(
     p: &mut Problems,
 ) -> Option<Duration> {
     let s = string_key(obj, at, key, rule, p)?;
-    s.parse::<Duration>()
+    Duration::parse_config(s)
         .map_err(|e| p.push(format!("{at}.{key}"), e.to_string(), rule))
         .ok()
 }

@@ -63,7 +63,19 @@ impl ApiError {
             message: format!("cannot read the store: {e}"),
         }
     }
+
+    /// 503 with `Retry-After`: too many heavy requests are being answered.
+    pub fn busy(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            parameter: None,
+            message: message.into(),
+        }
+    }
 }
+
+/// Seconds a client is asked to wait (`Retry-After`) after a 503.
+pub const RETRY_AFTER_SECS: u32 = 2;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -71,7 +83,14 @@ impl IntoResponse for ApiError {
             Some(p) => json!({ "error": self.message, "parameter": p }),
             None => json!({ "error": self.message }),
         };
-        (self.status, Json(body)).into_response()
+        let mut r = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(RETRY_AFTER_SECS),
+            );
+        }
+        r
     }
 }
 
@@ -195,7 +214,10 @@ async fn selected<T: TickStore, A>(
         Some(wanted) => {
             for w in &wanted {
                 if !known.contains(w) {
-                    return Err(ApiError::bad("nodes", format!("unknown node {w:?}")));
+                    return Err(ApiError::bad(
+                        "nodes",
+                        format!("unknown node {:?}", w.as_str()),
+                    ));
                 }
             }
             Ok(wanted)
@@ -247,6 +269,19 @@ pub async fn series<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'sta
     } = query;
     let step = grid.step;
     let hosts = selected(&state, nodes).await?;
+    let values = params::check_values(hosts.len() * fields.len(), grid.n, wanted_stats.len())?;
+    // Heavy requests (many values, or read from the store) at most
+    // `MAX_HEAVY` at once; the others are told to come back.
+    let _permit = if values > params::HEAVY_VALUES || !cached {
+        Some(state.heavy.try_acquire().map_err(|_| {
+            ApiError::busy(format!(
+                "{} large series requests are being answered; retry in {RETRY_AFTER_SECS} s",
+                params::MAX_HEAVY
+            ))
+        })?)
+    } else {
+        None
+    };
     let mut out = Vec::with_capacity(hosts.len() * fields.len());
     let has_custom = fields.iter().any(Field::is_custom);
     let entries = if cached {
@@ -418,9 +453,14 @@ pub async fn incidents<T: TickStore + Clone + 'static, A: AlertStore + Clone + '
     .into_response())
 }
 
-/// `GET /healthz`: the process answers.
-pub async fn healthz() -> Response {
-    Json(json!({ "status": "ok" })).into_response()
+/// `GET /healthz`: the process answers; in standalone mode with the
+/// counters of this machine's collector (StatsD datagrams, kernel drops,
+/// the receive buffer granted, refused and saturated counters).
+pub async fn healthz<T, A>(State(state): State<Arc<AppState<T, A>>>) -> Response {
+    match &state.collector {
+        Some(c) => Json(json!({ "status": "ok", "collector": c.health_json() })).into_response(),
+        None => Json(json!({ "status": "ok" })).into_response(),
+    }
 }
 
 /// `GET /readyz`: the store answers and the cache warm-up is done.

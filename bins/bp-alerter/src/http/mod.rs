@@ -133,6 +133,11 @@ pub struct AppState<T, A> {
     pub store_errors: AtomicU64,
     /// Whether the server answers `/readyz` with 200.
     pub ready: std::sync::atomic::AtomicBool,
+    /// Permits for heavy series requests ([`params::MAX_HEAVY`]).
+    pub heavy: tokio::sync::Semaphore,
+    /// Standalone mode: this machine's collector, whose counters
+    /// `/healthz` shows.
+    pub collector: Option<Arc<bp_collector::Telemetry>>,
 }
 
 impl<T, A> std::fmt::Debug for AppState<T, A> {
@@ -158,7 +163,16 @@ impl<T, A> AppState<T, A> {
             rules: rules::RulesCache::default(),
             store_errors: AtomicU64::new(0),
             ready: std::sync::atomic::AtomicBool::new(false),
+            heavy: tokio::sync::Semaphore::new(params::MAX_HEAVY),
+            collector: None,
         }
+    }
+
+    /// The same, showing `collector`'s counters in `/healthz`.
+    #[must_use]
+    pub fn with_collector(mut self, collector: Option<Arc<bp_collector::Telemetry>>) -> Self {
+        self.collector = collector;
+        self
     }
 }
 
@@ -186,7 +200,7 @@ where
         None => protected,
     };
     Router::new()
-        .route("/healthz", get(api::healthz))
+        .route("/healthz", get(api::healthz::<T, A>))
         .route("/readyz", get(api::readyz::<T, A>))
         .merge(protected)
         .with_state(state)
@@ -271,6 +285,98 @@ impl Server {
             }
         }
         Ok(())
+    }
+}
+
+/// The answers of a server whose stores are not connected yet: see
+/// [`Server::spawn_starting`].
+fn starting_router(reason: &'static str) -> Router {
+    use axum::response::IntoResponse as _;
+    let unavailable = move || async move {
+        api::ApiError::busy(format!("the alerter is starting: {reason}")).into_response()
+    };
+    Router::new()
+        .route(
+            "/healthz",
+            get(move || async move {
+                axum::Json(serde_json::json!({ "status": "ok", "starting": reason }))
+            }),
+        )
+        .route(
+            "/readyz",
+            get(move || async move {
+                let mut r = (
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    axum::Json(serde_json::json!({ "status": "starting", "error": reason })),
+                )
+                    .into_response();
+                r.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(api::RETRY_AFTER_SECS),
+                );
+                r
+            }),
+        )
+        .fallback(unavailable)
+}
+
+/// A server answering "starting" until [`Starting::stop`].
+#[derive(Debug)]
+pub struct Starting {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Starting {
+    /// Stops answering "starting" (requests in progress are answered
+    /// first); connections arriving meanwhile wait in the listen queue for
+    /// the real server.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+impl Server {
+    /// Answers on the bound address while the stores are not connected
+    /// yet (Redis down at start-up): `/healthz` 200, `/readyz` and every
+    /// other path 503 with `Retry-After`, naming `reason`. The listener
+    /// stays bound for [`Server::run`] afterwards.
+    pub fn spawn_starting(&self, reason: &'static str) -> anyhow::Result<Starting> {
+        let dup = socket2::SockRef::from(&self.listener)
+            .try_clone()
+            .context("cannot share the HTTP listener")?;
+        let std_listener: std::net::TcpListener = dup.into();
+        std_listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(std_listener)?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = starting_router(reason);
+        let tls = self.tls.clone();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            let result = match tls {
+                None => {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                }
+                Some(acceptor) => {
+                    axum::serve(tls::TlsListener::new(listener, acceptor), app)
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                }
+            };
+            if let Err(e) = result {
+                warn!(error = %e, "the start-up HTTP server stopped");
+            }
+        });
+        info!(
+            addr = %self.local_addr()?,
+            "HTTP listening; /readyz answers 503 until {reason} succeeds",
+        );
+        Ok(Starting { stop, task })
     }
 }
 

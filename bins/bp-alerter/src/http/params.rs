@@ -191,6 +191,71 @@ pub fn nodes_query(q: &QueryMap) -> Result<(), ApiError> {
     Args::new(q, &[]).map(|_| ())
 }
 
+/// The most values one `series` request may ask for: nodes × fields ×
+/// buckets × statistics. Each value is an `f32` in its shortest JSON form
+/// (at most 15 bytes and a comma) or `null`, so a response stays under
+/// [`series_response_bound`] (about 17 MB at the limit).
+pub const MAX_VALUES: usize = 1_000_000;
+
+/// The most series (nodes × fields) one `series` request may ask for.
+pub const MAX_SERIES: usize = 10_000;
+
+/// The documented bound on the size of any `series` response, bytes:
+/// [`series_response_bound`] at [`MAX_SERIES`], [`MAX_VALUES`] and the
+/// largest grid.
+pub const MAX_SERIES_RESPONSE_BYTES: usize = series_response_bound(MAX_SERIES, 2_001, MAX_VALUES);
+
+/// A `series` request over this many values (or one read from the store
+/// rather than the cache) is heavy: at most [`MAX_HEAVY`] are answered at
+/// once; the others get a 503 with `Retry-After`.
+pub const HEAVY_VALUES: usize = 100_000;
+
+/// Heavy `series` requests answered at once.
+pub const MAX_HEAVY: usize = 4;
+
+/// Refuses a `series` request of `series` series (nodes × fields) over
+/// `buckets` buckets with `stats` statistics when it asks for more than
+/// [`MAX_SERIES`] series or [`MAX_VALUES`] values; returns the number of
+/// values.
+pub fn check_values(series: usize, buckets: usize, stats: usize) -> Result<usize, ApiError> {
+    if series > MAX_SERIES {
+        return Err(ApiError::bad(
+            "fields",
+            format!(
+                "the request asks for {series} series (nodes × fields); the limit is \
+                 {MAX_SERIES}: ask for fewer fields or nodes"
+            ),
+        ));
+    }
+    let values = series.saturating_mul(buckets).saturating_mul(stats);
+    if values > MAX_VALUES {
+        return Err(ApiError::bad(
+            "fields",
+            format!(
+                "the request asks for {values} values ({series} series of nodes × fields, \
+                 {buckets} buckets, {stats} statistics); the limit is {MAX_VALUES}: ask for \
+                 fewer fields, nodes or statistics, or a larger step"
+            ),
+        ));
+    }
+    Ok(values)
+}
+
+/// An upper bound on the size in bytes of a `series` response of `series`
+/// series over `buckets` buckets holding `values` values in all, with host
+/// names and field names at their longest (253 and 80 bytes; neither holds
+/// a character JSON escapes).
+pub const fn series_response_bound(series: usize, buckets: usize, values: usize) -> usize {
+    // {"from":…,"to":…,"step":…,"t":[…],"series":[…]}: three numbers of at
+    // most 20 bytes, each instant at most 16 bytes and a comma.
+    let head = 120 + buckets * 17;
+    // {"node":"…","field":"…"} and five `"count":[]` keys.
+    let per_series = 40 + 253 + 80 + 5 * 12;
+    // A value: an `f32` in its shortest form (at most 15 bytes) or null,
+    // and a comma.
+    head + series * per_series + values * 16
+}
+
 /// `GET /api/v1/series` parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesQuery {
@@ -245,6 +310,10 @@ impl SeriesQuery {
                 })
                 .collect::<Result<_, _>>()?,
         };
+        // Each field once: a repeated name adds nothing but size.
+        let mut fields = fields;
+        let mut seen = std::collections::HashSet::new();
+        fields.retain(|f| seen.insert(f.clone()));
         let stats: Vec<Stat> = match args.list("stats") {
             None => vec![Stat::Avg, Stat::Min, Stat::Max],
             Some(l) if l.is_empty() => return Err(ApiError::bad("stats", "no statistic given")),
@@ -260,6 +329,13 @@ impl SeriesQuery {
                 })
                 .collect::<Result<_, _>>()?,
         };
+        let mut stats = stats;
+        let mut seen_stats = Vec::new();
+        stats.retain(|s| {
+            let new = !seen_stats.contains(s);
+            seen_stats.push(*s);
+            new
+        });
         // `step`: a duration, or `auto` (the default): the smallest of
         // AUTO_STEPS giving at most AUTO_POINTS buckets.
         let wanted_step = match args.get("step") {
@@ -270,14 +346,21 @@ impl SeriesQuery {
                 .unwrap_or(3_600_000),
             Some(_) => args.duration("step")?.unwrap_or(10_000),
         };
-        Ok(SeriesQuery {
+        let query = SeriesQuery {
             from,
             to,
             fields,
             stats,
             wanted_step,
             nodes: args.nodes()?,
-        })
+        };
+        // With `nodes=` given the size is known now; otherwise the handler
+        // checks it once it knows the nodes.
+        if let Some(nodes) = &query.nodes {
+            let grid = query.plan(now).grid;
+            check_values(nodes.len() * query.fields.len(), grid.n, query.stats.len())?;
+        }
+        Ok(query)
     }
 
     /// Which tier answers at `now`, and the grid: the step is at least the

@@ -269,7 +269,7 @@ fn duration_key(
     p: &mut Problems,
 ) -> Option<Duration> {
     match present(obj, key)? {
-        Value::String(s) => match s.parse::<Duration>() {
+        Value::String(s) => match Duration::parse_config(s) {
             Ok(d) => Some(d),
             Err(e) => {
                 p.push(format!("{path}.{key}"), e.to_string());

@@ -33,9 +33,52 @@ pub const OUTPUT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 /// The prefix with which the JS wrapper's `bp.logger` marks a line's level:
 /// `\u{1e}bp.<level> <text>`.
 pub const LEVEL_MARK: &str = "\u{1e}bp.";
-/// Environment variables removed from every hook's environment (they may
-/// hold credentials of the alerter itself).
-pub const REMOVED_ENV: [&str; 1] = ["REDIS_URL"];
+/// Environment variables removed from every hook's environment: they hold
+/// credentials of the alerter itself. Every `BP_*` variable whose name
+/// says it holds a secret ([`is_secret_env`]) is removed too, so that a
+/// secret a later feature adds is covered by its name.
+pub const REMOVED_ENV: [&str; 4] = [
+    "REDIS_URL",
+    "BP_API_TOKEN",
+    "BP_COLLECTOR_TOKEN",
+    "REDISCLI_AUTH",
+];
+
+/// Whether the environment variable `name` is kept from hooks: one of
+/// [`REMOVED_ENV`], or a `BP_*` name containing `TOKEN`, `PASSWORD`,
+/// `PASS`, `SECRET`, `KEY` or `CREDENTIAL` (case-insensitive).
+pub fn is_secret_env(name: &str) -> bool {
+    if REMOVED_ENV.contains(&name) {
+        return true;
+    }
+    let upper = name.to_ascii_uppercase();
+    upper.starts_with("BP_")
+        && ["TOKEN", "PASS", "SECRET", "KEY", "CREDENTIAL"]
+            .iter()
+            .any(|s| upper.contains(s))
+}
+
+#[cfg(test)]
+mod secret_env_tests {
+    use super::is_secret_env;
+
+    #[test]
+    fn secrets_by_name() {
+        for n in [
+            "REDIS_URL",
+            "BP_API_TOKEN",
+            "BP_COLLECTOR_TOKEN",
+            "BP_SMTP_PASSWORD",
+            "BP_SLACK_SECRET",
+            "bp_pagerduty_routing_key",
+        ] {
+            assert!(is_secret_env(n), "{n}");
+        }
+        for n in ["PATH", "HOME", "BP_NODE_NAME", "BP_CONFIG", "MY_TOKEN"] {
+            assert!(!is_secret_env(n), "{n}");
+        }
+    }
+}
 
 /// One process to run.
 #[derive(Debug, Clone)]
@@ -92,6 +135,16 @@ pub async fn run(spec: ProcessSpec) -> Result<(), HookError> {
         .kill_on_drop(true);
     for var in REMOVED_ENV {
         cmd.env_remove(var);
+    }
+    // Inherited secrets only: the variables the product sets for the hook
+    // (`BP_IDEMPOTENCY_KEY`, …) stay.
+    for (name, _) in std::env::vars_os() {
+        if name
+            .to_str()
+            .is_some_and(|n| is_secret_env(n) && !spec.env.iter().any(|(k, _)| k == n))
+        {
+            cmd.env_remove(&name);
+        }
     }
     let deadline = Instant::now() + spec.timeout.to_std();
     let mut child = cmd.spawn().map_err(|e| HookError::Spawn {
