@@ -287,7 +287,7 @@ fn check_config_lists_every_problem() {
     assert_eq!(out.status.code(), Some(2));
     let text = stdout(&out);
     for want in [
-        "monitoring.collectionInterval: \"10 s\" is not a duration",
+        "monitoring.collectionInterval: \"10 secondz\" is not a duration",
         "alerting.rules[0]: missing keys: name, field, aggregation, operand, value, timeframe",
         "alerting.rules[1].cooldwon: unknown key",
         "alerting.rules[1].field: unknown field \"cpu.usag\"",

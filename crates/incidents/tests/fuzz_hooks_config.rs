@@ -264,7 +264,7 @@ fn inject(h: &mut Value, f: Fault) -> String {
             format!("{ROOT}.timeOut")
         }
         Fault::AlertmanagerBadResend => {
-            h["alertmanager"] = json!({"url": "http://127.0.0.1:9093", "resendInterval": "1 m"});
+            h["alertmanager"] = json!({"url": "http://127.0.0.1:9093", "resendInterval": "1 fortnight"});
             format!("{ROOT}.alertmanager.resendInterval")
         }
         Fault::WatchdogNotObject => {

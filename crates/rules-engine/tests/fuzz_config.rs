@@ -130,7 +130,7 @@ fn inject(rule: &mut Value, fault: Fault) {
             obj.insert("timeframe".into(), json!("0ms"));
         }
         Fault::BadTimeframe => {
-            obj.insert("timeframe".into(), json!("2 m"));
+            obj.insert("timeframe".into(), json!("2 mn"));
         }
         Fault::BadCooldown => {
             obj.insert("cooldown".into(), json!(60));

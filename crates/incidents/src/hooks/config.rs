@@ -592,7 +592,7 @@ mod tests {
             "pro.alerting.hooks.webhooks[1]: expected an object with a url, got a string",
             "pro.alerting.hooks.webhooks[3].name: another webhook is named \"a\"; names must be distinct",
             "pro.alerting.hooks.alertmanager.url: missing; give an http:// or https:// URL",
-            "pro.alerting.hooks.alertmanager.resendInterval: \"1x\" is not a duration (unknown unit; units are d, h, m, s, ms); write e.g. 500ms, 10s, 2m, 1h30m, 1d",
+            "pro.alerting.hooks.alertmanager.resendInterval: \"1x\" is not a duration (neither the compact form, such as 1h30m, nor a form of the ms library, such as \"10 seconds\" or \"1.5h\"); write e.g. 500ms, 10s, 2m, 1h30m, 1d",
             "pro.alerting.hooks.watchdog: expected an object with a url, got an array",
         ];
         let mut got_sorted = got.clone();
