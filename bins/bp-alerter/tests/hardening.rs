@@ -24,7 +24,11 @@ const DEADLINE: Duration = Duration::from_secs(60);
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut resp = String::new();
     s.read_to_string(&mut resp).ok()?;
     let status = resp.split_whitespace().nth(1)?.parse().ok()?;
@@ -108,7 +112,8 @@ fn standalone_secrets_log_lines_and_relative_paths() {
         log()
     );
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    udp.send_to(b"bp.errors:2|c", ("127.0.0.1", statsd)).unwrap();
+    udp.send_to(b"bp.errors:2|c", ("127.0.0.1", statsd))
+        .unwrap();
     let env_file = || {
         std::fs::read_dir(&out)
             .unwrap()
@@ -125,7 +130,10 @@ fn standalone_secrets_log_lines_and_relative_paths() {
     assert!(env.contains("BP_INCIDENT_RULE_NAME="), "{env}");
     assert!(env.contains("BP_IDEMPOTENCY_KEY="), "{env}");
     for (k, v) in SECRETS {
-        assert!(!env.contains(&format!("{k}=")), "{k} reached the hook:\n{env}");
+        assert!(
+            !env.contains(&format!("{k}=")),
+            "{k} reached the hook:\n{env}"
+        );
         if !v.is_empty() {
             assert!(!env.contains(v), "{k}'s value reached the hook");
         }
@@ -134,20 +142,41 @@ fn standalone_secrets_log_lines_and_relative_paths() {
     let (status, resp) = get(http, "/healthz").unwrap();
     assert_eq!(status, 200, "{resp}");
     let h = body(&resp);
-    assert!(h["collector"]["statsd"]["datagrams"].as_u64().unwrap() >= 1, "{h}");
-    assert!(h["collector"]["statsd"]["receiveBuffer"].as_u64().unwrap() > 0, "{h}");
+    assert!(
+        h["collector"]["statsd"]["datagrams"].as_u64().unwrap() >= 1,
+        "{h}"
+    );
+    assert!(
+        h["collector"]["statsd"]["receiveBuffer"].as_u64().unwrap() > 0,
+        "{h}"
+    );
     assert!(h["collector"]["statsd"]["kernelDrops"].is_u64(), "{h}");
     // The log: the rule name escaped, no forged line, no colour codes.
-    assert!(wait_until(DEADLINE, || log().contains("incident opened")), "{}", log());
-    let text = log();
-    assert!(!text.contains('\u{1b}'), "ANSI escapes in a log file:\n{text}");
-    assert!(text.contains(r"Errors\nINFO bp_alerter: forged line"), "{text}");
     assert!(
-        !text.lines().any(|l| l.starts_with("INFO bp_alerter: forged")),
+        wait_until(DEADLINE, || log().contains("incident opened")),
+        "{}",
+        log()
+    );
+    let text = log();
+    assert!(
+        !text.contains('\u{1b}'),
+        "ANSI escapes in a log file:\n{text}"
+    );
+    assert!(
+        text.contains(r"Errors\nINFO bp_alerter: forged line"),
+        "{text}"
+    );
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("INFO bp_alerter: forged")),
         "a rule name forged a log line:\n{text}"
     );
     for (_, v) in SECRETS {
-        assert!(v.is_empty() || !text.contains(v), "a secret in the log:\n{text}");
+        assert!(
+            v.is_empty() || !text.contains(v),
+            "a secret in the log:\n{text}"
+        );
     }
 }
 
@@ -162,7 +191,10 @@ fn a_missing_hook_directory_is_warned_about() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
-    let want = format!("warning: the hook directory {} does not exist", dir.path().join("nope").display());
+    let want = format!(
+        "warning: the hook directory {} does not exist",
+        dir.path().join("nope").display()
+    );
     assert!(text.contains(&want), "{text}");
 }
 
@@ -173,8 +205,18 @@ fn a_cluster_alerter_answers_health_while_redis_is_down() {
     let err = dir.path().join("err");
     let _alerter = Running(
         Command::new(BIN)
-            .args(["--node", "waiting", "--listen", &format!("127.0.0.1:{http}"), "--statsd", "off"])
-            .env("REDIS_URL", format!("redis://u@127.0.0.1:{redis}?password=qu3ry-s3cret"))
+            .args([
+                "--node",
+                "waiting",
+                "--listen",
+                &format!("127.0.0.1:{http}"),
+                "--statsd",
+                "off",
+            ])
+            .env(
+                "REDIS_URL",
+                format!("redis://u@127.0.0.1:{redis}?password=qu3ry-s3cret"),
+            )
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&err).unwrap())
             .spawn()
@@ -182,18 +224,25 @@ fn a_cluster_alerter_answers_health_while_redis_is_down() {
     );
     let log = || std::fs::read_to_string(&err).unwrap_or_default();
     assert!(
-        wait_until(DEADLINE, || get(http, "/healthz").is_some_and(|(s, _)| s == 200)),
+        wait_until(DEADLINE, || get(http, "/healthz")
+            .is_some_and(|(s, _)| s == 200)),
         "/healthz never answered while Redis was down:\n{}",
         log()
     );
     let (status, resp) = get(http, "/readyz").unwrap();
     assert_eq!(status, 503, "{resp}");
-    assert!(resp.to_ascii_lowercase().contains("retry-after: 2"), "{resp}");
+    assert!(
+        resp.to_ascii_lowercase().contains("retry-after: 2"),
+        "{resp}"
+    );
     assert_eq!(body(&resp)["status"], "starting", "{resp}");
     let (status, _) = get(http, "/api/v1/nodes").unwrap();
     assert_eq!(status, 503);
     assert!(
-        wait_until(DEADLINE, || log().matches("cannot connect to Redis").count() >= 2),
+        wait_until(DEADLINE, || log()
+            .matches("cannot connect to Redis")
+            .count()
+            >= 2),
         "{}",
         log()
     );
@@ -257,7 +306,8 @@ fn configurations_botpress_wrote_and_ms_durations() {
     let (code, text) = check_config(dir.path(), &written);
     assert_eq!(code, Some(0), "{text}");
     assert!(
-        text.lines().any(|l| l.starts_with("warning: pro.alerting.rules[0]: missing keys")),
+        text.lines()
+            .any(|l| l.starts_with("warning: pro.alerting.rules[0]: missing keys")),
         "{text}"
     );
     // The alerter runs with it (standalone, no Redis).
@@ -265,7 +315,12 @@ fn configurations_botpress_wrote_and_ms_durations() {
     let port = test_support::free_port();
     let mut alerter = Running(
         Command::new(BIN)
-            .args(["--config", path.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "--config",
+                path.to_str().unwrap(),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
             .args(["--statsd", "off"])
             .env_remove("REDIS_URL")
             .stdout(Stdio::null())
@@ -281,7 +336,10 @@ fn configurations_botpress_wrote_and_ms_durations() {
     enabled["pro"]["alerting"]["enabled"] = json!(true);
     let (code, text) = check_config(dir.path(), &enabled);
     assert_eq!(code, Some(2), "{text}");
-    assert!(text.contains("pro.alerting.rules[0]: missing keys"), "{text}");
+    assert!(
+        text.contains("pro.alerting.rules[0]: missing keys"),
+        "{text}"
+    );
     assert!(!text.contains("warning:"), "{text}");
 
     // Durations as the original's `ms` library read them, wherever a file
@@ -297,10 +355,22 @@ fn configurations_botpress_wrote_and_ms_durations() {
     let (code, text) = check_config(dir.path(), &ms_forms);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("every 10s, kept 14d"), "{text}");
-    assert!(text.contains("alerting enabled (every 10s, 1 rule)"), "{text}");
+    assert!(
+        text.contains("alerting enabled (every 10s, 1 rule)"),
+        "{text}"
+    );
     // Flags keep the strict grammar.
     let rules = dir.path().join("rules.json");
     std::fs::write(&rules, "[]").unwrap();
-    let out = run(&["replay", "--rules", rules.to_str().unwrap(), "--watcher-interval", "10 seconds"], &[]);
+    let out = run(
+        &[
+            "replay",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--watcher-interval",
+            "10 seconds",
+        ],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(2));
 }
