@@ -264,7 +264,8 @@ fn inject(h: &mut Value, f: Fault) -> String {
             format!("{ROOT}.timeOut")
         }
         Fault::AlertmanagerBadResend => {
-            h["alertmanager"] = json!({"url": "http://127.0.0.1:9093", "resendInterval": "1 fortnight"});
+            h["alertmanager"] =
+                json!({"url": "http://127.0.0.1:9093", "resendInterval": "1 fortnight"});
             format!("{ROOT}.alertmanager.resendInterval")
         }
         Fault::WatchdogNotObject => {
