@@ -53,7 +53,7 @@ return alertChanged()
     for c in &done {
         assert!(c.failures.is_empty(), "{:?}", c.failures);
     }
-    let opened_lines = log_lines_with("SEEDFORM opened Seedform Rule node-js 91.5 null");
+    let opened_lines = log_lines_with("SEEDFORM opened Seedform Rule node-js 91.5 undefined");
     assert_eq!(opened_lines.len(), 1, "log:\n{}", logs());
     assert!(opened_lines[0].contains("INFO"), "{}", opened_lines[0]);
     assert!(
@@ -114,6 +114,91 @@ async fn the_seeds_alert_js_runs_unchanged() {
         "{after:#?}"
     );
     assert!(all.contains("HOOK: Incident Closed:"), "log:\n{all}");
+    dispatcher.shutdown(DEADLINE).await;
+}
+
+/// A `.js` hook that writes what it sees of `incident` (and of
+/// `bp.transition`) to `<out>/<event>.json`.
+fn date_probe(out: &std::path::Path) -> String {
+    format!(
+        "const fs = require('fs')
+const OUT = {out}
+async function probe() {{
+  const start = incident.startTime
+  const seen = {{
+    event: bp.event,
+    keys: Object.keys(incident).sort(),
+    startIsDate: start instanceof Date,
+    startMs: start.getTime(),
+    hasEndTime: 'endTime' in incident,
+    endIsDate: incident.endTime instanceof Date,
+    endMs: incident.endTime instanceof Date ? incident.endTime.getTime() : null,
+    endNotBeforeStart: incident.endTime instanceof Date && incident.endTime.getTime() >= start.getTime(),
+    transitionStart: bp.transition.incident.startTime,
+    transitionEnd: bp.transition.incident.endTime,
+  }}
+  fs.writeFileSync(OUT + '/' + bp.event + '.json', JSON.stringify(seen))
+}}
+return probe()
+",
+        out = serde_json::to_string(&out.display().to_string()).unwrap()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_hooks_get_dates_and_no_end_time_while_open() {
+    capture_logs();
+    require_node();
+    let dir = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("dates.js"), date_probe(out.path())).unwrap();
+    let (dispatcher, mut rx) = start(&config(dir.path(), json!({"maxAttempts": 1})));
+    let inc = incident("Date Rule", "node-date", 1_700_000_000_000, 42.0);
+    dispatcher.submit(1, opened(&inc)).unwrap();
+    dispatcher
+        .submit(2, resolved(&inc, 1_700_000_060_000))
+        .unwrap();
+    let done = completions(&mut rx, 2).await;
+    for c in &done {
+        assert!(c.failures.is_empty(), "{:?}\nlog:\n{}", c.failures, logs());
+    }
+    let read = |event: &str| -> Value {
+        let path = out.path().join(format!("{event}.json"));
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}\nlog:\n{}", path.display(), logs()));
+        serde_json::from_str(&text).unwrap()
+    };
+    assert_eq!(
+        read("opened"),
+        json!({
+            "event": "opened",
+            "keys": ["hostName", "id", "ruleName", "startTime", "triggerValue"],
+            "startIsDate": true,
+            "startMs": 1_700_000_000_000_i64,
+            "hasEndTime": false,
+            "endIsDate": false,
+            "endMs": null,
+            "endNotBeforeStart": false,
+            "transitionStart": "2023-11-14T22:13:20.000Z",
+            "transitionEnd": null,
+        }),
+        "while open, endTime is not a key of incident; bp.transition keeps the JSON"
+    );
+    assert_eq!(
+        read("resolved"),
+        json!({
+            "event": "resolved",
+            "keys": ["endTime", "hostName", "id", "ruleName", "startTime", "triggerValue"],
+            "startIsDate": true,
+            "startMs": 1_700_000_000_000_i64,
+            "hasEndTime": true,
+            "endIsDate": true,
+            "endMs": 1_700_000_060_000_i64,
+            "endNotBeforeStart": true,
+            "transitionStart": "2023-11-14T22:13:20.000Z",
+            "transitionEnd": "2023-11-14T22:14:20.000Z",
+        })
+    );
     dispatcher.shutdown(DEADLINE).await;
 }
 

@@ -30,7 +30,11 @@ use super::{Delivery, Hook, HookError, HookFuture, HookKind};
 ///
 /// It reads the hook file and runs its body as
 /// `new AsyncFunction('bp', 'incident', 'require', '__filename', '__dirname', body)`,
-/// so a top-level `return` (of a promise) works, as in the original. The
+/// so a top-level `return` (of a promise) works, as in the original.
+/// `incident` is a copy of the payload's incident with `startTime` and
+/// `endTime` as `Date` objects (built from the RFC 3339 text), `endTime`
+/// left out (not a key at all) while the incident is open, as in the
+/// original; `bp.transition` is the payload unchanged. The
 /// process exits when the returned promise settles: 0 when it resolves, 1
 /// (with the error on stderr) when it rejects or the body does not compile.
 pub const JS_WRAPPER: &str = r"'use strict';
@@ -65,7 +69,17 @@ const bp = {
   idempotencyKey: payload.idempotencyKey,
   transition: payload,
 };
-const incident = payload.incident;
+// The incident as the original gave it: `startTime`/`endTime` as `Date`
+// objects, `endTime` absent (not a key) while open. `bp.transition` keeps
+// the payload as received (RFC 3339 strings, `endTime` null).
+const incident = {};
+for (const [key, value] of Object.entries(payload.incident || {})) {
+  if (key === 'startTime' || key === 'endTime') {
+    if (value !== null && value !== undefined) incident[key] = new Date(value);
+  } else {
+    incident[key] = value;
+  }
+}
 const AsyncFunction = Object.getPrototypeOf(async function () {}).constructor;
 let fn;
 try {
@@ -182,10 +196,10 @@ impl HookDirectory {
     }
 }
 
-/// A `*.js` hook: run by Node.js through [`JS_WRAPPER`], with `incident`,
-/// `bp` (`bp.logger`, `bp.event`, `bp.idempotencyKey`, `bp.transition`) and
-/// `require` in scope; the payload and the `BP_*` variables as for
-/// [`ExecHook`].
+/// A `*.js` hook: run by Node.js through [`JS_WRAPPER`], with `incident`
+/// (times as `Date` objects, no `endTime` while open), `bp` (`bp.logger`,
+/// `bp.event`, `bp.idempotencyKey`, `bp.transition`) and `require` in
+/// scope; the payload and the `BP_*` variables as for [`ExecHook`].
 #[derive(Debug, Clone)]
 pub struct JsHook {
     name: String,
