@@ -40,10 +40,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use alerter::{AlerterSetup, AlerterStats, run_alerter};
 use anyhow::{Context as _, bail};
-use bp_alerter::alerter::{AlerterSetup, AlerterStats, now_ms, run_alerter};
 use incidents::persist;
 use metrics_model::store::{AlertStore, TickStore};
+use metrics_model::time::now_ms;
 use metrics_model::{Field, HostName, RedisUrl, StandardField, Tick};
 use redis_store::{RedisCursor, RedisOptions, RedisStore};
 use rules_engine::{Aggregation, Config, Engine, EngineOptions};

@@ -1,29 +1,23 @@
-//! The bp-alerter library: what `bp-alerter` runs, usable from tests.
+//! The `bp-alerter` binary's wiring, as a library so that `main.rs` stays
+//! the command line: [`run`] picks the mode from the environment (see
+//! `docs/configuration.md`) — cluster mode with Redis when `REDIS_URL` is
+//! set, standalone otherwise — and connects the rooms: the `alerter` crate
+//! (leadership, evaluation, delivery, janitor), the `web` crate (dashboard,
+//! API, `/metrics`) and, standalone, the `agent` crate collecting this
+//! machine.
 //!
-//! - [`alerter`]: leadership (lease with fencing), the evaluation schedule,
-//!   atomic commits of incident state and outbox;
-//! - [`deliver`]: the outbox → hooks loop;
-//! - [`janitor`]: retention of ticks and resolved incidents;
-//! - [`list`]: `bp-alerter incidents`;
 //! - [`local`]: standalone mode's own collector for this machine;
 //! - [`offline`]: `check-config`, `replay`, `test-rules`.
-//!
-//! [`run`] picks the mode from the environment (see `docs/configuration.md`):
-//! cluster mode with Redis when `REDIS_URL` is set, standalone otherwise.
 
-pub mod alerter;
-pub mod deliver;
-pub mod http;
-pub mod janitor;
-pub mod list;
 pub mod local;
 pub mod offline;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use alerter::{AlerterSetup, AlerterStats, LoadedConfig, run_alerter};
 use anyhow::Context as _;
-use incidents::delivery::{Dispatcher, DispatcherOptions};
+use incidents::delivery::DispatcherOptions;
 use incidents::hooks::HooksConfig;
 use incidents::watchdog::Watchdog;
 use metrics_model::store::{AlertStore, TickStore};
@@ -32,8 +26,7 @@ use redis_store::{RedisOptions, RedisStore};
 use rules_engine::Config;
 use tokio::sync::{Notify, watch};
 use tracing::{error, info, warn};
-
-use crate::alerter::{AlerterSetup, AlerterStats, run_alerter};
+use web as http;
 
 /// Exit status for bad configuration, bad input or bad usage.
 pub const EXIT_BAD_INPUT: u8 = 2;
@@ -57,91 +50,6 @@ pub struct RunConfig {
     pub http: Option<http::HttpConfig>,
 }
 
-/// Loads and validates a configuration file, hooks included. Every problem
-/// is returned, one per line. When alerting is disabled, problems in its
-/// rules and hooks are warnings ([`Config::ignored`]), not errors.
-///
-/// Paths written in the file (`hooks.directory`, a `hooks.node` with a
-/// `/`) are relative to the file's directory; defaults stay relative to
-/// the working directory.
-pub fn load_config(path: &std::path::Path) -> Result<(Config, HooksConfig), Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| vec![format!("{}: cannot read: {e}", path.display())])?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|_| {
-        Config::from_json_text(&text, &path.display().to_string())
-            .err()
-            .map(|e| e.problems())
-            .unwrap_or_default()
-    })?;
-    let hooks_path = if value.get("pro").is_some() {
-        "pro.alerting.hooks"
-    } else {
-        "alerting.hooks"
-    };
-    let config = Config::from_json(&value);
-    let raw_hooks = value
-        .get("pro")
-        .unwrap_or(&value)
-        .get("alerting")
-        .and_then(|a| a.get("hooks"));
-    let hooks = HooksConfig::from_optional(raw_hooks, hooks_path);
-    match (config, hooks) {
-        (Ok(c), Ok(mut h)) => {
-            let base = config_dir(path);
-            if raw_hooks.and_then(|h| h.get("directory")).is_some() {
-                h.directory = relative_to(&base, &h.directory);
-            }
-            if raw_hooks.and_then(|h| h.get("node")).is_some() && h.node.components().count() > 1 {
-                h.node = relative_to(&base, &h.node);
-            }
-            if !c.alerting.enabled {
-                // Never used: the defaults, as if the section were absent.
-                h = HooksConfig::default();
-            }
-            Ok((c, h))
-        }
-        (Ok(mut c), Err(problems)) if !c.alerting.enabled => {
-            c.ignored.extend(problems.iter().map(ToString::to_string));
-            Ok((c, HooksConfig::default()))
-        }
-        (c, h) => {
-            let mut problems = c.err().map(|e| e.problems()).unwrap_or_default();
-            problems.extend(h.err().unwrap_or_default().iter().map(ToString::to_string));
-            Err(problems)
-        }
-    }
-}
-
-/// A warning when alerting is enabled and the hook directory does not
-/// exist (then no file hook runs, which is rarely what was meant).
-pub fn hook_directory_warning(config: &Config, hooks: &HooksConfig) -> Option<String> {
-    (config.alerting.enabled && !hooks.directory.is_dir()).then(|| {
-        format!(
-            "the hook directory {} does not exist: no file hook will run (a hooks.directory \
-             written in the configuration file is relative to the file's directory; the \
-             default is relative to the working directory)",
-            hooks.directory.display()
-        )
-    })
-}
-
-/// The directory that relative paths in the configuration file `path` are
-/// relative to.
-fn config_dir(path: &std::path::Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
-fn relative_to(base: &std::path::Path, p: &std::path::Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
-}
-
 /// Runs the alerter until `shutdown` resolves.
 pub async fn run(
     cfg: RunConfig,
@@ -153,7 +61,7 @@ pub async fn run(
     for w in cfg.config.warnings() {
         warn!("{w}");
     }
-    if let Some(w) = hook_directory_warning(&cfg.config, &cfg.hooks) {
+    if let Some(w) = alerter::config::hook_directory_warning(&cfg.config, &cfg.hooks) {
         warn!("{w}");
     }
     let http_server = match &cfg.http {
@@ -172,7 +80,8 @@ pub async fn run(
         }
     };
     let (config_tx, config_rx) = watch::channel(Arc::new(cfg.config.clone()));
-    spawn_reloader(cfg.config_path.clone(), config_tx);
+    let (hooks_tx, hooks_rx) = watch::channel(Arc::new(cfg.hooks.clone()));
+    spawn_reloader(cfg.config_path.clone(), config_tx, hooks_tx);
     // `<node>:<pid>:<random>`: unique among live alerters even when two
     // share a node name and a pid (pid 1 in containers), since the lease and
     // the commit fence tell alerters apart by this name alone.
@@ -182,22 +91,7 @@ pub async fn run(
         std::process::id(),
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
-    let stats = Arc::new(AlerterStats::default());
-    let watchdog = match &cfg.hooks.watchdog {
-        Some(w) => Some(Watchdog::new(w.clone()).context("watchdog")?),
-        None => None,
-    };
-    let setup = AlerterSetup {
-        holder,
-        config: config_rx,
-        stats,
-        committed: Arc::new(Notify::new()),
-        on_evaluated: Box::new(move |_, _| {
-            if let Some(w) = &watchdog {
-                w.ping();
-            }
-        }),
-    };
+    let setup = alerter_setup(holder, config_rx, &cfg.hooks)?;
     match cfg.deployment.mode {
         Mode::Standalone => {
             info!(node = %cfg.node, rules = cfg.config.alerting.rules.len(), "standalone mode: this machine only, state in memory");
@@ -205,8 +99,8 @@ pub async fn run(
             let alerts = MemoryAlertStore::new();
             let telemetry = if cfg.config.monitoring.enabled {
                 let config =
-                    local::collector_config(cfg.node.clone(), cfg.statsd, &cfg.config.monitoring)?;
-                let telemetry = bp_collector::Telemetry::new(&config);
+                    local::collector_config(cfg.node.clone(), cfg.statsd, &cfg.config.monitoring);
+                let telemetry = agent::Telemetry::new(&config);
                 let collector = local::collect(ticks.clone(), config, telemetry.clone(), stopped());
                 tokio::spawn(async move {
                     if let Err(e) = collector.await {
@@ -218,7 +112,12 @@ pub async fn run(
                 None
             };
             let http = http_server.map(|s| (s, http::boxed(stopped())));
-            serve(ticks, alerts, setup, &cfg, stopped(), http, telemetry).await
+            let rooms = Rooms {
+                http,
+                collector: telemetry,
+                hooks: hooks_rx,
+            };
+            serve(ticks, alerts, setup, &cfg, stopped(), rooms).await
         }
         Mode::Cluster => {
             let url = cfg
@@ -239,9 +138,48 @@ pub async fn run(
             }
             let Some(store) = store? else { return Ok(()) };
             let http = http_server.map(|s| (s, http::boxed(stopped())));
-            serve(store.clone(), store, setup, &cfg, stopped(), http, None).await
+            let rooms = Rooms {
+                http,
+                collector: None,
+                hooks: hooks_rx,
+            };
+            serve(store.clone(), store, setup, &cfg, stopped(), rooms).await
         }
     }
+}
+
+/// The alerter's setup: counters, the commit notification for the
+/// delivery loop, and the watchdog's ping after every evaluation.
+fn alerter_setup(
+    holder: String,
+    config: watch::Receiver<Arc<Config>>,
+    hooks: &HooksConfig,
+) -> anyhow::Result<AlerterSetup> {
+    let watchdog = match &hooks.watchdog {
+        Some(w) => Some(Watchdog::new(w.clone()).context("watchdog")?),
+        None => None,
+    };
+    Ok(AlerterSetup {
+        holder,
+        config,
+        stats: Arc::new(AlerterStats::default()),
+        committed: Arc::new(Notify::new()),
+        on_evaluated: Box::new(move |_, _| {
+            if let Some(w) = &watchdog {
+                w.ping();
+            }
+        }),
+    })
+}
+
+/// What [`serve`] connects besides the stores and the alerter.
+struct Rooms {
+    /// The bound HTTP server and its shutdown signal, when served.
+    http: Option<(http::Server, http::Shutdown)>,
+    /// Standalone: this machine's collector (shown by `/healthz`).
+    collector: Option<Arc<agent::Telemetry>>,
+    /// The hooks configuration, following SIGHUP reloads.
+    hooks: watch::Receiver<Arc<HooksConfig>>,
 }
 
 async fn serve<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'static>(
@@ -250,9 +188,13 @@ async fn serve<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'static>(
     setup: AlerterSetup,
     cfg: &RunConfig,
     shutdown: impl Future<Output = ()>,
-    http: Option<(http::Server, http::Shutdown)>,
-    collector: Option<Arc<bp_collector::Telemetry>>,
+    rooms: Rooms,
 ) -> anyhow::Result<()> {
+    let Rooms {
+        http,
+        collector,
+        hooks,
+    } = rooms;
     let http_task = http.map(|(server, stop)| {
         let state = Arc::new(
             http::AppState::new(
@@ -261,27 +203,26 @@ async fn serve<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'static>(
                 setup.stats.clone(),
                 setup.config.clone(),
             )
-            .with_collector(collector),
+            .with_collector(
+                collector.map(|t| Arc::new(move || t.health_json()) as http::HealthSource),
+            ),
         );
         http::spawn(server, state, stop)
     });
-    janitor::spawn(ticks.clone(), alerts.clone(), &cfg.config);
+    alerter::janitor::spawn(ticks.clone(), alerts.clone(), &cfg.config);
     if !cfg.config.alerting.enabled {
         info!("alerting is disabled in the configuration: no rule is evaluated");
         shutdown.await;
         http::join(http_task).await;
         return Ok(());
     }
-    let (dispatcher, completions) = Dispatcher::start(&cfg.hooks, DispatcherOptions::default())
-        .context("cannot start hook delivery")?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let delivery = tokio::spawn(deliver::delivery_loop(
+    let delivery = tokio::spawn(alerter::delivery::delivery_loop(
         alerts.clone(),
-        dispatcher,
-        completions,
+        hooks,
+        DispatcherOptions::default(),
         setup.stats.clone(),
         setup.committed.clone(),
-        cfg.hooks.timeout.to_std(),
         async move {
             let mut rx = stop_rx;
             let _ = rx.wait_for(|s| *s).await;
@@ -289,7 +230,11 @@ async fn serve<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'static>(
     ));
     run_alerter(ticks, alerts, setup, shutdown).await;
     let _ = stop_tx.send(true);
-    let _ = delivery.await;
+    match delivery.await {
+        Ok(Err(e)) => return Err(anyhow::anyhow!(e).context("cannot start hook delivery")),
+        Ok(Ok(())) => {}
+        Err(e) => warn!(error = %e, "the delivery task ended abnormally"),
+    }
     http::join(http_task).await;
     Ok(())
 }
@@ -323,9 +268,16 @@ async fn connect_with_retry(
     }
 }
 
-/// On SIGHUP, re-reads the configuration file; an invalid one is rejected
-/// (every problem logged) and the old one kept.
-fn spawn_reloader(path: Option<PathBuf>, tx: watch::Sender<Arc<Config>>) {
+/// On SIGHUP, re-reads the configuration file: new rules and settings for
+/// the alerter, new hooks for the delivery loop (changed hooks deliver
+/// their pending transitions with the new settings; removed hooks' pending
+/// ones become dead letters). An invalid file is rejected (every problem
+/// logged) and the old configuration kept. The watchdog is not reloaded.
+fn spawn_reloader(
+    path: Option<PathBuf>,
+    tx: watch::Sender<Arc<Config>>,
+    hooks_tx: watch::Sender<Arc<HooksConfig>>,
+) {
     #[cfg(unix)]
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
@@ -338,10 +290,18 @@ fn spawn_reloader(path: Option<PathBuf>, tx: watch::Sender<Arc<Config>>) {
                 warn!("SIGHUP: no configuration file to reload (started without --config)");
                 continue;
             };
-            match load_config(path) {
-                Ok((config, _hooks)) => {
+            match alerter::load_config(path) {
+                Ok(LoadedConfig { config, hooks }) => {
                     info!(file = %path.display(), "SIGHUP: configuration reloaded");
                     let _ = tx.send(Arc::new(config));
+                    // Only a change replaces the hook dispatcher.
+                    hooks_tx.send_if_modified(|h| {
+                        let changed = **h != hooks;
+                        if changed {
+                            *h = Arc::new(hooks);
+                        }
+                        changed
+                    });
                 }
                 Err(problems) => {
                     for p in problems {

@@ -41,7 +41,7 @@ struct RunArgs {
     statsd: String,
     /// Address of the dashboard, JSON API and /metrics ("off" to disable).
     /// A non-loopback address needs --token (or --insecure-no-auth).
-    #[arg(long, env = "BP_LISTEN", default_value = bp_alerter::http::DEFAULT_LISTEN, global = true)]
+    #[arg(long, env = "BP_LISTEN", default_value = web::DEFAULT_LISTEN, global = true)]
     listen: String,
     /// Access token for the dashboard, API and /metrics (bearer token, or the
     /// basic-auth password); /healthz and /readyz stay open. Never logged.
@@ -119,7 +119,7 @@ fn main() -> ExitCode {
         } => offline::replay(&rules, watcher_interval),
         Command::TestRules { files } => offline::test_rules(&files),
         Command::Incidents { since, limit, json } => {
-            list_incidents(bp_alerter::list::ListOptions { since, limit, json })
+            list_incidents(alerter::list::ListOptions { since, limit, json })
         }
     };
     ExitCode::from(code)
@@ -147,8 +147,8 @@ fn run(args: &RunArgs) -> u8 {
             rules_engine::Config::default(),
             incidents::hooks::HooksConfig::default(),
         ),
-        Some(path) => match bp_alerter::load_config(path) {
-            Ok(c) => c,
+        Some(path) => match alerter::load_config(path) {
+            Ok(alerter::LoadedConfig { config, hooks }) => (config, hooks),
             Err(problems) => {
                 for p in &problems {
                     eprintln!("{p}");
@@ -160,7 +160,7 @@ fn run(args: &RunArgs) -> u8 {
             }
         },
     };
-    let deployment = match deployment_from_env() {
+    let deployment = match Deployment::from_env() {
         Ok(d) => d,
         Err(e) => return bad(&e.to_string()),
     };
@@ -201,7 +201,7 @@ fn run(args: &RunArgs) -> u8 {
         hooks,
         http,
     };
-    match runtime.block_on(bp_alerter::run(cfg, shutdown_signal())) {
+    match runtime.block_on(bp_alerter::run(cfg, agent::shutdown_signal())) {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "bp-alerter stopped");
@@ -210,7 +210,7 @@ fn run(args: &RunArgs) -> u8 {
     }
 }
 
-fn http_config(args: &RunArgs) -> Result<Option<bp_alerter::http::HttpConfig>, String> {
+fn http_config(args: &RunArgs) -> Result<Option<web::HttpConfig>, String> {
     if args.listen == "off" {
         return Ok(None);
     }
@@ -220,18 +220,16 @@ fn http_config(args: &RunArgs) -> Result<Option<bp_alerter::http::HttpConfig>, S
         .map_err(|e| format!("--listen {:?}: {e} (use ip:port or off)", args.listen))?;
     let token = match args.token.as_deref() {
         None => None,
-        Some(t) => Some(
-            bp_alerter::http::Token::new(t).ok_or("--token / BP_API_TOKEN: the token is empty")?,
-        ),
+        Some(t) => Some(web::Token::new(t).ok_or("--token / BP_API_TOKEN: the token is empty")?),
     };
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(bp_alerter::http::TlsFiles {
+        (Some(cert), Some(key)) => Some(web::TlsFiles {
             cert: cert.clone(),
             key: key.clone(),
         }),
         _ => None,
     };
-    let config = bp_alerter::http::HttpConfig {
+    let config = web::HttpConfig {
         listen,
         token,
         insecure_no_auth: args.insecure_no_auth,
@@ -241,43 +239,8 @@ fn http_config(args: &RunArgs) -> Result<Option<bp_alerter::http::HttpConfig>, S
     Ok(Some(config))
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let term = signal(SignalKind::terminate());
-        match term {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("shutting down");
-}
-
-/// The mode from `REDIS_URL`, `CLUSTER_ENABLED` and `BP_REDIS_SCOPE`.
-fn deployment_from_env() -> Result<Deployment, metrics_model::deployment::DeploymentError> {
-    let env = |k: &str| std::env::var(k).ok();
-    Deployment::from_env_values(
-        env("REDIS_URL").as_deref(),
-        env("CLUSTER_ENABLED").as_deref(),
-        env("BP_REDIS_SCOPE").as_deref(),
-    )
-}
-
-fn list_incidents(options: bp_alerter::list::ListOptions) -> u8 {
-    let deployment = match deployment_from_env() {
+fn list_incidents(options: alerter::list::ListOptions) -> u8 {
+    let deployment = match Deployment::from_env() {
         Ok(d) => d,
         Err(e) => return bad(&e.to_string()),
     };
@@ -298,7 +261,7 @@ fn list_incidents(options: bp_alerter::list::ListOptions) -> u8 {
         let store =
             redis_store::RedisStore::connect(redis_store::RedisOptions::new(url, deployment.scope))
                 .await?;
-        bp_alerter::list::incidents(&store, options).await
+        alerter::list::incidents(&store, options).await
     });
     match result {
         Ok(text) => {

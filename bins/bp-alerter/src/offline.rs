@@ -17,8 +17,8 @@ fn read(path: &Path) -> Result<String, String> {
 
 /// `check-config FILE`: the rules, both sections and the hooks.
 pub fn check_config(path: &Path) -> u8 {
-    match crate::load_config(path) {
-        Ok((config, hooks)) => {
+    match alerter::load_config(path) {
+        Ok(alerter::LoadedConfig { config, hooks }) => {
             println!(
                 "{}: valid; monitoring {} (every {}, kept {}), alerting {} (every {}, {} rule{}), hooks from {}{}{}",
                 path.display(),
@@ -56,7 +56,7 @@ pub fn check_config(path: &Path) -> u8 {
             for w in config
                 .warnings()
                 .into_iter()
-                .chain(crate::hook_directory_warning(&config, &hooks))
+                .chain(alerter::config::hook_directory_warning(&config, &hooks))
             {
                 println!("warning: {w}");
             }

@@ -17,9 +17,9 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bp_alerter::alerter::now_ms;
 use incidents::persist;
 use metrics_model::store::{AlertStore, TickStore};
+use metrics_model::time::now_ms;
 use metrics_model::time::{Millis, floor_to};
 use metrics_model::{Field, StandardField, Tick};
 use redis_store::{RedisOptions, RedisStore};

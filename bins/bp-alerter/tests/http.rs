@@ -7,16 +7,17 @@
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use bp_alerter::alerter::{AlerterStats, now_ms};
-use bp_alerter::http::{self, AppState, HttpConfig, TlsFiles, Token};
+use alerter::AlerterStats;
 use incidents::persist;
 use metrics_model::store::{AlertStore, TickStore};
+use metrics_model::time::now_ms;
 use metrics_model::time::{Millis, floor_to};
 use metrics_model::{Field, MemoryAlertStore, MemoryStore, StandardField, Tick};
 use redis_store::{RedisOptions, RedisStore};
 use rules_engine::{Config, Engine, EngineOptions};
 use serde_json::{Value, json};
 use test_support::RedisServer;
+use web::{self as http, AppState, HttpConfig, TlsFiles, Token};
 
 const NASTY_RULE: &str = "CPU <script>window.__pwned=1</script> \"quoted\" 'single' \\ back";
 

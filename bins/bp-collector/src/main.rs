@@ -1,13 +1,16 @@
-//! `bp-collector`: parses the command line, sets up logging, and calls the
-//! library's `run` (or `import`). Exit status: 0 on success, 1 on a runtime
+//! `bp-collector`: parses the command line ([`cli`]), sets up logging, and
+//! runs the `agent` crate's collector (or its `import`). Exit status: 0 on success, 1 on a runtime
 //! failure (or rejected import lines), 2 on bad usage or configuration.
 // "StatsD" is a protocol name in prose (and in --help), not code to put in backticks.
 #![allow(clippy::doc_markdown)]
 
 use std::process::ExitCode;
 
-use bp_collector::config::{self, Cli, Command, Config, Env};
+mod cli;
+
 use clap::Parser;
+use cli::{Cli, Command};
+use metrics_model::Deployment;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -32,10 +35,9 @@ fn main() -> ExitCode {
         )
         .with(filter)
         .init();
-    let env = Env {
-        redis_url: std::env::var("REDIS_URL").ok(),
-        cluster_enabled: std::env::var("CLUSTER_ENABLED").ok(),
-        scope: std::env::var("BP_REDIS_SCOPE").ok(),
+    let deployment = match Deployment::from_env() {
+        Ok(d) => d,
+        Err(e) => return fail(2, &e.to_string()),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -46,14 +48,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::Import(args)) => {
-            let deployment = match config::deployment(&env) {
-                Ok(d) => d,
-                Err(e) => return fail(2, &e),
-            };
-            match runtime.block_on(bp_collector::store::import_stdin(
-                &deployment,
-                args.batch as usize,
-            )) {
+            match runtime.block_on(agent::store::import_stdin(&deployment, args.batch as usize)) {
                 Ok(report) => {
                     println!("{}", serde_json::to_string(&report).unwrap_or_default());
                     if report.rejected > 0 {
@@ -63,12 +58,12 @@ fn main() -> ExitCode {
                         ExitCode::SUCCESS
                     }
                 }
-                Err(e @ bp_collector::store::OpenError::Config(_)) => fail(2, &e.to_string()),
+                Err(e @ agent::store::OpenError::Config(_)) => fail(2, &e.to_string()),
                 Err(e) => fail(1, &e.to_string()),
             }
         }
         None => {
-            let config = match Config::resolve(&cli.run, &env, collector::system::host_name()) {
+            let config = match cli::resolve(&cli.run, deployment, collector::system::host_name()) {
                 Ok(c) => c,
                 Err(e) => return fail(2, &e),
             };
@@ -83,12 +78,12 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::SUCCESS;
             }
-            match runtime.block_on(bp_collector::run(config, shutdown_signal())) {
+            match runtime.block_on(agent::run(config, agent::shutdown_signal())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e)
                     if matches!(
-                        e.downcast_ref::<bp_collector::store::OpenError>(),
-                        Some(bp_collector::store::OpenError::Config(_))
+                        e.downcast_ref::<agent::store::OpenError>(),
+                        Some(agent::store::OpenError::Config(_))
                     ) =>
                 {
                     fail(2, &format!("{e:#}"))
@@ -102,22 +97,4 @@ fn main() -> ExitCode {
 fn fail(code: u8, message: &str) -> ExitCode {
     eprintln!("bp-collector: error: {message}");
     ExitCode::from(code)
-}
-
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

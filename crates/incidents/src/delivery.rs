@@ -362,6 +362,17 @@ impl Dispatcher {
         self.submit(entry.seq, transition)
     }
 
+    /// The names of the configured hooks (webhooks, Alertmanager, the
+    /// embedder's; file hooks are read from the directory at each
+    /// delivery and are not listed).
+    pub fn hook_names(&self) -> Vec<String> {
+        self.context
+            .static_hooks
+            .iter()
+            .map(|h| h.name().to_owned())
+            .collect()
+    }
+
     /// Whether `seq` is submitted and not completed.
     pub fn is_pending(&self, seq: u64) -> bool {
         self.shared

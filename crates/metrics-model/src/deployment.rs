@@ -35,6 +35,18 @@ pub struct Deployment {
     pub warnings: Vec<String>,
 }
 
+impl Default for Deployment {
+    /// Standalone mode with the default scope (no environment read).
+    fn default() -> Self {
+        Deployment {
+            mode: Mode::Standalone,
+            redis_url: None,
+            scope: "bp".to_owned(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
 /// A bad environment variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{var}: {message}")]
@@ -46,6 +58,17 @@ pub struct DeploymentError {
 }
 
 impl Deployment {
+    /// Resolves the mode from this process's environment: `REDIS_URL`,
+    /// `CLUSTER_ENABLED` and `BP_REDIS_SCOPE` (what every binary does).
+    pub fn from_env() -> Result<Self, DeploymentError> {
+        let var = |k: &str| std::env::var(k).ok();
+        Deployment::from_env_values(
+            var("REDIS_URL").as_deref(),
+            var("CLUSTER_ENABLED").as_deref(),
+            var("BP_REDIS_SCOPE").as_deref(),
+        )
+    }
+
     /// Resolves the mode from the values of `REDIS_URL`, `CLUSTER_ENABLED`
     /// and `BP_REDIS_SCOPE` (`None` or empty = unset).
     pub fn from_env_values(

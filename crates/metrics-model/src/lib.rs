@@ -20,6 +20,7 @@
 //! variable. Callers pass those values in.
 #![deny(missing_docs)]
 
+pub mod config;
 pub mod deployment;
 pub mod duration;
 pub mod field;
@@ -30,6 +31,7 @@ pub mod store;
 pub mod synthetic;
 pub mod tick;
 pub mod time;
+pub mod token;
 
 pub use deployment::{Deployment, Mode, RedisUrl};
 pub use duration::Duration;

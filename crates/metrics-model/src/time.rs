@@ -24,6 +24,13 @@ pub fn parse_rfc3339(text: &str) -> Option<Millis> {
         .map(|dt| dt.timestamp_millis())
 }
 
+/// Milliseconds since the epoch, now (0 if the clock is before 1970).
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
 /// The greatest multiple of `step` (> 0) that is ≤ `ts`.
 pub fn floor_to(ts: Millis, step: i64) -> Millis {
     ts - ts.rem_euclid(step)

@@ -13,10 +13,14 @@
 //! `"rules": [{}]` into its default configuration with alerting disabled.
 
 use metrics_model::Duration;
+pub use metrics_model::config::{MONITORING_KEYS, MonitoringConfig};
+use metrics_model::config::{
+    check_keys, disabled_problems, duration_key, enabled, interval, monitoring, root, section,
+};
 use serde_json::{Map, Value};
 
-use crate::error::{ConfigError, Problems, unknown_keys};
-use crate::rule::{RuleSet, duration_key, kind, parse_rules};
+use crate::error::{ConfigError, Problems};
+use crate::rule::{RuleSet, parse_rules};
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -30,19 +34,6 @@ pub struct Config {
     /// `"rules": [{}]` into its default configuration, with alerting
     /// disabled. Each is `<path>: <message>`.
     pub ignored: Vec<String>,
-}
-
-/// The monitoring (collection) section.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MonitoringConfig {
-    /// Whether collection runs.
-    pub enabled: bool,
-    /// How often a collector writes a tick (> 0).
-    pub collection_interval: Duration,
-    /// How long ticks are kept (> 0).
-    pub retention_period: Duration,
-    /// How often ticks older than the retention are removed (> 0).
-    pub janitor_interval: Duration,
 }
 
 /// The alerting section.
@@ -74,17 +65,6 @@ fn d(text: &str) -> Duration {
     text.parse().unwrap_or_default()
 }
 
-impl Default for MonitoringConfig {
-    fn default() -> Self {
-        MonitoringConfig {
-            enabled: true,
-            collection_interval: d("10s"),
-            retention_period: d("10d"),
-            janitor_interval: d("15m"),
-        }
-    }
-}
-
 impl Default for AlertingConfig {
     fn default() -> Self {
         AlertingConfig {
@@ -100,13 +80,6 @@ impl Default for AlertingConfig {
     }
 }
 
-/// Keys of the monitoring section.
-pub const MONITORING_KEYS: [&str; 4] = [
-    "enabled",
-    "collectionInterval",
-    "retentionPeriod",
-    "janitorInterval",
-];
 /// Keys of the alerting section.
 pub const ALERTING_KEYS: [&str; 8] = [
     "enabled",
@@ -131,25 +104,8 @@ impl Config {
     /// Parses a configuration document.
     pub fn from_json(value: &Value) -> Result<Config, ConfigError> {
         let mut p = Problems::default();
-        let Value::Object(top) = value else {
-            p.push(
-                "$",
-                format!("expected a configuration object, got {}", kind(value)),
-                None,
-            );
+        let Some((prefix, root)) = root(value, &mut p) else {
             return p.into_result(Config::default());
-        };
-        let (prefix, root) = match top.get("pro") {
-            Some(Value::Object(pro)) => ("pro.", pro),
-            Some(other) => {
-                p.push(
-                    "pro",
-                    format!("expected an object, got {}", kind(other)),
-                    None,
-                );
-                return p.into_result(Config::default());
-            }
-            None => ("", top),
         };
         let mut config = Config::default();
         if let Some(section) = section(root, prefix, "monitoring", &mut p) {
@@ -163,46 +119,6 @@ impl Config {
             disabled_problems(config.alerting.enabled, sp, &mut p, &mut config.ignored);
         }
         p.into_result(config)
-    }
-
-    /// Parses only the monitoring section of a configuration file's text
-    /// (what a collector uses); the rest of the file is not looked at, so a
-    /// bad rule cannot stop a node's collector.
-    pub fn monitoring_from_json_text(
-        text: &str,
-        source_name: &str,
-    ) -> Result<(MonitoringConfig, Vec<String>), ConfigError> {
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| ConfigError::from_json(source_name, &e))?;
-        let mut p = Problems::default();
-        let Value::Object(top) = &value else {
-            p.push(
-                "$",
-                format!("expected a configuration object, got {}", kind(&value)),
-                None,
-            );
-            return p.into_result((MonitoringConfig::default(), Vec::new()));
-        };
-        let (prefix, root) = match top.get("pro") {
-            Some(Value::Object(pro)) => ("pro.", pro),
-            Some(other) => {
-                p.push(
-                    "pro",
-                    format!("expected an object, got {}", kind(other)),
-                    None,
-                );
-                return p.into_result((MonitoringConfig::default(), Vec::new()));
-            }
-            None => ("", top),
-        };
-        let mut ignored = Vec::new();
-        let mut config = MonitoringConfig::default();
-        if let Some(section) = section(root, prefix, "monitoring", &mut p) {
-            let mut sp = Problems::default();
-            config = monitoring(section, &format!("{prefix}monitoring"), &mut sp);
-            disabled_problems(config.enabled, sp, &mut p, &mut ignored);
-        }
-        p.into_result((config, ignored))
     }
 
     /// Things worth a warning in a valid configuration (the problems of
@@ -220,92 +136,6 @@ impl Config {
             w.push("alerting is enabled but there is no rule".into());
         }
         w
-    }
-}
-
-/// A section's problems: errors when it is enabled; when it says
-/// `"enabled": false`, warnings (`ignored`), except a bad `enabled` itself.
-fn disabled_problems(
-    enabled: bool,
-    section: Problems,
-    errors: &mut Problems,
-    ignored: &mut Vec<String>,
-) {
-    if enabled {
-        errors.0.extend(section.0);
-    } else {
-        ignored.extend(section.0.iter().map(ToString::to_string));
-    }
-}
-
-fn section<'a>(
-    root: &'a Map<String, Value>,
-    prefix: &str,
-    key: &str,
-    p: &mut Problems,
-) -> Option<&'a Map<String, Value>> {
-    match root.get(key)? {
-        Value::Object(m) => Some(m),
-        Value::Null => None,
-        other => {
-            p.push(
-                format!("{prefix}{key}"),
-                format!("expected an object, got {}", kind(other)),
-                None,
-            );
-            None
-        }
-    }
-}
-
-fn check_keys(obj: &Map<String, Value>, path: &str, valid: &[&str], p: &mut Problems) {
-    p.0.extend(unknown_keys(obj, path, valid, None));
-}
-
-fn enabled(obj: &Map<String, Value>, path: &str, p: &mut Problems) -> bool {
-    match obj.get("enabled") {
-        None | Some(Value::Null) => true,
-        Some(Value::Bool(b)) => *b,
-        Some(other) => {
-            p.push(
-                format!("{path}.enabled"),
-                format!("expected true or false, got {}", kind(other)),
-                None,
-            );
-            true
-        }
-    }
-}
-
-/// A positive duration at `key`, or `default` when absent.
-fn interval(
-    obj: &Map<String, Value>,
-    path: &str,
-    key: &str,
-    default: Duration,
-    p: &mut Problems,
-) -> Duration {
-    if obj.get(key).is_none_or(Value::is_null) {
-        return default;
-    }
-    match duration_key(obj, path, key, None, p) {
-        Some(d) if d.is_zero() => {
-            p.push(format!("{path}.{key}"), "must be greater than 0", None);
-            default
-        }
-        Some(d) => d,
-        None => default,
-    }
-}
-
-fn monitoring(obj: &Map<String, Value>, path: &str, p: &mut Problems) -> MonitoringConfig {
-    check_keys(obj, path, &MONITORING_KEYS, p);
-    let def = MonitoringConfig::default();
-    MonitoringConfig {
-        enabled: enabled(obj, path, p),
-        collection_interval: interval(obj, path, "collectionInterval", def.collection_interval, p),
-        retention_period: interval(obj, path, "retentionPeriod", def.retention_period, p),
-        janitor_interval: interval(obj, path, "janitorInterval", def.janitor_interval, p),
     }
 }
 

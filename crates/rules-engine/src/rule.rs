@@ -511,15 +511,4 @@ fn parsed_key<T: FromStr<Err = String>>(
         .ok()
 }
 
-pub(crate) fn duration_key(
-    obj: &Map<String, Value>,
-    at: &str,
-    key: &str,
-    rule: Option<&str>,
-    p: &mut Problems,
-) -> Option<Duration> {
-    let s = string_key(obj, at, key, rule, p)?;
-    Duration::parse_config(s)
-        .map_err(|e| p.push(format!("{at}.{key}"), e.to_string(), rule))
-        .ok()
-}
+pub(crate) use metrics_model::config::duration_key;

@@ -1,7 +1,7 @@
 //! Fuzzing (property tests) of the HTTP API's query parameters: raw query
 //! strings go through the same decoding as a request (axum's `Query`
 //! extractor) and then through each endpoint's parser
-//! (`bp_alerter::http::params`): `nodes`, `series` (with its plan: tier,
+//! (`web::params`): `nodes`, `series` (with its plan: tier,
 //! step and grid), `overview`, `incidents`.
 //!
 //! Properties: nothing panics or overflows; an accepted query keeps every
@@ -18,17 +18,17 @@ use std::fmt::Write as _;
 
 use axum::extract::Query;
 use axum::http::{StatusCode, Uri};
-use bp_alerter::http::api::ApiError;
-use bp_alerter::http::cache::{MAX_POINTS, Stat};
-use bp_alerter::http::params::{
-    self, DEFAULT_RANGE_MS, IncidentsQuery, MAX_RANGE_MS, MAX_TIME_MS, OverviewQuery, QueryMap,
-    SeriesQuery,
-};
 use metrics_model::duration::MAX_MS;
 use metrics_model::time::format_rfc3339;
 use test_support::fuzz::proptest::prelude::*;
 use test_support::fuzz::proptest::{self, prop_oneof, proptest};
 use test_support::fuzz::{canonical_duration, config, duration_text};
+use web::api::ApiError;
+use web::cache::{MAX_POINTS, Stat};
+use web::params::{
+    self, DEFAULT_RANGE_MS, IncidentsQuery, MAX_RANGE_MS, MAX_TIME_MS, OverviewQuery, QueryMap,
+    SeriesQuery,
+};
 
 /// Every parameter some endpoint knows.
 const KNOWN: [&str; 8] = [

@@ -8,7 +8,7 @@ use redis_store::{JanitorConfig, run_janitor};
 use rules_engine::Config;
 use tracing::{debug, warn};
 
-use crate::alerter::now_ms;
+use metrics_model::time::now_ms;
 
 /// Starts both janitors as background tasks; they end with the runtime.
 pub fn spawn<T, A>(ticks: T, alerts: A, config: &Config)

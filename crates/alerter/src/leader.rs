@@ -11,42 +11,19 @@
 //! intervals.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use incidents::persist;
 use metrics_model::store::{AlertStore, StoreError, TickStore};
-use metrics_model::time::{Millis, ceil_to, floor_to};
+use metrics_model::time::{Millis, floor_to, now_ms};
 use rules_engine::{Config, Engine, EngineOptions, Transition};
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
-/// Counters the alerter exposes (for `/metrics` and tests).
-#[derive(Debug, Default)]
-pub struct AlerterStats {
-    /// Whether this process holds the lease.
-    pub leader: AtomicBool,
-    /// Instants evaluated and committed.
-    pub evaluations: AtomicU64,
-    /// Transitions committed.
-    pub transitions: AtomicU64,
-    /// Duration of the last evaluation (read + evaluate + commit), µs.
-    pub last_evaluation_us: AtomicU64,
-    /// Sum of evaluation durations, µs (with `evaluations`, the mean).
-    pub evaluation_us_total: AtomicU64,
-    /// Store operations that failed.
-    pub store_errors: AtomicU64,
-    /// Ticks stamped more than max(5 watcher intervals, 1 min) in the future when read.
-    pub future_ticks: AtomicU64,
-    /// Ticks that arrived after the instant covering them was evaluated.
-    pub late_ticks: AtomicU64,
-    /// The last instant committed, ms (0 before the first).
-    pub last_evaluated: AtomicU64,
-    /// Outbox entries seen waiting at the last read.
-    pub outbox_depth: AtomicU64,
-    /// Hook delivery counters, refreshed by the delivery loop.
-    pub hooks: std::sync::Mutex<Option<incidents::delivery::DispatcherStats>>,
-}
+use crate::rebuild::{Rebuild, rebuild};
+use crate::schedule::{first_instant, lease_ttl_ms, next_wake};
+use crate::stats::AlerterStats;
 
 /// A callback after each committed instant, with its transitions.
 pub type OnEvaluated = Box<dyn Fn(Millis, &[Transition]) + Send + Sync>;
@@ -72,13 +49,6 @@ impl std::fmt::Debug for AlerterSetup {
             .field("holder", &self.holder)
             .finish_non_exhaustive()
     }
-}
-
-/// Milliseconds since the epoch, now.
-pub fn now_ms() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as Millis)
 }
 
 struct Leader<C> {
@@ -168,29 +138,8 @@ pub async fn run_alerter<T, A>(
     setup.stats.leader.store(false, Ordering::Relaxed);
 }
 
-/// The lease lives 1.5 watcher intervals (at least 1 s): the leader renews it
-/// every interval, and a standby polling every quarter interval takes over
-/// within 2 intervals of the leader's death.
-pub fn lease_ttl_ms(watcher_ms: i64) -> u64 {
-    (watcher_ms.max(1) as u64 * 3 / 2).max(1000)
-}
-
-/// How long to sleep before the next pass, ms.
-fn next_wake(engine: Option<&Engine>, config: &Config, now: Millis) -> u64 {
-    let w = config.alerting.watcher_interval.as_millis_i64();
-    let delay = config.alerting.evaluation_delay.as_millis_i64();
-    let standby_poll = (w / 4).clamp(50, 5_000);
-    let Some(engine) = engine else {
-        return standby_poll as u64;
-    };
-    let next_instant = engine
-        .last_evaluated()
-        .map_or(floor_to(now - delay, w) + w, |t| t + w);
-    let due_at = next_instant + delay;
-    // Renew the lease at least every ttl/3 even if nothing is due.
-    (due_at - now).clamp(1, lease_ttl_ms(w) as i64 / 3) as u64
-}
-
+/// Becomes leader: the engine rebuilt from the stores (incident states,
+/// last evaluated instant, and the ticks the next instants need).
 async fn build_leader<T: TickStore, A: AlertStore>(
     ticks: &T,
     alerts: &A,
@@ -207,13 +156,6 @@ async fn build_leader<T: TickStore, A: AlertStore>(
     }
     // Take the cursor before reading history, so no tick falls between.
     let cursor = ticks.cursor_now().await?;
-    let retention = config.monitoring.retention_period.as_millis_i64();
-    let mut engine = Engine::new(
-        config.alerting.rules.clone(),
-        EngineOptions {
-            retention: Some(config.monitoring.retention_period),
-        },
-    );
     let due = floor_to(now - delay, w);
     let first = first_instant(restored.last_evaluated, due, config);
     if let Some(last) = restored.last_evaluated
@@ -225,18 +167,20 @@ async fn build_leader<T: TickStore, A: AlertStore>(
             "the alerter was down longer than catchUpLimit; instants before it are not evaluated"
         );
     }
-    engine.resume_after(first - w);
-    let from = first - w - config.alerting.rules.max_timeframe().as_millis_i64();
-    let mut loaded = 0usize;
-    for host in ticks.hosts().await? {
-        if host.last_seen <= now - retention {
-            continue;
-        }
-        for tick in ticks.range(&host.host, from, Millis::MAX).await? {
-            engine.ingest(tick);
-            loaded += 1;
-        }
-    }
+    let (mut engine, loaded) = rebuild(
+        ticks,
+        &Rebuild {
+            rules: config.alerting.rules.clone(),
+            options: EngineOptions {
+                retention: Some(config.monitoring.retention_period),
+            },
+            resume_after: first - w,
+            from: first - w - config.alerting.rules.max_timeframe().as_millis_i64(),
+            to: Millis::MAX,
+            seen_after: now - config.monitoring.retention_period.as_millis_i64(),
+        },
+    )
+    .await?;
     for (rule, host, state) in restored.states {
         engine.restore_state(&rule, &host, state);
     }
@@ -252,17 +196,8 @@ async fn build_leader<T: TickStore, A: AlertStore>(
     })
 }
 
-/// The first instant to evaluate: the one after the last committed, or the
-/// current one on a first start, never further back than `catchUpLimit`.
-fn first_instant(last: Option<Millis>, due: Millis, config: &Config) -> Millis {
-    let w = config.alerting.watcher_interval.as_millis_i64();
-    let limit = config.alerting.catch_up_limit.as_millis_i64();
-    match last {
-        None => due,
-        Some(last) => (last + w).max(ceil_to(due - limit, w)),
-    }
-}
-
+/// One pass of the leader: read the ticks that arrived, then evaluate and
+/// commit every due instant (catching up within a time budget).
 async fn evaluate_due<T: TickStore, A: AlertStore>(
     ticks: &T,
     alerts: &A,
@@ -280,9 +215,44 @@ async fn evaluate_due<T: TickStore, A: AlertStore>(
         return Ok(());
     }
     let started = Instant::now();
+    ingest_new_ticks(ticks, leader, &setup.stats, w, now).await?;
+    if last.is_some_and(|l| next > l + w) {
+        leader.engine.resume_after(next - w);
+    }
+    // A long catch-up yields every third of the lease TTL so the lease is
+    // renewed in time; the next pass continues where this one stopped.
+    let budget = std::time::Duration::from_millis(lease_ttl_ms(w) / 3);
+    let mut evaluated = 0u32;
+    while next <= due && (evaluated == 0 || started.elapsed() < budget) {
+        evaluated += 1;
+        let instant_started = Instant::now();
+        let transitions = commit_instant(alerts, leader, setup, next).await?;
+        let took = if next == due {
+            started.elapsed()
+        } else {
+            instant_started.elapsed()
+        };
+        record(&setup.stats, next, transitions.len(), took);
+        (setup.on_evaluated)(next, &transitions);
+        if !transitions.is_empty() {
+            setup.committed.notify_one();
+        }
+        next += w;
+    }
+    Ok(())
+}
+
+/// Reads the ticks that arrived since the last read into the engine,
+/// counting (and warning about) ticks from the future and late ticks.
+async fn ingest_new_ticks<T: TickStore>(
+    ticks: &T,
+    leader: &mut Leader<T::Cursor>,
+    stats: &AlerterStats,
+    w: Millis,
+    now: Millis,
+) -> Result<(), StoreError> {
     let fresh = ticks.read_new(&leader.cursor).await?;
-    let stats = &setup.stats;
-    let evaluated_before = last.unwrap_or(Millis::MIN);
+    let evaluated_before = leader.engine.last_evaluated().unwrap_or(Millis::MIN);
     // Clock skew shows as ticks from the future or ticks arriving long after
     // their stamp; count them, and warn once per pass.
     let skew_bound = (5 * w).max(60_000);
@@ -318,54 +288,48 @@ async fn evaluate_due<T: TickStore, A: AlertStore>(
         );
     }
     leader.cursor = fresh.cursor;
-    if last.is_some_and(|l| next > l + w) {
-        leader.engine.resume_after(next - w);
-    }
-    // A long catch-up yields every third of the lease TTL so the lease is
-    // renewed in time; the next pass continues where this one stopped.
-    let budget = std::time::Duration::from_millis(lease_ttl_ms(w) / 3);
-    let mut evaluated = 0u32;
-    while next <= due && (evaluated == 0 || started.elapsed() < budget) {
-        evaluated += 1;
-        let instant_started = Instant::now();
-        let transitions = leader.engine.evaluate(next).unwrap_or_default();
-        let commit = persist::commit_for(next, &transitions, |rule, host| {
-            leader.engine.state_of(rule, host).cloned()
-        });
-        alerts.commit(&setup.holder, leader.token, &commit).await?;
-        for t in &transitions {
-            info!(
-                event = t.event.as_str(),
-                rule = %t.incident.rule_name,
-                host = %t.incident.host_name,
-                trigger_value = t.incident.trigger_value,
-                id = %t.incident.id,
-                "incident {}", t.event.as_str()
-            );
-        }
-        let took = if next == due {
-            started.elapsed()
-        } else {
-            instant_started.elapsed()
-        };
-        stats.evaluations.fetch_add(1, Ordering::Relaxed);
-        stats
-            .transitions
-            .fetch_add(transitions.len() as u64, Ordering::Relaxed);
-        stats
-            .last_evaluation_us
-            .store(took.as_micros() as u64, Ordering::Relaxed);
-        stats
-            .evaluation_us_total
-            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
-        stats
-            .last_evaluated
-            .store(u64::try_from(next).unwrap_or(0), Ordering::Relaxed);
-        (setup.on_evaluated)(next, &transitions);
-        if !transitions.is_empty() {
-            setup.committed.notify_one();
-        }
-        next += w;
-    }
     Ok(())
+}
+
+/// Evaluates instant `t` and commits its transitions with the incident
+/// states in one atomic step, fenced by the lease.
+async fn commit_instant<C, A: AlertStore>(
+    alerts: &A,
+    leader: &mut Leader<C>,
+    setup: &AlerterSetup,
+    t: Millis,
+) -> Result<Vec<Transition>, StoreError> {
+    let transitions = leader.engine.evaluate(t).unwrap_or_default();
+    let commit = persist::commit_for(t, &transitions, |rule, host| {
+        leader.engine.state_of(rule, host).cloned()
+    });
+    alerts.commit(&setup.holder, leader.token, &commit).await?;
+    for tr in &transitions {
+        info!(
+            event = tr.event.as_str(),
+            rule = %tr.incident.rule_name,
+            host = %tr.incident.host_name,
+            trigger_value = tr.incident.trigger_value,
+            id = %tr.incident.id,
+            "incident {}", tr.event.as_str()
+        );
+    }
+    Ok(transitions)
+}
+
+/// Counts one committed instant.
+fn record(stats: &AlerterStats, t: Millis, transitions: usize, took: std::time::Duration) {
+    stats.evaluations.fetch_add(1, Ordering::Relaxed);
+    stats
+        .transitions
+        .fetch_add(transitions as u64, Ordering::Relaxed);
+    stats
+        .last_evaluation_us
+        .store(took.as_micros() as u64, Ordering::Relaxed);
+    stats
+        .evaluation_us_total
+        .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    stats
+        .last_evaluated
+        .store(u64::try_from(t).unwrap_or(0), Ordering::Relaxed);
 }

@@ -10,7 +10,7 @@ use metrics_model::time::{Millis, format_rfc3339};
 use rules_engine::Incident;
 use serde_json::json;
 
-use crate::alerter::now_ms;
+use metrics_model::time::now_ms;
 
 /// What to list.
 #[derive(Debug, Clone, Copy)]

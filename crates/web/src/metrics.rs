@@ -8,7 +8,8 @@
 //!   (summary: `_sum`, `_count`) and `bp_last_evaluation_duration_seconds`,
 //!   `bp_evaluations_total`, `bp_transitions_total`,
 //!   `bp_last_evaluated_timestamp_seconds`, `bp_late_ticks_total`,
-//!   `bp_future_ticks_total`, `bp_store_errors_total{component}`,
+//!   `bp_future_ticks_total`, `bp_hook_removed_dead_letters_total`,
+//!   `bp_store_errors_total{component}`,
 //!   `bp_outbox_entries`, `bp_hook_deliveries_total{hook,outcome}`,
 //!   `bp_hook_retries_total{hook}`, `bp_hook_timeouts_total{hook}`,
 //!   `bp_hook_queue_entries`, `bp_hook_processes`.
@@ -25,8 +26,9 @@ use incidents::persist;
 use metrics_model::HostName;
 use metrics_model::store::{AlertStore, TickStore};
 
-use super::AppState;
-use crate::alerter::{AlerterStats, now_ms};
+use crate::AppState;
+use alerter::AlerterStats;
+use metrics_model::time::now_ms;
 
 /// The content type of the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -234,7 +236,7 @@ async fn alerter_health<T: TickStore, A: AlertStore>(state: &AppState<T, A>, out
 
 type Meta = (&'static str, &'static str, &'static str);
 
-fn evaluation_values(s: &AlerterStats) -> [(Meta, String); 7] {
+fn evaluation_values(s: &AlerterStats) -> [(Meta, String); 8] {
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let secs = |us: u64| num(us as f64 / 1e6);
     [
@@ -293,6 +295,14 @@ fn evaluation_values(s: &AlerterStats) -> [(Meta, String); 7] {
                 "Ticks stamped more than a minute in the future.",
             ),
             load(&s.future_ticks).to_string(),
+        ),
+        (
+            (
+                "bp_hook_removed_dead_letters_total",
+                "counter",
+                "Pending deliveries of hooks removed by a configuration reload, kept as dead letters.",
+            ),
+            load(&s.hook_removed_dead_letters).to_string(),
         ),
     ]
 }

@@ -14,16 +14,13 @@ use std::alloc::System;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use alerter::AlerterStats;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use bp_alerter::alerter::{AlerterStats, now_ms};
-use bp_alerter::http::params::{
-    MAX_SERIES, MAX_SERIES_RESPONSE_BYTES, MAX_VALUES, series_response_bound,
-};
-use bp_alerter::http::{AppState, router};
 use http_body_util::BodyExt as _;
 use metrics_model::store::TickStore as _;
 use metrics_model::time::floor_to;
+use metrics_model::time::now_ms;
 use metrics_model::{Field, MemoryAlertStore, MemoryStore, StandardField, Tick};
 use serde_json::Value;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
@@ -31,6 +28,8 @@ use test_support::fuzz::config;
 use test_support::fuzz::proptest::prelude::*;
 use test_support::fuzz::proptest::{self, prop_oneof, proptest};
 use tower::ServiceExt as _;
+use web::params::{MAX_SERIES, MAX_SERIES_RESPONSE_BYTES, MAX_VALUES, series_response_bound};
+use web::{AppState, router};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;

@@ -2,15 +2,15 @@
 //! parameters become a typed query or an [`ApiError`] naming the bad
 //! parameter. Pure functions of the decoded query and the current time, so
 //! they are fuzzed on their own (`tests/fuzz_http_params.rs`); the handlers
-//! in [`super::api`] only call them. Semantics: `docs/api.md`.
+//! in [`crate::api`] only call them. Semantics: `docs/api.md`.
 
 use std::collections::{HashMap, HashSet};
 
 use metrics_model::time::{Millis, parse_rfc3339};
 use metrics_model::{Duration, Field, HostName};
 
-use super::api::ApiError;
-use super::cache::{self, Grid, Stat};
+use crate::api::ApiError;
+use crate::cache::{self, Grid, Stat};
 
 /// The longest range any endpoint accepts.
 pub const MAX_RANGE_MS: i64 = 31 * 86_400_000;

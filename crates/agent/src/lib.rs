@@ -1,38 +1,49 @@
-//! The `bp-collector` service, as a library so that `main.rs` stays thin and
-//! tests can drive it.
+//! The node agent's runtime, as a library: what `bp-collector` runs on
+//! every node, and standalone `bp-alerter` runs for its own machine.
 //!
-//! - [`config`]: command line + configuration file + environment → [`Config`].
-//! - [`run`]: the collector: a ticker task (one tick per interval, aligned to
-//!   the interval), the StatsD and HTTP receivers, and the writer.
+//! - [`config`]: [`AgentConfig`] (built from the monitoring configuration
+//!   and the collector's flags — no command-line parsing here);
+//! - [`run`] / [`run_with`]: a ticker task (one tick per interval, aligned
+//!   to the interval), the StatsD and HTTP receivers, and the writer;
 //! - [`writer`]: the bounded outage buffer, retries with backoff, and the
-//!   sinks (a store, or stdout for the dry run).
-//! - [`import`]: `bp-collector import`, JSON-lines ticks on stdin → store.
-//! - [`ingest`]: the StatsD (UDP) and HTTP (JSON) receivers.
+//!   sinks (a store, or stdout for the dry run);
+//! - [`ingest`]: the StatsD (UDP) and HTTP (JSON) receivers, with the
+//!   kernel's drop counter of the StatsD socket;
+//! - [`ratelimit`]: rate-limited warnings;
+//! - [`store`] and [`import`]: opening the store the deployment selects,
+//!   and `bp-collector import` (JSON-lines ticks on stdin → store).
 //!
 //! Shutdown fans out through one `watch` channel: the receivers stop, the
 //! ticker emits the current partial tick and closes the tick channel, and the
-//! writer flushes its buffer (for at most `--shutdown-timeout`).
-// "StatsD" is a protocol name in prose (and in --help), not code to put in backticks.
+//! writer flushes its buffer (for at most `shutdown_timeout`).
+//!
+//! **Invariant:** one tick per interval per node, stamped with the aligned
+//! instant, written at most once per `ts` (a duplicate is refused by the
+//! store) and never lost while the outage buffer has room (the oldest are
+//! dropped past it, counted).
+#![deny(missing_docs)]
+// "StatsD" is a protocol name in prose, not code to put in backticks.
 #![allow(clippy::doc_markdown)]
 
 pub mod config;
 pub mod import;
 pub mod ingest;
 pub mod ratelimit;
+pub mod signal;
 pub mod store;
 pub mod writer;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use collector::{Recorder, RecorderConfig, TickAssembler, next_tick_after};
 use metrics_model::tick::Tick;
-use metrics_model::time::{Millis, ceil_to};
+use metrics_model::time::{Millis, ceil_to, now_ms};
 use tokio::sync::{mpsc, watch};
 
-pub use config::Config;
+pub use config::AgentConfig;
+pub use signal::shutdown_signal;
 
 use crate::ingest::IngestStats;
 use crate::ratelimit::RateLimited;
@@ -47,7 +58,10 @@ const WRITE_BATCH: usize = 500;
 
 /// Runs the collector until `shutdown` completes, writing to the store the
 /// configuration's deployment selects (Redis, or stdout for the dry run).
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+pub async fn run(
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
     for w in &config.deployment.warnings {
         tracing::warn!("{w}");
     }
@@ -77,7 +91,7 @@ pub struct Telemetry {
 
 impl Telemetry {
     /// Fresh counters for a collector of `config`.
-    pub fn new(config: &Config) -> Arc<Telemetry> {
+    pub fn new(config: &AgentConfig) -> Arc<Telemetry> {
         Arc::new(Telemetry {
             node: config.node.to_string(),
             ingest: Arc::new(IngestStats::default()),
@@ -101,7 +115,7 @@ impl Telemetry {
 
 /// Runs the collector with an explicit sink.
 pub async fn run_with_sink<K: TickSink>(
-    config: Config,
+    config: AgentConfig,
     sink: K,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
@@ -112,7 +126,7 @@ pub async fn run_with_sink<K: TickSink>(
 /// Runs the collector with an explicit sink, counting into `telemetry`
 /// (made by [`Telemetry::new`] for this `config`).
 pub async fn run_with<K: TickSink>(
-    config: Config,
+    config: AgentConfig,
     sink: K,
     telemetry: Arc<Telemetry>,
     shutdown: impl Future<Output = ()> + Send,
@@ -206,7 +220,7 @@ pub async fn run_with<K: TickSink>(
 /// spawns its receiver.
 fn spawn_statsd(
     addr: std::net::SocketAddr,
-    config: &Config,
+    config: &AgentConfig,
     telemetry: &Telemetry,
     tasks: &mut tokio::task::JoinSet<()>,
     stop_rx: watch::Receiver<bool>,
@@ -238,12 +252,6 @@ fn spawn_statsd(
         stop_rx,
     ));
     Ok(())
-}
-
-fn now_ms() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as Millis)
 }
 
 /// One tick per interval, stamped with the aligned instant; on shutdown one

@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::Token;
+use crate::Token;
 
 /// Lets the request through when it carries the token.
 pub async fn require_token(

@@ -20,9 +20,9 @@ use serde_json::json;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::watch;
 
-use crate::config::Token;
 use crate::ratelimit::RateLimited;
 use crate::writer::WriterStats;
+use metrics_model::token::Token;
 
 /// Counters of the receivers.
 #[derive(Debug, Default)]
@@ -317,7 +317,7 @@ fn authorized(state: &HttpState, headers: &HeaderMap) -> bool {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|given| token.matches(given.trim()))
+        .is_some_and(|given| token.matches(given.trim().as_bytes()))
 }
 
 async fn post_metrics(state: &HttpState, req: Request<Incoming>) -> Reply {

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use alerter::rebuild::{Rebuild, rebuild};
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
@@ -16,13 +17,13 @@ use incidents::persist;
 use metrics_model::HostName;
 use metrics_model::store::{AlertStore, StoreError, TickStore};
 use metrics_model::time::{Millis, floor_to, format_rfc3339};
-use rules_engine::{Engine, EngineOptions, RuleSet};
+use rules_engine::{EngineOptions, RuleSet};
 use serde::Serialize;
 use tokio::sync::Mutex;
 
-use super::AppState;
-use super::api::ApiError;
-use crate::alerter::now_ms;
+use crate::AppState;
+use crate::api::ApiError;
+use metrics_model::time::now_ms;
 
 /// The last answer, by instant and rule set.
 #[derive(Debug, Default)]
@@ -38,7 +39,8 @@ pub struct RulesOut {
     pub evaluated_at: Option<Millis>,
     /// The same in RFC 3339.
     pub evaluated_at_text: Option<String>,
-    /// The rules, in configuration order.
+    /// The rules, in configuration order (a rule set keeps its rules sorted
+    /// by name).
     pub rules: Vec<RuleOut>,
 }
 
@@ -108,20 +110,18 @@ pub async fn compute<T: TickStore, A: AlertStore>(
     {
         return Ok(out.clone());
     }
-    let mut engine = Engine::new(rules.clone(), EngineOptions::default());
-    let span = rules.max_timeframe().as_millis_i64();
-    engine.resume_after(instant - 1);
-    let mut hosts = state.ticks.hosts().await?;
-    hosts.sort_by(|a, b| a.host.cmp(&b.host));
-    let retention = config.monitoring.retention_period.as_millis_i64();
-    for h in &hosts {
-        if h.last_seen <= instant - retention {
-            continue;
-        }
-        for tick in state.ticks.range(&h.host, instant - span, instant).await? {
-            engine.ingest(tick);
-        }
-    }
+    let (mut engine, _) = rebuild(
+        &state.ticks,
+        &Rebuild {
+            rules: rules.clone(),
+            options: EngineOptions::default(),
+            resume_after: instant - 1,
+            from: instant - rules.max_timeframe().as_millis_i64(),
+            to: instant,
+            seen_after: instant - config.monitoring.retention_period.as_millis_i64(),
+        },
+    )
+    .await?;
     // Evaluating opens incidents in this private engine only; nothing is
     // written anywhere.
     let _ = engine.evaluate(instant);

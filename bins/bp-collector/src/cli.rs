@@ -1,4 +1,4 @@
-//! Command line, configuration file and environment → [`Config`].
+//! Command line, configuration file and environment → [`AgentConfig`].
 //!
 //! Precedence: command-line flags, then their environment variables, then the
 //! configuration file (`--config`), then defaults. Every error here is a
@@ -7,14 +7,16 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use agent::AgentConfig;
+use agent::config::{DEFAULT_MAX_CUSTOM_FIELDS, DEFAULT_STATSD_BUFFER, buffer_ticks};
 use clap::{Args, Parser, Subcommand};
+use metrics_model::config::MonitoringConfig;
 use metrics_model::deployment::Deployment;
+use metrics_model::token::Token;
 use metrics_model::{Duration, HostName};
 
 /// The default StatsD address.
 pub const DEFAULT_STATSD: &str = "127.0.0.1:8125";
-/// The default receive buffer asked for on the StatsD socket (8 MiB).
-pub const DEFAULT_STATSD_BUFFER: usize = 8 << 20;
 /// The default HTTP address.
 pub const DEFAULT_HTTP: &str = "127.0.0.1:9126";
 
@@ -81,7 +83,7 @@ pub struct RunArgs {
     )]
     pub http_token: Option<String>,
     /// At most this many distinct custom.* fields; more are dropped and counted.
-    #[arg(long, default_value_t = collector::recorder::DEFAULT_MAX_CUSTOM_FIELDS)]
+    #[arg(long, default_value_t = DEFAULT_MAX_CUSTOM_FIELDS)]
     pub max_custom_fields: usize,
     /// How much time of ticks to keep while the store is unreachable; past
     /// it the oldest are dropped (and counted).
@@ -93,169 +95,96 @@ pub struct RunArgs {
     pub shutdown_timeout: Duration,
 }
 
-/// The collector's resolved configuration.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// This node's name.
-    pub node: HostName,
-    /// The collection interval (> 0).
-    pub interval: Duration,
-    /// Where to receive StatsD, if anywhere.
-    pub statsd: Option<SocketAddr>,
-    /// The receive buffer asked for on the StatsD socket, bytes.
-    pub statsd_buffer: usize,
-    /// Where to serve HTTP, if anywhere.
-    pub http: Option<SocketAddr>,
-    /// The bearer token of the HTTP endpoint.
-    pub http_token: Option<Token>,
-    /// The bound on distinct custom fields.
-    pub max_custom_fields: usize,
-    /// How many ticks the outage buffer holds.
-    pub buffer_ticks: usize,
-    /// How long to try flushing at shutdown.
-    pub shutdown_timeout: std::time::Duration,
-    /// Store selection from the environment.
-    pub deployment: Deployment,
-    /// `false` when the configuration file says
-    /// `pro.monitoring.enabled: false`: the collector then says so and
-    /// exits 0 without collecting, as the original did nothing.
-    pub monitoring_enabled: bool,
-    /// Problems in a disabled monitoring section (warnings).
-    pub warnings: Vec<String>,
-}
-
-/// A secret that never shows in `Debug` output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Token(String);
-
-impl Token {
-    /// Whether `given` is the token, compared in constant time.
-    pub fn matches(&self, given: &str) -> bool {
-        let (a, b) = (self.0.as_bytes(), given.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-    }
-}
-
-impl std::fmt::Debug for Token {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Token(***)")
-    }
-}
-
-/// The environment values the configuration depends on (read by `main`).
-#[derive(Debug, Clone, Default)]
-pub struct Env {
-    /// `REDIS_URL`.
-    pub redis_url: Option<String>,
-    /// `CLUSTER_ENABLED`.
-    pub cluster_enabled: Option<String>,
-    /// `BP_REDIS_SCOPE`.
-    pub scope: Option<String>,
-}
-
-/// The deployment the environment selects.
-pub fn deployment(env: &Env) -> Result<Deployment, String> {
-    Deployment::from_env_values(
-        env.redis_url.as_deref(),
-        env.cluster_enabled.as_deref(),
-        env.scope.as_deref(),
-    )
-    .map_err(|e| e.to_string())
-}
-
-impl Config {
-    /// Resolves the collector's configuration. `host_name` is the system's
-    /// host name (used when neither `--node` nor `BP_NODE_NAME` is given).
-    pub fn resolve(args: &RunArgs, env: &Env, host_name: Option<String>) -> Result<Config, String> {
-        let node_text = match (&args.node, host_name) {
-            (Some(n), _) => n.clone(),
-            (None, Some(h)) => h,
-            (None, None) => {
-                return Err(
-                    "no node name: the system has no host name; pass --node or set BP_NODE_NAME"
-                        .to_owned(),
-                );
-            }
-        };
-        let node: HostName = node_text
-            .parse()
-            .map_err(|e| format!("--node / BP_NODE_NAME / host name: {e}"))?;
-        let (from_file, monitoring_enabled, warnings) = match &args.config {
-            Some(path) => {
-                let (m, warnings) = file_monitoring(path)?;
-                (Some(m.collection_interval), m.enabled, warnings)
-            }
-            None => (None, true, Vec::new()),
-        };
-        let interval = args
-            .interval
-            .or(from_file)
-            .unwrap_or(Duration::from_secs(10).unwrap_or(Duration::ZERO));
-        if interval.as_millis() < 100 {
-            return Err(format!(
-                "--interval: {interval} is too short; use at least 100ms"
-            ));
+/// Resolves the collector's configuration. `host_name` is the system's
+/// host name (used when neither `--node` nor `BP_NODE_NAME` is given);
+/// `deployment` is the environment's (`Deployment::from_env`).
+pub fn resolve(
+    args: &RunArgs,
+    deployment: Deployment,
+    host_name: Option<String>,
+) -> Result<AgentConfig, String> {
+    let node_text = match (&args.node, host_name) {
+        (Some(n), _) => n.clone(),
+        (None, Some(h)) => h,
+        (None, None) => {
+            return Err(
+                "no node name: the system has no host name; pass --node or set BP_NODE_NAME"
+                    .to_owned(),
+            );
         }
-        let statsd = parse_addr("--statsd", &args.statsd)?;
-        if !(1024..=(1 << 30)).contains(&args.statsd_buffer) {
-            return Err(format!(
-                "--statsd-buffer: {} is outside 1024 .. 1073741824 bytes",
-                args.statsd_buffer
-            ));
+    };
+    let node: HostName = node_text
+        .parse()
+        .map_err(|e| format!("--node / BP_NODE_NAME / host name: {e}"))?;
+    let (from_file, monitoring_enabled, warnings) = match &args.config {
+        Some(path) => {
+            let (m, warnings) = file_monitoring(path)?;
+            (Some(m.collection_interval), m.enabled, warnings)
         }
-        let http = parse_addr("--http", &args.http)?;
-        let http_token = args
-            .http_token
-            .as_deref()
-            .filter(|t| !t.is_empty())
-            .map(|t| Token(t.to_owned()));
-        if let Some(addr) = http
-            && !addr.ip().is_loopback()
-            && http_token.is_none()
-        {
-            return Err(format!(
-                "--http {addr} is not a loopback address: set a token with BP_COLLECTOR_TOKEN \
+        None => (None, true, Vec::new()),
+    };
+    let interval = args
+        .interval
+        .or(from_file)
+        .unwrap_or(Duration::from_secs(10).unwrap_or(Duration::ZERO));
+    if interval.as_millis() < 100 {
+        return Err(format!(
+            "--interval: {interval} is too short; use at least 100ms"
+        ));
+    }
+    let statsd = parse_addr("--statsd", &args.statsd)?;
+    if !(1024..=(1 << 30)).contains(&args.statsd_buffer) {
+        return Err(format!(
+            "--statsd-buffer: {} is outside 1024 .. 1073741824 bytes",
+            args.statsd_buffer
+        ));
+    }
+    let http = parse_addr("--http", &args.http)?;
+    let http_token = args
+        .http_token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .and_then(Token::new);
+    if let Some(addr) = http
+        && !addr.ip().is_loopback()
+        && http_token.is_none()
+    {
+        return Err(format!(
+            "--http {addr} is not a loopback address: set a token with BP_COLLECTOR_TOKEN \
                  (or --http-token) so that only your applications can post metrics"
-            ));
-        }
-        if args.max_custom_fields > 10_000 {
-            return Err(format!(
-                "--max-custom-fields: {} is above the limit of 10000",
-                args.max_custom_fields
-            ));
-        }
-        if args.buffer.is_zero() {
-            return Err("--buffer: must be more than 0s".to_owned());
-        }
-        let buffer_ticks = args
-            .buffer
-            .as_millis()
-            .div_ceil(interval.as_millis())
-            .max(1);
-        let buffer_ticks = usize::try_from(buffer_ticks)
-            .ok()
-            .filter(|n| *n <= 10_000_000)
-            .ok_or_else(|| {
-                format!(
-                    "--buffer: {} holds more than 10,000,000 ticks of {interval}",
-                    args.buffer
-                )
-            })?;
-        Ok(Config {
-            node,
-            interval,
-            statsd,
-            statsd_buffer: args.statsd_buffer,
-            http,
-            http_token,
-            max_custom_fields: args.max_custom_fields,
-            buffer_ticks,
-            shutdown_timeout: args.shutdown_timeout.to_std(),
-            deployment: deployment(env)?,
-            monitoring_enabled,
-            warnings,
-        })
+        ));
     }
+    if args.max_custom_fields > 10_000 {
+        return Err(format!(
+            "--max-custom-fields: {} is above the limit of 10000",
+            args.max_custom_fields
+        ));
+    }
+    if args.buffer.is_zero() {
+        return Err("--buffer: must be more than 0s".to_owned());
+    }
+    let buffer_ticks = Some(buffer_ticks(args.buffer.to_std(), interval))
+        .filter(|n| *n <= 10_000_000)
+        .ok_or_else(|| {
+            format!(
+                "--buffer: {} holds more than 10,000,000 ticks of {interval}",
+                args.buffer
+            )
+        })?;
+    Ok(AgentConfig {
+        node,
+        interval,
+        statsd,
+        statsd_buffer: args.statsd_buffer,
+        http,
+        http_token,
+        max_custom_fields: args.max_custom_fields,
+        buffer_ticks,
+        shutdown_timeout: args.shutdown_timeout.to_std(),
+        deployment,
+        monitoring_enabled,
+        warnings,
+    })
 }
 
 fn parse_addr(flag: &str, text: &str) -> Result<Option<SocketAddr>, String> {
@@ -271,13 +200,11 @@ fn parse_addr(flag: &str, text: &str) -> Result<Option<SocketAddr>, String> {
 /// `pro.monitoring`, or `monitoring`); every problem in it is reported. The
 /// rest of the file (rules, hooks) is not the collector's business and is
 /// not looked at.
-fn file_monitoring(
-    path: &std::path::Path,
-) -> Result<(rules_engine::config::MonitoringConfig, Vec<String>), String> {
+fn file_monitoring(path: &std::path::Path) -> Result<(MonitoringConfig, Vec<String>), String> {
     let shown = path.display();
     let text =
         std::fs::read_to_string(path).map_err(|e| format!("--config {shown}: cannot read: {e}"))?;
-    rules_engine::Config::monitoring_from_json_text(&text, &shown.to_string()).map_err(|e| {
+    MonitoringConfig::from_json_text(&text, &shown.to_string()).map_err(|e| {
         format!(
             "--config {shown}: invalid configuration:\n  {}",
             e.problems().join("\n  ")
@@ -289,10 +216,10 @@ fn file_monitoring(
 mod tests {
     use super::*;
 
-    fn resolve(args: &[&str], host: Option<&str>) -> Result<Config, String> {
+    fn resolve(args: &[&str], host: Option<&str>) -> Result<AgentConfig, String> {
         let cli = Cli::try_parse_from(std::iter::once("bp-collector").chain(args.iter().copied()))
             .map_err(|e| e.to_string())?;
-        Config::resolve(&cli.run, &Env::default(), host.map(str::to_owned))
+        super::resolve(&cli.run, Deployment::default(), host.map(str::to_owned))
     }
 
     #[test]
@@ -352,7 +279,7 @@ mod tests {
         .unwrap();
         assert!(c.statsd.is_none());
         assert!(!format!("{c:?}").contains("s3cret"));
-        assert!(c.http_token.unwrap().matches("s3cret"));
+        assert!(c.http_token.unwrap().matches(b"s3cret"));
     }
 
     #[test]

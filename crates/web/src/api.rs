@@ -17,10 +17,10 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::sync::Mutex;
 
-use super::AppState;
-use super::cache::{self, Acc, HostCache, Stat};
-use super::params::{self, IncidentsQuery, OverviewQuery, QueryMap, SeriesPlan, SeriesQuery};
-use crate::alerter::now_ms;
+use crate::AppState;
+use crate::cache::{self, Acc, HostCache, Stat};
+use crate::params::{self, IncidentsQuery, OverviewQuery, QueryMap, SeriesPlan, SeriesQuery};
+use metrics_model::time::now_ms;
 
 /// An API error: a status and a JSON body naming the bad parameter.
 #[derive(Debug)]
@@ -458,7 +458,7 @@ pub async fn incidents<T: TickStore + Clone + 'static, A: AlertStore + Clone + '
 /// the receive buffer granted, refused and saturated counters).
 pub async fn healthz<T, A>(State(state): State<Arc<AppState<T, A>>>) -> Response {
     match &state.collector {
-        Some(c) => Json(json!({ "status": "ok", "collector": c.health_json() })).into_response(),
+        Some(c) => Json(json!({ "status": "ok", "collector": c() })).into_response(),
         None => Json(json!({ "status": "ok" })).into_response(),
     }
 }

@@ -14,13 +14,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bp_alerter::alerter::{AlerterStats, now_ms};
-use bp_alerter::http::{self, AppState, HttpConfig};
+use alerter::AlerterStats;
 use metrics_model::store::TickStore;
 use metrics_model::time::floor_to;
+use metrics_model::time::now_ms;
 use metrics_model::{Field, StandardField, Tick};
 use redis_store::{RedisOptions, RedisStore};
 use test_support::RedisServer;
+use web::{self as http, AppState, HttpConfig};
 
 fn arg(i: usize, default: usize) -> usize {
     std::env::args()

@@ -1,15 +1,24 @@
-//! The alerter's HTTP server: the dashboard page, the JSON API and
-//! `/metrics` (see `docs/api.md` and `docs/dashboard.md`).
+//! The alerter's HTTP layer as a library: the dashboard page (embedded at
+//! compile time), the JSON API and its parameter parsing, the dashboard's
+//! read cache and roll-ups, `/metrics`, authentication and TLS (see
+//! `docs/api.md` and `docs/dashboard.md`). [`router`] gives the routes
+//! over any stores, so the whole API is testable without the binary;
+//! [`bind`] and [`Server::run`] serve it.
 //!
 //! - [`auth`]: the access token (bearer or basic auth); `/healthz` and
 //!   `/readyz` stay open;
 //! - [`tls`]: optional TLS (rustls) on the same listener;
 //! - [`cache`]: per-node columns of recent ticks and 5-minute rollups, from
-//!   which ranges are downsampled without reading Redis again;
-//! - [`api`]: the JSON endpoints; [`rules`]: rules with their current window
-//!   values; [`metrics`]: the Prometheus text; [`assets`]: the embedded page.
+//!   which ranges are downsampled without reading the store again;
+//! - [`api`]: the JSON endpoints, [`params`]: their query parameters (pure
+//!   parsers), [`rules`]: rules with their current window values,
+//!   [`metrics`]: the Prometheus text, [`assets`]: the embedded page.
 //!
-//! Every alerter serves it, active or standby: it only reads the stores.
+//! **Invariant:** the server only reads the stores (every alerter serves
+//! it, active or standby); no request can make it allocate without bound
+//! (`params::MAX_VALUES`, `params::MAX_SERIES`, at most `params::MAX_HEAVY`
+//! heavy requests at once).
+#![deny(missing_docs)]
 
 pub mod api;
 pub mod assets;
@@ -33,37 +42,12 @@ use rules_engine::Config;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::alerter::AlerterStats;
+use alerter::AlerterStats;
 
 /// The default listen address (loopback only).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
 
-/// An access token. Its `Debug` form never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Token(String);
-
-impl Token {
-    /// A token; `None` when empty.
-    pub fn new(text: &str) -> Option<Token> {
-        (!text.is_empty()).then(|| Token(text.to_owned()))
-    }
-
-    /// Compares in time independent of where the texts differ.
-    pub fn matches(&self, given: &[u8]) -> bool {
-        let want = self.0.as_bytes();
-        let mut diff = want.len() ^ given.len();
-        for (i, w) in want.iter().enumerate() {
-            diff |= usize::from(w ^ given.get(i).copied().unwrap_or(0));
-        }
-        diff == 0
-    }
-}
-
-impl std::fmt::Debug for Token {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Token(<redacted>)")
-    }
-}
+pub use metrics_model::token::Token;
 
 /// Certificate and key files (PEM) for TLS.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,10 +119,14 @@ pub struct AppState<T, A> {
     pub ready: std::sync::atomic::AtomicBool,
     /// Permits for heavy series requests ([`params::MAX_HEAVY`]).
     pub heavy: tokio::sync::Semaphore,
-    /// Standalone mode: this machine's collector, whose counters
-    /// `/healthz` shows.
-    pub collector: Option<Arc<bp_collector::Telemetry>>,
+    /// Standalone mode: the counters of this machine's collector, which
+    /// `/healthz` shows under `collector`.
+    pub collector: Option<HealthSource>,
 }
+
+/// Something whose counters `/healthz` shows (standalone mode: this
+/// machine's collector); called on every `/healthz`.
+pub type HealthSource = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 impl<T, A> std::fmt::Debug for AppState<T, A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -170,7 +158,7 @@ impl<T, A> AppState<T, A> {
 
     /// The same, showing `collector`'s counters in `/healthz`.
     #[must_use]
-    pub fn with_collector(mut self, collector: Option<Arc<bp_collector::Telemetry>>) -> Self {
+    pub fn with_collector(mut self, collector: Option<HealthSource>) -> Self {
         self.collector = collector;
         self
     }

@@ -1,0 +1,33 @@
+//! The alerter's counters (for `/metrics`, `/healthz` and tests).
+
+use std::sync::atomic::{AtomicBool, AtomicU64};
+
+/// Counters the alerter exposes (for `/metrics` and tests).
+#[derive(Debug, Default)]
+pub struct AlerterStats {
+    /// Whether this process holds the lease.
+    pub leader: AtomicBool,
+    /// Instants evaluated and committed.
+    pub evaluations: AtomicU64,
+    /// Transitions committed.
+    pub transitions: AtomicU64,
+    /// Duration of the last evaluation (read + evaluate + commit), µs.
+    pub last_evaluation_us: AtomicU64,
+    /// Sum of evaluation durations, µs (with `evaluations`, the mean).
+    pub evaluation_us_total: AtomicU64,
+    /// Store operations that failed.
+    pub store_errors: AtomicU64,
+    /// Ticks stamped more than max(5 watcher intervals, 1 min) in the future when read.
+    pub future_ticks: AtomicU64,
+    /// Ticks that arrived after the instant covering them was evaluated.
+    pub late_ticks: AtomicU64,
+    /// The last instant committed, ms (0 before the first).
+    pub last_evaluated: AtomicU64,
+    /// Dead letters written for hooks a configuration reload removed while
+    /// they had deliveries pending.
+    pub hook_removed_dead_letters: AtomicU64,
+    /// Outbox entries seen waiting at the last read.
+    pub outbox_depth: AtomicU64,
+    /// Hook delivery counters, refreshed by the delivery loop.
+    pub hooks: std::sync::Mutex<Option<incidents::delivery::DispatcherStats>>,
+}
