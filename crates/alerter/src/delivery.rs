@@ -21,7 +21,6 @@ use std::sync::atomic::Ordering;
 
 use incidents::delivery::{Completion, Dispatcher, DispatcherOptions, SubmitError};
 use incidents::hooks::{HookError, HooksConfig};
-use incidents::persist;
 use metrics_model::store::{AlertStore, DeadLetter};
 use tokio::sync::{Notify, mpsc, watch};
 use tracing::{info, warn};
@@ -271,13 +270,9 @@ async fn finish<A: AlertStore>(alerts: &A, c: &Completion) -> bool {
 async fn seed_open<A: AlertStore>(alerts: &A, dispatcher: &Dispatcher) {
     match alerts.load().await {
         Ok(snapshot) => {
-            let (restored, _) = persist::decode(&snapshot);
-            let open: Vec<_> = restored
-                .states
-                .into_iter()
-                .filter_map(|(_, _, s)| s.open)
-                .collect();
-            dispatcher.seed_open(&open).await;
+            dispatcher
+                .seed_open(&incidents::view::view(&snapshot).open)
+                .await;
         }
         Err(e) => warn!(error = %e, "cannot read open incidents for the Alertmanager re-push"),
     }

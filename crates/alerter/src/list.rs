@@ -27,18 +27,11 @@ pub struct ListOptions {
 pub async fn incidents<A: AlertStore>(store: &A, options: ListOptions) -> anyhow::Result<String> {
     let now = now_ms();
     let snapshot = store.load().await?;
-    let (restored, errors) = persist::decode(&snapshot);
-    let mut open: Vec<Incident> = restored
-        .states
-        .into_iter()
-        .filter_map(|(_, _, s)| s.open)
-        .collect();
-    open.sort_by(|a, b| {
-        (a.start_time, &a.rule_name, &a.host_name).cmp(&(b.start_time, &b.rule_name, &b.host_name))
-    });
+    let view = incidents::view::view(&snapshot);
+    let open = view.open;
     let from = now - options.since.as_millis_i64();
     let mut resolved: Vec<Incident> = Vec::new();
-    let mut unreadable = errors.len();
+    let mut unreadable = view.unreadable;
     for json in store.resolved(from, Millis::MAX, options.limit).await? {
         match persist::decode_incident(&json) {
             Ok(i) => resolved.push(i),
@@ -56,7 +49,7 @@ pub async fn incidents<A: AlertStore>(store: &A, options: ListOptions) -> anyhow
             "outboxDepth": outbox,
             "deadLetters": dead.iter().map(|d| json!({ "at": format_rfc3339(d.at), "hook": d.hook, "error": d.error, "transition": serde_json::from_str::<serde_json::Value>(&d.payload).unwrap_or(serde_json::Value::Null) })).collect::<Vec<_>>(),
             "activeAlerter": lease.as_ref().map(|l| json!({ "holder": l.holder, "token": l.token })),
-            "lastEvaluated": restored.last_evaluated.map(format_rfc3339),
+            "lastEvaluated": view.last_evaluated.map(format_rfc3339),
             "unreadableRecords": unreadable,
         });
         return Ok(serde_json::to_string_pretty(&value)? + "\n");
@@ -82,7 +75,7 @@ pub async fn incidents<A: AlertStore>(store: &A, options: ListOptions) -> anyhow
     let _ = writeln!(
         out,
         "last evaluated: {}",
-        restored
+        view
             .last_evaluated
             .map_or("never".to_owned(), format_rfc3339)
     );

@@ -20,6 +20,7 @@
 pub mod delivery;
 pub mod hooks;
 pub mod persist;
+pub mod view;
 pub mod watchdog;
 
 pub use rules_engine::{Event, Incident, IncidentState, Transition};

@@ -422,18 +422,17 @@ pub async fn incidents<T: TickStore + Clone + 'static, A: AlertStore + Clone + '
         ApiError::unavailable(&e)
     };
     let snapshot = state.alerts.load().await.map_err(fail)?;
-    let (restored, errors) = persist::decode(&snapshot);
-    let mut open: Vec<IncidentOut> = restored
-        .states
+    let view = incidents::view::view(&snapshot);
+    let mut open: Vec<IncidentOut> = view
+        .open
         .into_iter()
-        .filter_map(|(_, _, s)| s.open)
         .map(|i| IncidentOut {
             duration_ms: now - i.start_time,
             incident: i,
         })
         .collect();
     open.sort_by_key(|o| std::cmp::Reverse(o.incident.start_time));
-    let mut unreadable = errors.len();
+    let mut unreadable = view.unreadable;
     let mut resolved = Vec::new();
     for text in state.alerts.resolved(from, to, limit).await.map_err(fail)? {
         match persist::decode_incident(&text) {
@@ -447,7 +446,7 @@ pub async fn incidents<T: TickStore + Clone + 'static, A: AlertStore + Clone + '
     resolved.reverse();
     Ok(Json(json!({
         "from": from, "to": to, "now": now,
-        "lastEvaluated": restored.last_evaluated,
+        "lastEvaluated": view.last_evaluated,
         "open": open, "resolved": resolved, "unreadableRecords": unreadable,
     }))
     .into_response())

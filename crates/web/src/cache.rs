@@ -41,43 +41,23 @@ pub const MAX_POINTS: i64 = 2_000;
 
 const NF: usize = StandardField::ALL.len();
 
-/// Statistics of a bucket a client can ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stat {
-    /// Mean of the values.
-    Avg,
-    /// Smallest value.
-    Min,
-    /// Largest value.
-    Max,
-    /// Sum of the values (for per-interval counters: the total).
-    Sum,
-    /// Number of ticks with a value.
-    Count,
-}
+/// A statistic of a bucket: the rules engine's aggregation (one enum for
+/// both), of which the cache answers all but `last` (it keeps sums,
+/// extremes and counts per bucket, not the last value).
+pub use rules_engine::Aggregation as Stat;
 
-impl Stat {
-    /// Every statistic with its name.
-    pub const ALL: [(Stat, &'static str); 5] = [
-        (Stat::Avg, "avg"),
-        (Stat::Min, "min"),
-        (Stat::Max, "max"),
-        (Stat::Sum, "sum"),
-        (Stat::Count, "count"),
-    ];
+/// The statistics a client can ask for, with their names in the API.
+pub const STATS: [(Stat, &str); 5] = [
+    (Stat::Avg, "avg"),
+    (Stat::Min, "min"),
+    (Stat::Max, "max"),
+    (Stat::Sum, "sum"),
+    (Stat::Count, "count"),
+];
 
-    /// The name used in the API.
-    pub fn as_str(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(s, _)| *s == self)
-            .map_or("avg", |(_, n)| n)
-    }
-
-    /// The statistic of that name.
-    pub fn from_name(name: &str) -> Option<Stat> {
-        Self::ALL.iter().find(|(_, n)| *n == name).map(|(s, _)| *s)
-    }
+/// The statistic of that name, if the API offers it.
+pub fn stat_from_name(name: &str) -> Option<Stat> {
+    STATS.iter().find(|(_, n)| *n == name).map(|(s, _)| *s)
 }
 
 /// Sum, min, max and count of values.
@@ -120,7 +100,8 @@ impl Acc {
     }
 
     /// The statistic; `None` for an empty bucket (except `count`, 0, and
-    /// `sum`, which is also `None`: no tick, no total).
+    /// `sum`, which is also `None`: no tick, no total), and for `last`,
+    /// which buckets do not keep.
     pub fn get(&self, stat: Stat) -> Option<f64> {
         if self.n == 0 {
             return (stat == Stat::Count).then_some(0.0);
@@ -131,6 +112,7 @@ impl Acc {
             Stat::Max => f64::from(self.max),
             Stat::Sum => self.sum,
             Stat::Count => f64::from(self.n),
+            Stat::Last => return None,
         })
     }
 }

@@ -22,7 +22,6 @@ use std::sync::atomic::Ordering;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use incidents::persist;
 use metrics_model::HostName;
 use metrics_model::store::{AlertStore, TickStore};
 
@@ -143,11 +142,8 @@ pub async fn render<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'sta
         .collect();
     match state.alerts.load().await {
         Ok(snapshot) => {
-            let (restored, _) = persist::decode(&snapshot);
-            for (rule, _, s) in restored.states {
-                if s.open.is_some() {
-                    *open.entry(rule).or_default() += 1;
-                }
+            for i in incidents::view::view(&snapshot).open {
+                *open.entry(i.rule_name.to_string()).or_default() += 1;
             }
         }
         Err(_) => {

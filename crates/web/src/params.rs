@@ -320,7 +320,7 @@ impl SeriesQuery {
             Some(l) => l
                 .into_iter()
                 .map(|s| {
-                    Stat::from_name(s).ok_or_else(|| {
+                    cache::stat_from_name(s).ok_or_else(|| {
                         ApiError::bad(
                             "stats",
                             format!("unknown statistic {s:?}; use avg, min, max, sum, count"),

@@ -13,7 +13,6 @@ use alerter::rebuild::{Rebuild, rebuild};
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use incidents::persist;
 use metrics_model::HostName;
 use metrics_model::store::{AlertStore, StoreError, TickStore};
 use metrics_model::time::{Millis, floor_to, format_rfc3339};
@@ -95,9 +94,9 @@ pub async fn compute<T: TickStore, A: AlertStore>(
     let config = state.config.borrow().clone();
     let rules = config.alerting.rules.clone();
     let snapshot = state.alerts.load().await?;
-    let (restored, _) = persist::decode(&snapshot);
+    let view = incidents::view::view(&snapshot);
     let w = config.alerting.watcher_interval.as_millis_i64();
-    let instant = restored.last_evaluated.unwrap_or_else(|| {
+    let instant = view.last_evaluated.unwrap_or_else(|| {
         floor_to(
             now_ms() - config.alerting.evaluation_delay.as_millis_i64(),
             w,
@@ -125,10 +124,15 @@ pub async fn compute<T: TickStore, A: AlertStore>(
     // Evaluating opens incidents in this private engine only; nothing is
     // written anywhere.
     let _ = engine.evaluate(instant);
-    let open: std::collections::HashMap<(String, HostName), String> = restored
-        .states
-        .into_iter()
-        .filter_map(|(rule, host, s)| s.open.map(|i| ((rule, host), i.id.to_string())))
+    let open: std::collections::HashMap<(String, HostName), String> = view
+        .open
+        .iter()
+        .map(|i| {
+            (
+                (i.rule_name.to_string(), i.host_name.clone()),
+                i.id.to_string(),
+            )
+        })
         .collect();
     let mut per_rule: Vec<RuleOut> = rules
         .rules()
@@ -151,7 +155,7 @@ pub async fn compute<T: TickStore, A: AlertStore>(
         }
     }
     let out = Arc::new(RulesOut {
-        evaluated_at: restored.last_evaluated.or(Some(instant)),
+        evaluated_at: view.last_evaluated.or(Some(instant)),
         evaluated_at_text: Some(format_rfc3339(instant)),
         rules: per_rule,
     });

@@ -27,10 +27,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
 
 use metrics_model::Duration;
-use metrics_model::time::{Millis, format_rfc3339};
+use metrics_model::time::{Millis, format_rfc3339, now_ms};
 use reqwest::Client;
 use rules_engine::{Event, Incident};
 use serde_json::{Value, json};
@@ -247,11 +246,4 @@ fn format_value(v: f64) -> String {
     } else {
         v.to_string()
     }
-}
-
-fn now_ms() -> Millis {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as Millis)
-        .unwrap_or_default()
 }

@@ -1,0 +1,39 @@
+//! What the stored incident states show a reader (the dashboard, `/metrics`,
+//! `bp-alerter incidents`, the Alertmanager re-push): the open incidents,
+//! the last evaluated instant, and how many records could not be read. The
+//! leader restores the full states with [`crate::persist::decode`] instead.
+
+use metrics_model::store::AlertSnapshot;
+use metrics_model::time::Millis;
+use rules_engine::Incident;
+
+use crate::persist;
+
+/// A reader's view of an [`AlertSnapshot`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct View {
+    /// The last instant the active alerter committed.
+    pub last_evaluated: Option<Millis>,
+    /// The open incidents, oldest first (then by rule and host).
+    pub open: Vec<Incident>,
+    /// State records that could not be read (left alone, counted).
+    pub unreadable: usize,
+}
+
+/// The view of `snapshot`.
+pub fn view(snapshot: &AlertSnapshot) -> View {
+    let (restored, errors) = persist::decode(snapshot);
+    let mut open: Vec<Incident> = restored
+        .states
+        .into_iter()
+        .filter_map(|(_, _, s)| s.open)
+        .collect();
+    open.sort_by(|a, b| {
+        (a.start_time, &a.rule_name, &a.host_name).cmp(&(b.start_time, &b.rule_name, &b.host_name))
+    });
+    View {
+        last_evaluated: restored.last_evaluated,
+        open,
+        unreadable: errors.len(),
+    }
+}
