@@ -2,8 +2,9 @@
 //! alerter's lease with a fencing token, incident states, the outbox of
 //! transitions to deliver, resolved history and dead letters.
 //!
-//! Every key shares the hash tag `{<scope>:alerts}` ([`AlertKeys`]), so
-//! each Lua script below touches one hash slot and works on Redis Cluster.
+//! Every key shares the hash tag `{<scope>:alerts}` ([`AlertKeys`], in
+//! [`crate::keys`]), so each Lua script (in [`crate::scripts`]) touches one
+//! hash slot and works on Redis Cluster.
 //! docs/storage-alerts.md describes the layout and what each step relies on.
 //!
 //! **Invariant:** [`AlertStore::commit`] is one Lua script that checks the
@@ -21,7 +22,10 @@ use metrics_model::store::{
 };
 use metrics_model::time::Millis;
 
+use crate::scripts::alerts as lua;
 use crate::store::RedisStore;
+
+pub use crate::keys::AlertKeys;
 
 /// Dead letters kept at most (the newest); older ones are dropped. The same
 /// bound as the in-memory store's.
@@ -35,269 +39,8 @@ const PRUNE_CHUNK: usize = 1000;
 /// Redis refuses expiry times that overflow its clock.
 const MAX_LEASE_TTL_MS: u64 = 100 * 24 * 3600 * 1000;
 
-/// Key names of the alert store under one scope. All share the hash tag
-/// `{<scope>:alerts}`.
-///
-/// | key | type | holds |
-/// |---|---|---|
-/// | `{<scope>:alerts}:lease` | string, with TTL | `<token>:<holder>` of the active alerter |
-/// | `{<scope>:alerts}:token` | string (integer) | the last fencing token handed out; never expires, never reset |
-/// | `{<scope>:alerts}:states` | hash | incident state key → JSON |
-/// | `{<scope>:alerts}:meta` | hash | `last_evaluated` (ms), `outbox_seq` (last outbox seq) |
-/// | `{<scope>:alerts}:outbox` | sorted set | outbox seq (member and score) |
-/// | `{<scope>:alerts}:outbox:data` | hash | outbox seq → transition JSON |
-/// | `{<scope>:alerts}:resolved` | sorted set | incident id scored by its end time (ms) |
-/// | `{<scope>:alerts}:resolved:data` | hash | incident id → incident JSON |
-/// | `{<scope>:alerts}:dead` | list | dead letters as JSON, newest first, at most [`DEAD_LETTERS_MAX`] |
-#[derive(Debug, Clone)]
-pub struct AlertKeys {
-    tag: String,
-}
-
-impl AlertKeys {
-    /// Keys under `scope`.
-    pub fn new(scope: &str) -> AlertKeys {
-        AlertKeys {
-            tag: format!("{{{scope}:alerts}}"),
-        }
-    }
-
-    /// The lease of the active alerter.
-    pub fn lease(&self) -> String {
-        format!("{}:lease", self.tag)
-    }
-
-    /// The fencing token counter.
-    pub fn token(&self) -> String {
-        format!("{}:token", self.tag)
-    }
-
-    /// Incident states.
-    pub fn states(&self) -> String {
-        format!("{}:states", self.tag)
-    }
-
-    /// `last_evaluated` and the outbox sequence counter.
-    pub fn meta(&self) -> String {
-        format!("{}:meta", self.tag)
-    }
-
-    /// The outbox order (seq scored by seq).
-    pub fn outbox(&self) -> String {
-        format!("{}:outbox", self.tag)
-    }
-
-    /// The outbox payloads by seq.
-    pub fn outbox_data(&self) -> String {
-        format!("{}:outbox:data", self.tag)
-    }
-
-    /// Resolved incident ids scored by end time.
-    pub fn resolved(&self) -> String {
-        format!("{}:resolved", self.tag)
-    }
-
-    /// Resolved incidents' JSON by id.
-    pub fn resolved_data(&self) -> String {
-        format!("{}:resolved:data", self.tag)
-    }
-
-    /// Dead letters.
-    pub fn dead(&self) -> String {
-        format!("{}:dead", self.tag)
-    }
-
-    /// Every key, for tests and operators.
-    pub fn all(&self) -> Vec<String> {
-        vec![
-            self.lease(),
-            self.token(),
-            self.states(),
-            self.meta(),
-            self.outbox(),
-            self.outbox_data(),
-            self.resolved(),
-            self.resolved_data(),
-            self.dead(),
-        ]
-    }
-}
-
-/// `KEYS`: lease, token counter. `ARGV`: holder, ttl ms. Returns the token
-/// when `holder` holds the lease after the call, nil otherwise.
-const ACQUIRE: &str = r"
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local tok, holder = string.match(cur, '^(%d+):(.*)$')
-  if tok and holder == ARGV[1] then
-    redis.call('PEXPIRE', KEYS[1], ARGV[2])
-    return tok
-  end
-  return false
-end
-local tok = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], string.format('%d', tok) .. ':' .. ARGV[1], 'PX', ARGV[2])
-return tok
-";
-
-/// `KEYS`: lease. `ARGV`: token, holder. Deletes the lease if it is
-/// exactly theirs.
-const RELEASE: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] .. ':' .. ARGV[2] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-";
-
-/// `KEYS`: lease. Returns nil or `{value, pttl}`.
-const LEASE: &str = r"
-local cur = redis.call('GET', KEYS[1])
-if not cur then return false end
-return {cur, redis.call('PTTL', KEYS[1])}
-";
-
-/// `KEYS`: states, meta. Returns `{last_evaluated or nil, {k1, v1, ...}}`.
-const LOAD: &str = r"
-return {redis.call('HGET', KEYS[2], 'last_evaluated'), redis.call('HGETALL', KEYS[1])}
-";
-
-/// `KEYS`: lease, states, meta, outbox, outbox data, resolved, resolved
-/// data. `ARGV`: the caller's lease value `<token>:<holder>`,
-/// `evaluated_at`, number of state ops, of outbox entries, of resolved
-/// incidents; then the state ops in order (`s key json` or `d key`), the
-/// outbox payloads, and `end id json` per resolved incident. Fails with
-/// `BPFENCED` unless the lease is exactly the caller's (token *and* holder:
-/// a failover that loses the counter's last `INCR` can hand one token to two
-/// holders), with `BPCORRUPT` when a key has the wrong type; both before any
-/// write.
-const COMMIT: &str = r"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return redis.error_reply('BPFENCED the lease is not ' .. ARGV[1])
-end
-local expect = {'hash', 'hash', 'zset', 'hash', 'zset', 'hash'}
-for k = 2, 7 do
-  local t = redis.call('TYPE', KEYS[k])['ok']
-  if t ~= 'none' and t ~= expect[k - 1] then
-    return redis.error_reply('BPCORRUPT key ' .. KEYS[k] .. ' is a ' .. t .. ', not a ' .. expect[k - 1])
-  end
-end
-local seq0 = redis.call('HGET', KEYS[3], 'outbox_seq')
-local seq = 0
-if seq0 then
-  seq = tonumber(seq0)
-  if not seq then
-    return redis.error_reply('BPCORRUPT key ' .. KEYS[3] .. ' field outbox_seq is not a number')
-  end
-end
-local n_ops, n_out, n_res = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local i = 6
-for _ = 1, n_ops do
-  if ARGV[i] == 's' then
-    redis.call('HSET', KEYS[2], ARGV[i + 1], ARGV[i + 2])
-    i = i + 3
-  else
-    redis.call('HDEL', KEYS[2], ARGV[i + 1])
-    i = i + 2
-  end
-end
-redis.call('HSET', KEYS[3], 'last_evaluated', ARGV[2])
-for _ = 1, n_out do
-  seq = seq + 1
-  local s = string.format('%d', seq)
-  redis.call('ZADD', KEYS[4], s, s)
-  redis.call('HSET', KEYS[5], s, ARGV[i])
-  i = i + 1
-end
-if n_out > 0 then
-  redis.call('HSET', KEYS[3], 'outbox_seq', string.format('%d', seq))
-end
-for _ = 1, n_res do
-  redis.call('ZADD', KEYS[6], ARGV[i], ARGV[i + 1])
-  redis.call('HSET', KEYS[7], ARGV[i + 1], ARGV[i + 2])
-  i = i + 3
-end
-return n_out
-";
-
-/// `KEYS`: outbox, outbox data. `ARGV`: last rank (limit - 1). Returns
-/// `{seq1, payload1, ...}`, oldest first.
-const OUTBOX: &str = r"
-local seqs = redis.call('ZRANGE', KEYS[1], 0, ARGV[1])
-local out = {}
-for _, s in ipairs(seqs) do
-  local p = redis.call('HGET', KEYS[2], s)
-  if p then
-    out[#out + 1] = s
-    out[#out + 1] = p
-  end
-end
-return out
-";
-
-/// `KEYS`: outbox, outbox data. `ARGV`: seqs. Returns how many were there.
-const ACK: &str = r"
-local n = 0
-for _, s in ipairs(ARGV) do
-  n = n + redis.call('ZREM', KEYS[1], s)
-  redis.call('HDEL', KEYS[2], s)
-end
-return n
-";
-
-/// `KEYS`: dead list. `ARGV`: at (integer), hook, error, payload, last
-/// index kept (max - 1).
-const DEAD_LETTER: &str = r#"
-local j = '{"at":' .. ARGV[1] .. ',"hook":' .. cjson.encode(ARGV[2])
-  .. ',"error":' .. cjson.encode(ARGV[3]) .. ',"payload":' .. cjson.encode(ARGV[4]) .. '}'
-redis.call('LPUSH', KEYS[1], j)
-redis.call('LTRIM', KEYS[1], 0, ARGV[5])
-return 1
-"#;
-
-/// `KEYS`: dead list. `ARGV`: last index (limit - 1). Returns `{skipped,
-/// at1, hook1, error1, payload1, ...}`, newest first; `skipped` counts
-/// entries that are not dead letters.
-const DEAD_LETTERS: &str = r"
-local raw = redis.call('LRANGE', KEYS[1], 0, ARGV[1])
-local out = {0}
-for _, r in ipairs(raw) do
-  local ok, d = pcall(cjson.decode, r)
-  if ok and type(d) == 'table' and type(d.at) == 'number' and type(d.hook) == 'string'
-    and type(d.error) == 'string' and type(d.payload) == 'string' then
-    out[#out + 1] = string.format('%.0f', d.at)
-    out[#out + 1] = d.hook
-    out[#out + 1] = d.error
-    out[#out + 1] = d.payload
-  else
-    out[1] = out[1] + 1
-  end
-end
-return out
-";
-
-/// `KEYS`: resolved, resolved data. `ARGV`: from, to, limit. Returns the
-/// JSON of incidents that ended within `from..=to`, oldest first.
-const RESOLVED: &str = r"
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2], 'LIMIT', 0, ARGV[3])
-local out = {}
-for _, id in ipairs(ids) do
-  local j = redis.call('HGET', KEYS[2], id)
-  if j then out[#out + 1] = j end
-end
-return out
-";
-
-/// `KEYS`: resolved, resolved data. `ARGV`: before, chunk. Removes up to
-/// `chunk` incidents that ended before `before`; returns how many.
-const PRUNE_RESOLVED: &str = r"
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, ARGV[2])
-for _, id in ipairs(ids) do
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('HDEL', KEYS[2], id)
-end
-return #ids
-";
-
+/// The alert store's scripts with their SHA1s (each call loads its script
+/// into Redis when Redis does not know it: first use, or after a restart).
 struct Scripts {
     acquire: Script,
     release: Script,
@@ -313,17 +56,17 @@ struct Scripts {
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    acquire: Script::from_lua(ACQUIRE),
-    release: Script::from_lua(RELEASE),
-    lease: Script::from_lua(LEASE),
-    load: Script::from_lua(LOAD),
-    commit: Script::from_lua(COMMIT),
-    outbox: Script::from_lua(OUTBOX),
-    ack: Script::from_lua(ACK),
-    dead_letter: Script::from_lua(DEAD_LETTER),
-    dead_letters: Script::from_lua(DEAD_LETTERS),
-    resolved: Script::from_lua(RESOLVED),
-    prune_resolved: Script::from_lua(PRUNE_RESOLVED),
+    acquire: Script::from_lua(lua::ACQUIRE),
+    release: Script::from_lua(lua::RELEASE),
+    lease: Script::from_lua(lua::LEASE),
+    load: Script::from_lua(lua::LOAD),
+    commit: Script::from_lua(lua::COMMIT),
+    outbox: Script::from_lua(lua::OUTBOX),
+    ack: Script::from_lua(lua::ACK),
+    dead_letter: Script::from_lua(lua::DEAD_LETTER),
+    dead_letters: Script::from_lua(lua::DEAD_LETTERS),
+    resolved: Script::from_lua(lua::RESOLVED),
+    prune_resolved: Script::from_lua(lua::PRUNE_RESOLVED),
 });
 
 impl RedisStore {
@@ -761,19 +504,6 @@ fn to_string(v: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_key_shares_one_hash_tag() {
-        let k = AlertKeys::new("bp");
-        for key in k.all() {
-            assert!(key.starts_with("{bp:alerts}:"), "{key}");
-            assert_eq!(
-                fred::util::redis_keyslot(key.as_bytes()),
-                fred::util::redis_keyslot(b"bp:alerts"),
-                "{key}"
-            );
-        }
-    }
 
     #[test]
     fn argument_helpers() {

@@ -1,4 +1,8 @@
-//! Key names of layout 1 (docs/storage.md describes them).
+//! Key names: [`Keys`] for the ticks (layout [`LAYOUT_VERSION`],
+//! docs/storage.md describes it) and [`AlertKeys`] for the alert store
+//! (docs/storage-alerts.md).
+//!
+//! Tick keys:
 //!
 //! | key | type | holds |
 //! |---|---|---|
@@ -9,7 +13,8 @@
 //!
 //! Keys of one host share the hash tag `{<host>}`, so the scripts that
 //! touch both work on Redis Cluster. Host names cannot contain `{`, `}` or
-//! `:` (see [`metrics_model::HostName`]).
+//! `:` (see [`metrics_model::HostName`]). The alert keys all share the hash
+//! tag `{<scope>:alerts}` (see [`AlertKeys`]).
 
 use metrics_model::HostName;
 
@@ -48,5 +53,111 @@ impl Keys {
     /// `host`'s late-tick index.
     pub fn late(&self, host: &HostName) -> String {
         format!("{}:late:{{{host}}}", self.scope)
+    }
+}
+
+/// Key names of the alert store under one scope. All share the hash tag
+/// `{<scope>:alerts}`.
+///
+/// | key | type | holds |
+/// |---|---|---|
+/// | `{<scope>:alerts}:lease` | string, with TTL | `<token>:<holder>` of the active alerter |
+/// | `{<scope>:alerts}:token` | string (integer) | the last fencing token handed out; never expires, never reset |
+/// | `{<scope>:alerts}:states` | hash | incident state key → JSON |
+/// | `{<scope>:alerts}:meta` | hash | `last_evaluated` (ms), `outbox_seq` (last outbox seq) |
+/// | `{<scope>:alerts}:outbox` | sorted set | outbox seq (member and score) |
+/// | `{<scope>:alerts}:outbox:data` | hash | outbox seq → transition JSON |
+/// | `{<scope>:alerts}:resolved` | sorted set | incident id scored by its end time (ms) |
+/// | `{<scope>:alerts}:resolved:data` | hash | incident id → incident JSON |
+/// | `{<scope>:alerts}:dead` | list | dead letters as JSON, newest first, at most [`DEAD_LETTERS_MAX`](crate::alerts::DEAD_LETTERS_MAX) |
+#[derive(Debug, Clone)]
+pub struct AlertKeys {
+    tag: String,
+}
+
+impl AlertKeys {
+    /// Keys under `scope`.
+    pub fn new(scope: &str) -> AlertKeys {
+        AlertKeys {
+            tag: format!("{{{scope}:alerts}}"),
+        }
+    }
+
+    /// The lease of the active alerter.
+    pub fn lease(&self) -> String {
+        format!("{}:lease", self.tag)
+    }
+
+    /// The fencing token counter.
+    pub fn token(&self) -> String {
+        format!("{}:token", self.tag)
+    }
+
+    /// Incident states.
+    pub fn states(&self) -> String {
+        format!("{}:states", self.tag)
+    }
+
+    /// `last_evaluated` and the outbox sequence counter.
+    pub fn meta(&self) -> String {
+        format!("{}:meta", self.tag)
+    }
+
+    /// The outbox order (seq scored by seq).
+    pub fn outbox(&self) -> String {
+        format!("{}:outbox", self.tag)
+    }
+
+    /// The outbox payloads by seq.
+    pub fn outbox_data(&self) -> String {
+        format!("{}:outbox:data", self.tag)
+    }
+
+    /// Resolved incident ids scored by end time.
+    pub fn resolved(&self) -> String {
+        format!("{}:resolved", self.tag)
+    }
+
+    /// Resolved incidents' JSON by id.
+    pub fn resolved_data(&self) -> String {
+        format!("{}:resolved:data", self.tag)
+    }
+
+    /// Dead letters.
+    pub fn dead(&self) -> String {
+        format!("{}:dead", self.tag)
+    }
+
+    /// Every key, for tests and operators.
+    pub fn all(&self) -> Vec<String> {
+        vec![
+            self.lease(),
+            self.token(),
+            self.states(),
+            self.meta(),
+            self.outbox(),
+            self.outbox_data(),
+            self.resolved(),
+            self.resolved_data(),
+            self.dead(),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_shares_one_hash_tag() {
+        let k = AlertKeys::new("bp");
+        for key in k.all() {
+            assert!(key.starts_with("{bp:alerts}:"), "{key}");
+            assert_eq!(
+                fred::util::redis_keyslot(key.as_bytes()),
+                fred::util::redis_keyslot(b"bp:alerts"),
+                "{key}"
+            );
+        }
     }
 }

@@ -1,5 +1,8 @@
 //! Lua scripts for the steps that must be atomic. Every script touches only
-//! the keys passed in `KEYS`, and those share one hash tag.
+//! the keys passed in `KEYS`, and those share one hash tag: the tick
+//! store's scripts (below) take one host's keys ([`crate::keys::Keys`]), the
+//! alert store's (`scripts::alerts`, used by [`crate::alerts`]) take
+//! [`crate::keys::AlertKeys`].
 
 /// `KEYS`: ticks stream, late index. `ARGV`: `ts1, values1, ts2, values2…`
 /// sorted by `ts`. Returns `{written, duplicates}`.
@@ -110,3 +113,182 @@ for i = 2, #ARGV do
 end
 return n
 ";
+
+/// The alert store's scripts. `KEYS` are [`crate::keys::AlertKeys`]' keys;
+/// every key shares the hash tag `{<scope>:alerts}`.
+pub(crate) mod alerts {
+    /// `KEYS`: lease, token counter. `ARGV`: holder, ttl ms. Returns the token
+    /// when `holder` holds the lease after the call, nil otherwise.
+    pub const ACQUIRE: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local tok, holder = string.match(cur, '^(%d+):(.*)$')
+  if tok and holder == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return tok
+  end
+  return false
+end
+local tok = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], string.format('%d', tok) .. ':' .. ARGV[1], 'PX', ARGV[2])
+return tok
+";
+
+    /// `KEYS`: lease. `ARGV`: token, holder. Deletes the lease if it is
+    /// exactly theirs.
+    pub const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] .. ':' .. ARGV[2] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+    /// `KEYS`: lease. Returns nil or `{value, pttl}`.
+    pub const LEASE: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if not cur then return false end
+return {cur, redis.call('PTTL', KEYS[1])}
+";
+
+    /// `KEYS`: states, meta. Returns `{last_evaluated or nil, {k1, v1, ...}}`.
+    pub const LOAD: &str = r"
+return {redis.call('HGET', KEYS[2], 'last_evaluated'), redis.call('HGETALL', KEYS[1])}
+";
+
+    /// `KEYS`: lease, states, meta, outbox, outbox data, resolved, resolved
+    /// data. `ARGV`: the caller's lease value `<token>:<holder>`,
+    /// `evaluated_at`, number of state ops, of outbox entries, of resolved
+    /// incidents; then the state ops in order (`s key json` or `d key`), the
+    /// outbox payloads, and `end id json` per resolved incident. Fails with
+    /// `BPFENCED` unless the lease is exactly the caller's (token *and* holder:
+    /// a failover that loses the counter's last `INCR` can hand one token to two
+    /// holders), with `BPCORRUPT` when a key has the wrong type; both before any
+    /// write.
+    pub const COMMIT: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('BPFENCED the lease is not ' .. ARGV[1])
+end
+local expect = {'hash', 'hash', 'zset', 'hash', 'zset', 'hash'}
+for k = 2, 7 do
+  local t = redis.call('TYPE', KEYS[k])['ok']
+  if t ~= 'none' and t ~= expect[k - 1] then
+    return redis.error_reply('BPCORRUPT key ' .. KEYS[k] .. ' is a ' .. t .. ', not a ' .. expect[k - 1])
+  end
+end
+local seq0 = redis.call('HGET', KEYS[3], 'outbox_seq')
+local seq = 0
+if seq0 then
+  seq = tonumber(seq0)
+  if not seq then
+    return redis.error_reply('BPCORRUPT key ' .. KEYS[3] .. ' field outbox_seq is not a number')
+  end
+end
+local n_ops, n_out, n_res = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local i = 6
+for _ = 1, n_ops do
+  if ARGV[i] == 's' then
+    redis.call('HSET', KEYS[2], ARGV[i + 1], ARGV[i + 2])
+    i = i + 3
+  else
+    redis.call('HDEL', KEYS[2], ARGV[i + 1])
+    i = i + 2
+  end
+end
+redis.call('HSET', KEYS[3], 'last_evaluated', ARGV[2])
+for _ = 1, n_out do
+  seq = seq + 1
+  local s = string.format('%d', seq)
+  redis.call('ZADD', KEYS[4], s, s)
+  redis.call('HSET', KEYS[5], s, ARGV[i])
+  i = i + 1
+end
+if n_out > 0 then
+  redis.call('HSET', KEYS[3], 'outbox_seq', string.format('%d', seq))
+end
+for _ = 1, n_res do
+  redis.call('ZADD', KEYS[6], ARGV[i], ARGV[i + 1])
+  redis.call('HSET', KEYS[7], ARGV[i + 1], ARGV[i + 2])
+  i = i + 3
+end
+return n_out
+";
+
+    /// `KEYS`: outbox, outbox data. `ARGV`: last rank (limit - 1). Returns
+    /// `{seq1, payload1, ...}`, oldest first.
+    pub const OUTBOX: &str = r"
+local seqs = redis.call('ZRANGE', KEYS[1], 0, ARGV[1])
+local out = {}
+for _, s in ipairs(seqs) do
+  local p = redis.call('HGET', KEYS[2], s)
+  if p then
+    out[#out + 1] = s
+    out[#out + 1] = p
+  end
+end
+return out
+";
+
+    /// `KEYS`: outbox, outbox data. `ARGV`: seqs. Returns how many were there.
+    pub const ACK: &str = r"
+local n = 0
+for _, s in ipairs(ARGV) do
+  n = n + redis.call('ZREM', KEYS[1], s)
+  redis.call('HDEL', KEYS[2], s)
+end
+return n
+";
+
+    /// `KEYS`: dead list. `ARGV`: at (integer), hook, error, payload, last
+    /// index kept (max - 1).
+    pub const DEAD_LETTER: &str = r#"
+local j = '{"at":' .. ARGV[1] .. ',"hook":' .. cjson.encode(ARGV[2])
+  .. ',"error":' .. cjson.encode(ARGV[3]) .. ',"payload":' .. cjson.encode(ARGV[4]) .. '}'
+redis.call('LPUSH', KEYS[1], j)
+redis.call('LTRIM', KEYS[1], 0, ARGV[5])
+return 1
+"#;
+
+    /// `KEYS`: dead list. `ARGV`: last index (limit - 1). Returns `{skipped,
+    /// at1, hook1, error1, payload1, ...}`, newest first; `skipped` counts
+    /// entries that are not dead letters.
+    pub const DEAD_LETTERS: &str = r"
+local raw = redis.call('LRANGE', KEYS[1], 0, ARGV[1])
+local out = {0}
+for _, r in ipairs(raw) do
+  local ok, d = pcall(cjson.decode, r)
+  if ok and type(d) == 'table' and type(d.at) == 'number' and type(d.hook) == 'string'
+    and type(d.error) == 'string' and type(d.payload) == 'string' then
+    out[#out + 1] = string.format('%.0f', d.at)
+    out[#out + 1] = d.hook
+    out[#out + 1] = d.error
+    out[#out + 1] = d.payload
+  else
+    out[1] = out[1] + 1
+  end
+end
+return out
+";
+
+    /// `KEYS`: resolved, resolved data. `ARGV`: from, to, limit. Returns the
+    /// JSON of incidents that ended within `from..=to`, oldest first.
+    pub const RESOLVED: &str = r"
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2], 'LIMIT', 0, ARGV[3])
+local out = {}
+for _, id in ipairs(ids) do
+  local j = redis.call('HGET', KEYS[2], id)
+  if j then out[#out + 1] = j end
+end
+return out
+";
+
+    /// `KEYS`: resolved, resolved data. `ARGV`: before, chunk. Removes up to
+    /// `chunk` incidents that ended before `before`; returns how many.
+    pub const PRUNE_RESOLVED: &str = r"
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('HDEL', KEYS[2], id)
+end
+return #ids
+";
+}

@@ -1,0 +1,162 @@
+//! The checks of [`RedisStore::connect`], which refuse with a message that
+//! says what to change: a valid scope, Redis ≥ [`MIN_REDIS_VERSION`], and
+//! the key layout (written on an empty Redis, an unknown one refused). They
+//! also warn (`tracing::warn!`) when Redis may evict keys or keeps nothing
+//! on disk.
+
+use fred::prelude::*;
+use fred::types::{ClusterHash, CustomCommand, InfoKind};
+
+use crate::connect::connect_error;
+use crate::error::RedisStoreError;
+use crate::keys::LAYOUT_VERSION;
+use crate::store::RedisStore;
+
+/// The oldest Redis this store runs on (`XTRIM MINID`, `ZADD GT`, exclusive
+/// `XRANGE` bounds).
+pub const MIN_REDIS_VERSION: (u32, u32) = (6, 2);
+
+/// Refuses a scope that is not 1-64 of `A-Z a-z 0-9 _ - .` (before
+/// connecting).
+pub(crate) fn check_scope(scope: &str) -> Result<(), RedisStoreError> {
+    if !metrics_model::deployment::is_valid_scope(scope) {
+        return Err(RedisStoreError::Config(format!(
+            "BP_REDIS_SCOPE: {scope:?} is not a valid scope: use 1-64 of A-Z a-z 0-9 _ - ."
+        )));
+    }
+    Ok(())
+}
+
+impl RedisStore {
+    /// Refuses a Redis older than [`MIN_REDIS_VERSION`]; warns about an
+    /// eviction policy other than `noeviction` and about no persistence.
+    pub(crate) async fn check_server(&self) -> Result<(), RedisStoreError> {
+        let url = &self.inner.url;
+        let client = &self.inner.client;
+        let info: String = client
+            .info(Some(InfoKind::Server))
+            .await
+            .map_err(|e| connect_error(&e, url))?;
+        let version = info_field(&info, "redis_version")
+            .unwrap_or("unknown")
+            .to_owned();
+        let parsed = parse_version(&version);
+        if parsed.is_none_or(|v| v < MIN_REDIS_VERSION) {
+            return Err(RedisStoreError::Incompatible(format!(
+                "redis {url} is version {version}; bp-monitoring needs Redis {}.{} or newer (XTRIM MINID, ZADD GT)",
+                MIN_REDIS_VERSION.0, MIN_REDIS_VERSION.1
+            )));
+        }
+        let memory: String = client
+            .info(Some(InfoKind::Memory))
+            .await
+            .map_err(|e| connect_error(&e, url))?;
+        if let Some(policy) = info_field(&memory, "maxmemory_policy")
+            && policy != "noeviction"
+        {
+            tracing::warn!(
+                redis = %url,
+                maxmemory_policy = policy,
+                "redis may evict keys when full (maxmemory-policy is not noeviction): ticks and incidents could disappear; set maxmemory-policy noeviction"
+            );
+        }
+        self.check_persistence().await;
+        Ok(())
+    }
+
+    async fn check_persistence(&self) {
+        let url = &self.inner.url;
+        let config_get = |name: &'static str| {
+            let client = self.inner.client.clone();
+            async move {
+                let v: Result<Vec<String>, Error> = client
+                    .custom(
+                        CustomCommand::new("CONFIG", ClusterHash::Random, false),
+                        vec!["GET", name],
+                    )
+                    .await;
+                v.ok().and_then(|v| v.get(1).cloned())
+            }
+        };
+        let (save, aof) = (config_get("save").await, config_get("appendonly").await);
+        if let (Some(save), Some(aof)) = (save, aof) {
+            if save.trim().is_empty() && aof == "no" {
+                tracing::warn!(
+                    redis = %url,
+                    "redis keeps nothing on disk (no RDB save points, appendonly no): a restart of redis loses every tick and incident; enable appendonly yes"
+                );
+            }
+        } else {
+            tracing::debug!(
+                redis = %url,
+                "CONFIG GET is not allowed; cannot check redis persistence settings"
+            );
+        }
+    }
+
+    /// Writes [`LAYOUT_VERSION`] on an empty Redis; refuses another layout.
+    pub(crate) async fn check_layout(&self) -> Result<(), RedisStoreError> {
+        let url = &self.inner.url;
+        let key = self.inner.keys.layout();
+        let client = &self.inner.client;
+        let set: Option<String> = client
+            .set(
+                &key,
+                LAYOUT_VERSION.to_string(),
+                None,
+                Some(SetOptions::NX),
+                false,
+            )
+            .await
+            .map_err(|e| connect_error(&e, url))?;
+        if set.is_some() {
+            return Ok(());
+        }
+        let found: Option<String> = client.get(&key).await.map_err(|e| connect_error(&e, url))?;
+        match found.as_deref() {
+            Some(v) if v == LAYOUT_VERSION.to_string() => Ok(()),
+            Some(v) => Err(RedisStoreError::Incompatible(format!(
+                "redis {url}: key {key} says key layout {v:?}, but this bp-monitoring reads and writes layout {LAYOUT_VERSION} only; upgrade bp-monitoring or use another BP_REDIS_SCOPE"
+            ))),
+            None => Err(RedisStoreError::Redis(format!(
+                "redis {url}: key {key} vanished while being checked; try again"
+            ))),
+        }
+    }
+}
+
+fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines().find_map(|l| {
+        l.strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .map(str::trim)
+    })
+}
+
+fn parse_version(v: &str) -> Option<(u32, u32)> {
+    let mut parts = v.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert_eq!(parse_version("7.0.15"), Some((7, 0)));
+        assert_eq!(parse_version("6.2"), Some((6, 2)));
+        assert_eq!(parse_version("x"), None);
+        assert!(parse_version("6.0.9").unwrap() < MIN_REDIS_VERSION);
+        assert!(parse_version("10.0.0").unwrap() > MIN_REDIS_VERSION);
+    }
+
+    #[test]
+    fn info_fields() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n";
+        assert_eq!(info_field(info, "redis_version"), Some("7.0.15"));
+        assert_eq!(info_field(info, "redis"), None);
+    }
+}

@@ -1,0 +1,636 @@
+//! The [`TickStore`] operations of [`RedisStore`]: append, range, read_new
+//! and cursor_now with their cursor [`RedisCursor`], hosts (the registry)
+//! and prune; the tick scripts run in pipelines (reloaded after
+//! `NOSCRIPT`); stream entries decoded back into ticks.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+
+use fred::prelude::*;
+use fred::types::scripts::Script;
+use fred::types::{ClusterHash, CustomCommand};
+use fred::util::redis_keyslot;
+use metrics_model::memory::check_ticks;
+use metrics_model::store::{
+    AppendOutcome, HostInfo, NewTicks, PruneOutcome, StoreError, TickStore,
+};
+use metrics_model::time::Millis;
+use metrics_model::{HostName, Tick};
+
+use crate::codec;
+use crate::store::RedisStore;
+
+/// Ticks per host per append script call; bigger batches are split so one
+/// script never blocks Redis for long.
+const APPEND_CHUNK: usize = 1000;
+
+/// Stream entries read per host per round trip by [`TickStore::read_new`].
+const READ_PAGE: u64 = 10_000;
+
+/// A position in a stream: `<ms>-<seq>`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StreamId {
+    /// Milliseconds part (the tick's `ts` for in-order ticks).
+    pub ms: u64,
+    /// Sequence part (0 for in-order ticks, ≥ 1 for late ones).
+    pub seq: u64,
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+impl StreamId {
+    fn parse(text: &str) -> Option<StreamId> {
+        let (ms, seq) = text.split_once('-')?;
+        Some(StreamId {
+            ms: ms.parse().ok()?,
+            seq: seq.parse().ok()?,
+        })
+    }
+}
+
+/// A position in the arrival order of a [`RedisStore`]: the last stream
+/// entry read per host. The default (empty) cursor is "the beginning".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedisCursor {
+    /// Last entry read per host; a host without an entry is read from its
+    /// first tick.
+    pub positions: BTreeMap<HostName, StreamId>,
+}
+
+impl RedisStore {
+    /// Loads the tick scripts (at start-up, and again after `NOSCRIPT`).
+    pub(crate) async fn load_scripts(&self) -> Result<(), Error> {
+        let i = &self.inner;
+        for s in [&i.append, &i.range_late, &i.prune, &i.forget] {
+            s.load(&i.client).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs `calls` (script, keys, args) in one pipeline; reloads the
+    /// scripts and retries the calls that met `NOSCRIPT` (after a Redis
+    /// restart or failover).
+    async fn eval_many(
+        &self,
+        calls: &[(&Script, Vec<String>, Vec<Value>)],
+    ) -> Vec<Result<Value, Error>> {
+        let mut results = self.eval_pipeline(calls.iter()).await;
+        let missing: Vec<usize> = results
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| matches!(r, Err(e) if e.details().starts_with("NOSCRIPT")))
+            .map(|(i, _)| i)
+            .collect();
+        if missing.is_empty() {
+            return results;
+        }
+        if let Err(e) = self.load_scripts().await {
+            for i in missing {
+                results[i] = Err(e.clone());
+            }
+            return results;
+        }
+        let retried = self.eval_pipeline(missing.iter().map(|&i| &calls[i])).await;
+        for (i, r) in missing.into_iter().zip(retried) {
+            results[i] = r;
+        }
+        results
+    }
+
+    async fn eval_pipeline<'a>(
+        &self,
+        calls: impl Iterator<Item = &'a (&'a Script, Vec<String>, Vec<Value>)>,
+    ) -> Vec<Result<Value, Error>> {
+        let pipeline = self.inner.client.pipeline();
+        let mut n = 0;
+        for (script, keys, args) in calls {
+            n += 1;
+            if let Err(e) = queue_evalsha(&pipeline, script, keys, args).await {
+                return vec![Err(e); n];
+            }
+        }
+        replies(&pipeline, n).await
+    }
+
+    async fn registry(&self) -> Result<Vec<HostInfo>, StoreError> {
+        let raw: Vec<Value> = self
+            .inner
+            .client
+            .custom(
+                CustomCommand::new("ZRANGE", ClusterHash::FirstKey, false),
+                self.registry_args(),
+            )
+            .await
+            .map_err(|e| self.err("reading the host registry", &e))?;
+        Ok(self.parse_registry(&raw))
+    }
+
+    /// `ZRANGE <hosts> 0 -1 WITHSCORES`'s arguments.
+    fn registry_args(&self) -> Vec<Value> {
+        vec![
+            self.inner.keys.hosts().into(),
+            "0".into(),
+            "-1".into(),
+            "WITHSCORES".into(),
+        ]
+    }
+
+    /// The registry's `(member, score)` pairs as hosts, sorted by name.
+    fn parse_registry(&self, raw: &[Value]) -> Vec<HostInfo> {
+        let mut out = Vec::with_capacity(raw.len() / 2);
+        for pair in raw.chunks_exact(2) {
+            let name = pair[0].as_str().unwrap_or_default();
+            let Ok(host) = name.parse::<HostName>() else {
+                tracing::warn!(key = %self.inner.keys.hosts(), member = %name, "ignoring an invalid host name in the registry");
+                continue;
+            };
+            let last_seen = pair[1]
+                .as_str()
+                .and_then(|s| s.parse::<f64>().ok())
+                .unwrap_or_default() as Millis;
+            out.push(HostInfo { host, last_seen });
+        }
+        out.sort_by(|a, b| a.host.cmp(&b.host));
+        out
+    }
+
+    async fn append_ticks(&self, ticks: &[Tick]) -> Result<AppendOutcome, StoreError> {
+        check_ticks(ticks)?;
+        let mut by_host: BTreeMap<&HostName, Vec<&Tick>> = BTreeMap::new();
+        for t in ticks {
+            by_host.entry(&t.host).or_default().push(t);
+        }
+        let keys = &self.inner.keys;
+        let mut calls = Vec::new();
+        let mut newest: Vec<(Millis, &HostName)> = Vec::new();
+        let mut buf = Vec::new();
+        for (host, mut list) in by_host {
+            list.sort_by_key(|t| t.ts);
+            newest.push((list.last().map_or(0, |t| t.ts), host));
+            for chunk in list.chunks(APPEND_CHUNK) {
+                let mut args = Vec::with_capacity(chunk.len() * 2);
+                for t in chunk {
+                    buf.clear();
+                    codec::encode(&t.values, &mut buf);
+                    args.push(Value::Integer(t.ts));
+                    args.push(Value::Bytes(buf.clone().into()));
+                }
+                calls.push((
+                    &self.inner.append,
+                    vec![keys.ticks(host), keys.late(host)],
+                    args,
+                ));
+            }
+        }
+        let mut out = AppendOutcome::default();
+        for r in self.eval_many(&calls).await {
+            let v = r.map_err(|e| self.err("appending ticks", &e))?;
+            let (w, d) = pair_of_ints(&v).ok_or_else(|| {
+                StoreError::Other(format!(
+                    "redis {}: unexpected reply to append: {v:?}",
+                    self.inner.url
+                ))
+            })?;
+            out.written += w as usize;
+            out.duplicates += d as usize;
+        }
+        // Even when every tick was a duplicate: a retried batch must still
+        // register its hosts if an earlier try stopped before this step.
+        if !newest.is_empty() {
+            let mut args: Vec<Value> = vec![keys.hosts().into(), "GT".into()];
+            for (ts, host) in newest {
+                args.push(Value::Integer(ts));
+                args.push(host.as_str().into());
+            }
+            let _: Value = self
+                .inner
+                .client
+                .custom(
+                    CustomCommand::new("ZADD", ClusterHash::FirstKey, false),
+                    args,
+                )
+                .await
+                .map_err(|e| self.err("updating the host registry", &e))?;
+        }
+        Ok(out)
+    }
+
+    async fn range_ticks(
+        &self,
+        host: &HostName,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<Tick>, StoreError> {
+        if to < 0 || from > to {
+            return Ok(Vec::new());
+        }
+        let from = from.max(0);
+        let keys = &self.inner.keys;
+        let stream = keys.ticks(host);
+        let pipeline = self.inner.client.pipeline();
+        let queued = pipeline
+            .xrange::<(), _, _, _>(stream.clone(), format!("{from}-0"), to.to_string(), None)
+            .await;
+        let queued = match queued {
+            Ok(()) => {
+                queue_evalsha(
+                    &pipeline,
+                    &self.inner.range_late,
+                    &[stream.clone(), keys.late(host)],
+                    &[Value::Integer(from), Value::Integer(to)],
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        queued.map_err(|e| self.err("reading ticks", &e))?;
+        let mut results = replies(&pipeline, 2).await.into_iter();
+        let entries = results
+            .next()
+            .unwrap_or_else(|| Ok(Value::Null))
+            .map_err(|e| self.err("reading ticks", &e))?;
+        let late = match results.next().unwrap_or_else(|| Ok(Value::Null)) {
+            Err(e) if e.details().starts_with("NOSCRIPT") => {
+                let calls = [(
+                    &self.inner.range_late,
+                    vec![stream.clone(), keys.late(host)],
+                    vec![Value::Integer(from), Value::Integer(to)],
+                )];
+                self.eval_many(&calls)
+                    .await
+                    .pop()
+                    .unwrap_or_else(|| Ok(Value::Null))
+            }
+            other => other,
+        }
+        .map_err(|e| self.err("reading late ticks", &e))?;
+        let mut ticks = Vec::new();
+        for entry in entries.into_array() {
+            let e = parse_entry(&entry).map_err(|m| self.corrupt(&stream, &m))?;
+            if e.late_ts.is_none() {
+                ticks.push(e.into_tick(host).map_err(|m| self.corrupt(&stream, &m))?);
+            }
+        }
+        let late = late.into_array();
+        for pair in late.chunks_exact(2) {
+            let ts =
+                value_i64(&pair[0]).ok_or_else(|| self.corrupt(&stream, "late tick without ts"))?;
+            let values = codec::decode(pair[1].as_bytes().unwrap_or_default())
+                .map_err(|e| self.corrupt(&stream, &e.to_string()))?;
+            ticks.push(Tick {
+                host: host.clone(),
+                ts,
+                values,
+            });
+        }
+        ticks.sort_by_key(|t| t.ts);
+        Ok(ticks)
+    }
+
+    fn corrupt(&self, key: &str, what: &str) -> StoreError {
+        StoreError::Other(format!("redis {}: key {key}: {what}", self.inner.url))
+    }
+
+    /// Steady state costs one round trip per shard: the registry and the
+    /// streams of every host already in the cursor are read in one pipeline;
+    /// only new hosts (and hosts with more than a page of new ticks) need
+    /// another.
+    async fn read_new_ticks(
+        &self,
+        cursor: &RedisCursor,
+    ) -> Result<NewTicks<RedisCursor>, StoreError> {
+        let mut page = Page::default();
+        let known: Vec<(HostName, Option<StreamId>)> = cursor
+            .positions
+            .iter()
+            .map(|(h, p)| (h.clone(), Some(*p)))
+            .collect();
+        let pipeline = self.inner.client.pipeline();
+        pipeline
+            .custom::<(), _>(
+                CustomCommand::new("ZRANGE", ClusterHash::FirstKey, false),
+                self.registry_args(),
+            )
+            .await
+            .map_err(|e| self.err("reading the host registry", &e))?;
+        self.queue_xranges(&pipeline, &known).await?;
+        let mut results = replies(&pipeline, known.len() + 1).await.into_iter();
+        let raw = results
+            .next()
+            .unwrap_or_else(|| Err(Error::new(ErrorKind::Unknown, "no registry reply")))
+            .map_err(|e| self.err("reading the host registry", &e))?
+            .into_array();
+        let registry = self.parse_registry(&raw);
+        let listed: std::collections::HashSet<&HostName> =
+            registry.iter().map(|h| &h.host).collect();
+        for ((host, pos), r) in known.into_iter().zip(results) {
+            // A host gone from the registry was pruned: forget its position.
+            if listed.contains(&host) {
+                self.take_page(host, pos, r, &mut page)?;
+            }
+        }
+        let mut pending: Vec<(HostName, Option<StreamId>)> = registry
+            .into_iter()
+            .filter(|h| !cursor.positions.contains_key(&h.host))
+            .map(|h| (h.host, None))
+            .collect();
+        pending.append(&mut page.more);
+        while !pending.is_empty() {
+            let pipeline = self.inner.client.pipeline();
+            self.queue_xranges(&pipeline, &pending).await?;
+            let results = replies(&pipeline, pending.len()).await;
+            for ((host, pos), r) in std::mem::take(&mut pending).into_iter().zip(results) {
+                self.take_page(host, pos, r, &mut page)?;
+            }
+            pending = std::mem::take(&mut page.more);
+        }
+        Ok(NewTicks {
+            ticks: page.ticks,
+            cursor: RedisCursor {
+                positions: page.positions,
+            },
+        })
+    }
+
+    /// Queues one page of `XRANGE` after each host's position.
+    async fn queue_xranges(
+        &self,
+        pipeline: &fred::clients::Pipeline<Client>,
+        hosts: &[(HostName, Option<StreamId>)],
+    ) -> Result<(), StoreError> {
+        for (host, pos) in hosts {
+            let start = pos.map_or_else(|| "-".to_owned(), |p| format!("({p}"));
+            pipeline
+                .xrange::<(), _, _, _>(self.inner.keys.ticks(host), start, "+", Some(READ_PAGE))
+                .await
+                .map_err(|e| self.err("reading new ticks", &e))?;
+        }
+        Ok(())
+    }
+
+    /// Takes one `XRANGE` reply of `host` (read after `pos`) into `page`.
+    fn take_page(
+        &self,
+        host: HostName,
+        pos: Option<StreamId>,
+        reply: Result<Value, Error>,
+        page: &mut Page,
+    ) -> Result<(), StoreError> {
+        let entries = reply
+            .map_err(|e| self.err("reading new ticks", &e))?
+            .into_array();
+        let full = entries.len() as u64 >= READ_PAGE;
+        let mut last = pos;
+        for entry in &entries {
+            let stream = || self.inner.keys.ticks(&host);
+            let e = parse_entry(entry).map_err(|m| self.corrupt(&stream(), &m))?;
+            last = Some(e.id);
+            page.ticks.push(
+                e.into_tick(&host)
+                    .map_err(|m| self.corrupt(&stream(), &m))?,
+            );
+        }
+        if let Some(p) = last {
+            page.positions.insert(host.clone(), p);
+        }
+        if full {
+            page.more.push((host, last));
+        }
+        Ok(())
+    }
+
+    async fn cursor_at_end(&self) -> Result<RedisCursor, StoreError> {
+        let hosts = self.registry().await?;
+        let pipeline = self.inner.client.pipeline();
+        for h in &hosts {
+            pipeline
+                .xrevrange::<(), _, _, _>(self.inner.keys.ticks(&h.host), "+", "-", Some(1))
+                .await
+                .map_err(|e| self.err("reading the newest ticks", &e))?;
+        }
+        let results = replies(&pipeline, hosts.len()).await;
+        let mut positions = BTreeMap::new();
+        for (h, r) in hosts.into_iter().zip(results) {
+            let entries = r
+                .map_err(|e| self.err("reading the newest ticks", &e))?
+                .into_array();
+            if let Some(entry) = entries.first() {
+                let e = parse_entry(entry)
+                    .map_err(|m| self.corrupt(&self.inner.keys.ticks(&h.host), &m))?;
+                positions.insert(h.host, e.id);
+            }
+        }
+        Ok(RedisCursor { positions })
+    }
+
+    async fn prune_before(&self, before: Millis) -> Result<PruneOutcome, StoreError> {
+        let mut out = PruneOutcome::default();
+        if before <= 0 {
+            return Ok(out);
+        }
+        let hosts = self.registry().await?;
+        if hosts.is_empty() {
+            return Ok(out);
+        }
+        let keys = &self.inner.keys;
+        let calls: Vec<_> = hosts
+            .iter()
+            .map(|h| {
+                (
+                    &self.inner.prune,
+                    vec![keys.ticks(&h.host), keys.late(&h.host)],
+                    vec![Value::Integer(before)],
+                )
+            })
+            .collect();
+        let mut gone = Vec::new();
+        for (h, r) in hosts.iter().zip(self.eval_many(&calls).await) {
+            let v = r.map_err(|e| self.err("pruning ticks", &e))?;
+            let (removed, empty) = pair_of_ints(&v).ok_or_else(|| {
+                StoreError::Other(format!(
+                    "redis {}: unexpected reply to prune: {v:?}",
+                    self.inner.url
+                ))
+            })?;
+            out.ticks_removed += removed as usize;
+            if empty == 1 {
+                gone.push(h.host.as_str().into());
+            }
+        }
+        if !gone.is_empty() {
+            let mut args: Vec<Value> = vec![Value::Integer(before)];
+            args.extend(gone);
+            let calls = [(&self.inner.forget, vec![keys.hosts()], args)];
+            let v = self
+                .eval_many(&calls)
+                .await
+                .pop()
+                .unwrap_or_else(|| Ok(Value::Null))
+                .map_err(|e| self.err("forgetting hosts", &e))?;
+            out.hosts_removed = value_i64(&v).unwrap_or_default() as usize;
+        }
+        Ok(out)
+    }
+}
+
+impl TickStore for RedisStore {
+    type Cursor = RedisCursor;
+
+    fn append(
+        &self,
+        ticks: &[Tick],
+    ) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send {
+        self.append_ticks(ticks)
+    }
+
+    fn range(
+        &self,
+        host: &HostName,
+        from: Millis,
+        to: Millis,
+    ) -> impl Future<Output = Result<Vec<Tick>, StoreError>> + Send {
+        self.range_ticks(host, from, to)
+    }
+
+    fn read_new(
+        &self,
+        cursor: &RedisCursor,
+    ) -> impl Future<Output = Result<NewTicks<RedisCursor>, StoreError>> + Send {
+        self.read_new_ticks(cursor)
+    }
+
+    fn cursor_now(&self) -> impl Future<Output = Result<RedisCursor, StoreError>> + Send {
+        self.cursor_at_end()
+    }
+
+    fn hosts(&self) -> impl Future<Output = Result<Vec<HostInfo>, StoreError>> + Send {
+        self.registry()
+    }
+
+    fn prune(
+        &self,
+        before: Millis,
+    ) -> impl Future<Output = Result<PruneOutcome, StoreError>> + Send {
+        self.prune_before(before)
+    }
+}
+
+/// What a `read_new` has gathered so far.
+#[derive(Default)]
+struct Page {
+    ticks: Vec<Tick>,
+    positions: BTreeMap<HostName, StreamId>,
+    /// Hosts with a full page: read again from their last position.
+    more: Vec<(HostName, Option<StreamId>)>,
+}
+
+/// Sends `pipeline` and returns exactly `n` replies (missing ones are
+/// errors, so no caller can skip a host silently).
+async fn replies(
+    pipeline: &fred::clients::Pipeline<Client>,
+    n: usize,
+) -> Vec<Result<Value, Error>> {
+    let mut results = pipeline.try_all::<Value>().await;
+    results.resize_with(n, || {
+        Err(Error::new(
+            ErrorKind::Unknown,
+            "no reply to a pipelined command",
+        ))
+    });
+    results
+}
+
+/// Queues `EVALSHA` in `pipeline`, routed by the first key's hash slot
+/// (fred's pipelines have no typed `evalsha`).
+async fn queue_evalsha(
+    pipeline: &fred::clients::Pipeline<Client>,
+    script: &Script,
+    keys: &[String],
+    args: &[Value],
+) -> Result<(), Error> {
+    let slot = keys.first().map_or(ClusterHash::Random, |k| {
+        ClusterHash::Custom(redis_keyslot(k.as_bytes()))
+    });
+    let mut all: Vec<Value> = Vec::with_capacity(2 + keys.len() + args.len());
+    all.push(script.sha1().clone().into());
+    all.push(Value::Integer(keys.len() as i64));
+    all.extend(keys.iter().map(|k| Value::from(k.as_str())));
+    all.extend(args.iter().cloned());
+    pipeline
+        .custom::<(), Value>(CustomCommand::new("EVALSHA", slot, false), all)
+        .await
+}
+
+/// One decoded stream entry.
+struct Entry<'a> {
+    id: StreamId,
+    late_ts: Option<Millis>,
+    values: &'a [u8],
+}
+
+impl Entry<'_> {
+    fn into_tick(self, host: &HostName) -> Result<Tick, String> {
+        let ts = match self.late_ts {
+            Some(ts) => ts,
+            None => Millis::try_from(self.id.ms)
+                .map_err(|_| format!("entry {}: ts out of range", self.id))?,
+        };
+        let values = codec::decode(self.values).map_err(|e| format!("entry {}: {e}", self.id))?;
+        Ok(Tick {
+            host: host.clone(),
+            ts,
+            values,
+        })
+    }
+}
+
+fn parse_entry(v: &Value) -> Result<Entry<'_>, String> {
+    let Value::Array(parts) = v else {
+        return Err(format!("unexpected stream entry {v:?}"));
+    };
+    let [id, fields] = parts.as_slice() else {
+        return Err(format!("unexpected stream entry {v:?}"));
+    };
+    let id_text = id.as_str().unwrap_or_default();
+    let id = StreamId::parse(&id_text).ok_or_else(|| format!("bad stream id {id_text:?}"))?;
+    let Value::Array(fields) = fields else {
+        return Err(format!("entry {id}: unexpected fields {fields:?}"));
+    };
+    let mut late_ts = None;
+    let mut values = None;
+    for pair in fields.chunks_exact(2) {
+        match pair[0].as_bytes() {
+            Some(b"v") => values = pair[1].as_bytes(),
+            Some(b"t") => late_ts = value_i64(&pair[1]),
+            _ => {}
+        }
+    }
+    let values = values.ok_or_else(|| format!("entry {id}: no field v"))?;
+    if id.seq > 0 && late_ts.is_none() {
+        return Err(format!("entry {id}: a late entry without field t"));
+    }
+    Ok(Entry {
+        id,
+        late_ts,
+        values,
+    })
+}
+
+fn value_i64(v: &Value) -> Option<i64> {
+    match v {
+        Value::Integer(i) => Some(*i),
+        other => other.as_str().and_then(|s| s.parse().ok()),
+    }
+}
+
+fn pair_of_ints(v: &Value) -> Option<(i64, i64)> {
+    match v {
+        Value::Array(a) if a.len() == 2 => Some((value_i64(&a[0])?, value_i64(&a[1])?)),
+        _ => None,
+    }
+}
