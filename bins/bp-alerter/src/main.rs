@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use bp_alerter::{EXIT_BAD_INPUT, RunConfig, offline};
 use clap::{Args, Parser, Subcommand};
+use metrics_model::duration::parse_positive;
 use metrics_model::{Deployment, Duration, HostName};
 
 #[derive(Debug, Parser)]
@@ -74,13 +75,13 @@ enum Command {
         rules: PathBuf,
         /// Evaluation instants are the multiples of this interval
         /// [default: the file's watcherInterval, else 10s].
-        #[arg(long, value_parser = parse_duration)]
+        #[arg(long, value_parser = parse_positive)]
         watcher_interval: Option<Duration>,
     },
     /// List open and recent incidents, the outbox and dead letters from Redis (cluster mode).
     Incidents {
         /// Resolved incidents that ended within this duration.
-        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        #[arg(long, default_value = "24h", value_parser = parse_positive)]
         since: Duration,
         /// At most this many resolved incidents and dead letters.
         #[arg(long, default_value_t = 50)]
@@ -95,17 +96,6 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let d: Duration = text
-        .parse()
-        .map_err(|e: metrics_model::duration::DurationError| e.to_string())?;
-    if d.is_zero() {
-        Err("must be greater than 0".to_owned())
-    } else {
-        Ok(d)
-    }
 }
 
 fn main() -> ExitCode {

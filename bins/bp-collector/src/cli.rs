@@ -12,6 +12,7 @@ use agent::config::{DEFAULT_MAX_CUSTOM_FIELDS, DEFAULT_STATSD_BUFFER, buffer_tic
 use clap::{Args, Parser, Subcommand};
 use metrics_model::config::MonitoringConfig;
 use metrics_model::deployment::Deployment;
+use metrics_model::duration::parse_positive;
 use metrics_model::token::Token;
 use metrics_model::{Duration, HostName};
 
@@ -61,7 +62,7 @@ pub struct RunArgs {
     #[arg(long, env = "BP_NODE_NAME", value_name = "NAME")]
     pub node: Option<String>,
     /// Collection interval, e.g. 10s [default: the config file's, else 10s].
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive)]
     pub interval: Option<Duration>,
     /// StatsD UDP address, or "off".
     #[arg(long, value_name = "ADDR|off", default_value = DEFAULT_STATSD)]
@@ -87,7 +88,7 @@ pub struct RunArgs {
     pub max_custom_fields: usize,
     /// How much time of ticks to keep while the store is unreachable; past
     /// it the oldest are dropped (and counted).
-    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_positive)]
     pub buffer: Duration,
     /// Longest wait for the store when shutting down before the remaining
     /// buffered ticks are given up (and counted in the log).

@@ -146,6 +146,18 @@ impl FromStr for Duration {
     }
 }
 
+/// The one adapter for durations given on a command line or in an API
+/// parameter: the strict grammar only, and greater than zero. The error is
+/// the text the user sees after the flag's or parameter's name.
+pub fn parse_positive(text: &str) -> Result<Duration, String> {
+    let d: Duration = text.parse().map_err(|e: DurationError| e.to_string())?;
+    if d.is_zero() {
+        Err("must be greater than 0".to_owned())
+    } else {
+        Ok(d)
+    }
+}
+
 /// The units of the npm `ms` library (v2), lower-cased, and their length in
 /// milliseconds (a year is 365.25 days, as `ms` says).
 const MS_LIBRARY_UNITS: [(&[&str], f64); 7] = [

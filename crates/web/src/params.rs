@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 
 use metrics_model::time::{Millis, parse_rfc3339};
-use metrics_model::{Duration, Field, HostName};
+use metrics_model::{Field, HostName};
 
 use crate::api::ApiError;
 use crate::cache::{self, Grid, Stat};
@@ -91,14 +91,8 @@ impl<'a> Args<'a> {
         let Some(text) = self.get(name) else {
             return Ok(None);
         };
-        let d: Duration = text
-            .parse()
-            .map_err(|e: metrics_model::duration::DurationError| {
-                ApiError::bad(name, e.to_string())
-            })?;
-        if d.is_zero() {
-            return Err(ApiError::bad(name, "must be greater than 0"));
-        }
+        let d =
+            metrics_model::duration::parse_positive(text).map_err(|e| ApiError::bad(name, e))?;
         Ok(Some(d.as_millis_i64()))
     }
 
