@@ -64,6 +64,12 @@ pub async fn run(
     if let Some(w) = alerter::config::hook_directory_warning(&cfg.config, &cfg.hooks) {
         warn!("{w}");
     }
+    // Every hook process through this binary's hook runner: complete
+    // payloads only, and no hook outlives this process.
+    match std::env::current_exe() {
+        Ok(exe) => incidents::hooks::runner::use_runner(exe),
+        Err(e) => warn!(error = %e, "cannot find this binary: hooks run without the hook runner"),
+    }
     let http_server = match &cfg.http {
         Some(h) => Some(http::bind(h).await?),
         None => None,

@@ -99,6 +99,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // The hidden hook runner (see `incidents::hooks::runner`): this binary
+    // re-executed between the alerter and each hook process.
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if raw
+        .get(1)
+        .is_some_and(|a| a == incidents::hooks::runner::SUBCOMMAND)
+    {
+        let code = incidents::hooks::runner::main(&raw[2..]);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let cli = Cli::parse();
     let code = match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(&cli.run),

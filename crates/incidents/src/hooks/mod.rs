@@ -25,6 +25,7 @@ pub mod alertmanager;
 pub mod config;
 pub mod files;
 pub mod process;
+pub mod runner;
 pub mod webhook;
 
 pub use config::{AlertmanagerConfig, HooksConfig, WatchdogConfig, WebhookConfig};

@@ -121,7 +121,19 @@ impl Drop for GroupGuard {
 /// Runs the process to completion or timeout. `Ok` when it exits with
 /// status 0.
 pub async fn run(spec: ProcessSpec) -> Result<(), HookError> {
-    let mut cmd = Command::new(&spec.program);
+    // Through the hook runner when one is set (the alerter): the payload is
+    // checked whole before the hook starts, and the hook dies with the
+    // alerter. The runner leads the process group, so the group kill below
+    // ends it and the hook alike.
+    let mut cmd = match super::runner::runner() {
+        Some(runner) => {
+            let mut c = Command::new(runner);
+            c.args(super::runner::runner_args(spec.timeout.to_std()))
+                .arg(&spec.program);
+            c
+        }
+        None => Command::new(&spec.program),
+    };
     cmd.args(&spec.args)
         .envs(
             spec.env
