@@ -30,20 +30,21 @@
 //! `cargo build --release -p bp-alerter -p bp-collector --bins --example faults && target/release/examples/faults [--only NAME]`
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use metrics_model::Tick;
 use metrics_model::store::{AlertStore, TickStore};
-use metrics_model::{RedisUrl, Tick};
-use redis_store::{RedisCursor, RedisOptions, RedisStore};
-use serde_json::{Value, json};
+use metrics_model::time::now_ms;
+use redis_store::RedisCursor;
+use serde_json::json;
+use test_support::harness::{
+    Call, Client, HANGING_HOOK, Proc, RECORD_HOOK, Setup, Transition, collector_args, dedup,
+    series, start_in,
+};
 use test_support::{RedisServer, RedisServerOptions, heavy_test_lock, wait_until};
-
-const RECORD_HOOK: &str = "#!/bin/sh\nprintf '%s|%s|%s|%s|%s|%s\\n' \"$BP_IDEMPOTENCY_KEY\" \"$BP_INCIDENT_EVENT\" \"$BP_INCIDENT_RULE_NAME\" \"$BP_INCIDENT_HOST_NAME\" \"$BP_INCIDENT_START_TIME\" \"$BP_INCIDENT_END_TIME\" >> 'OUT'\n";
 
 const RULES: &str = r#"[
   { "name": "High CPU", "field": "cpu.usage", "aggregation": "avg", "operand": "equalOrMoreThan",
@@ -66,208 +67,27 @@ struct Bins {
     collector: PathBuf,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+impl Bins {
+    /// `bp-alerter run` as node `name` with `setup`'s config.
+    fn alerter(&self, setup: &Setup, url: &str, name: &str) -> Result<Proc> {
+        Ok(setup.alerter(&self.alerter, url, name)?)
+    }
 
-/// A connection to a test Redis with the runtime it lives on.
-struct Client {
-    rt: tokio::runtime::Runtime,
-    store: RedisStore,
-}
-
-impl Client {
-    fn new(url: &str) -> Result<Client> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let url = RedisUrl::parse(url).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let store = rt.block_on(RedisStore::connect(RedisOptions::new(url, "bp")))?;
-        Ok(Client { rt, store })
+    /// What `bp-alerter replay` says of `ticks`, sorted.
+    fn replay(&self, setup: &Setup, ticks: &[Tick]) -> Result<Vec<Transition>> {
+        setup
+            .replay(&self.alerter, ticks)
+            .context("bp-alerter replay")
     }
 }
-
-/// A child process killed (SIGKILL) on drop, with its output in a file.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command, log: PathBuf) -> Result<Proc> {
-        let file = std::fs::File::create(&log)?;
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .spawn()
-            .with_context(|| format!("spawn {cmd:?}"))?;
-        Ok(Proc { child, log })
-    }
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-    fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-    fn terminate(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        if !wait_until(Duration::from_secs(10), || {
-            matches!(self.child.try_wait(), Ok(Some(_)))
-        }) {
-            self.kill9();
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-/// A temporary directory with an alerter config and a hook.
-struct Setup {
-    dir: tempfile::TempDir,
-}
-
-#[derive(Debug, Clone)]
-struct Call {
-    key: String,
-    event: String,
-    rule: String,
-    host: String,
-    at: i64,
-}
-
-impl Setup {
-    fn new(hook_body: &str, hooks_extra: &Value) -> Result<Setup> {
-        let dir = tempfile::Builder::new().prefix("bp-faults-").tempdir()?;
-        let hooks = dir.path().join("hooks");
-        std::fs::create_dir(&hooks)?;
-        let script = hooks.join("record.sh");
-        let out = dir.path().join("hook.out");
-        std::fs::write(
-            &script,
-            hook_body.replace("OUT", &out.display().to_string()),
-        )?;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
-        let mut hooks_cfg = json!({ "directory": hooks, "timeout": "5s", "retryBackoff": "100ms" });
-        if let (Some(cfg), Some(extra)) = (hooks_cfg.as_object_mut(), hooks_extra.as_object()) {
-            for (k, v) in extra {
-                cfg.insert(k.clone(), v.clone());
-            }
-        }
-        let config = json!({
-            "monitoring": { "collectionInterval": "1s" },
-            "alerting": {
-                "watcherInterval": "1s",
-                "evaluationDelay": "300ms",
-                "rules": serde_json::from_str::<Value>(RULES)?,
-                "hooks": hooks_cfg,
-            }
-        });
-        std::fs::write(dir.path().join("config.json"), config.to_string())?;
-        Ok(Setup { dir })
-    }
-
-    fn config(&self) -> PathBuf {
-        self.dir.path().join("config.json")
-    }
-
-    fn alerter(&self, bins: &Bins, url: &str, name: &str) -> Result<Proc> {
-        let mut cmd = Command::new(&bins.alerter);
-        cmd.args(["run", "--config"])
-            .arg(self.config())
-            .args(["--node", name, "--listen", "127.0.0.1:0", "--statsd", "off"])
-            .env("REDIS_URL", url)
-            .env("RUST_LOG", "info")
-            .env_remove("CLUSTER_ENABLED");
-        Proc::spawn(cmd, self.dir.path().join(format!("{name}.log")))
-    }
-
-    /// Hook calls so far, in call order.
-    fn calls(&self) -> Vec<Call> {
-        let text = std::fs::read_to_string(self.dir.path().join("hook.out")).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split('|').collect();
-                if f.len() < 6 {
-                    return None;
-                }
-                let time = if f[1] == "opened" { f[4] } else { f[5] };
-                Some(Call {
-                    key: f[0].to_owned(),
-                    event: f[1].to_owned(),
-                    rule: f[2].to_owned(),
-                    host: f[3].to_owned(),
-                    at: metrics_model::time::parse_rfc3339(time)?,
-                })
-            })
-            .collect()
-    }
-
-    /// What `bp-alerter replay` says of `ticks`: `(event, rule, host, at)`, sorted.
-    fn replay(&self, bins: &Bins, ticks: &[Tick]) -> Result<Vec<Transition>> {
-        let mut child = Command::new(&bins.alerter)
-            .args(["replay", "--rules"])
-            .arg(self.config())
-            .args(["--watcher-interval", "1s"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let mut stdin = child.stdin.take().context("replay stdin")?;
-        for t in ticks {
-            writeln!(stdin, "{}", t.to_json_line())?;
-        }
-        drop(stdin);
-        let out = child.wait_with_output()?;
-        ensure!(out.status.success(), "bp-alerter replay failed");
-        let mut v = Vec::new();
-        for l in String::from_utf8(out.stdout)?.lines() {
-            let j: Value = serde_json::from_str(l)?;
-            let i = &j["incident"];
-            v.push((
-                j["event"].as_str().context("event")?.to_owned(),
-                i["ruleName"].as_str().context("ruleName")?.to_owned(),
-                i["hostName"].as_str().context("hostName")?.to_owned(),
-                j["at"].as_i64().context("at")?,
-            ));
-        }
-        v.sort();
-        Ok(v)
-    }
-}
-
-type Transition = (String, String, String, i64);
 
 /// A scenario's name and body.
 type Scenario<'a> = (&'static str, Box<dyn Fn() -> Result<Row> + 'a>);
 
 fn transitions(calls: &[Call]) -> Vec<Transition> {
-    let mut v: Vec<_> = calls
-        .iter()
-        .map(|c| (c.event.clone(), c.rule.clone(), c.host.clone(), c.at))
-        .collect();
+    let mut v: Vec<_> = calls.iter().map(Call::transition).collect();
     v.sort();
     v
-}
-
-fn dedup(calls: &[Call]) -> Vec<Call> {
-    let mut seen = BTreeSet::new();
-    calls
-        .iter()
-        .filter(|c| seen.insert(c.key.clone()))
-        .cloned()
-        .collect()
 }
 
 /// Expected transitions missing from `got`, and transitions in `got` not expected.
@@ -290,28 +110,6 @@ fn diff(expected: &[Transition], got: &[Transition]) -> (usize, usize) {
     (missing, extra)
 }
 
-/// `host`'s ticks stamped `t0 + i s`, `values` as (count, value) runs.
-fn series(host: &str, t0: i64, values: &[(usize, f64)]) -> Result<Vec<Tick>> {
-    let mut out = Vec::new();
-    let mut slot = 0;
-    for &(count, v) in values {
-        for _ in 0..count {
-            out.push(Tick::new(
-                host.parse().map_err(|e| anyhow::anyhow!("{e}"))?,
-                t0 + slot * 1000,
-                [("cpu.usage".parse().map_err(|e| anyhow::anyhow!("{e}"))?, v)],
-            ));
-            slot += 1;
-        }
-    }
-    Ok(out)
-}
-
-/// The first whole second at least `lead_ms` from now.
-fn start_in(lead_ms: i64) -> i64 {
-    (now_ms() + lead_ms) / 1000 * 1000 + 1000
-}
-
 fn redis_pid(redis: &RedisServer) -> Result<u32> {
     redis
         .cli(&["info", "server"])
@@ -330,18 +128,9 @@ fn redis_kill(bins: &Bins, outage: Duration) -> Result<Row> {
     let url = redis.url();
     let dir = tempfile::Builder::new().prefix("bp-faults-").tempdir()?;
     let mut cmd = Command::new(&bins.collector);
-    cmd.args([
-        "--node",
-        "fault-c",
-        "--interval",
-        "1s",
-        "--statsd",
-        "off",
-        "--http",
-        "127.0.0.1:0",
-    ])
-    .env("REDIS_URL", &url)
-    .env("RUST_LOG", "info");
+    cmd.args(collector_args("fault-c", "off", "127.0.0.1:0"))
+        .env("REDIS_URL", &url)
+        .env("RUST_LOG", "info");
     let mut collector = Proc::spawn(cmd, dir.path().join("collector.log"))?;
     let host: metrics_model::HostName = "fault-c".parse().map_err(|e| anyhow::anyhow!("{e}"))?;
     let stored = |c: &Client| -> Vec<Tick> {
@@ -349,7 +138,7 @@ fn redis_kill(bins: &Bins, outage: Duration) -> Result<Row> {
             .unwrap_or_default()
     };
     {
-        let c = Client::new(&url)?;
+        let c = Client::connect(&url)?;
         ensure!(
             wait_until(Duration::from_secs(30), || stored(&c).len() >= 3),
             "no ticks before the outage:\n{}",
@@ -365,7 +154,7 @@ fn redis_kill(bins: &Bins, outage: Duration) -> Result<Row> {
     std::thread::sleep(outage);
     redis.restart();
     let back_at = now_ms();
-    let c = Client::new(&url)?;
+    let c = Client::connect(&url)?;
     let flushed = wait_until(Duration::from_secs(30), || {
         stored(&c).last().is_some_and(|t| t.ts >= back_at + 2000)
     });
@@ -417,13 +206,13 @@ fn redis_kill(bins: &Bins, outage: Duration) -> Result<Row> {
 fn alerter_kill(bins: &Bins) -> Result<Row> {
     let redis = RedisServer::start();
     let url = redis.url();
-    let setup = Setup::new(RECORD_HOOK, &json!({}))?;
+    let setup = Setup::new(RULES, RECORD_HOOK, &json!({}))?;
     let t0 = start_in(3000);
-    let ticks = series("node-x", t0, &[(10, 90.0), (12, 10.0)])?;
-    let c = Client::new(&url)?;
-    c.rt.block_on(c.store.append(&ticks))?;
-    let expected = setup.replay(bins, &ticks)?;
-    let mut first = setup.alerter(bins, &url, "first")?;
+    let ticks = series("node-x", t0, "cpu.usage", &[(10, 90.0), (12, 10.0)]);
+    let c = Client::connect(&url)?;
+    c.append(&ticks)?;
+    let expected = bins.replay(&setup, &ticks)?;
+    let mut first = bins.alerter(&setup, &url, "first")?;
     ensure!(
         wait_until(Duration::from_secs(30), || setup
             .calls()
@@ -434,7 +223,7 @@ fn alerter_kill(bins: &Bins) -> Result<Row> {
     );
     first.kill9();
     let killed = Instant::now();
-    let second = setup.alerter(bins, &url, "second")?;
+    let second = bins.alerter(&setup, &url, "second")?;
     let expected_resolves = expected.iter().filter(|t| t.0 == "resolved").count();
     let resolved = wait_until(Duration::from_secs(40), || {
         dedup(&setup.calls())
@@ -481,19 +270,20 @@ fn alerter_kill(bins: &Bins) -> Result<Row> {
 fn leader_kill(bins: &Bins) -> Result<Row> {
     let redis = RedisServer::start();
     let url = redis.url();
-    let setup = Setup::new(RECORD_HOOK, &json!({}))?;
+    let setup = Setup::new(RULES, RECORD_HOOK, &json!({}))?;
     let t0 = start_in(4000);
     let ticks = series(
         "node-y",
         t0,
+        "cpu.usage",
         &[(4, 90.0), (10, 10.0), (4, 90.0), (10, 10.0), (4, 90.0)],
-    )?;
+    );
     let last = ticks.last().context("ticks")?.ts;
-    let c = Client::new(&url)?;
-    c.rt.block_on(c.store.append(&ticks))?;
-    let expected = setup.replay(bins, &ticks)?;
-    let mut a = setup.alerter(bins, &url, "alerter-a")?;
-    let mut b = setup.alerter(bins, &url, "alerter-b")?;
+    let c = Client::connect(&url)?;
+    c.append(&ticks)?;
+    let expected = bins.replay(&setup, &ticks)?;
+    let mut a = bins.alerter(&setup, &url, "alerter-a")?;
+    let mut b = bins.alerter(&setup, &url, "alerter-b")?;
     let holder = || {
         c.rt.block_on(c.store.lease())
             .ok()
@@ -511,9 +301,9 @@ fn leader_kill(bins: &Bins) -> Result<Row> {
         b.log()
     );
     let leader = holder().context("lease lost")?;
-    let a_pid = a.child.id();
+    let a_pid = a.pid();
     let (victim, survivor_pid) = if leader.contains(&format!(":{a_pid}:")) {
-        (&mut a, b.child.id())
+        (&mut a, b.pid())
     } else {
         (&mut b, a_pid)
     };
@@ -572,16 +362,22 @@ fn hanging_hook(bins: &Bins) -> Result<Row> {
     let redis = RedisServer::start();
     let url = redis.url();
     let setup = Setup::new(
-        "#!/bin/sh\nexec sleep 600\n",
+        RULES,
+        HANGING_HOOK,
         &json!({ "timeout": "1s", "maxAttempts": 1 }),
     )?;
     let t0 = start_in(2000);
-    let ticks = series("node-h", t0, &[(3, 90.0), (6, 10.0), (3, 90.0)])?;
+    let ticks = series(
+        "node-h",
+        t0,
+        "cpu.usage",
+        &[(3, 90.0), (6, 10.0), (3, 90.0)],
+    );
     let last = ticks.last().context("ticks")?.ts;
-    let c = Client::new(&url)?;
-    c.rt.block_on(c.store.append(&ticks))?;
-    let expected = setup.replay(bins, &ticks)?;
-    let alerter = setup.alerter(bins, &url, "alerter-h")?;
+    let c = Client::connect(&url)?;
+    c.append(&ticks)?;
+    let expected = bins.replay(&setup, &ticks)?;
+    let alerter = bins.alerter(&setup, &url, "alerter-h")?;
     let evaluated = || {
         c.rt.block_on(c.store.load())
             .ok()
@@ -641,11 +437,11 @@ fn redis_unreachable(bins: &Bins) -> Result<Row> {
     });
     let url = redis.url_with_auth("default", "s3cret-pw");
     redis.stop();
-    let setup = Setup::new(RECORD_HOOK, &json!({}))?;
-    let mut alerter = setup.alerter(bins, &url, "patient")?;
+    let setup = Setup::new(RULES, RECORD_HOOK, &json!({}))?;
+    let mut alerter = bins.alerter(&setup, &url, "patient")?;
     let retries = || {
         alerter_log_retries(
-            &std::fs::read_to_string(setup.dir.path().join("patient.log")).unwrap_or_default(),
+            &std::fs::read_to_string(setup.dir().join("patient.log")).unwrap_or_default(),
         )
     };
     let down_for = Duration::from_secs(5);
@@ -658,7 +454,7 @@ fn redis_unreachable(bins: &Bins) -> Result<Row> {
     let leaked = alerter.log().contains("s3cret-pw");
     redis.restart();
     let back = Instant::now();
-    let c = Client::new(&url)?;
+    let c = Client::connect(&url)?;
     let active = wait_until(Duration::from_secs(30), || {
         c.rt.block_on(c.store.lease())
             .ok()

@@ -17,6 +17,7 @@ use redis_store::{RedisOptions, RedisStore};
 use rules_engine::{Config, Engine, EngineOptions};
 use serde_json::{Value, json};
 use test_support::RedisServer;
+use test_support::tls::{Certificates, make_certificates};
 use web::{self as http, AppState, HttpConfig, TlsFiles, Token};
 
 const NASTY_RULE: &str = "CPU <script>window.__pwned=1</script> \"quoted\" 'single' \\ back";
@@ -521,90 +522,10 @@ fn non_loopback_needs_a_token() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--listen"));
 }
 
-/// A test CA and a certificate for 127.0.0.1 signed by it: (cert, key, CA cert).
-fn make_certificates(
-    dir: &std::path::Path,
-) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    let ca_cert = dir.join("ca.pem");
-    let openssl = |args: &[&str]| {
-        let status = Command::new("openssl")
-            .current_dir(dir)
-            .args(args)
-            .stderr(Stdio::null())
-            .status()
-            .expect("openssl is needed to make a test certificate");
-        assert!(status.success(), "openssl {args:?}");
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    openssl(
-        &[
-            &["req", "-x509"][..],
-            &ec,
-            &[
-                "-days",
-                "2",
-                "-subj",
-                "/CN=bp test CA",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-            ],
-        ]
-        .concat(),
-    );
-    openssl(
-        &[
-            &["req"][..],
-            &ec,
-            &[
-                "-subj",
-                "/CN=127.0.0.1",
-                "-keyout",
-                "key.pem",
-                "-out",
-                "leaf.csr",
-            ],
-        ]
-        .concat(),
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "cert.pem",
-    ]);
-    (cert, key, ca_cert)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key, ca_cert) = make_certificates(dir.path());
+    let Certificates { ca_cert, cert, key } = make_certificates(dir.path());
     let mut s = start(
         MemoryStore::new(),
         MemoryAlertStore::new(),

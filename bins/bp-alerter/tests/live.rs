@@ -7,58 +7,21 @@
 //! transitions come from `bp-alerter replay` over the same ticks.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use metrics_model::store::{AlertStore, TickStore};
-use metrics_model::{RedisUrl, Tick};
-use redis_store::{RedisOptions, RedisStore};
+use metrics_model::Tick;
+use metrics_model::store::AlertStore;
+use metrics_model::time::now_ms;
 use serde_json::{Value, json};
+use test_support::harness::{
+    Call, Client, HANGING_HOOK, Proc, RECORD_HOOK, Setup, Transition, dedup, hook_dir, series,
+    start_in,
+};
 use test_support::{RedisServer, heavy_test_lock, wait_until};
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// A client of the test's Redis, with the runtime its connection lives on.
-struct Client {
-    rt: tokio::runtime::Runtime,
-    store: RedisStore,
-}
-
-impl Client {
-    fn new(redis: &RedisServer) -> Client {
-        let rt = rt();
-        let url = RedisUrl::parse(&redis.url()).unwrap();
-        let store = rt
-            .block_on(RedisStore::connect(RedisOptions::new(url, "bp")))
-            .unwrap();
-        Client { rt, store }
-    }
-
-    fn append(&self, ticks: &[Tick]) {
-        self.rt.block_on(self.store.append(ticks)).unwrap();
-    }
-}
-
-/// A test directory with a config, a hook that appends one line per call,
-/// and the ticks as JSON lines.
-struct Setup {
-    dir: tempfile::TempDir,
-}
+const BIN: &str = env!("CARGO_BIN_EXE_bp-alerter");
 
 const RULES: &str = r#"[
   { "name": "High CPU", "field": "cpu.usage", "aggregation": "avg", "operand": "equalOrMoreThan",
@@ -67,141 +30,30 @@ const RULES: &str = r#"[
     "value": 5, "timeframe": "5s" }
 ]"#;
 
-/// `dir/hooks/record.sh` with `body` (where `OUT` becomes `dir/hook.out`):
-/// returns the hook directory and the output file.
-fn hook_dir(dir: &std::path::Path, body: &str) -> (PathBuf, PathBuf) {
-    let hooks = dir.join("hooks");
-    std::fs::create_dir(&hooks).unwrap();
-    let out = dir.join("hook.out");
-    let script = hooks.join("record.sh");
-    std::fs::write(&script, body.replace("OUT", &out.display().to_string())).unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    (hooks, out)
+/// A test directory with [`RULES`], the hook `hook_body` and `hooks_extra`.
+fn new_setup(hook_body: &str, hooks_extra: &Value) -> Setup {
+    Setup::new(RULES, hook_body, hooks_extra).expect("write the test directory")
 }
 
-impl Setup {
-    fn new(hook_body: &str, hooks_extra: &Value) -> Setup {
-        let dir = tempfile::tempdir().unwrap();
-        let (hooks, _) = hook_dir(dir.path(), hook_body);
-        let mut hooks_cfg = json!({ "directory": hooks, "timeout": "5s", "retryBackoff": "100ms" });
-        for (k, v) in hooks_extra.as_object().unwrap() {
-            hooks_cfg[k] = v.clone();
-        }
-        let config = json!({
-            "monitoring": { "collectionInterval": "1s" },
-            "alerting": {
-                "watcherInterval": "1s",
-                "evaluationDelay": "300ms",
-                "rules": serde_json::from_str::<Value>(RULES).unwrap(),
-                "hooks": hooks_cfg,
-            }
-        });
-        std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
-        Setup { dir }
-    }
-
-    fn config(&self) -> PathBuf {
-        self.dir.path().join("config.json")
-    }
-
-    /// Hook calls so far: `(idempotency key, event, rule, host, time)`.
-    fn calls(&self) -> Vec<Call> {
-        let text = std::fs::read_to_string(self.dir.path().join("hook.out")).unwrap_or_default();
-        text.lines()
-            .map(|l| {
-                let f: Vec<&str> = l.split('|').collect();
-                let time = if f[1] == "opened" { f[4] } else { f[5] };
-                Call {
-                    key: f[0].to_owned(),
-                    event: f[1].to_owned(),
-                    rule: f[2].to_owned(),
-                    host: f[3].to_owned(),
-                    at: metrics_model::time::parse_rfc3339(time)
-                        .unwrap_or_else(|| panic!("bad time in {l}")),
-                }
-            })
-            .collect()
-    }
+/// `bp-alerter run` as node `name` against `redis_url`.
+fn start_alerter(redis_url: &str, setup: &Setup, name: &str) -> Proc {
+    setup
+        .alerter(Path::new(BIN), redis_url, name)
+        .expect("bp-alerter starts")
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Call {
-    key: String,
-    event: String,
-    rule: String,
-    host: String,
-    at: i64,
+/// What `bp-alerter replay` says of the same ticks: `(event, rule, host, at)`.
+fn replay(setup: &Setup, ticks: &[Tick]) -> Vec<Transition> {
+    setup
+        .replay(Path::new(BIN), ticks)
+        .expect("bp-alerter replay")
 }
 
-const RECORD_HOOK: &str = "#!/bin/sh\nprintf '%s|%s|%s|%s|%s|%s\\n' \"$BP_IDEMPOTENCY_KEY\" \"$BP_INCIDENT_EVENT\" \"$BP_INCIDENT_RULE_NAME\" \"$BP_INCIDENT_HOST_NAME\" \"$BP_INCIDENT_START_TIME\" \"$BP_INCIDENT_END_TIME\" >> 'OUT'\n";
-
-struct Alerter {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Alerter {
-    fn start(redis: &RedisServer, setup: &Setup, name: &str) -> Alerter {
-        let log = setup.dir.path().join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_bp-alerter"))
-            .args([
-                "run",
-                "--config",
-                setup.config().to_str().unwrap(),
-                "--node",
-                name,
-                "--listen",
-                "127.0.0.1:0",
-                "--statsd",
-                "off",
-            ])
-            .env("REDIS_URL", redis.url())
-            .env("RUST_LOG", "info")
-            .env_remove("CLUSTER_ENABLED")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .expect("bp-alerter starts");
-        Alerter { child, log }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Alerter {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-/// Slot `i` of a series stamped `t0 + i s`.
-fn series(host: &str, t0: i64, field: &str, values: &[(usize, f64)]) -> Vec<Tick> {
-    let mut out = Vec::new();
-    let mut slot = 0;
-    for &(count, v) in values {
-        for _ in 0..count {
-            out.push(Tick::new(
-                host.parse().unwrap(),
-                t0 + slot * 1000,
-                [(field.parse().unwrap(), v)],
-            ));
-            slot += 1;
-        }
-    }
-    out
+/// Appends `ticks` to `redis` through the Redis store.
+fn append(redis: &RedisServer, ticks: &[Tick]) -> Client {
+    let c = Client::connect(&redis.url()).expect("connect to the test Redis");
+    c.append(ticks).expect("append ticks");
+    c
 }
 
 fn merge(ticks: Vec<Tick>) -> Vec<Tick> {
@@ -214,77 +66,26 @@ fn merge(ticks: Vec<Tick>) -> Vec<Tick> {
     by.into_values().collect()
 }
 
-/// What `bp-alerter replay` says of the same ticks: `(event, rule, host, at)`.
-fn replay(setup: &Setup, ticks: &[Tick]) -> Vec<(String, String, String, i64)> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bp-alerter"))
-        .args([
-            "replay",
-            "--rules",
-            setup.config().to_str().unwrap(),
-            "--watcher-interval",
-            "1s",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    for t in ticks {
-        writeln!(stdin, "{}", t.to_json_line()).unwrap();
-    }
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            let i = &v["incident"];
-            (
-                v["event"].as_str().unwrap().to_owned(),
-                i["ruleName"].as_str().unwrap().to_owned(),
-                i["hostName"].as_str().unwrap().to_owned(),
-                v["at"].as_i64().unwrap(),
-            )
-        })
-        .collect()
+fn summary(calls: &[Call], until: i64) -> Vec<Transition> {
+    sort_expected(
+        calls
+            .iter()
+            .filter(|c| c.at <= until)
+            .map(Call::transition)
+            .collect(),
+    )
 }
 
-fn summary(calls: &[Call], until: i64) -> Vec<(String, String, String, i64)> {
-    let mut s: Vec<_> = calls
-        .iter()
-        .filter(|c| c.at <= until)
-        .map(|c| (c.event.clone(), c.rule.clone(), c.host.clone(), c.at))
-        .collect();
-    s.sort_by(|a, b| (a.3, &a.1, &a.2).cmp(&(b.3, &b.1, &b.2)));
-    s
-}
-
-fn sort_expected(mut v: Vec<(String, String, String, i64)>) -> Vec<(String, String, String, i64)> {
+fn sort_expected(mut v: Vec<Transition>) -> Vec<Transition> {
     v.sort_by(|a, b| (a.3, &a.1, &a.2).cmp(&(b.3, &b.1, &b.2)));
     v
-}
-
-fn dedup(calls: &[Call]) -> Vec<Call> {
-    let mut seen = BTreeSet::new();
-    calls
-        .iter()
-        .filter(|c| seen.insert(c.key.clone()))
-        .cloned()
-        .collect()
-}
-
-/// The first whole second at least `lead_ms` from now.
-fn start_in(lead_ms: i64) -> i64 {
-    (now_ms() + lead_ms) / 1000 * 1000 + 1000
 }
 
 #[test]
 fn three_nodes_open_resolve_respect_cooldown_and_match_replay() {
     let _heavy = heavy_test_lock();
     let redis = RedisServer::start();
-    let setup = Setup::new(RECORD_HOOK, &json!({}));
+    let setup = new_setup(RECORD_HOOK, &json!({}));
     let t0 = start_in(5000);
     // node-a: high, a dip long enough to resolve, high again.
     let mut ticks = series(
@@ -311,9 +112,9 @@ fn three_nodes_open_resolve_respect_cooldown_and_match_replay() {
     ));
     let ticks = merge(ticks);
     let last = ticks.iter().map(|t| t.ts).max().unwrap();
-    Client::new(&redis).append(&ticks);
+    append(&redis, &ticks);
 
-    let alerter = Alerter::start(&redis, &setup, "alerter-1");
+    let alerter = start_alerter(&redis.url(), &setup, "alerter-1");
     let expected = sort_expected(replay(&setup, &ticks));
     assert!(
         expected.len() >= 7,
@@ -368,11 +169,11 @@ fn three_nodes_open_resolve_respect_cooldown_and_match_replay() {
 fn kill_9_mid_incident_loses_no_resolve_and_opens_no_duplicate() {
     let _heavy = heavy_test_lock();
     let redis = RedisServer::start();
-    let setup = Setup::new(RECORD_HOOK, &json!({}));
+    let setup = new_setup(RECORD_HOOK, &json!({}));
     let t0 = start_in(3000);
     let ticks = series("node-x", t0, "cpu.usage", &[(10, 90.0), (12, 10.0)]);
-    Client::new(&redis).append(&ticks);
-    let mut first = Alerter::start(&redis, &setup, "first");
+    append(&redis, &ticks);
+    let mut first = start_alerter(&redis.url(), &setup, "first");
     assert!(
         wait_until(Duration::from_secs(30), || setup
             .calls()
@@ -382,7 +183,7 @@ fn kill_9_mid_incident_loses_no_resolve_and_opens_no_duplicate() {
         first.log()
     );
     first.kill9();
-    let second = Alerter::start(&redis, &setup, "second");
+    let second = start_alerter(&redis.url(), &setup, "second");
     assert!(
         wait_until(Duration::from_secs(40), || setup
             .calls()
@@ -409,7 +210,7 @@ fn kill_9_mid_incident_loses_no_resolve_and_opens_no_duplicate() {
 fn standby_takes_over_within_two_intervals_and_every_transition_arrives_once() {
     let _heavy = heavy_test_lock();
     let redis = RedisServer::start();
-    let setup = Setup::new(RECORD_HOOK, &json!({}));
+    let setup = new_setup(RECORD_HOOK, &json!({}));
     let t0 = start_in(4000);
     // Alternating high and low CPU: a transition every few seconds.
     let ticks = series(
@@ -419,10 +220,9 @@ fn standby_takes_over_within_two_intervals_and_every_transition_arrives_once() {
         &[(4, 90.0), (10, 10.0), (4, 90.0), (10, 10.0), (4, 90.0)],
     );
     let last = ticks.last().unwrap().ts;
-    let c = Client::new(&redis);
-    c.append(&ticks);
-    let mut a = Alerter::start(&redis, &setup, "alerter-a");
-    let mut b = Alerter::start(&redis, &setup, "alerter-b");
+    let c = append(&redis, &ticks);
+    let mut a = start_alerter(&redis.url(), &setup, "alerter-a");
+    let mut b = start_alerter(&redis.url(), &setup, "alerter-b");
     let holder = || c.rt.block_on(c.store.lease()).unwrap().map(|l| l.holder);
     assert!(wait_until(Duration::from_secs(20), || holder().is_some()));
     // Let the leader deliver something, then kill it.
@@ -485,10 +285,7 @@ fn standby_takes_over_within_two_intervals_and_every_transition_arrives_once() {
 fn a_hanging_hook_is_killed_and_evaluation_keeps_its_schedule() {
     let _heavy = heavy_test_lock();
     let redis = RedisServer::start();
-    let setup = Setup::new(
-        "#!/bin/sh\nexec sleep 600\n",
-        &json!({ "timeout": "1s", "maxAttempts": 1 }),
-    );
+    let setup = new_setup(HANGING_HOOK, &json!({ "timeout": "1s", "maxAttempts": 1 }));
     let t0 = start_in(2000);
     let ticks = series(
         "node-h",
@@ -496,9 +293,8 @@ fn a_hanging_hook_is_killed_and_evaluation_keeps_its_schedule() {
         "cpu.usage",
         &[(3, 90.0), (6, 10.0), (3, 90.0)],
     );
-    let c = Client::new(&redis);
-    c.append(&ticks);
-    let alerter = Alerter::start(&redis, &setup, "alerter-h");
+    let c = append(&redis, &ticks);
+    let alerter = start_alerter(&redis.url(), &setup, "alerter-h");
     // The hook hangs; the alerter keeps evaluating every second regardless.
     let evaluated = || {
         c.rt.block_on(c.store.load())
@@ -539,12 +335,12 @@ fn a_hanging_hook_is_killed_and_evaluation_keeps_its_schedule() {
 fn incidents_command_lists_open_and_resolved() {
     let _heavy = heavy_test_lock();
     let redis = RedisServer::start();
-    let setup = Setup::new(RECORD_HOOK, &json!({}));
+    let setup = new_setup(RECORD_HOOK, &json!({}));
     let t0 = start_in(2000);
     let mut ticks = series("node-l", t0, "cpu.usage", &[(3, 90.0), (4, 10.0)]);
     ticks.extend(series("node-m", t0, "cpu.usage", &[(7, 99.0)]));
-    Client::new(&redis).append(&ticks);
-    let alerter = Alerter::start(&redis, &setup, "alerter-l");
+    append(&redis, &ticks);
+    let alerter = start_alerter(&redis.url(), &setup, "alerter-l");
     assert!(
         wait_until(Duration::from_secs(30), || setup
             .calls()
@@ -596,7 +392,7 @@ fn incidents_command_lists_open_and_resolved() {
 #[test]
 fn standalone_mode_opens_and_resolves_from_statsd() {
     let dir = tempfile::tempdir().unwrap();
-    let (hooks, out) = hook_dir(dir.path(), RECORD_HOOK);
+    let (hooks, out) = hook_dir(dir.path(), RECORD_HOOK).unwrap();
     let config = json!({
         "monitoring": { "collectionInterval": "1s" },
         "alerting": { "watcherInterval": "1s", "evaluationDelay": "300ms",
@@ -660,69 +456,45 @@ fn redis_unreachable_at_start_up_is_retried_until_it_comes() {
     });
     let url = redis.url_with_auth("default", "s3cret-pw");
     redis.stop();
-    let setup = Setup::new(RECORD_HOOK, &json!({}));
-    let log = setup.dir.path().join("down.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bp-alerter"))
-        .args([
-            "run",
-            "--config",
-            setup.config().to_str().unwrap(),
-            "--node",
-            "patient",
-            "--listen",
-            "127.0.0.1:0",
-            "--statsd",
-            "off",
-        ])
-        .env("REDIS_URL", &url)
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::fs::File::create(setup.dir.path().join("down.err")).unwrap())
-        .spawn()
-        .unwrap();
-    let err = || std::fs::read_to_string(setup.dir.path().join("down.err")).unwrap_or_default();
+    let setup = new_setup(RECORD_HOOK, &json!({}));
+    let mut child = start_alerter(&url, &setup, "patient");
     assert!(
-        wait_until(Duration::from_secs(20), || err()
+        wait_until(Duration::from_secs(20), || child
+            .log()
             .matches("cannot connect to Redis; retrying")
             .count()
             >= 2),
         "{}",
-        err()
+        child.log()
     );
     assert!(
-        child.try_wait().unwrap().is_none(),
+        child.running(),
         "bp-alerter exited while Redis was down:\n{}",
-        err()
+        child.log()
     );
     assert!(
-        !err().contains("s3cret-pw"),
+        !child.log().contains("s3cret-pw"),
         "the password leaked into the log:\n{}",
-        err()
+        child.log()
     );
     redis.restart();
     let holder = || {
-        let r = rt();
-        let s = r
-            .block_on(RedisStore::connect(RedisOptions::new(
-                RedisUrl::parse(&url).unwrap(),
-                "bp",
-            )))
-            .unwrap();
-        r.block_on(s.lease()).unwrap().map(|l| l.holder)
+        let c = Client::connect(&url).unwrap();
+        c.rt.block_on(c.store.lease()).unwrap().map(|l| l.holder)
     };
     assert!(
         wait_until(Duration::from_secs(30), || holder()
             .is_some_and(|h| h.starts_with("patient:"))),
         "the alerter never became active after Redis came back:\n{}",
-        err()
+        child.log()
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    child.kill9();
 }
 
 #[test]
 fn sighup_reloads_rules_and_rejects_an_invalid_file() {
     let dir = tempfile::tempdir().unwrap();
-    let (hooks, out) = hook_dir(dir.path(), RECORD_HOOK);
+    let (hooks, out) = hook_dir(dir.path(), RECORD_HOOK).unwrap();
     let config = |rules: Value| {
         json!({
             "monitoring": { "collectionInterval": "1s" },

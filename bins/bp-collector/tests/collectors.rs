@@ -5,8 +5,28 @@
 
 mod common;
 
+use std::net::SocketAddr;
+
 use common::{Collector, DEADLINE, Reader, http, in_phase, send_statsd, val};
 use test_support::{RedisServer, RedisServerOptions, heavy_test_lock, wait_until};
+
+/// One collector per node of `nodes` (1 s interval, StatsD on a free port,
+/// no HTTP) writing to `url`: the collectors, their StatsD addresses and a
+/// reader, once every node's ticks are readable.
+fn statsd_collectors(nodes: &[&str], url: &str) -> (Vec<Collector>, Vec<SocketAddr>, Reader) {
+    let mut collectors: Vec<Collector> = nodes
+        .iter()
+        .map(|&n| Collector::node(n, "127.0.0.1:0", "off", &[], &[("REDIS_URL", url)]))
+        .collect();
+    let addrs = collectors.iter_mut().map(|c| c.addr("statsd")).collect();
+    let reader = Reader::connect(url);
+    assert!(
+        wait_until(DEADLINE, || reader.hosts().len() == nodes.len()),
+        "every node writes ticks; hosts: {:?}",
+        reader.hosts()
+    );
+    (collectors, addrs, reader)
+}
 
 /// Three collectors with distinct names and a 1 s interval, one Redis:
 /// ticks are readable per host, and StatsD-fed counts land in the tick of
@@ -17,31 +37,7 @@ fn three_collectors_one_redis_statsd_counts_in_the_right_ticks() {
     let redis = RedisServer::start();
     let url = redis.url();
     let nodes = ["node-a", "node-b", "node-c"];
-    let mut collectors: Vec<Collector> = nodes
-        .iter()
-        .map(|&n| {
-            Collector::start(
-                &[
-                    "--node",
-                    n,
-                    "--interval",
-                    "1s",
-                    "--statsd",
-                    "127.0.0.1:0",
-                    "--http",
-                    "off",
-                ],
-                &[("REDIS_URL", &url)],
-            )
-        })
-        .collect();
-    let addrs: Vec<_> = collectors.iter_mut().map(|c| c.addr("statsd")).collect();
-    let reader = Reader::connect(&url);
-    assert!(
-        wait_until(DEADLINE, || reader.hosts().len() == 3),
-        "every node writes ticks; hosts: {:?}",
-        reader.hosts()
-    );
+    let (mut collectors, addrs, reader) = statsd_collectors(&nodes, &url);
 
     // node-a: 2 requests (10 ms, 20.5 ms), 1 event in, 3 errors;
     // node-b: 5 events out (one line, sample rate 0.2), 1 warning;
@@ -121,17 +117,11 @@ fn three_collectors_one_redis_statsd_counts_in_the_right_ticks() {
 fn http_ingestion_end_to_end() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let mut c = Collector::start(
-        &[
-            "--node",
-            "web-1",
-            "--interval",
-            "1s",
-            "--statsd",
-            "off",
-            "--http",
-            "127.0.0.1:0",
-        ],
+    let mut c = Collector::node(
+        "web-1",
+        "off",
+        "127.0.0.1:0",
+        &[],
         &[("REDIS_URL", &url), ("BP_COLLECTOR_TOKEN", "t0ken")],
     );
     let addr = c.addr("http");
@@ -204,19 +194,11 @@ fn http_ingestion_end_to_end() {
 /// read from stdout.)
 #[test]
 fn malformed_input_is_counted_and_dropped() {
-    let mut c = Collector::start(
-        &[
-            "--node",
-            "n1",
-            "--interval",
-            "1s",
-            "--statsd",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--max-custom-fields",
-            "2",
-        ],
+    let mut c = Collector::node(
+        "n1",
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        &["--max-custom-fields", "2"],
         &[],
     );
     let statsd = c.addr("statsd");
@@ -339,19 +321,7 @@ fn outage_loses_nothing_and_duplicates_nothing() {
         ..RedisServerOptions::default()
     });
     let url = redis.url();
-    let mut c = Collector::start(
-        &[
-            "--node",
-            "n-out",
-            "--interval",
-            "1s",
-            "--statsd",
-            "off",
-            "--http",
-            "127.0.0.1:0",
-        ],
-        &[("REDIS_URL", &url)],
-    );
+    let mut c = Collector::node("n-out", "off", "127.0.0.1:0", &[], &[("REDIS_URL", &url)]);
     let web = c.addr("http");
     let health = |key: &str| -> u64 {
         let (_, h) = http(web, "GET", "/healthz", &[], "");
@@ -419,31 +389,7 @@ fn collectors_write_to_a_redis_cluster() {
     let cluster = test_support::RedisCluster::start();
     let url = cluster.url();
     let nodes = ["cl-a", "cl-b"];
-    let mut collectors: Vec<Collector> = nodes
-        .iter()
-        .map(|&n| {
-            Collector::start(
-                &[
-                    "--node",
-                    n,
-                    "--interval",
-                    "1s",
-                    "--statsd",
-                    "127.0.0.1:0",
-                    "--http",
-                    "off",
-                ],
-                &[("REDIS_URL", &url)],
-            )
-        })
-        .collect();
-    let addrs: Vec<_> = collectors.iter_mut().map(|c| c.addr("statsd")).collect();
-    let reader = Reader::connect(&url);
-    assert!(
-        wait_until(DEADLINE, || reader.hosts().len() == 2),
-        "hosts: {:?}",
-        reader.hosts()
-    );
+    let (mut collectors, addrs, reader) = statsd_collectors(&nodes, &url);
     let ts = in_phase(1000, 150, 500);
     send_statsd(addrs[0], b"bp.errors:2|c");
     send_statsd(addrs[1], b"bp.events_in:5|c");
@@ -468,19 +414,7 @@ fn collectors_write_to_a_redis_cluster() {
 fn http_routes_limits_and_keep_alive() {
     use std::io::Write as _;
 
-    let mut c = Collector::start(
-        &[
-            "--node",
-            "web-1",
-            "--interval",
-            "1s",
-            "--statsd",
-            "off",
-            "--http",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
+    let mut c = Collector::node("web-1", "off", "127.0.0.1:0", &[], &[]);
     let addr = c.addr("http");
 
     let (status, _) = http(addr, "GET", "/nowhere", &[], "");

@@ -304,6 +304,11 @@ async fn commit_instant<C, A: AlertStore>(
         leader.engine.state_of(rule, host).cloned()
     });
     alerts.commit(&setup.holder, leader.token, &commit).await?;
+    if !transitions.is_empty() && failpoint_after_commit() {
+        // Test-only: die inside the commit → acknowledgement window.
+        eprintln!("BP_FAILPOINT=after-commit: aborting right after a commit");
+        std::process::abort();
+    }
     for tr in &transitions {
         info!(
             event = tr.event.as_str(),
@@ -315,6 +320,14 @@ async fn commit_instant<C, A: AlertStore>(
         );
     }
     Ok(transitions)
+}
+
+/// Whether the test-only failpoint `BP_FAILPOINT=after-commit` is set: the
+/// process then aborts right after committing transitions, before any hook
+/// is called (the fault drill of the commit → acknowledgement window).
+fn failpoint_after_commit() -> bool {
+    static SET: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SET.get_or_init(|| std::env::var("BP_FAILPOINT").is_ok_and(|v| v == "after-commit"))
 }
 
 /// Counts one committed instant.

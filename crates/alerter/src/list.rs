@@ -75,8 +75,7 @@ pub async fn incidents<A: AlertStore>(store: &A, options: ListOptions) -> anyhow
     let _ = writeln!(
         out,
         "last evaluated: {}",
-        view
-            .last_evaluated
+        view.last_evaluated
             .map_or("never".to_owned(), format_rfc3339)
     );
     let _ = writeln!(out, "outbox: {outbox} transition(s) waiting for delivery");

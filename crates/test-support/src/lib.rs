@@ -12,6 +12,12 @@
 //! - [`heavy_test_lock`]: a cross-process file lock so that the heaviest
 //!   tests (clusters, many processes) of different test binaries run one at
 //!   a time on a small machine.
+//! - [`tls::make_certificates`]: a test CA and a certificate for `127.0.0.1`
+//!   (for the TLS server above and for HTTPS tests).
+//! - `harness` (feature `harness`): the real-process harness of the
+//!   binaries' tests: a tick client over the Redis store, an alerter test
+//!   directory with config and recording hook, hook calls, child processes
+//!   killed on drop, the collector's usual arguments.
 //!
 //! When `redis-server` or `redis-cli` is missing, the helpers panic with a
 //! message saying how to install it (`apt-get install redis-server`): tests
@@ -23,6 +29,9 @@
 #![deny(missing_docs)]
 
 pub mod fuzz;
+#[cfg(feature = "harness")]
+pub mod harness;
+pub mod tls;
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -94,7 +103,7 @@ impl RedisServer {
         // Another process may take the free port between our probe and the
         // server's bind: try a few ports.
         if options.tls {
-            make_test_certificates(dir.path());
+            tls::make_certificates(dir.path());
         }
         let mut last_error = String::new();
         for _ in 0..5 {
@@ -150,7 +159,7 @@ impl RedisServer {
 
     /// The PEM file of the test CA that signed the server's certificate.
     pub fn ca_file(&self) -> PathBuf {
-        self.dir.path().join("ca.crt")
+        tls::Certificates::in_dir(self.dir.path()).ca_cert
     }
 
     /// The server's working directory (holds its log and, with
@@ -536,15 +545,16 @@ fn launch(
             .args(["~*", "&*", "+@all", "--user", "default", "off"]);
     }
     if let Some(tls_port) = tls_port {
+        let certs = tls::Certificates::in_dir(dir);
         cmd.arg("--tls-port")
             .arg(tls_port.to_string())
-            .args([
-                "--tls-cert-file",
-                "redis.crt",
-                "--tls-key-file",
-                "redis.key",
-            ])
-            .args(["--tls-ca-cert-file", "ca.crt", "--tls-auth-clients", "no"]);
+            .arg("--tls-cert-file")
+            .arg(&certs.cert)
+            .arg("--tls-key-file")
+            .arg(&certs.key)
+            .arg("--tls-ca-cert-file")
+            .arg(&certs.ca_cert)
+            .args(["--tls-auth-clients", "no"]);
     }
     for (name, value) in &options.extra_args {
         cmd.arg(format!("--{name}")).arg(value);
@@ -558,64 +568,6 @@ fn launch(
             Err(e)
         }
     }
-}
-
-/// Writes `ca.crt`, `redis.crt` (for IP 127.0.0.1) and `redis.key` in `dir`.
-fn make_test_certificates(dir: &Path) {
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| {
-                panic!("cannot run openssl ({e}); install it: apt-get install openssl")
-            });
-        assert!(
-            out.status.success(),
-            "openssl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=bp-test-ca"];
-    ca.extend(ec);
-    ca.extend(["-keyout", "ca.key", "-out", "ca.crt"]);
-    ca.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
-    ca.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
-    openssl(&ca);
-    let mut csr = vec!["req", "-subj", "/CN=127.0.0.1"];
-    csr.extend(ec);
-    csr.extend(["-keyout", "redis.key", "-out", "redis.csr"]);
-    openssl(&csr);
-    std::fs::write(
-        dir.join("redis.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("write redis.ext");
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "redis.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "redis.ext",
-        "-out",
-        "redis.crt",
-    ]);
 }
 
 fn check_installed(program: &str) {
@@ -729,6 +681,20 @@ mod tests {
         assert!(!ping(s.port()));
         s.restart();
         assert_eq!(s.cli(&["get", "k"]).trim(), "v");
+    }
+
+    #[test]
+    fn tls_port_serves_the_test_ca_certificate() {
+        let s = RedisServer::start_with(RedisServerOptions {
+            tls: true,
+            ..RedisServerOptions::default()
+        });
+        let mut cmd = Command::new("redis-cli");
+        cmd.args(["-h", "127.0.0.1", "-p"])
+            .arg(s.tls_port().expect("a TLS port").to_string())
+            .args(["--tls", "--cacert"])
+            .arg(s.ca_file());
+        assert_eq!(run_cli(cmd, &["ping"]).trim(), "PONG");
     }
 
     #[test]

@@ -7,12 +7,14 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use metrics_model::deployment::RedisUrl;
+pub use metrics_model::time::now_ms;
+
 use metrics_model::store::TickStore;
 use metrics_model::{HostName, Tick};
-use redis_store::{RedisOptions, RedisStore};
+use redis_store::RedisStore;
+use test_support::harness::{Client, collector_args};
 
 /// Generous deadline for anything a test waits for.
 pub const DEADLINE: Duration = Duration::from_mins(1);
@@ -62,6 +64,22 @@ impl Collector {
             stderr,
             stdout,
         }
+    }
+
+    /// Starts `bp-collector` as node `node` ticking every second, with
+    /// StatsD on `statsd` and HTTP ingestion on `http` (`127.0.0.1:0` for a
+    /// free port, or `off`), then `extra` arguments; `env` as in
+    /// [`Collector::start`].
+    pub fn node(
+        node: &str,
+        statsd: &str,
+        http: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Collector {
+        let mut args = collector_args(node, statsd, http).to_vec();
+        args.extend_from_slice(extra);
+        Collector::start(&args, env)
     }
 
     pub fn stderr(&self) -> Vec<String> {
@@ -140,14 +158,6 @@ impl Drop for Collector {
     }
 }
 
-/// Now, ms since the epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 /// Waits until the wall clock is between `from` and `to` ms past a multiple
 /// of `interval`, and returns the `ts` of the tick that will hold what is
 /// sent now.
@@ -210,16 +220,7 @@ pub struct Reader {
 
 impl Reader {
     pub fn connect(url: &str) -> Reader {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let store = rt
-            .block_on(RedisStore::connect(RedisOptions::new(
-                RedisUrl::parse(url).unwrap(),
-                "bp",
-            )))
-            .expect("connect to the test redis");
+        let Client { rt, store } = Client::connect(url).expect("connect to the test redis");
         Reader { rt, store }
     }
 
