@@ -60,7 +60,7 @@ fn merge(ticks: Vec<Tick>) -> Vec<Tick> {
     let mut by: BTreeMap<(String, i64), Tick> = BTreeMap::new();
     for t in ticks {
         by.entry((t.host.to_string(), t.ts))
-            .and_modify(|e| e.values.extend(t.values.clone()))
+            .and_modify(|e| e.extend(t.values().clone()))
             .or_insert(t);
     }
     by.into_values().collect()

@@ -154,7 +154,7 @@ not json
         assert!(lines[2].starts_with("line 7: values.cpu"), "{errors}");
         // the first tick seen for (a, 1000) is kept
         let got = store.range(&"a".parse().unwrap(), 0, 5000).await.unwrap();
-        assert_eq!(got[0].values.len(), 0);
+        assert_eq!(got[0].values().len(), 0);
         let (again, _) = run(&store, input, 1000).await;
         assert_eq!((again.written, again.duplicates), (0, 3));
     }

@@ -91,7 +91,7 @@ mod tests {
         let a = node_ticks(&h, 0, 10_000, 100, 7);
         assert_eq!(a, node_ticks(&h, 0, 10_000, 100, 7));
         assert_ne!(a, node_ticks(&h, 0, 10_000, 100, 8));
-        assert!(a.iter().all(|t| t.values.len() == 10));
+        assert!(a.iter().all(|t| t.values().len() == 10));
         assert!(
             a.iter()
                 .all(|t| (0.0..=100.0).contains(&t.get(&StandardField::CpuUsage.into()).unwrap()))

@@ -29,8 +29,9 @@ pub struct Tick {
     pub host: HostName,
     /// Milliseconds since the Unix epoch, UTC.
     pub ts: Millis,
-    /// Finite values by field.
-    pub values: Values,
+    /// Finite values by field (private: every constructor keeps them
+    /// finite).
+    values: Values,
 }
 
 /// Why one line of JSON-lines input is not a tick.
@@ -48,6 +49,28 @@ impl Tick {
     pub fn new(host: HostName, ts: Millis, values: impl IntoIterator<Item = (Field, f64)>) -> Self {
         let values = values.into_iter().filter(|(_, v)| v.is_finite()).collect();
         Tick { host, ts, values }
+    }
+
+    /// A tick of these values; those that are not finite are dropped.
+    pub fn from_values(host: HostName, ts: Millis, mut values: Values) -> Self {
+        values.retain(|_, v| v.is_finite());
+        Tick { host, ts, values }
+    }
+
+    /// The values, by field (all finite).
+    pub fn values(&self) -> &Values {
+        &self.values
+    }
+
+    /// The host, the instant and the values.
+    pub fn into_parts(self) -> (HostName, Millis, Values) {
+        (self.host, self.ts, self.values)
+    }
+
+    /// Adds (or replaces) values; those that are not finite are dropped.
+    pub fn extend(&mut self, values: impl IntoIterator<Item = (Field, f64)>) {
+        self.values
+            .extend(values.into_iter().filter(|(_, v)| v.is_finite()));
     }
 
     /// The value of `field`, if the tick carries it.

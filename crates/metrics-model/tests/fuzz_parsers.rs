@@ -287,18 +287,14 @@ fn valid_tick() -> impl Strategy<Value = Tick> {
         prop_oneof![any::<i64>(), 1_600_000_000_000i64..1_900_000_000_000],
         proptest::collection::btree_map(valid_field(), finite_f64(), 0..8),
     )
-        .prop_map(|(host, ts, values)| Tick {
-            host: host.parse().unwrap(),
-            ts,
-            values,
-        })
+        .prop_map(|(host, ts, values)| Tick::from_values(host.parse().unwrap(), ts, values))
 }
 
 /// What must hold for any line: no panic, and errors name the line.
 fn check_tick_line(text: &str, line_no: usize) -> Result<Option<Tick>, TestCaseError> {
     match Tick::parse_line(text, line_no) {
         Ok(Some(t)) => {
-            prop_assert!(t.values.values().all(|v| v.is_finite()));
+            prop_assert!(t.values().values().all(|v| v.is_finite()));
             // What parses re-serialises to an equal tick.
             let again = Tick::parse_line(&t.to_json_line(), 1).unwrap();
             prop_assert_eq!(again.as_ref(), Some(&t));

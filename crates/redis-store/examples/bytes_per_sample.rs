@@ -42,7 +42,7 @@ fn original_json(t: &Tick) -> String {
         "{{\"host\":\"{}\",\"serverId\":\"srv-1\",\"ts\":{}",
         t.host, t.ts
     );
-    for (f, v) in &t.values {
+    for (f, v) in t.values() {
         let _ = write!(s, ",\"{f}\":{v}");
     }
     s.push('}');
@@ -116,7 +116,7 @@ async fn load_plain_stream(server: &RedisServer, client: &Client, ticks: &[Tick]
         let pipeline = client.pipeline();
         for t in batch {
             let fields: Vec<(String, String)> = t
-                .values
+                .values()
                 .iter()
                 .map(|(f, v)| (f.to_string(), v.to_string()))
                 .collect();

@@ -176,7 +176,7 @@ impl RedisStore {
                 let mut args = Vec::with_capacity(chunk.len() * 2);
                 for t in chunk {
                     buf.clear();
-                    codec::encode(&t.values, &mut buf);
+                    codec::encode(t.values(), &mut buf);
                     args.push(Value::Integer(t.ts));
                     args.push(Value::Bytes(buf.clone().into()));
                 }
@@ -282,11 +282,7 @@ impl RedisStore {
                 value_i64(&pair[0]).ok_or_else(|| self.corrupt(&stream, "late tick without ts"))?;
             let values = codec::decode(pair[1].as_bytes().unwrap_or_default())
                 .map_err(|e| self.corrupt(&stream, &e.to_string()))?;
-            ticks.push(Tick {
-                host: host.clone(),
-                ts,
-                values,
-            });
+            ticks.push(Tick::from_values(host.clone(), ts, values));
         }
         ticks.sort_by_key(|t| t.ts);
         Ok(ticks)
@@ -581,11 +577,7 @@ impl Entry<'_> {
                 .map_err(|_| format!("entry {}: ts out of range", self.id))?,
         };
         let values = codec::decode(self.values).map_err(|e| format!("entry {}: {e}", self.id))?;
-        Ok(Tick {
-            host: host.clone(),
-            ts,
-            values,
-        })
+        Ok(Tick::from_values(host.clone(), ts, values))
     }
 }
 

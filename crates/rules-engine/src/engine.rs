@@ -277,7 +277,7 @@ impl Engine {
             let Some((_, _, tick)) = self.pending.pop_front() else {
                 break;
             };
-            let Tick { host, ts, values } = tick;
+            let (host, ts, values) = tick.into_parts();
             let i = self.host_index(&host, ts);
             self.due.push((i, ts, values));
         }

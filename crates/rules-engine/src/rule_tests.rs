@@ -416,11 +416,7 @@ fn parse_series(
         }
         for (slot, values) in slots {
             let ts = start.saturating_add((slot as i64).saturating_mul(interval.as_millis_i64()));
-            ticks.push(Tick {
-                host: host.clone(),
-                ts,
-                values,
-            });
+            ticks.push(Tick::from_values(host.clone(), ts, values));
         }
     }
     ticks

@@ -321,6 +321,17 @@ impl Setup {
     /// node `name`, with `REDIS_URL=redis_url`, the API on a free port, no
     /// StatsD and `RUST_LOG=info`; its output goes to `<dir>/<name>.log`.
     pub fn alerter(&self, bin: &Path, redis_url: &str, name: &str) -> io::Result<Proc> {
+        self.alerter_with(bin, redis_url, name, &[])
+    }
+
+    /// [`Setup::alerter`] with these environment variables added.
+    pub fn alerter_with(
+        &self,
+        bin: &Path,
+        redis_url: &str,
+        name: &str,
+        env: &[(&str, &str)],
+    ) -> io::Result<Proc> {
         let mut cmd = Command::new(bin);
         cmd.args(["run", "--config"])
             .arg(self.config())
@@ -328,6 +339,9 @@ impl Setup {
             .env("REDIS_URL", redis_url)
             .env("RUST_LOG", "info")
             .env_remove("CLUSTER_ENABLED");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         Proc::spawn(cmd, self.dir.path().join(format!("{name}.log")))
     }
 

@@ -447,7 +447,7 @@ impl HostCache {
 
 fn standard_values(tick: &Tick) -> [f32; NF] {
     let mut values = [f32::NAN; NF];
-    for (field, v) in &tick.values {
+    for (field, v) in tick.values() {
         if let Field::Standard(s) = field {
             values[field_index(*s)] = *v as f32;
         }

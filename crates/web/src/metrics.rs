@@ -108,7 +108,7 @@ pub async fn render<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'sta
         "Latest value of a field (label field) reported by a node (label node).",
     );
     for t in &latest {
-        for (field, v) in &t.values {
+        for (field, v) in t.values() {
             let _ = writeln!(
                 out,
                 "bp_metric{{node=\"{}\",field=\"{}\"}} {}",
