@@ -478,25 +478,6 @@ fn parse_rule(item: &Value, at: &str, p: &mut Problems) -> Option<Rule> {
     Rule::new(spec).ok()
 }
 
-fn string_key<'a>(
-    obj: &'a Map<String, Value>,
-    at: &str,
-    key: &str,
-    rule: Option<&str>,
-    p: &mut Problems,
-) -> Option<&'a str> {
-    match obj.get(key)? {
-        Value::String(s) => Some(s),
-        other => {
-            p.push(
-                format!("{at}.{key}"),
-                format!("expected a string, got {}", kind(other)),
-                rule,
-            );
-            None
-        }
-    }
-}
 
 fn parsed_key<T: FromStr<Err = String>>(
     obj: &Map<String, Value>,
@@ -511,4 +492,4 @@ fn parsed_key<T: FromStr<Err = String>>(
         .ok()
 }
 
-pub(crate) use metrics_model::config::duration_key;
+pub(crate) use metrics_model::config::{duration_key, string_key};

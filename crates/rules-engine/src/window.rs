@@ -24,6 +24,12 @@ use crate::rule::{Aggregation, Rule};
 
 /// One rolling window. Instants passed to [`Window::value_at`] must not
 /// decrease.
+///
+/// Part of the embedding API: a service that wants one rolling aggregate
+/// (the spec's window semantics, O(1) amortised per in-order sample)
+/// without rules and incidents uses it directly; the engine itself shares
+/// one sample ring per host instead (`HostWindows`). The rules-engine
+/// benchmark measures it.
 #[derive(Debug, Clone)]
 pub struct Window {
     aggregation: Aggregation,
