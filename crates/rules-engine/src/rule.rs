@@ -478,7 +478,6 @@ fn parse_rule(item: &Value, at: &str, p: &mut Problems) -> Option<Rule> {
     Rule::new(spec).ok()
 }
 
-
 fn parsed_key<T: FromStr<Err = String>>(
     obj: &Map<String, Value>,
     at: &str,
