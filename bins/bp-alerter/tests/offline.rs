@@ -325,6 +325,23 @@ fn check_config_accepts_the_examples() {
         stderr(&out)
     );
     assert!(stdout(&out).contains("valid"), "{}", stdout(&out));
+    // What `scripts/run` uses: its hook directory (written relative to the
+    // file) exists, from any working directory.
+    for cwd in [root(), std::env::temp_dir()] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_bp-alerter"))
+            .current_dir(&cwd)
+            .args(["check-config", example("standalone.json").to_str().unwrap()])
+            .output()
+            .unwrap();
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        assert!(text.contains("hooks from "), "{text}");
+        assert!(
+            !text.contains("does not exist"),
+            "from {}: {text}",
+            cwd.display()
+        );
+    }
 }
 
 #[test]
