@@ -74,6 +74,9 @@ pub async fn delivery_loop<A: AlertStore>(
                     };
                     if swap.run(&mut dispatcher, &mut completions, &current, &new).await {
                         current = new;
+                        // The new dispatcher's Alertmanager push is told
+                        // what is open, as at a takeover.
+                        was_leader = false;
                     }
                 }
             }
