@@ -19,9 +19,10 @@ use test_support::harness::{Client, Setup, series, start_in};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bp-alerter");
 
-/// Records `key pid bytes` per call, and the payload itself; lingers a
-/// little so that kills find hooks running.
-const HOOK: &str = "#!/bin/sh\npayload=$(cat)\nprintf '%s %s %s\\n' \"$BP_IDEMPOTENCY_KEY\" \"$$\" \"${#payload}\" >> 'OUT'\nprintf '%s' \"$payload\" > \"OUT.$BP_IDEMPOTENCY_KEY.$$.json\"\nsleep 0.3\n";
+/// Records the payload, then `key pid bytes` per call (so a recorded call
+/// has its payload file whole; a hook killed before the line is recorded
+/// is redelivered); lingers a little so that kills find hooks running.
+const HOOK: &str = "#!/bin/sh\npayload=$(cat)\nprintf '%s' \"$payload\" > \"OUT.$BP_IDEMPOTENCY_KEY.$$.json\"\nprintf '%s %s %s\\n' \"$BP_IDEMPOTENCY_KEY\" \"$$\" \"${#payload}\" >> 'OUT'\nsleep 0.3\n";
 
 const RULES: &str = r#"[{ "name": "Hot", "field": "cpu.usage", "aggregation": "max",
     "operand": "equalOrMoreThan", "value": 80, "timeframe": "1s" }]"#;

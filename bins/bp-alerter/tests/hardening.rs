@@ -72,7 +72,8 @@ fn standalone_secrets_log_lines_and_relative_paths() {
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\nenv > '{}/'\"$BP_IDEMPOTENCY_KEY\".env\n",
+            // Written whole, then renamed: a reader never sees a half file.
+            "#!/bin/sh\nenv > '{0}/tmp.'$$\nmv '{0}/tmp.'$$ '{0}/'\"$BP_IDEMPOTENCY_KEY\".env\n",
             out.display()
         ),
     )
