@@ -83,12 +83,15 @@ fn serve(stream: TcpStream, status: u16, kept: &Mutex<Vec<String>>) {
     }
 }
 
+/// The rule's 8 s timeframe keeps the incident open well past the two
+/// reloads that come before its resolve (each waits up to the 2 s hook
+/// timeout for a delivery in flight).
 fn config(webhooks: &Value, hooks_dir: &std::path::Path) -> String {
     json!({
         "monitoring": { "collectionInterval": "1s" },
         "alerting": { "watcherInterval": "1s", "evaluationDelay": "300ms",
             "rules": [{ "name": "Errors", "field": "errors.count", "aggregation": "sum",
-                        "operand": "equalOrMoreThan", "value": 1, "timeframe": "3s" }],
+                        "operand": "equalOrMoreThan", "value": 1, "timeframe": "8s" }],
             "hooks": { "directory": hooks_dir, "webhooks": webhooks, "timeout": "2s",
                        "maxAttempts": 100, "retryBackoff": "500ms" } }
     })
