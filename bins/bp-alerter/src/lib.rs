@@ -104,8 +104,11 @@ pub async fn run(
             let ticks = MemoryStore::new();
             let alerts = MemoryAlertStore::new();
             let telemetry = if cfg.config.monitoring.enabled {
-                let config =
-                    local::collector_config(cfg.node.clone(), cfg.statsd, &cfg.config.monitoring);
+                let config = agent::AgentConfig::standalone(
+                    cfg.node.clone(),
+                    cfg.statsd,
+                    &cfg.config.monitoring,
+                );
                 let telemetry = agent::Telemetry::new(&config);
                 let collector = local::collect(ticks.clone(), config, telemetry.clone(), stopped());
                 tokio::spawn(async move {

@@ -3,22 +3,11 @@
 //! `collectionInterval`, aligned; StatsD from local programs). Retention is
 //! the alerter's janitor's, as in cluster mode.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use agent::writer::StoreSink;
 use agent::{AgentConfig, Telemetry};
-use metrics_model::config::MonitoringConfig;
-use metrics_model::{HostName, MemoryStore};
-
-/// The configuration of this machine's collector.
-pub fn collector_config(
-    node: HostName,
-    statsd: Option<SocketAddr>,
-    monitoring: &MonitoringConfig,
-) -> AgentConfig {
-    AgentConfig::standalone(node, statsd, monitoring)
-}
+use metrics_model::MemoryStore;
 
 /// Collects ticks of this machine into `store` until `shutdown`, counting
 /// into `telemetry` (shown by the alerter's `/healthz`).

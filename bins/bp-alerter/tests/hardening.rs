@@ -15,6 +15,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use test_support::harness::{send_statsd, start_standalone};
 use test_support::wait_until;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bp-alerter");
@@ -91,31 +92,19 @@ fn standalone_secrets_log_lines_and_relative_paths() {
     let cwd = dir.path().join("elsewhere");
     std::fs::create_dir(&cwd).unwrap();
     let (http, statsd) = (test_support::free_port(), test_support::free_port());
-    let err = dir.path().join("err");
     let mut cmd = Command::new(BIN);
     cmd.current_dir(&cwd)
         .args(["--config", "../conf/c.json", "--node", "box-1"])
         .args(["--listen", &format!("127.0.0.1:{http}")])
-        .args(["--statsd", &format!("127.0.0.1:{statsd}")])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&err).unwrap());
+        .args(["--statsd", &format!("127.0.0.1:{statsd}")]);
     for (k, v) in SECRETS {
-        if v.is_empty() {
-            cmd.env_remove(k);
-        } else {
+        if !v.is_empty() {
             cmd.env(k, v);
         }
     }
-    let _alerter = Running(cmd.spawn().unwrap());
-    let log = || std::fs::read_to_string(&err).unwrap_or_default();
-    assert!(
-        wait_until(DEADLINE, || log().contains("statsd listening")),
-        "{}",
-        log()
-    );
-    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    udp.send_to(b"bp.errors:2|c", ("127.0.0.1", statsd))
-        .unwrap();
+    let alerter = start_standalone(cmd, dir.path().join("log")).unwrap();
+    let log = || alerter.log();
+    send_statsd(statsd, b"bp.errors:2|c").unwrap();
     let env_file = || {
         std::fs::read_dir(&out)
             .unwrap()

@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
+use test_support::harness::{send_statsd, start_standalone};
 use test_support::wait_until;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bp-alerter");
@@ -108,42 +109,22 @@ fn hook_processes_die_with_a_killed_alerter() {
     });
     std::fs::write(dir.path().join("c.json"), config.to_string()).unwrap();
     let statsd = test_support::free_port();
-    let err = dir.path().join("err");
-    let mut alerter = Command::new(BIN)
-        .args(["--config", dir.path().join("c.json").to_str().unwrap()])
-        .args([
-            "--node",
-            "doomed",
-            "--listen",
-            "off",
-            "--statsd",
-            &format!("127.0.0.1:{statsd}"),
-        ])
-        .env_remove("REDIS_URL")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .unwrap();
-    let log = || std::fs::read_to_string(&err).unwrap_or_default();
-    assert!(
-        wait_until(DEADLINE, || log().contains("statsd listening")),
-        "{}",
-        log()
-    );
-    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    udp.send_to(b"bp.errors:1|c", ("127.0.0.1", statsd))
-        .unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--config", dir.path().join("c.json").to_str().unwrap()])
+        .args(["--node", "doomed", "--listen", "off"])
+        .args(["--statsd", &format!("127.0.0.1:{statsd}")]);
+    let mut alerter = start_standalone(cmd, dir.path().join("log")).unwrap();
+    send_statsd(statsd, b"bp.errors:1|c").unwrap();
     assert!(
         wait_until(DEADLINE, || std::fs::read_to_string(&pids)
             .is_ok_and(|p| p.split_whitespace().count() == 2)),
         "the hook never ran:\n{}",
-        log()
+        alerter.log()
     );
     let text = std::fs::read_to_string(&pids).unwrap();
     let running: Vec<&str> = text.split_whitespace().collect();
     assert!(running.iter().all(|p| alive(p)), "{running:?}");
-    alerter.kill().unwrap(); // SIGKILL: no cleanup of its own
-    let _ = alerter.wait();
+    alerter.kill9(); // SIGKILL: no cleanup of its own
     assert!(
         wait_until(Duration::from_secs(10), || running
             .iter()

@@ -5,11 +5,12 @@
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use test_support::harness::{Proc, send_statsd, start_standalone};
 use test_support::wait_until;
 
 const DEADLINE: Duration = Duration::from_mins(1);
@@ -122,33 +123,14 @@ fn sighup_applies_changed_and_removed_hooks_to_pending_transitions() {
     let write = |webhooks: Value| std::fs::write(&path, config(&webhooks, &hooks_dir)).unwrap();
     write(json!([{ "name": "ops", "url": failing.url }]));
     let (http, statsd) = (test_support::free_port(), test_support::free_port());
-    let err = dir.path().join("err");
-    let mut child: Child = Command::new(env!("CARGO_BIN_EXE_bp-alerter"))
-        .args(["--config", path.to_str().unwrap(), "--node", "reloaded"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bp-alerter"));
+    cmd.args(["--config", path.to_str().unwrap(), "--node", "reloaded"])
         .args(["--listen", &format!("127.0.0.1:{http}")])
-        .args(["--statsd", &format!("127.0.0.1:{statsd}")])
-        .env_remove("REDIS_URL")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .unwrap();
-    let log = || std::fs::read_to_string(&err).unwrap_or_default();
-    let hup = |child: &Child| {
-        let ok = Command::new("kill")
-            .args(["-HUP", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    };
-    assert!(
-        wait_until(DEADLINE, || log().contains("statsd listening")),
-        "{}",
-        log()
-    );
-    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    udp.send_to(b"bp.errors:2|c", ("127.0.0.1", statsd))
-        .unwrap();
+        .args(["--statsd", &format!("127.0.0.1:{statsd}")]);
+    let child = start_standalone(cmd, dir.path().join("log")).unwrap();
+    let log = || child.log();
+    let hup = |child: &Proc| child.signal("-HUP").unwrap();
+    send_statsd(statsd, b"bp.errors:2|c").unwrap();
 
     // The open is retried against the failing URL...
     assert!(
@@ -192,6 +174,5 @@ fn sighup_applies_changed_and_removed_hooks_to_pending_transitions() {
         !working.events().iter().any(|e| e == "resolved"),
         "the resolve went to a webhook that was no longer configured"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
 }

@@ -254,6 +254,46 @@ impl Proc {
     }
 }
 
+impl Proc {
+    /// Sends `signal` (a `kill` name such as `-HUP`) to the process.
+    pub fn signal(&self, signal: &str) -> io::Result<()> {
+        let ok = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()?
+            .success();
+        if ok {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!("kill {signal} failed")))
+        }
+    }
+}
+
+/// Starts `cmd`, a standalone `bp-alerter` (its `REDIS_URL` removed) with
+/// a `--statsd` address, its output in `log`, and waits (up to a minute)
+/// until it listens for StatsD.
+pub fn start_standalone(mut cmd: Command, log: PathBuf) -> io::Result<Proc> {
+    cmd.env_remove("REDIS_URL").env_remove("CLUSTER_ENABLED");
+    let mut p = Proc::spawn(cmd, log)?;
+    if !wait_until(Duration::from_mins(1), || {
+        p.log().contains("statsd listening") || !p.running()
+    }) || !p.running()
+    {
+        return Err(io::Error::other(format!(
+            "the standalone alerter did not start listening for StatsD:\n{}",
+            p.log()
+        )));
+    }
+    Ok(p)
+}
+
+/// Sends one StatsD datagram to `127.0.0.1:port`.
+pub fn send_statsd(port: u16, datagram: &[u8]) -> io::Result<()> {
+    std::net::UdpSocket::bind("127.0.0.1:0")?
+        .send_to(datagram, ("127.0.0.1", port))
+        .map(|_| ())
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         self.kill9();
