@@ -272,7 +272,7 @@ async fn bench(args: &Args, redis: &RedisServer) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let alerter = tokio::spawn(run_alerter(
         store.clone(),
-        store.clone(),
+        alerter::Mirrored::new(store.clone()),
         setup,
         async move {
             let _ = stop_rx.await;

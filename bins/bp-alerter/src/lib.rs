@@ -204,6 +204,9 @@ async fn serve<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'static>(
         collector,
         hooks,
     } = rooms;
+    // The leader's copy of the alert store, shared by everything that
+    // writes it (see alerter::mirror).
+    let alerts = alerter::Mirrored::new(alerts);
     let http_task = http.map(|(server, stop)| {
         let state = Arc::new(
             http::AppState::new(

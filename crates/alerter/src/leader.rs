@@ -15,12 +15,13 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use incidents::persist;
-use metrics_model::store::{AlertStore, StoreError, TickStore};
+use metrics_model::store::{AlertStore, LeaseGrant, LeaseRequest, StoreError, TickStore};
 use metrics_model::time::{Millis, floor_to, now_ms};
 use rules_engine::{Config, Engine, EngineOptions, Transition};
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
+use crate::mirror::{ImageSize, Mirrored};
 use crate::rebuild::{Rebuild, rebuild};
 use crate::schedule::{first_instant, lease_ttl_ms, next_wake};
 use crate::stats::AlerterStats;
@@ -53,14 +54,44 @@ impl std::fmt::Debug for AlerterSetup {
 
 struct Leader<C> {
     token: u64,
+    /// The store epoch this state was read from or written to.
+    epoch: String,
     engine: Engine,
     cursor: C,
+    /// An evaluated instant whose commit failed: committed first next pass
+    /// (the engine has moved past it already).
+    pending: Option<Pending>,
+}
+
+struct Pending {
+    at: Millis,
+    commit: metrics_model::store::AlertCommit,
+    transitions: Vec<Transition>,
+}
+
+/// What the lease grant means for the state in memory.
+enum Standing {
+    /// Evaluate with the state in memory.
+    Keep,
+    /// (Re)build the state from the store.
+    Rebuild,
+    /// The store lost its data and writing the state back failed: do not
+    /// evaluate this pass.
+    NotNow,
 }
 
 /// Runs until `shutdown` resolves; releases the lease on the way out.
+///
+/// The alert store is wrapped in a [`Mirrored`] (pass the same value to the
+/// delivery loop and the janitor) so that the state can be written back if
+/// the store loses its data: when the lease grant reports a store epoch
+/// other than the one the state in memory came from, the leader writes its
+/// copy back under the fresh lease before it evaluates again. A standby
+/// that sees a new epoch waits two lease TTLs before it takes a free lease,
+/// so a live leader does that first.
 pub async fn run_alerter<T, A>(
     ticks: T,
-    alerts: A,
+    alerts: Mirrored<A>,
     mut setup: AlerterSetup,
     shutdown: impl Future<Output = ()>,
 ) where
@@ -69,52 +100,77 @@ pub async fn run_alerter<T, A>(
 {
     tokio::pin!(shutdown);
     let mut leader: Option<Leader<T::Cursor>> = None;
+    // The last epoch seen under a lease (ours or another alerter's).
+    let mut known_epoch: Option<String> = None;
+    let mut waiting_logged: Option<String> = None;
     let mut config = setup.config.borrow_and_update().clone();
     loop {
         let w = config.alerting.watcher_interval.as_millis_i64();
         let ttl = lease_ttl_ms(w);
         let now = now_ms();
-        match alerts.acquire_lease(&setup.holder, ttl).await {
-            Ok(Some(token)) => {
-                if leader.as_ref().is_none_or(|l| l.token != token) {
-                    info!(holder = %setup.holder, token, "this alerter is now active (holds the lease)");
-                    leader = build_leader(&ticks, &alerts, &config, token, now)
-                        .await
-                        .map_err(|e| {
-                            setup.stats.store_errors.fetch_add(1, Ordering::Relaxed);
-                            warn!(error = %e, "cannot load the alerter state; retrying");
-                        })
-                        .ok();
-                }
-                if let Some(l) = leader.as_mut()
-                    && let Err(e) =
-                        evaluate_due(&ticks, &alerts, &config, l, &setup, now_ms()).await
-                {
-                    setup.stats.store_errors.fetch_add(1, Ordering::Relaxed);
-                    if matches!(e, StoreError::Fenced { .. }) {
-                        warn!(error = %e, "lost the lease during a commit; standing by");
+        let mut retry_soon = false;
+        let request = LeaseRequest {
+            holder: &setup.holder,
+            ttl_ms: ttl,
+            // State in memory is written back rather than lost: take a free
+            // lease at once. Without state, wait for a new epoch to age.
+            known_epoch: if leader.is_some() {
+                None
+            } else {
+                known_epoch.as_deref()
+            },
+            grace_ms: 2 * ttl,
+        };
+        match alerts.acquire(request).await {
+            Ok(grant) => {
+                if let Some(token) = grant.token {
+                    known_epoch = Some(grant.epoch.clone());
+                    retry_soon = lead(
+                        &ticks,
+                        &alerts,
+                        &config,
+                        &setup,
+                        &mut leader,
+                        &grant,
+                        token,
+                        now,
+                    )
+                    .await;
+                } else {
+                    if let Some(wait) = grant.waiting_ms {
+                        if waiting_logged.as_ref() != Some(&grant.epoch) {
+                            warn!(
+                                epoch = %grant.epoch,
+                                wait_ms = wait,
+                                "the alert store has a new epoch (it lost its data?): waiting two lease TTLs before taking the lease, so that a live leader can write its state back"
+                            );
+                            waiting_logged = Some(grant.epoch.clone());
+                        }
                     } else {
-                        warn!(error = %e, "evaluation not committed; state will be reloaded from the store");
+                        known_epoch = Some(grant.epoch.clone());
                     }
-                    leader = None;
-                }
-            }
-            Ok(None) => {
-                if leader.take().is_some() {
-                    warn!("another alerter holds the lease now; standing by");
+                    if leader.take().is_some() {
+                        warn!("another alerter holds the lease now; standing by");
+                    }
                 }
             }
             Err(e) => {
+                // The state in memory is kept: if the store comes back as it
+                // was, the lease grant says whether it is still ours; if it
+                // comes back empty, the state is written back.
                 setup.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                retry_soon = true;
                 warn!(error = %e, "cannot reach the store to take or renew the lease; retrying");
-                leader = None;
             }
         }
         setup
             .stats
             .leader
             .store(leader.is_some(), Ordering::Relaxed);
-        let wake = next_wake(leader.as_ref().map(|l| &l.engine), &config, now_ms());
+        let mut wake = next_wake(leader.as_ref().map(|l| &l.engine), &config, now_ms());
+        if retry_soon {
+            wake = wake.min(RETRY_MS);
+        }
         tokio::select! {
             () = &mut shutdown => break,
             changed = setup.config.changed() => {
@@ -138,18 +194,116 @@ pub async fn run_alerter<T, A>(
     setup.stats.leader.store(false, Ordering::Relaxed);
 }
 
+/// One pass as the lease holder: keep the state in memory, write it back
+/// (the store lost its data), or (re)build it from the store; then evaluate
+/// what is due. Returns whether to retry soon (a store error).
+#[allow(clippy::too_many_arguments)]
+async fn lead<T: TickStore, A: AlertStore>(
+    ticks: &T,
+    alerts: &Mirrored<A>,
+    config: &Config,
+    setup: &AlerterSetup,
+    leader: &mut Option<Leader<T::Cursor>>,
+    grant: &LeaseGrant,
+    token: u64,
+    now: Millis,
+) -> bool {
+    let mut retry_soon = false;
+    let standing = match leader.as_mut() {
+        Some(l) if l.epoch != grant.epoch => {
+            match write_back(alerts, setup, l, token, &grant.epoch).await {
+                Ok(()) => Standing::Keep,
+                Err(e) => {
+                    setup.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                    warn!(error = %e, "the alert store lost its data, and writing this alerter's state back failed; retrying");
+                    retry_soon = true;
+                    Standing::NotNow
+                }
+            }
+        }
+        Some(l) if grant.renewed && l.token == token => Standing::Keep,
+        _ => Standing::Rebuild,
+    };
+    if matches!(standing, Standing::Rebuild) {
+        info!(holder = %setup.holder, token, "this alerter is now active (holds the lease)");
+        *leader = build_leader(ticks, alerts, config, token, &grant.epoch, now)
+            .await
+            .map_err(|e| {
+                setup.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                retry_soon = true;
+                warn!(error = %e, "cannot load the alerter state; retrying");
+            })
+            .ok();
+    }
+    if !matches!(standing, Standing::NotNow)
+        && let Some(l) = leader.as_mut()
+        && let Err(e) = evaluate_due(ticks, alerts, config, l, setup, now_ms()).await
+    {
+        setup.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+        retry_soon = true;
+        if matches!(e, StoreError::Fenced { .. }) {
+            warn!(error = %e, "the lease was lost before a commit; the commit waits for the next lease grant");
+        } else {
+            warn!(error = %e, "evaluation not committed; retrying it");
+        }
+    }
+    retry_soon
+}
+
+/// How soon a pass that met a store error is retried, ms.
+const RETRY_MS: u64 = 500;
+
+/// Writes the state in memory back into a store that lost it (its epoch is
+/// `epoch`, not the leader's), under the fresh lease `token`.
+async fn write_back<C, A: AlertStore>(
+    alerts: &Mirrored<A>,
+    setup: &AlerterSetup,
+    leader: &mut Leader<C>,
+    token: u64,
+    epoch: &str,
+) -> Result<(), StoreError> {
+    let image = alerts.restore_image(leader.token);
+    alerts.restore(&setup.holder, token, &image).await?;
+    let size = ImageSize::of(&image);
+    let open = leader
+        .engine
+        .incident_states()
+        .filter(|(_, _, s)| s.open.is_some())
+        .count();
+    warn!(
+        old_epoch = %leader.epoch,
+        new_epoch = %epoch,
+        old_token = leader.token,
+        token,
+        open_incidents = open,
+        states = size.states,
+        outbox = size.outbox,
+        resolved = size.resolved,
+        dead_letters = size.dead_letters,
+        last_evaluated = image.last_evaluated.unwrap_or_default(),
+        "the alert store lost its data (its epoch changed): wrote this alerter's state back"
+    );
+    setup.stats.write_backs.fetch_add(1, Ordering::Relaxed);
+    leader.token = token;
+    epoch.clone_into(&mut leader.epoch);
+    Ok(())
+}
+
 /// Becomes leader: the engine rebuilt from the stores (incident states,
 /// last evaluated instant, and the ticks the next instants need).
 async fn build_leader<T: TickStore, A: AlertStore>(
     ticks: &T,
-    alerts: &A,
+    alerts: &Mirrored<A>,
     config: &Config,
     token: u64,
+    epoch: &str,
     now: Millis,
 ) -> Result<Leader<T::Cursor>, StoreError> {
     let w = config.alerting.watcher_interval.as_millis_i64();
     let delay = config.alerting.evaluation_delay.as_millis_i64();
-    let snapshot = alerts.load().await?;
+    let snapshot = alerts
+        .seed(now - config.monitoring.retention_period.as_millis_i64())
+        .await?;
     let (restored, errors) = persist::decode(&snapshot);
     for e in errors {
         warn!(error = %e, "ignoring an unreadable incident state record");
@@ -191,8 +345,10 @@ async fn build_leader<T: TickStore, A: AlertStore>(
     );
     Ok(Leader {
         token,
+        epoch: epoch.to_owned(),
         engine,
         cursor,
+        pending: None,
     })
 }
 
@@ -208,6 +364,14 @@ async fn evaluate_due<T: TickStore, A: AlertStore>(
 ) -> Result<(), StoreError> {
     let w = config.alerting.watcher_interval.as_millis_i64();
     let delay = config.alerting.evaluation_delay.as_millis_i64();
+    if let Some(p) = leader.pending.take() {
+        let started = Instant::now();
+        if let Err(e) = alerts.commit(&setup.holder, leader.token, &p.commit).await {
+            leader.pending = Some(p);
+            return Err(e);
+        }
+        after_commit(setup, p.at, &p.transitions, started.elapsed());
+    }
     let due = floor_to(now - delay, w);
     let last = leader.engine.last_evaluated();
     let mut next = first_instant(last, due, config);
@@ -232,11 +396,7 @@ async fn evaluate_due<T: TickStore, A: AlertStore>(
         } else {
             instant_started.elapsed()
         };
-        record(&setup.stats, next, transitions.len(), took);
-        (setup.on_evaluated)(next, &transitions);
-        if !transitions.is_empty() {
-            setup.committed.notify_one();
-        }
+        after_commit(setup, next, &transitions, took);
         next += w;
     }
     Ok(())
@@ -292,7 +452,8 @@ async fn ingest_new_ticks<T: TickStore>(
 }
 
 /// Evaluates instant `t` and commits its transitions with the incident
-/// states in one atomic step, fenced by the lease.
+/// states in one atomic step, fenced by the lease. When the commit fails,
+/// the evaluated instant is kept as the leader's pending commit.
 async fn commit_instant<C, A: AlertStore>(
     alerts: &A,
     leader: &mut Leader<C>,
@@ -303,13 +464,31 @@ async fn commit_instant<C, A: AlertStore>(
     let commit = persist::commit_for(t, &transitions, |rule, host| {
         leader.engine.state_of(rule, host).cloned()
     });
-    alerts.commit(&setup.holder, leader.token, &commit).await?;
+    if let Err(e) = alerts.commit(&setup.holder, leader.token, &commit).await {
+        leader.pending = Some(Pending {
+            at: t,
+            commit,
+            transitions,
+        });
+        return Err(e);
+    }
+    Ok(transitions)
+}
+
+/// What follows a commit: the test-only failpoint, the log lines, the
+/// counters, the callback and the delivery task's wake-up.
+fn after_commit(
+    setup: &AlerterSetup,
+    t: Millis,
+    transitions: &[Transition],
+    took: std::time::Duration,
+) {
     if !transitions.is_empty() && failpoint_after_commit() {
         // Test-only: die inside the commit → acknowledgement window.
         eprintln!("BP_FAILPOINT=after-commit: aborting right after a commit");
         std::process::abort();
     }
-    for tr in &transitions {
+    for tr in transitions {
         info!(
             event = tr.event.as_str(),
             rule = %tr.incident.rule_name,
@@ -319,7 +498,11 @@ async fn commit_instant<C, A: AlertStore>(
             "incident {}", tr.event.as_str()
         );
     }
-    Ok(transitions)
+    record(&setup.stats, t, transitions.len(), took);
+    (setup.on_evaluated)(t, transitions);
+    if !transitions.is_empty() {
+        setup.committed.notify_one();
+    }
 }
 
 /// Whether the test-only failpoint `BP_FAILPOINT=after-commit` is set: the

@@ -10,6 +10,8 @@
 //!   (catch-up within `catchUpLimit`), the next wake-up;
 //! - [`rebuild`]: the one way an engine is rebuilt from the stores (used by
 //!   the leader and by the dashboard's rules view);
+//! - [`mirror`]: the leader's copy of the alert store, written back when
+//!   the store loses its data (a new store epoch);
 //! - [`delivery`]: the outbox → dispatcher → ack / dead letter loop;
 //! - [`janitor`]: retention of ticks and resolved incidents;
 //! - [`config`]: the configuration front door (file text → monitoring,
@@ -32,10 +34,12 @@ pub mod delivery;
 pub mod janitor;
 pub mod leader;
 pub mod list;
+pub mod mirror;
 pub mod rebuild;
 pub mod schedule;
 pub mod stats;
 
 pub use config::{LoadedConfig, load_config, load_config_text};
 pub use leader::{AlerterSetup, OnEvaluated, run_alerter};
+pub use mirror::Mirrored;
 pub use stats::AlerterStats;

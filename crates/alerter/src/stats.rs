@@ -26,6 +26,9 @@ pub struct AlerterStats {
     /// Dead letters written for hooks a configuration reload removed while
     /// they had deliveries pending.
     pub hook_removed_dead_letters: AtomicU64,
+    /// Write-backs of the state in memory into an alert store that lost its
+    /// data (a new store epoch).
+    pub write_backs: AtomicU64,
     /// Outbox entries seen waiting at the last read.
     pub outbox_depth: AtomicU64,
     /// Hook delivery counters, refreshed by the delivery loop.

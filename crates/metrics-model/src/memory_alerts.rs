@@ -1,18 +1,21 @@
 //! [`MemoryAlertStore`]: the in-memory [`AlertStore`] of standalone mode
 //! and tests. State lives as long as the process.
 //!
-//! The lease has no clock here (this crate reads none): it is held by the
-//! first holder until released. Standalone mode has one alerter, so that is
-//! all it needs; HA across processes needs the Redis store.
+//! The lease has no clock here: it is held by the first holder until
+//! released. Standalone mode has one alerter, so that is all it needs; HA
+//! across processes needs the Redis store. The store's epoch is drawn when
+//! it is created; [`MemoryAlertStore::lose_data`] plays a store that lost
+//! everything (for the store-loss tests).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::{Future, ready};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::store::{
-    AlertCommit, AlertSnapshot, AlertStore, DeadLetter, LeaseInfo, OutboxEntry, StoreError,
+    AlertCommit, AlertRestore, AlertSnapshot, AlertStore, DeadLetter, LeaseGrant, LeaseInfo,
+    LeaseRequest, OutboxEntry, StoreError,
 };
-use crate::time::Millis;
+use crate::time::{Millis, now_ms};
 
 /// Dead letters kept at most; older ones are dropped.
 pub const DEAD_LETTERS_MAX: usize = 1000;
@@ -25,6 +28,8 @@ pub struct MemoryAlertStore {
 
 #[derive(Debug, Default)]
 struct Inner {
+    /// The epoch and when it was drawn (ms); drawn on first use.
+    epoch: Option<(String, Millis)>,
     lease: Option<(String, u64)>,
     last_token: u64,
     last_evaluated: Option<Millis>,
@@ -42,6 +47,13 @@ impl MemoryAlertStore {
         Self::default()
     }
 
+    /// Forgets everything — lease, token counter, states, outbox, history,
+    /// dead letters — and draws a new epoch at the next use: what a Redis
+    /// restarted without persistence looks like to an alerter.
+    pub fn lose_data(&self) {
+        *self.lock() = Inner::default();
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave `Inner` half-updated in
         // a way that matters more than losing the process; keep serving.
@@ -52,23 +64,81 @@ impl MemoryAlertStore {
 }
 
 impl AlertStore for MemoryAlertStore {
-    fn acquire_lease(
+    fn acquire(
+        &self,
+        request: LeaseRequest<'_>,
+    ) -> impl Future<Output = Result<LeaseGrant, StoreError>> + Send {
+        let mut g = self.lock();
+        let now = now_ms();
+        let (epoch, epoch_at) = g
+            .epoch
+            .get_or_insert_with(|| (uuid::Uuid::new_v4().simple().to_string(), now))
+            .clone();
+        let mut grant = LeaseGrant {
+            token: None,
+            renewed: false,
+            epoch: epoch.clone(),
+            waiting_ms: None,
+        };
+        match &g.lease {
+            Some((h, token)) if h == request.holder => {
+                grant.token = Some(*token);
+                grant.renewed = true;
+            }
+            Some(_) => {}
+            None => {
+                let age = u64::try_from(now.saturating_sub(epoch_at)).unwrap_or(0);
+                if request.known_epoch.is_some_and(|k| k != epoch) && age < request.grace_ms {
+                    grant.waiting_ms = Some(request.grace_ms - age);
+                } else {
+                    g.last_token += 1;
+                    let token = g.last_token;
+                    g.lease = Some((request.holder.to_owned(), token));
+                    grant.token = Some(token);
+                }
+            }
+        }
+        ready(Ok(grant))
+    }
+
+    fn restore(
         &self,
         holder: &str,
-        _ttl_ms: u64,
-    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send {
+        token: u64,
+        restore: &AlertRestore,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
         let mut g = self.lock();
-        let out = match &g.lease {
-            Some((h, token)) if h == holder => Some(*token),
-            Some(_) => None,
-            None => {
-                g.last_token += 1;
-                let token = g.last_token;
-                g.lease = Some((holder.to_owned(), token));
-                Some(token)
-            }
-        };
-        ready(Ok(out))
+        if g.lease
+            .as_ref()
+            .is_none_or(|(h, t)| h != holder || *t != token)
+        {
+            return ready(Err(StoreError::Fenced {
+                holder: holder.to_owned(),
+                token,
+            }));
+        }
+        g.last_token = g.last_token.max(restore.token_floor);
+        if restore.last_evaluated.is_some() {
+            g.last_evaluated = restore.last_evaluated;
+        }
+        g.states = restore.states.iter().cloned().collect();
+        for e in &restore.outbox {
+            g.outbox.insert(e.seq, e.payload.clone());
+        }
+        let top = restore.outbox.iter().map(|e| e.seq).max().unwrap_or(0);
+        g.next_seq = g.next_seq.max(restore.outbox_seq).max(top);
+        for (end, id, json) in &restore.resolved {
+            g.resolved.insert((*end, id.clone()), json.clone());
+        }
+        if g.dead.is_empty() {
+            g.dead = restore
+                .dead_letters
+                .iter()
+                .take(DEAD_LETTERS_MAX)
+                .cloned()
+                .collect();
+        }
+        ready(Ok(()))
     }
 
     fn release_lease(
@@ -112,7 +182,7 @@ impl AlertStore for MemoryAlertStore {
         holder: &str,
         token: u64,
         commit: &AlertCommit,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
         let mut g = self.lock();
         if g.lease
             .as_ref()
@@ -138,7 +208,7 @@ impl AlertStore for MemoryAlertStore {
         for (end, id, json) in &commit.resolved {
             g.resolved.insert((*end, id.clone()), json.clone());
         }
-        ready(Ok(()))
+        ready(Ok(g.next_seq))
     }
 
     fn outbox(

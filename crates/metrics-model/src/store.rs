@@ -140,6 +140,67 @@ pub struct LeaseInfo {
     pub expires_in_ms: u64,
 }
 
+/// What [`AlertStore::acquire`] found: the store's epoch, and the lease if
+/// the caller holds it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseGrant {
+    /// The fencing token when the caller holds the lease after the call.
+    pub token: Option<u64>,
+    /// Whether the caller already held the lease (a renewal) rather than
+    /// acquiring it afresh.
+    pub renewed: bool,
+    /// The store's identity: a random value written when the alert store is
+    /// first used, and again only when it has lost its data (a restart
+    /// without persistence, a failover to a replica without it). An alerter
+    /// that sees it change knows the store it wrote to is gone.
+    pub epoch: String,
+    /// Set when the lease was free but not taken because the epoch is newer
+    /// than the caller's and younger than the grace period: milliseconds
+    /// until it may be taken.
+    pub waiting_ms: Option<u64>,
+}
+
+/// How to take the lease, for [`AlertStore::acquire`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseRequest<'a> {
+    /// The caller's identity.
+    pub holder: &'a str,
+    /// The lease's lifetime.
+    pub ttl_ms: u64,
+    /// The epoch the caller last saw, if it has state of its own to lose
+    /// nothing of: `None` takes a free lease whatever the epoch (an alerter
+    /// holding in-memory state, or one that never saw this store).
+    /// `Some(e)`: a free lease is taken at once when the store's epoch is
+    /// `e`; when it is another (the store lost its data), only once that
+    /// epoch is `grace_ms` old, so that a live leader can write its state
+    /// back first.
+    pub known_epoch: Option<&'a str>,
+    /// See `known_epoch`.
+    pub grace_ms: u64,
+}
+
+/// An alerter's in-memory copy of the alert store, written back under a
+/// fresh fence after the store lost its data ([`AlertStore::restore`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertRestore {
+    /// The last instant evaluated.
+    pub last_evaluated: Option<Millis>,
+    /// Every incident state (key → JSON); replaces what the store holds.
+    pub states: Vec<(String, String)>,
+    /// The undelivered outbox, with its sequence numbers kept (a delivery
+    /// in flight acks by them).
+    pub outbox: Vec<OutboxEntry>,
+    /// The outbox sequence counter: the next entry gets a greater number.
+    pub outbox_seq: u64,
+    /// Resolved incidents: `(end time, incident id, json)`.
+    pub resolved: Vec<(Millis, String, String)>,
+    /// Dead letters, newest first.
+    pub dead_letters: Vec<DeadLetter>,
+    /// The token counter is raised to at least this (the fencing token the
+    /// writer held before the loss), so tokens keep growing.
+    pub token_floor: u64,
+}
+
 /// Everything an alerter needs to continue where the last one stopped.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AlertSnapshot {
@@ -194,12 +255,39 @@ pub struct DeadLetter {
 pub trait AlertStore: Send + Sync {
     /// Acquires the lease for `holder` if it is free or expired, or renews it
     /// if `holder` holds it. Returns the fencing token when `holder` holds the
-    /// lease after the call, `None` when someone else does.
+    /// lease after the call, `None` when someone else does. (`acquire` with
+    /// no known epoch.)
     fn acquire_lease(
         &self,
         holder: &str,
         ttl_ms: u64,
-    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send {
+        let request = LeaseRequest {
+            holder,
+            ttl_ms,
+            known_epoch: None,
+            grace_ms: 0,
+        };
+        async move { Ok(self.acquire(request).await?.token) }
+    }
+
+    /// Takes or renews the lease as [`LeaseRequest`] says, and reports the
+    /// store's epoch (creating it when the store has none: first use, or
+    /// after it lost its data).
+    fn acquire(
+        &self,
+        request: LeaseRequest<'_>,
+    ) -> impl Future<Output = Result<LeaseGrant, StoreError>> + Send;
+
+    /// Writes an alerter's in-memory state back into a store that lost its
+    /// data, if `holder` holds the lease with `token` (fenced as
+    /// [`AlertStore::commit`]); all or nothing.
+    fn restore(
+        &self,
+        holder: &str,
+        token: u64,
+        restore: &AlertRestore,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Gives the lease up if `holder` still holds it with `token`.
     fn release_lease(
@@ -221,12 +309,15 @@ pub trait AlertStore: Send + Sync {
     /// Both are checked: the token alone does not identify an acquisition,
     /// since a failover to a lagging replica can lose the token counter's
     /// last increment and hand the same token to the next holder.
+    ///
+    /// Returns the outbox sequence counter after the commit: the commit's
+    /// `n` outbox entries got the numbers `seq - n + 1 ..= seq`.
     fn commit(
         &self,
         holder: &str,
         token: u64,
         commit: &AlertCommit,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Up to `limit` outbox entries, oldest first.
     fn outbox(

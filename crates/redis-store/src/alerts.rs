@@ -18,7 +18,8 @@ use std::sync::LazyLock;
 use fred::prelude::*;
 use fred::types::scripts::Script;
 use metrics_model::store::{
-    AlertCommit, AlertSnapshot, AlertStore, DeadLetter, LeaseInfo, OutboxEntry, StoreError,
+    AlertCommit, AlertRestore, AlertSnapshot, AlertStore, DeadLetter, LeaseGrant, LeaseInfo,
+    LeaseRequest, OutboxEntry, StoreError,
 };
 use metrics_model::time::Millis;
 
@@ -43,6 +44,7 @@ const MAX_LEASE_TTL_MS: u64 = 100 * 24 * 3600 * 1000;
 /// into Redis when Redis does not know it: first use, or after a restart).
 struct Scripts {
     acquire: Script,
+    restore: Script,
     release: Script,
     lease: Script,
     load: Script,
@@ -57,6 +59,7 @@ struct Scripts {
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     acquire: Script::from_lua(lua::ACQUIRE),
+    restore: Script::from_lua(lua::RESTORE),
     release: Script::from_lua(lua::RELEASE),
     lease: Script::from_lua(lua::LEASE),
     load: Script::from_lua(lua::LOAD),
@@ -102,7 +105,7 @@ impl RedisStore {
         holder: &str,
         token: u64,
         commit: &AlertCommit,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         let k = self.alert_keys();
         let mut args: Vec<Value> = Vec::with_capacity(
             5 + commit.states.len() * 3 + commit.outbox.len() + commit.resolved.len() * 3,
@@ -143,12 +146,84 @@ impl RedisStore {
             .evalsha_with_reload::<Value, _, _>(self.client(), keys, args)
             .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(v) => to_i64(&v)
+                .and_then(|s| u64::try_from(s).ok())
+                .ok_or_else(|| self.unexpected("commit", &v)),
             Err(e) if e.details().contains("BPFENCED") => Err(StoreError::Fenced {
                 holder: holder.to_owned(),
                 token,
             }),
             Err(e) => Err(self.err("committing alert state", &e)),
+        }
+    }
+
+    async fn restore_alerts(
+        &self,
+        holder: &str,
+        token: u64,
+        r: &AlertRestore,
+    ) -> Result<(), StoreError> {
+        let k = self.alert_keys();
+        let mut args: Vec<Value> = Vec::with_capacity(
+            8 + r.states.len() * 2
+                + r.outbox.len() * 2
+                + r.resolved.len() * 3
+                + r.dead_letters.len() * 4,
+        );
+        args.push(format!("{token}:{holder}").into());
+        args.push(
+            r.last_evaluated
+                .map_or_else(String::new, |t| t.to_string())
+                .into(),
+        );
+        args.push(r.outbox_seq.to_string().into());
+        args.push(r.token_floor.to_string().into());
+        args.push(count(r.states.len()));
+        args.push(count(r.outbox.len()));
+        args.push(count(r.resolved.len()));
+        let dead = &r.dead_letters[..r.dead_letters.len().min(DEAD_LETTERS_MAX)];
+        args.push(count(dead.len()));
+        for (key, json) in &r.states {
+            args.push(key.as_str().into());
+            args.push(json.as_str().into());
+        }
+        for e in &r.outbox {
+            args.push(e.seq.to_string().into());
+            args.push(e.payload.as_str().into());
+        }
+        for (end, id, json) in &r.resolved {
+            args.push((*end).into());
+            args.push(id.as_str().into());
+            args.push(json.as_str().into());
+        }
+        for d in dead {
+            args.push(d.at.to_string().into());
+            args.push(d.hook.as_str().into());
+            args.push(d.error.as_str().into());
+            args.push(d.payload.as_str().into());
+        }
+        let keys = vec![
+            k.lease(),
+            k.token(),
+            k.states(),
+            k.meta(),
+            k.outbox(),
+            k.outbox_data(),
+            k.resolved(),
+            k.resolved_data(),
+            k.dead(),
+        ];
+        let result = SCRIPTS
+            .restore
+            .evalsha_with_reload::<Value, _, _>(self.client(), keys, args)
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.details().contains("BPFENCED") => Err(StoreError::Fenced {
+                holder: holder.to_owned(),
+                token,
+            }),
+            Err(e) => Err(self.err("writing the alert state back", &e)),
         }
     }
 
@@ -345,24 +420,44 @@ impl RedisStore {
         }
     }
 
-    async fn acquire(&self, holder: &str, ttl_ms: u64) -> Result<Option<u64>, StoreError> {
+    async fn acquire_with(&self, r: LeaseRequest<'_>) -> Result<LeaseGrant, StoreError> {
         let k = self.alert_keys();
-        let ttl = ttl_ms.clamp(1, MAX_LEASE_TTL_MS);
+        let ttl = r.ttl_ms.clamp(1, MAX_LEASE_TTL_MS);
+        let fresh_epoch = uuid::Uuid::new_v4().simple().to_string();
         let v = self
             .run(
                 "acquiring the alerter lease",
                 &SCRIPTS.acquire,
-                vec![k.lease(), k.token()],
-                vec![holder.into(), ttl.to_string().into()],
+                vec![k.lease(), k.token(), k.meta()],
+                vec![
+                    r.holder.into(),
+                    ttl.to_string().into(),
+                    fresh_epoch.into(),
+                    r.known_epoch.unwrap_or("").into(),
+                    r.grace_ms.min(MAX_LEASE_TTL_MS).to_string().into(),
+                ],
             )
             .await?;
-        match v {
-            Value::Null => Ok(None),
-            other => to_i64(&other)
-                .and_then(|t| u64::try_from(t).ok())
-                .map(Some)
-                .ok_or_else(|| self.unexpected("acquire", &other)),
-        }
+        let parsed = match &v {
+            Value::Array(parts) if parts.len() == 4 => {
+                match (
+                    to_i64(&parts[0]),
+                    to_i64(&parts[1]),
+                    to_string(&parts[2]),
+                    to_i64(&parts[3]),
+                ) {
+                    (Some(token), Some(renewed), Some(epoch), Some(wait)) => Some(LeaseGrant {
+                        token: u64::try_from(token).ok().filter(|t| *t > 0),
+                        renewed: renewed == 1,
+                        epoch,
+                        waiting_ms: u64::try_from(wait).ok(),
+                    }),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        parsed.ok_or_else(|| self.unexpected("acquire", &v))
     }
 
     async fn release(&self, holder: &str, token: u64) -> Result<(), StoreError> {
@@ -416,8 +511,17 @@ impl RedisStore {
 }
 
 impl AlertStore for RedisStore {
-    async fn acquire_lease(&self, holder: &str, ttl_ms: u64) -> Result<Option<u64>, StoreError> {
-        self.acquire(holder, ttl_ms).await
+    async fn acquire(&self, request: LeaseRequest<'_>) -> Result<LeaseGrant, StoreError> {
+        self.acquire_with(request).await
+    }
+
+    async fn restore(
+        &self,
+        holder: &str,
+        token: u64,
+        restore: &AlertRestore,
+    ) -> Result<(), StoreError> {
+        self.restore_alerts(holder, token, restore).await
     }
 
     async fn release_lease(&self, holder: &str, token: u64) -> Result<(), StoreError> {
@@ -437,7 +541,7 @@ impl AlertStore for RedisStore {
         holder: &str,
         token: u64,
         commit: &AlertCommit,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         self.commit_alerts(holder, token, commit).await
     }
 

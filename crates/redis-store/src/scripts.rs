@@ -117,22 +117,103 @@ return n
 /// The alert store's scripts. `KEYS` are [`crate::keys::AlertKeys`]' keys;
 /// every key shares the hash tag `{<scope>:alerts}`.
 pub(crate) mod alerts {
-    /// `KEYS`: lease, token counter. `ARGV`: holder, ttl ms. Returns the token
-    /// when `holder` holds the lease after the call, nil otherwise.
+    /// `KEYS`: lease, token counter, meta. `ARGV`: holder, ttl (ms), a fresh
+    /// epoch (used when the store has none), the caller's known epoch (`''`:
+    /// none), grace (ms). Returns `{token or 0, renewed 0/1, epoch, wait ms or
+    /// -1}`.
+    ///
+    /// The store's epoch (meta fields `epoch`, `epoch_at`) is created when
+    /// missing: on first use, or when the store lost its data. A free lease is
+    /// taken unless the caller knows another epoch and the store's is younger
+    /// than the grace period (then it returns how long to wait).
     pub const ACQUIRE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local epoch = redis.call('HGET', KEYS[3], 'epoch')
+if not epoch then
+  epoch = ARGV[3]
+  redis.call('HSET', KEYS[3], 'epoch', epoch, 'epoch_at', string.format('%d', now))
+end
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local tok, holder = string.match(cur, '^(%d+):(.*)$')
   if tok and holder == ARGV[1] then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
-    return tok
+    return {tonumber(tok), 1, epoch, -1}
   end
-  return false
+  return {0, 0, epoch, -1}
+end
+if ARGV[4] ~= '' and ARGV[4] ~= epoch then
+  local age = now - (tonumber(redis.call('HGET', KEYS[3], 'epoch_at')) or 0)
+  local grace = tonumber(ARGV[5])
+  if age < grace then
+    return {0, 0, epoch, grace - age}
+  end
 end
 local tok = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], string.format('%d', tok) .. ':' .. ARGV[1], 'PX', ARGV[2])
-return tok
+return {tok, 0, epoch, -1}
 ";
+
+    /// `KEYS`: lease, token counter, states, meta, outbox, outbox data,
+    /// resolved, resolved data, dead list. `ARGV`: the caller's lease value,
+    /// last evaluated (`''`: none), outbox seq, token floor, number of
+    /// states, of outbox entries, of resolved incidents, of dead letters;
+    /// then `key json` per state, `seq payload` per outbox entry, `end id
+    /// json` per resolved incident, `at hook error payload` per dead letter
+    /// (newest first). Fenced and type-checked as `COMMIT`. Replaces the
+    /// states; adds the outbox entries under their own seqs, the resolved
+    /// incidents, and the dead letters when the list is empty; raises the
+    /// token counter and the outbox seq to at least the values given.
+    pub const RESTORE: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('BPFENCED the lease is not ' .. ARGV[1])
+end
+local expect = {'string', 'hash', 'hash', 'zset', 'hash', 'zset', 'hash', 'list'}
+for k = 2, 9 do
+  local t = redis.call('TYPE', KEYS[k])['ok']
+  if t ~= 'none' and t ~= expect[k - 1] then
+    return redis.error_reply('BPCORRUPT key ' .. KEYS[k] .. ' is a ' .. t .. ', not a ' .. expect[k - 1])
+  end
+end
+local cur = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
+if tonumber(ARGV[4]) > cur then
+  redis.call('SET', KEYS[2], ARGV[4])
+end
+if ARGV[2] ~= '' then
+  redis.call('HSET', KEYS[4], 'last_evaluated', ARGV[2])
+end
+local seq = tonumber(redis.call('HGET', KEYS[4], 'outbox_seq') or '0') or 0
+if tonumber(ARGV[3]) > seq then seq = tonumber(ARGV[3]) end
+local n_st, n_out, n_res, n_dead = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local i = 9
+redis.call('DEL', KEYS[3])
+for _ = 1, n_st do
+  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+for _ = 1, n_out do
+  redis.call('ZADD', KEYS[5], ARGV[i], ARGV[i])
+  redis.call('HSET', KEYS[6], ARGV[i], ARGV[i + 1])
+  if tonumber(ARGV[i]) > seq then seq = tonumber(ARGV[i]) end
+  i = i + 2
+end
+redis.call('HSET', KEYS[4], 'outbox_seq', string.format('%d', seq))
+for _ = 1, n_res do
+  redis.call('ZADD', KEYS[7], ARGV[i], ARGV[i + 1])
+  redis.call('HSET', KEYS[8], ARGV[i + 1], ARGV[i + 2])
+  i = i + 3
+end
+local fill = redis.call('LLEN', KEYS[9]) == 0
+for _ = 1, n_dead do
+  if fill then
+    redis.call('RPUSH', KEYS[9], '{"at":' .. ARGV[i] .. ',"hook":' .. cjson.encode(ARGV[i + 1])
+      .. ',"error":' .. cjson.encode(ARGV[i + 2]) .. ',"payload":' .. cjson.encode(ARGV[i + 3]) .. '}')
+  end
+  i = i + 4
+end
+return seq
+"#;
 
     /// `KEYS`: lease. `ARGV`: token, holder. Deletes the lease if it is
     /// exactly theirs.
@@ -159,7 +240,8 @@ return {redis.call('HGET', KEYS[2], 'last_evaluated'), redis.call('HGETALL', KEY
     /// data. `ARGV`: the caller's lease value `<token>:<holder>`,
     /// `evaluated_at`, number of state ops, of outbox entries, of resolved
     /// incidents; then the state ops in order (`s key json` or `d key`), the
-    /// outbox payloads, and `end id json` per resolved incident. Fails with
+    /// outbox payloads, and `end id json` per resolved incident. Returns the
+    /// outbox seq after the commit. Fails with
     /// `BPFENCED` unless the lease is exactly the caller's (token *and* holder:
     /// a failover that loses the counter's last `INCR` can hand one token to two
     /// holders), with `BPCORRUPT` when a key has the wrong type; both before any
@@ -210,7 +292,7 @@ for _ = 1, n_res do
   redis.call('HSET', KEYS[7], ARGV[i + 1], ARGV[i + 2])
   i = i + 3
 end
-return n_out
+return seq
 ";
 
     /// `KEYS`: outbox, outbox data. `ARGV`: last rank (limit - 1). Returns

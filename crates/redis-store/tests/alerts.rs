@@ -113,6 +113,35 @@ mod failover_to_a_lagging_replica {
     }
 }
 
+/// A store that loses its data: the memory store's `lose_data`, and a
+/// `FLUSHALL` of the Redis (what a restart without persistence leaves).
+mod store_loss {
+    #[tokio::test]
+    async fn memory() {
+        let s = metrics_model::MemoryAlertStore::new();
+        let lose = async { s.lose_data() };
+        super::alerts_suite::store_loss_epoch_and_restore(&s, &s.clone(), lose).await;
+        let s = metrics_model::MemoryAlertStore::new();
+        let lose = async { s.lose_data() };
+        super::alerts_suite::a_new_epoch_past_its_grace_is_taken(&s, lose).await;
+    }
+
+    #[tokio::test]
+    async fn redis() {
+        let server = test_support::RedisServer::start();
+        let (s, other) = super::pair(&server.url(), "bp").await;
+        let lose = async {
+            server.cli(&["flushall"]);
+        };
+        super::alerts_suite::store_loss_epoch_and_restore(&s, &other, lose).await;
+        server.cli(&["flushall"]);
+        let lose = async {
+            server.cli(&["flushall"]);
+        };
+        super::alerts_suite::a_new_epoch_past_its_grace_is_taken(&s, lose).await;
+    }
+}
+
 /// The lease expires unless renewed; the next holder then gets a larger
 /// token and the old holder is fenced.
 async fn lease_expiry(s: &RedisStore, other: &RedisStore) {
@@ -283,7 +312,10 @@ async fn a_down_redis_is_unavailable_without_the_password_and_recovers() {
         ("release", s.release_lease("a", t).await),
         ("lease", s.lease().await.map(drop)),
         ("load", s.load().await.map(drop)),
-        ("commit", s.commit("a", t, &outbox_commit(2, &["p2"])).await),
+        (
+            "commit",
+            s.commit("a", t, &outbox_commit(2, &["p2"])).await.map(drop),
+        ),
         ("outbox", s.outbox(10).await.map(drop)),
         ("ack", s.ack(&[1]).await),
         ("outbox_len", s.outbox_len().await.map(drop)),
@@ -306,7 +338,7 @@ async fn a_down_redis_is_unavailable_without_the_password_and_recovers() {
     let deadline = tokio::time::Instant::now() + HANG;
     loop {
         match s.commit("a", t, &outbox_commit(3, &["p3"])).await {
-            Ok(()) => break,
+            Ok(_) => break,
             Err(StoreError::Unavailable(_)) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }

@@ -7,7 +7,10 @@
 #![allow(dead_code)]
 
 use metrics_model::memory_alerts::DEAD_LETTERS_MAX;
-use metrics_model::store::{AlertCommit, AlertSnapshot, AlertStore, DeadLetter, StoreError};
+use metrics_model::store::{
+    AlertCommit, AlertRestore, AlertSnapshot, AlertStore, DeadLetter, LeaseRequest, OutboxEntry,
+    StoreError,
+};
 
 /// Every case, by name, for stores that run them one after another.
 pub const CASES: &[&str] = &[
@@ -51,7 +54,7 @@ pub fn outbox_commit(at: i64, payloads: &[&str]) -> AlertCommit {
 }
 
 /// The error of a commit fenced for `holder` with `token`.
-pub fn fenced(holder: &str, token: u64) -> Result<(), StoreError> {
+pub fn fenced<T>(holder: &str, token: u64) -> Result<T, StoreError> {
     Err(StoreError::Fenced {
         holder: holder.to_owned(),
         token,
@@ -524,4 +527,147 @@ pub async fn resolved_history_range_limit_prune<S: AlertStore>(s: &S, other: &S)
     assert_eq!(history(0, i64::MAX, usize::MAX).await.unwrap().len(), 1_500);
     assert_eq!(s.prune_resolved(i64::MAX).await.unwrap(), 1_500);
     assert!(history(i64::MIN, i64::MAX, 10).await.unwrap().is_empty());
+}
+
+/// A request for `holder` with [`LONG_TTL`].
+fn request<'a>(holder: &'a str, known: Option<&'a str>, grace_ms: u64) -> LeaseRequest<'a> {
+    LeaseRequest {
+        holder,
+        ttl_ms: LONG_TTL,
+        known_epoch: known,
+        grace_ms,
+    }
+}
+
+/// The store's epoch: stable while the data lives, new once `lose` wiped
+/// the store; a standby that knew the old epoch waits out the grace
+/// period, a holder of state takes the lease at once and writes it back
+/// with `restore` (outbox sequence numbers kept, token counter raised).
+pub async fn store_loss_epoch_and_restore<S: AlertStore>(
+    s: &S,
+    other: &S,
+    lose: impl Future<Output = ()>,
+) {
+    let first = s.acquire(request("a", None, 0)).await.unwrap();
+    let t1 = first.token.expect("a free lease is taken");
+    assert!(!first.renewed);
+    assert_eq!(first.waiting_ms, None);
+    let renewed = s.acquire(request("a", None, 0)).await.unwrap();
+    assert_eq!((renewed.token, renewed.renewed), (Some(t1), true));
+    assert_eq!(renewed.epoch, first.epoch, "the epoch is stable");
+    let seen = other
+        .acquire(request("b", Some(&first.epoch), 60_000))
+        .await
+        .unwrap();
+    assert_eq!((seen.token, seen.waiting_ms), (None, None), "held by a");
+    assert_eq!(seen.epoch, first.epoch);
+
+    let commit = AlertCommit {
+        evaluated_at: 7_000,
+        states: vec![("k1".into(), Some("{\"s\":1}".into()))],
+        outbox: vec!["o1".into(), "o2".into(), "o3".into()],
+        resolved: vec![(6_000, "r1".into(), "{\"r\":1}".into())],
+    };
+    assert_eq!(s.commit("a", t1, &commit).await, Ok(3));
+    s.ack(&[1]).await.unwrap();
+    let letter = DeadLetter {
+        at: 5,
+        hook: "h".into(),
+        error: "e \"quoted\"".into(),
+        payload: "{\"x\":\"ü\"}".into(),
+    };
+    s.dead_letter(&letter).await.unwrap();
+
+    lose.await;
+    assert_eq!(s.load().await.unwrap(), AlertSnapshot::default(), "wiped");
+    // A standby that knew the old epoch does not take the free lease yet.
+    let wait = other
+        .acquire(request("b", Some(&first.epoch), 60_000))
+        .await
+        .unwrap();
+    assert_eq!(wait.token, None);
+    assert_ne!(wait.epoch, first.epoch, "a new epoch after the loss");
+    assert!(
+        wait.waiting_ms.is_some_and(|w| w > 0 && w <= 60_000),
+        "{wait:?}"
+    );
+    // The alerter with state takes it at once (no known epoch).
+    let again = s.acquire(request("a", None, 0)).await.unwrap();
+    let t2 = again.token.expect("taken at once");
+    assert!(!again.renewed);
+    assert_eq!(again.epoch, wait.epoch);
+
+    let image = AlertRestore {
+        last_evaluated: Some(7_000),
+        states: vec![("k1".into(), "{\"s\":1}".into())],
+        outbox: vec![
+            OutboxEntry {
+                seq: 2,
+                payload: "o2".into(),
+            },
+            OutboxEntry {
+                seq: 3,
+                payload: "o3".into(),
+            },
+        ],
+        outbox_seq: 3,
+        resolved: vec![(6_000, "r1".into(), "{\"r\":1}".into())],
+        dead_letters: vec![letter.clone()],
+        token_floor: 41,
+    };
+    assert_eq!(
+        other.restore("b", t2, &image).await,
+        fenced("b", t2),
+        "restore is fenced"
+    );
+    assert_eq!(s.load().await.unwrap(), AlertSnapshot::default());
+    s.restore("a", t2, &image).await.unwrap();
+    let back = other.load().await.unwrap();
+    assert_eq!(back.last_evaluated, Some(7_000));
+    assert_eq!(back.states, image.states);
+    assert_eq!(other.outbox(10).await.unwrap(), image.outbox);
+    assert_eq!(
+        other.resolved(0, 10_000, 10).await.unwrap(),
+        ["{\"r\":1}".to_owned()]
+    );
+    assert_eq!(other.dead_letters(10).await.unwrap(), vec![letter.clone()]);
+    // A second write-back replaces the states and does not repeat the dead
+    // letters.
+    let mut fewer = image.clone();
+    fewer.states.clear();
+    s.restore("a", t2, &fewer).await.unwrap();
+    assert!(other.load().await.unwrap().states.is_empty());
+    assert_eq!(other.dead_letters(10).await.unwrap().len(), 1);
+    // Numbering goes on after the restored entries.
+    assert_eq!(
+        s.commit("a", t2, &outbox_commit(8_000, &["o4"])).await,
+        Ok(4)
+    );
+    // The token counter went past the old token.
+    s.release_lease("a", t2).await.unwrap();
+    let next = other
+        .acquire(request("b", Some(&again.epoch), 60_000))
+        .await
+        .unwrap();
+    assert_eq!(next.token, Some(42), "counter raised to the floor, then +1");
+    // The epoch is unchanged by all of it.
+    assert_eq!(next.epoch, again.epoch);
+}
+
+/// The grace period runs from the new epoch's creation: with a zero grace a
+/// standby takes a free lease under a new epoch at once.
+pub async fn a_new_epoch_past_its_grace_is_taken<S: AlertStore>(
+    s: &S,
+    lose: impl Future<Output = ()>,
+) {
+    let first = s.acquire(request("a", None, 0)).await.unwrap();
+    let t1 = first.token.unwrap();
+    s.release_lease("a", t1).await.unwrap();
+    lose.await;
+    let g = s
+        .acquire(request("b", Some(&first.epoch), 0))
+        .await
+        .unwrap();
+    assert!(g.token.is_some(), "{g:?}");
+    assert_ne!(g.epoch, first.epoch);
 }
