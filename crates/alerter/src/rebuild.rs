@@ -34,6 +34,12 @@ pub async fn rebuild<T: TickStore>(
 ) -> Result<(Engine, usize), StoreError> {
     let mut engine = Engine::new(plan.rules.clone(), plan.options);
     engine.resume_after(plan.resume_after);
+    // A host registry that lost its data (its shard restarted empty) is
+    // refilled from the tick streams that survived; failing that, the
+    // registry as it is.
+    if let Err(e) = ticks.rediscover_hosts().await {
+        tracing::warn!(error = %e, "cannot look for hosts missing from the registry; rebuilding from the hosts it lists");
+    }
     let mut hosts = ticks.hosts().await?;
     hosts.sort_by(|a, b| a.host.cmp(&b.host));
     let mut loaded = 0usize;

@@ -119,6 +119,15 @@ pub trait TickStore: Send + Sync {
     /// Every host with at least one stored tick, with its last `ts`.
     fn hosts(&self) -> impl Future<Output = Result<Vec<HostInfo>, StoreError>> + Send;
 
+    /// Finds hosts whose ticks are stored but which [`TickStore::hosts`]
+    /// does not list (a store whose host index lives apart from the ticks
+    /// and lost its data, e.g. one Redis Cluster shard restarted empty),
+    /// lists them again, and returns how many. Stores with no separate index
+    /// have nothing to find.
+    fn rediscover_hosts(&self) -> impl Future<Output = Result<usize, StoreError>> + Send {
+        std::future::ready(Ok(0))
+    }
+
     /// Removes ticks with `ts < before`, and hosts left with none.
     /// Safe to run from several processes at once.
     fn prune(

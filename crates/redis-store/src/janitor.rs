@@ -20,12 +20,15 @@ pub struct JanitorConfig {
     pub interval: Duration,
 }
 
-/// One janitor pass: removes ticks with `ts < now − retention`.
+/// One janitor pass: lists again hosts the registry lost (so their ticks
+/// are pruned too; see [`TickStore::rediscover_hosts`]), then removes ticks
+/// with `ts < now − retention`.
 pub async fn prune_once<S: TickStore>(
     store: &S,
     retention: Duration,
     now: Millis,
 ) -> Result<PruneOutcome, metrics_model::store::StoreError> {
+    store.rediscover_hosts().await?;
     store
         .prune(now.saturating_sub(retention.as_millis_i64()))
         .await

@@ -35,6 +35,11 @@ impl Keys {
         }
     }
 
+    /// The scope.
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
     /// The layout version key.
     pub fn layout(&self) -> String {
         format!("{}:layout", self.scope)

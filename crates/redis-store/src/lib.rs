@@ -55,6 +55,6 @@ pub mod store;
 mod ticks;
 
 pub use error::RedisStoreError;
-pub use janitor::{JanitorConfig, run_janitor};
+pub use janitor::{JanitorConfig, prune_once, run_janitor};
 pub use options::RedisOptions;
 pub use store::{RedisCursor, RedisStore, StreamId};

@@ -159,6 +159,99 @@ impl RedisStore {
         out
     }
 
+    /// Every host with a tick stream, found by `SCAN` (on every master of a
+    /// Cluster), whatever the registry says.
+    async fn scan_streams(&self) -> Result<Vec<HostName>, StoreError> {
+        use fred::types::scan::ScanType;
+        use futures_util::TryStreamExt;
+        let prefix = format!("{}:ticks:{{", self.inner.keys.scope());
+        let pattern = format!("{prefix}*}}");
+        let client = &self.inner.client;
+        let keys: Vec<Key> = if client.is_clustered() {
+            client
+                .scan_cluster_buffered(pattern, Some(1000), Some(ScanType::Stream))
+                .try_collect()
+                .await
+        } else {
+            client
+                .scan_buffered(pattern, Some(1000), Some(ScanType::Stream))
+                .try_collect()
+                .await
+        }
+        .map_err(|e| self.err("scanning for tick streams", &e))?;
+        let mut hosts: Vec<HostName> = keys
+            .iter()
+            .filter_map(|k| {
+                let name = k
+                    .as_str()?
+                    .strip_prefix(prefix.as_str())?
+                    .strip_suffix('}')?;
+                name.parse().ok()
+            })
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        Ok(hosts)
+    }
+
+    /// [`TickStore::rediscover_hosts`]: hosts with a stream but no registry
+    /// entry get one, scored by their stream's last entry.
+    async fn rediscover(&self) -> Result<usize, StoreError> {
+        let listed: std::collections::HashSet<HostName> =
+            self.registry().await?.into_iter().map(|h| h.host).collect();
+        let missing: Vec<HostName> = self
+            .scan_streams()
+            .await?
+            .into_iter()
+            .filter(|h| !listed.contains(h))
+            .collect();
+        if missing.is_empty() {
+            return Ok(0);
+        }
+        let pipeline = self.inner.client.pipeline();
+        for h in &missing {
+            pipeline
+                .xrevrange::<(), _, _, _>(self.inner.keys.ticks(h), "+", "-", Some(1))
+                .await
+                .map_err(|e| self.err("reading the newest ticks", &e))?;
+        }
+        let results = replies(&pipeline, missing.len()).await;
+        let mut args: Vec<Value> = vec![self.inner.keys.hosts().into(), "GT".into()];
+        let mut found = 0;
+        for (h, r) in missing.iter().zip(results) {
+            let entries = r
+                .map_err(|e| self.err("reading the newest ticks", &e))?
+                .into_array();
+            if let Some(entry) = entries.first() {
+                let e =
+                    parse_entry(entry).map_err(|m| self.corrupt(&self.inner.keys.ticks(h), &m))?;
+                // An in-order entry's ID is its `ts`; a late one's is after
+                // the greatest `ts`: either way the ID's ms is the host's
+                // greatest `ts`.
+                args.push(Value::Integer(i64::try_from(e.id.ms).unwrap_or(i64::MAX)));
+                args.push(h.as_str().into());
+                found += 1;
+            }
+        }
+        if found > 0 {
+            let _: Value = self
+                .inner
+                .client
+                .custom(
+                    CustomCommand::new("ZADD", ClusterHash::FirstKey, false),
+                    args,
+                )
+                .await
+                .map_err(|e| self.err("updating the host registry", &e))?;
+            tracing::warn!(
+                hosts = found,
+                key = %self.inner.keys.hosts(),
+                "re-registered hosts whose tick streams survived but whose registry entries were gone (the registry lost its data?)"
+            );
+        }
+        Ok(found)
+    }
+
     async fn append_ticks(&self, ticks: &[Tick]) -> Result<AppendOutcome, StoreError> {
         check_ticks(ticks)?;
         let mut by_host: BTreeMap<&HostName, Vec<&Tick>> = BTreeMap::new();
@@ -506,6 +599,10 @@ impl TickStore for RedisStore {
 
     fn hosts(&self) -> impl Future<Output = Result<Vec<HostInfo>, StoreError>> + Send {
         self.registry()
+    }
+
+    fn rediscover_hosts(&self) -> impl Future<Output = Result<usize, StoreError>> + Send {
+        self.rediscover()
     }
 
     fn prune(

@@ -54,6 +54,18 @@ async fn the_suite_passes_on_a_three_master_cluster() {
         .unwrap();
     assert_eq!(all.ticks.len(), 504);
     assert_eq!(store.hosts().await.unwrap().len(), 24);
+    // The registry's shard loses it: every host comes back from the streams
+    // that survived on the three shards, with its last `ts`.
+    let before = store.hosts().await.unwrap();
+    assert_eq!(cluster.cli(&["del", "spread:hosts"]).trim(), "1");
+    assert!(store.hosts().await.unwrap().is_empty());
+    assert_eq!(store.rediscover_hosts().await.unwrap(), 24);
+    assert_eq!(store.hosts().await.unwrap(), before);
+    assert_eq!(
+        store.rediscover_hosts().await.unwrap(),
+        0,
+        "nothing left to find"
+    );
     for h in &hosts {
         let got = store.range(&h.parse().unwrap(), 0, i64::MAX).await.unwrap();
         assert_eq!(got.len(), 21, "{h}");

@@ -335,3 +335,45 @@ async fn the_sentinel_url_form_finds_the_master() {
     store.append(&[tick("s", 1_000, 0.0)]).await.unwrap();
     assert_eq!(master.cli(&["xlen", "bp:ticks:{s}"]).trim(), "1");
 }
+
+/// Hosts whose registry entries are gone (the registry lost its data) are
+/// found again from their tick streams, late ticks included, and the
+/// janitor prunes them.
+#[tokio::test]
+async fn a_lost_registry_is_refilled_from_the_tick_streams() {
+    use metrics_model::store::TickStore;
+    let server = RedisServer::start();
+    let store = connect(&server.url(), "bp").await.unwrap();
+    let host = |h: &str| -> metrics_model::HostName { h.parse().unwrap() };
+    let tick = |h: &str, ts: i64| {
+        metrics_model::Tick::new(host(h), ts, [("cpu.usage".parse().unwrap(), 1.0)])
+    };
+    let ticks = [
+        tick("a", 1_000),
+        tick("a", 3_000),
+        tick("b", 2_000),
+        tick("a", 500),
+    ];
+    store.append(&ticks).await.unwrap();
+    let before = store.hosts().await.unwrap();
+    assert_eq!(before.len(), 2);
+    assert_eq!(server.cli(&["del", "bp:hosts"]).trim(), "1");
+    assert!(store.hosts().await.unwrap().is_empty());
+    // A key that only looks like a stream of the scope is not a host.
+    server.cli(&["set", "bp:ticks:{c}", "x"]);
+    server.cli(&["xadd", "other:ticks:{d}", "1-0", "v", "x"]);
+    assert_eq!(store.rediscover_hosts().await.unwrap(), 2);
+    assert_eq!(
+        store.hosts().await.unwrap(),
+        before,
+        "last ts of a is 3000, not the late 500"
+    );
+    let out = redis_store::prune_once(
+        &store,
+        metrics_model::Duration::from_millis(1).unwrap(),
+        10_000,
+    )
+    .await
+    .unwrap();
+    assert_eq!((out.ticks_removed, out.hosts_removed), (4, 2));
+}
