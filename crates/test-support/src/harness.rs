@@ -62,12 +62,17 @@ pub struct Client {
 impl Client {
     /// Connects to `url` (any URL form the store accepts).
     pub fn connect(url: &str) -> io::Result<Client> {
+        Self::connect_scoped(url, SCOPE)
+    }
+
+    /// Connects to `url` with the key scope `scope` (`BP_REDIS_SCOPE`).
+    pub fn connect_scoped(url: &str, scope: &str) -> io::Result<Client> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         let url = RedisUrl::parse(url).map_err(io::Error::other)?;
         let store = rt
-            .block_on(RedisStore::connect(RedisOptions::new(url, SCOPE)))
+            .block_on(RedisStore::connect(RedisOptions::new(url, scope)))
             .map_err(io::Error::other)?;
         Ok(Client { rt, store })
     }

@@ -259,7 +259,30 @@ pub struct RedisCluster {
 #[derive(Debug)]
 struct ClusterNode {
     port: u16,
+    bus: u16,
     child: Child,
+}
+
+/// `redis-server` for cluster node `port`/`bus` in `dir` (no persistence:
+/// a restart comes back empty, with its slots from `nodes.conf`).
+fn cluster_node_command(port: u16, bus: u16, dir: &Path) -> Command {
+    let mut cmd = Command::new("redis-server");
+    cmd.arg("--port")
+        .arg(port.to_string())
+        .arg("--cluster-port")
+        .arg(bus.to_string())
+        .args(["--bind", "127.0.0.1", "--daemonize", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .args(["--logfile", "redis.log", "--save", "", "--appendonly", "no"])
+        .args([
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+        ])
+        .args(["--cluster-node-timeout", "5000"]);
+    cmd
 }
 
 impl RedisCluster {
@@ -285,29 +308,14 @@ impl RedisCluster {
             let bus = free_port();
             let node_dir = cluster.dir.path().join(format!("node{i}"));
             std::fs::create_dir_all(&node_dir).expect("create a cluster node directory");
-            let mut cmd = Command::new("redis-server");
-            cmd.arg("--port")
-                .arg(port.to_string())
-                .arg("--cluster-port")
-                .arg(bus.to_string())
-                .args(["--bind", "127.0.0.1", "--daemonize", "no"])
-                .arg("--dir")
-                .arg(&node_dir)
-                .args(["--logfile", "redis.log", "--save", "", "--appendonly", "no"])
-                .args([
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                ])
-                .args(["--cluster-node-timeout", "5000"]);
+            let cmd = cluster_node_command(port, bus, &node_dir);
             let mut child = spawn(cmd, "redis-server").unwrap_or_else(|e| panic!("{e}"));
             if let Err(e) = wait_ready(port, Some(&mut child), &node_dir.join("redis.log")) {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!("cluster node {i} did not start: {e}");
             }
-            cluster.nodes.push(ClusterNode { port, child });
+            cluster.nodes.push(ClusterNode { port, bus, child });
         }
         let mut cmd = Command::new("redis-cli");
         cmd.arg("--cluster").arg("create");
@@ -329,6 +337,71 @@ impl RedisCluster {
                 Instant::now() <= deadline,
                 "the Redis Cluster on ports {:?} did not reach cluster_state:ok within {START_DEADLINE:?}",
                 cluster.ports()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The index (0, 1 or 2) of the master serving `key`'s slot.
+    ///
+    /// # Panics
+    /// When no node claims the slot.
+    pub fn owner_of(&self, key: &str) -> usize {
+        let slot: u32 = node_cli(self.nodes[0].port, &["cluster", "keyslot", key])
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("CLUSTER KEYSLOT {key}: {e}"));
+        let table = node_cli(self.nodes[0].port, &["cluster", "nodes"]);
+        for line in table.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let Some(port) = f
+                .get(1)
+                .and_then(|a| a.split('@').next())
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| p.parse::<u16>().ok())
+            else {
+                continue;
+            };
+            let serves = f.iter().skip(8).any(|r| {
+                let (a, b) = r.split_once('-').unwrap_or((r, r));
+                matches!((a.parse::<u32>(), b.parse::<u32>()), (Ok(a), Ok(b)) if a <= slot && slot <= b)
+            });
+            if serves && let Some(i) = self.nodes.iter().position(|n| n.port == port) {
+                return i;
+            }
+        }
+        panic!("no node serves slot {slot} of {key}:\n{table}");
+    }
+
+    /// Kills node `i` (`SIGKILL`) and starts it again on the same ports: it
+    /// comes back without data (no persistence) but with its slots, as a
+    /// master restarted without AOF/RDB does. Waits until every node reports
+    /// `cluster_state:ok`.
+    ///
+    /// # Panics
+    /// When the node does not come back within [`START_DEADLINE`].
+    pub fn restart_node_empty(&mut self, i: usize) {
+        let node_dir = self.dir.path().join(format!("node{i}"));
+        let n = &mut self.nodes[i];
+        let _ = n.child.kill();
+        let _ = n.child.wait();
+        let cmd = cluster_node_command(n.port, n.bus, &node_dir);
+        let mut child = spawn(cmd, "redis-server").unwrap_or_else(|e| panic!("{e}"));
+        if let Err(e) = wait_ready(n.port, Some(&mut child), &node_dir.join("redis.log")) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("cluster node {i} did not restart: {e}");
+        }
+        n.child = child;
+        let deadline = Instant::now() + START_DEADLINE;
+        while !self
+            .nodes
+            .iter()
+            .all(|n| node_cli(n.port, &["cluster", "info"]).contains("cluster_state:ok"))
+        {
+            assert!(
+                Instant::now() <= deadline,
+                "the cluster did not recover after restarting node {i}"
             );
             thread::sleep(Duration::from_millis(50));
         }

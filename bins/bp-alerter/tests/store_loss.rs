@@ -1,0 +1,347 @@
+//! Redis loses its data while an incident is open — a restart without
+//! persistence, or one Cluster master restarted empty — with real
+//! `bp-alerter` processes, real `redis-server`s and a real hook that records
+//! each call's idempotency key and payload size.
+//!
+//! The leader notices the new store epoch and writes its state back: the
+//! open incident keeps its id, shows in `bp-alerter incidents` within 5 s,
+//! and is resolved once; a standby waits instead of rebuilding from the
+//! empty store; a new leader rebuilds its host list from the tick streams
+//! that survived.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use metrics_model::Tick;
+use serde_json::{Value, json};
+use test_support::harness::{Call, Client, Proc, Setup, Transition, dedup, series, start_in};
+use test_support::{RedisCluster, RedisServer, heavy_test_lock, wait_until};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bp-alerter");
+
+/// Records `key|event|rule|host|start|end|payload bytes` per call (the
+/// fields `Call::parse` reads, then the size of the JSON read on stdin).
+const HOOK: &str = "#!/bin/sh\npayload=$(cat)\nprintf '%s|%s|%s|%s|%s|%s|%s\\n' \"$BP_IDEMPOTENCY_KEY\" \"$BP_INCIDENT_EVENT\" \"$BP_INCIDENT_RULE_NAME\" \"$BP_INCIDENT_HOST_NAME\" \"$BP_INCIDENT_START_TIME\" \"$BP_INCIDENT_END_TIME\" \"${#payload}\" >> 'OUT'\n";
+
+const RULES: &str = r#"[{ "name": "High CPU", "field": "cpu.usage", "aggregation": "avg",
+    "operand": "equalOrMoreThan", "value": 80, "timeframe": "3s" }]"#;
+
+/// High CPU for 6 s from `t0` on each host (phase 1, written before the
+/// loss), then low for 6 s (phase 2, written after).
+fn phases(hosts: &[&str], t0: i64) -> (Vec<Tick>, Vec<Tick>) {
+    let mut high = Vec::new();
+    let mut low = Vec::new();
+    for h in hosts {
+        high.extend(series(h, t0, "cpu.usage", &[(6, 90.0)]));
+        low.extend(series(h, t0 + 6_000, "cpu.usage", &[(6, 10.0)]));
+    }
+    (high, low)
+}
+
+fn start(setup: &Setup, url: &str, name: &str, scope: &str) -> Proc {
+    setup
+        .alerter_with(Path::new(BIN), url, name, &[("BP_REDIS_SCOPE", scope)])
+        .expect("bp-alerter starts")
+}
+
+fn calls_with_payload(setup: &Setup) -> Vec<(Call, usize)> {
+    let text = std::fs::read_to_string(setup.dir().join("hook.out")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let bytes = l.rsplit('|').next()?.parse().ok()?;
+            Some((Call::parse(l)?, bytes))
+        })
+        .collect()
+}
+
+/// `bp-alerter incidents --json` against `url`/`scope`.
+fn incidents(url: &str, scope: &str) -> Option<Value> {
+    let out = Command::new(BIN)
+        .args(["incidents", "--json"])
+        .env("REDIS_URL", url)
+        .env("BP_REDIS_SCOPE", scope)
+        .output()
+        .ok()?;
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn open_ids(url: &str, scope: &str) -> BTreeSet<String> {
+    incidents(url, scope)
+        .and_then(|v| {
+            v["open"].as_array().map(|a| {
+                a.iter()
+                    .filter_map(|i| i["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
+}
+
+/// The delivered transitions, one per idempotency key, sorted; and checks
+/// that every call had a whole payload and no (rule, host) got two ids.
+fn delivered(setup: &Setup) -> Vec<Transition> {
+    let calls = calls_with_payload(setup);
+    for (c, bytes) in &calls {
+        assert!(*bytes > 50, "call {} ran on a {bytes}-byte payload", c.key);
+    }
+    let calls: Vec<Call> = dedup(&calls.into_iter().map(|(c, _)| c).collect::<Vec<_>>());
+    let mut ids: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    for c in &calls {
+        let id = c.key.split(':').next().unwrap_or_default().to_owned();
+        ids.entry((c.rule.clone(), c.host.clone()))
+            .or_default()
+            .insert(id);
+    }
+    for (subject, set) in &ids {
+        assert_eq!(
+            set.len(),
+            1,
+            "{subject:?} got incidents {set:?}: {calls:#?}"
+        );
+    }
+    let mut out: Vec<Transition> = calls.iter().map(Call::transition).collect();
+    out.sort_by(|a, b| (a.3, &a.1, &a.2, &a.0).cmp(&(b.3, &b.1, &b.2, &b.0)));
+    out
+}
+
+fn sorted(mut v: Vec<Transition>) -> Vec<Transition> {
+    v.sort_by(|a, b| (a.3, &a.1, &a.2, &a.0).cmp(&(b.3, &b.1, &b.2, &b.0)));
+    v
+}
+
+/// Redis restarted empty while the leader holds token `token`, with or
+/// without a standby running.
+fn restarted_empty(token: u64, with_standby: bool) {
+    let _heavy = heavy_test_lock();
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    if token > 1 {
+        redis.cli(&["set", "{bp:alerts}:token", &(token - 1).to_string()]);
+    }
+    let setup = Setup::new(RULES, HOOK, &json!({})).unwrap();
+    let t0 = start_in(2000);
+    let (high, low) = phases(&["node-s"], t0);
+    Client::connect(&url).unwrap().append(&high).unwrap();
+    let leader = start(&setup, &url, "leader", "bp");
+    assert!(
+        wait_until(Duration::from_secs(20), || redis
+            .cli(&["get", "{bp:alerts}:lease"])
+            .starts_with(&format!("{token}:leader:"))),
+        "the leader did not take token {token}:\n{}",
+        leader.log()
+    );
+    let standby = with_standby.then(|| start(&setup, &url, "standby", "bp"));
+    assert!(
+        wait_until(Duration::from_secs(30), || setup
+            .calls()
+            .iter()
+            .any(|c| c.event == "opened")),
+        "no open delivered:\n{}",
+        leader.log()
+    );
+    let id = setup.calls()[0].key.split(':').next().unwrap().to_owned();
+    assert_eq!(open_ids(&url, "bp"), BTreeSet::from([id.clone()]));
+
+    redis.stop();
+    redis.restart(); // no persistence: empty
+    let back = Instant::now();
+    assert_eq!(redis.cli(&["dbsize"]).trim(), "0", "Redis came back empty");
+    assert!(
+        wait_until(Duration::from_secs(5), || open_ids(&url, "bp")
+            .contains(&id)),
+        "the open incident {id} was not in `bp-alerter incidents` within 5 s of Redis coming back:\n{}",
+        leader.log()
+    );
+    let shown_after = back.elapsed();
+    Client::connect(&url).unwrap().append(&low).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || setup
+            .calls()
+            .iter()
+            .any(|c| c.event == "resolved")),
+        "the resolve was never delivered:\n{}",
+        leader.log()
+    );
+    // Let a stray second open, if any, show.
+    std::thread::sleep(Duration::from_secs(2));
+    let got = delivered(&setup);
+    let mut all = high;
+    all.extend(low);
+    let expected = setup.replay(Path::new(BIN), &all).unwrap();
+    assert_eq!(got, sorted(expected), "(shown again after {shown_after:?})");
+    assert!(
+        got.iter()
+            .all(|t| t.0 != "opened" || setup.calls()[0].key.starts_with(&id))
+    );
+    let log = leader.log();
+    assert!(
+        log.contains("wrote this alerter's state back"),
+        "no write-back logged:\n{log}"
+    );
+    if let Some(standby) = standby {
+        let slog = standby.log();
+        assert!(
+            !slog.contains("now active"),
+            "the standby took over from the live leader:\n{slog}"
+        );
+    }
+    // The token counter went on from the old token.
+    let counter: u64 = redis
+        .cli(&["get", "{bp:alerts}:token"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(counter >= token, "token counter {counter} < {token}");
+}
+
+#[test]
+fn redis_restarted_empty_at_token_1_keeps_the_incident_and_resolves_it_once() {
+    restarted_empty(1, false);
+}
+
+#[test]
+fn redis_restarted_empty_at_token_6_with_a_standby_keeps_the_incident_and_resolves_it_once() {
+    restarted_empty(6, true);
+}
+
+/// A scope whose alert keys and host registry sit on the same master
+/// (`same`), or on different masters (`!same`).
+fn scope_with(cluster: &RedisCluster, same: bool) -> (String, usize, usize) {
+    for i in 0..200 {
+        let scope = format!("s{i}");
+        let alerts = cluster.owner_of(&format!("{{{scope}:alerts}}:lease"));
+        let registry = cluster.owner_of(&format!("{scope}:hosts"));
+        if (alerts == registry) == same {
+            return (scope, alerts, registry);
+        }
+    }
+    panic!("no scope found");
+}
+
+const HOSTS: [&str; 6] = ["node-a", "node-b", "node-c", "node-d", "node-e", "node-f"];
+
+#[test]
+fn a_cluster_master_with_the_alert_state_and_the_registry_restarted_empty_loses_no_transition() {
+    let _heavy = heavy_test_lock();
+    let mut cluster = RedisCluster::start();
+    let url = cluster.url();
+    let (scope, node, _) = scope_with(&cluster, true);
+    let setup = Setup::new(RULES, HOOK, &json!({})).unwrap();
+    let t0 = start_in(2500);
+    let (high, low) = phases(&HOSTS, t0);
+    let client = Client::connect_scoped(&url, &scope).unwrap();
+    client.append(&high).unwrap();
+    let leader = start(&setup, &url, "leader", &scope);
+    assert!(
+        wait_until(Duration::from_secs(30), || setup
+            .calls()
+            .iter()
+            .filter(|c| c.event == "opened")
+            .count()
+            == HOSTS.len()),
+        "not every open delivered:\n{}",
+        leader.log()
+    );
+    cluster.restart_node_empty(node);
+    assert!(
+        wait_until(Duration::from_secs(5), || open_ids(&url, &scope).len()
+            == HOSTS.len()),
+        "the open incidents were not written back within 5 s:\n{}",
+        leader.log()
+    );
+    drop(client);
+    let client = Client::connect_scoped(&url, &scope).unwrap();
+    client.append(&low).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || setup
+            .calls()
+            .iter()
+            .filter(|c| c.event == "resolved")
+            .count()
+            >= HOSTS.len()),
+        "not every resolve delivered:\n{}",
+        leader.log()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let mut all = high;
+    all.extend(low);
+    let expected = setup.replay(Path::new(BIN), &all).unwrap();
+    assert_eq!(delivered(&setup), sorted(expected));
+    assert!(leader.log().contains("wrote this alerter's state back"));
+}
+
+#[test]
+fn a_new_leader_finds_the_hosts_a_lost_registry_shard_forgot() {
+    let _heavy = heavy_test_lock();
+    let mut cluster = RedisCluster::start();
+    let url = cluster.url();
+    let (scope, _, registry) = scope_with(&cluster, false);
+    let setup = Setup::new(RULES, HOOK, &json!({})).unwrap();
+    let t0 = start_in(2500);
+    let (high, low) = phases(&HOSTS, t0);
+    // Every tick is written up front: the low phase is in the streams when
+    // the registry's shard is lost.
+    let mut all = high;
+    all.extend(low);
+    let client = Client::connect_scoped(&url, &scope).unwrap();
+    client.append(&all).unwrap();
+    drop(client);
+    let mut first = start(&setup, &url, "first", &scope);
+    assert!(
+        wait_until(Duration::from_secs(30), || setup
+            .calls()
+            .iter()
+            .filter(|c| c.event == "opened")
+            .count()
+            == HOSTS.len()),
+        "not every open delivered:\n{}",
+        first.log()
+    );
+    first.kill9();
+    // The registry's master restarts empty; the alert state (on another
+    // master) and the streams of the hosts on the other masters survive.
+    cluster.restart_node_empty(registry);
+    let survivors: Vec<&str> = HOSTS
+        .iter()
+        .copied()
+        .filter(|h| cluster.owner_of(&format!("{scope}:ticks:{{{h}}}")) != registry)
+        .collect();
+    assert!(
+        !survivors.is_empty(),
+        "every host's stream was on the lost shard"
+    );
+    let second = start(&setup, &url, "second", &scope);
+    assert!(
+        wait_until(Duration::from_secs(40), || {
+            let resolved: BTreeSet<String> = setup
+                .calls()
+                .into_iter()
+                .filter(|c| c.event == "resolved")
+                .map(|c| c.host)
+                .collect();
+            survivors.iter().all(|h| resolved.contains(*h))
+        }),
+        "a host whose stream survived got no resolve (survivors {survivors:?}):\n{}",
+        second.log()
+    );
+    assert!(
+        second.log().contains("re-registered hosts"),
+        "{}",
+        second.log()
+    );
+    // For the hosts whose ticks survived, exactly what replay expects; one
+    // id per subject for all (a host whose ticks were lost resolves as soon
+    // as its window is empty, earlier than replay over the lost ticks says).
+    let expected = setup.replay(Path::new(BIN), &all).unwrap();
+    let of_survivors = |v: Vec<Transition>| -> Vec<Transition> {
+        v.into_iter()
+            .filter(|t| survivors.contains(&t.2.as_str()))
+            .collect()
+    };
+    assert_eq!(
+        of_survivors(delivered(&setup)),
+        of_survivors(sorted(expected))
+    );
+}
