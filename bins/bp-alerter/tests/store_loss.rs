@@ -206,6 +206,60 @@ fn redis_restarted_empty_at_token_6_with_a_standby_keeps_the_incident_and_resolv
     restarted_empty(6, true);
 }
 
+/// A failover to a replica that had not caught up: the store keeps its
+/// epoch but lacks the leader's last commits (here: its last evaluated
+/// instant rolled back and the incident states gone). The leader's next
+/// commit is refused as behind; it writes its state back.
+#[test]
+fn a_store_missing_the_last_commits_gets_them_written_back() {
+    let _heavy = heavy_test_lock();
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let setup = Setup::new(RULES, HOOK, &json!({})).unwrap();
+    let t0 = start_in(2000);
+    let (high, low) = phases(&["node-r"], t0);
+    Client::connect(&url).unwrap().append(&high).unwrap();
+    let leader = start(&setup, &url, "leader", "bp");
+    assert!(
+        wait_until(Duration::from_secs(30), || setup
+            .calls()
+            .iter()
+            .any(|c| c.event == "opened")),
+        "no open delivered:\n{}",
+        leader.log()
+    );
+    let id = setup.calls()[0].key.split(':').next().unwrap().to_owned();
+    redis.cli(&["del", "{bp:alerts}:states"]);
+    redis.cli(&[
+        "hset",
+        "{bp:alerts}:meta",
+        "last_evaluated",
+        &(t0 - 5_000).to_string(),
+    ]);
+    assert!(
+        wait_until(Duration::from_secs(5), || open_ids(&url, "bp")
+            .contains(&id)),
+        "the open incident was not written back within 5 s:\n{}",
+        leader.log()
+    );
+    Client::connect(&url).unwrap().append(&low).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || setup
+            .calls()
+            .iter()
+            .any(|c| c.event == "resolved")),
+        "the resolve was never delivered:\n{}",
+        leader.log()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let mut all = high;
+    all.extend(low);
+    let expected = setup.replay(Path::new(BIN), &all).unwrap();
+    assert_eq!(delivered(&setup), sorted(expected));
+    let log = leader.log();
+    assert!(log.contains("lost commits of this alerter"), "{log}");
+}
+
 /// A scope whose alert keys and host registry sit on the same master
 /// (`same`), or on different masters (`!same`).
 fn scope_with(cluster: &RedisCluster, same: bool) -> (String, usize, usize) {

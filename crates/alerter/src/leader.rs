@@ -241,7 +241,15 @@ async fn lead<T: TickStore, A: AlertStore>(
     {
         setup.stats.store_errors.fetch_add(1, Ordering::Relaxed);
         retry_soon = true;
-        if matches!(e, StoreError::Fenced { .. }) {
+        if let StoreError::Behind { .. } = e {
+            // The store lost commits of ours (same epoch: a failover to a
+            // replica behind the old master): write the copy back; the
+            // pending commit follows at the next pass.
+            warn!(error = %e, "the alert store lost commits of this alerter");
+            if let Err(e) = write_back(alerts, setup, l, token, &grant.epoch).await {
+                warn!(error = %e, "writing this alerter's state back failed; retrying");
+            }
+        } else if matches!(e, StoreError::Fenced { .. }) {
             warn!(error = %e, "the lease was lost before a commit; the commit waits for the next lease grant");
         } else {
             warn!(error = %e, "evaluation not committed; retrying it");
@@ -253,8 +261,8 @@ async fn lead<T: TickStore, A: AlertStore>(
 /// How soon a pass that met a store error is retried, ms.
 const RETRY_MS: u64 = 500;
 
-/// Writes the state in memory back into a store that lost it (its epoch is
-/// `epoch`, not the leader's), under the fresh lease `token`.
+/// Writes the state in memory back into a store that lost it (a new epoch
+/// `epoch`, or the same one missing commits), under the lease `token`.
 async fn write_back<C, A: AlertStore>(
     alerts: &Mirrored<A>,
     setup: &AlerterSetup,
@@ -281,7 +289,7 @@ async fn write_back<C, A: AlertStore>(
         resolved = size.resolved,
         dead_letters = size.dead_letters,
         last_evaluated = image.last_evaluated.unwrap_or_default(),
-        "the alert store lost its data (its epoch changed): wrote this alerter's state back"
+        "the alert store lost data (a new epoch, or commits missing): wrote this alerter's state back"
     );
     setup.stats.write_backs.fetch_add(1, Ordering::Relaxed);
     leader.token = token;
@@ -356,7 +364,7 @@ async fn build_leader<T: TickStore, A: AlertStore>(
 /// commit every due instant (catching up within a time budget).
 async fn evaluate_due<T: TickStore, A: AlertStore>(
     ticks: &T,
-    alerts: &A,
+    alerts: &Mirrored<A>,
     config: &Config,
     leader: &mut Leader<T::Cursor>,
     setup: &AlerterSetup,
@@ -455,15 +463,18 @@ async fn ingest_new_ticks<T: TickStore>(
 /// states in one atomic step, fenced by the lease. When the commit fails,
 /// the evaluated instant is kept as the leader's pending commit.
 async fn commit_instant<C, A: AlertStore>(
-    alerts: &A,
+    alerts: &Mirrored<A>,
     leader: &mut Leader<C>,
     setup: &AlerterSetup,
     t: Millis,
 ) -> Result<Vec<Transition>, StoreError> {
     let transitions = leader.engine.evaluate(t).unwrap_or_default();
-    let commit = persist::commit_for(t, &transitions, |rule, host| {
+    let mut commit = persist::commit_for(t, &transitions, |rule, host| {
         leader.engine.state_of(rule, host).cloned()
     });
+    // The store must still hold the previous commit (a failover to a
+    // replica that had not caught up would have lost it).
+    commit.expect_last_evaluated = alerts.last_evaluated();
     if let Err(e) = alerts.commit(&setup.holder, leader.token, &commit).await {
         leader.pending = Some(Pending {
             at: t,

@@ -114,6 +114,13 @@ impl<A: AlertStore> Mirrored<A> {
         Ok(snapshot)
     }
 
+    /// The last instant committed through this wrapper (or read by
+    /// [`Mirrored::seed`]): what the store must still hold for the next
+    /// commit to follow it ([`AlertCommit::expect_last_evaluated`]).
+    pub fn last_evaluated(&self) -> Option<Millis> {
+        self.lock().last_evaluated
+    }
+
     /// What a write-back restores: the whole copy, with `token_floor`.
     pub fn restore_image(&self, token_floor: u64) -> AlertRestore {
         let c = self.lock();
@@ -277,6 +284,7 @@ mod tests {
     fn commit(t: Millis, outbox: &[&str]) -> AlertCommit {
         AlertCommit {
             evaluated_at: t,
+            expect_last_evaluated: None,
             states: vec![("k".into(), Some(format!("{{\"t\":{t}}}")))],
             outbox: outbox.iter().map(|s| (*s).to_owned()).collect(),
             resolved: vec![],

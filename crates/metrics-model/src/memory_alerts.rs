@@ -193,6 +193,14 @@ impl AlertStore for MemoryAlertStore {
                 token,
             }));
         }
+        if let Some(expected) = commit.expect_last_evaluated
+            && g.last_evaluated != Some(expected)
+        {
+            return ready(Err(StoreError::Behind {
+                expected,
+                found: g.last_evaluated,
+            }));
+        }
         g.last_evaluated = Some(commit.evaluated_at);
         for (key, value) in &commit.states {
             match value {

@@ -75,6 +75,20 @@ pub enum StoreError {
         /// The caller's fencing token.
         token: u64,
     },
+    /// A commit that expected the store's last evaluated instant to be
+    /// `expected` found `found`: the store lost commits this writer made
+    /// (a failover to a replica that had not caught up). Nothing was
+    /// written; the writer should write its state back
+    /// ([`AlertStore::restore`]) and commit again.
+    #[error(
+        "the alert store is behind this alerter: its last evaluated instant is {found:?}, this alerter committed {expected}; nothing was written"
+    )]
+    Behind {
+        /// What the writer last committed.
+        expected: Millis,
+        /// What the store holds.
+        found: Option<Millis>,
+    },
     /// Any other failure of one operation.
     #[error("store error: {0}")]
     Other(String),
@@ -224,6 +238,10 @@ pub struct AlertSnapshot {
 pub struct AlertCommit {
     /// The instant evaluated.
     pub evaluated_at: Millis,
+    /// When set, the commit is refused with [`StoreError::Behind`] (nothing
+    /// written) unless the store's last evaluated instant is exactly this:
+    /// the writer's previous commit. `None`: no check.
+    pub expect_last_evaluated: Option<Millis>,
     /// State changes: `(key, Some(json))` sets, `(key, None)` removes.
     pub states: Vec<(String, Option<String>)>,
     /// Transitions to deliver (opaque JSON), appended to the outbox in order.

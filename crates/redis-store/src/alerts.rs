@@ -108,7 +108,7 @@ impl RedisStore {
     ) -> Result<u64, StoreError> {
         let k = self.alert_keys();
         let mut args: Vec<Value> = Vec::with_capacity(
-            5 + commit.states.len() * 3 + commit.outbox.len() + commit.resolved.len() * 3,
+            6 + commit.states.len() * 3 + commit.outbox.len() + commit.resolved.len() * 3,
         );
         // The lease value as `acquire` writes it.
         args.push(format!("{token}:{holder}").into());
@@ -116,6 +116,12 @@ impl RedisStore {
         args.push(count(commit.states.len()));
         args.push(count(commit.outbox.len()));
         args.push(count(commit.resolved.len()));
+        args.push(
+            commit
+                .expect_last_evaluated
+                .map_or_else(String::new, |t| t.to_string())
+                .into(),
+        );
         for (key, value) in &commit.states {
             if let Some(json) = value {
                 args.push("s".into());
@@ -152,6 +158,14 @@ impl RedisStore {
             Err(e) if e.details().contains("BPFENCED") => Err(StoreError::Fenced {
                 holder: holder.to_owned(),
                 token,
+            }),
+            Err(e) if e.details().contains("BPBEHIND") => Err(StoreError::Behind {
+                expected: commit.expect_last_evaluated.unwrap_or_default(),
+                found: e
+                    .details()
+                    .rsplit("BPBEHIND")
+                    .next()
+                    .and_then(|f| f.trim().parse().ok()),
             }),
             Err(e) => Err(self.err("committing alert state", &e)),
         }

@@ -239,13 +239,15 @@ return {redis.call('HGET', KEYS[2], 'last_evaluated'), redis.call('HGETALL', KEY
     /// `KEYS`: lease, states, meta, outbox, outbox data, resolved, resolved
     /// data. `ARGV`: the caller's lease value `<token>:<holder>`,
     /// `evaluated_at`, number of state ops, of outbox entries, of resolved
-    /// incidents; then the state ops in order (`s key json` or `d key`), the
+    /// incidents, the expected last evaluated instant (`''`: no check); then
+    /// the state ops in order (`s key json` or `d key`), the
     /// outbox payloads, and `end id json` per resolved incident. Returns the
     /// outbox seq after the commit. Fails with
     /// `BPFENCED` unless the lease is exactly the caller's (token *and* holder:
     /// a failover that loses the counter's last `INCR` can hand one token to two
-    /// holders), with `BPCORRUPT` when a key has the wrong type; both before any
-    /// write.
+    /// holders), with `BPCORRUPT` when a key has the wrong type, with
+    /// `BPBEHIND <found>` when the expected last evaluated instant is not the
+    /// stored one; all before any write.
     pub const COMMIT: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('BPFENCED the lease is not ' .. ARGV[1])
@@ -265,8 +267,14 @@ if seq0 then
     return redis.error_reply('BPCORRUPT key ' .. KEYS[3] .. ' field outbox_seq is not a number')
   end
 end
+if ARGV[6] ~= '' then
+  local last = redis.call('HGET', KEYS[3], 'last_evaluated')
+  if last ~= ARGV[6] then
+    return redis.error_reply('BPBEHIND ' .. (last or ''))
+  end
+end
 local n_ops, n_out, n_res = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local i = 6
+local i = 7
 for _ = 1, n_ops do
   if ARGV[i] == 's' then
     redis.call('HSET', KEYS[2], ARGV[i + 1], ARGV[i + 2])

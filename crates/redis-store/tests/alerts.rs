@@ -66,12 +66,13 @@ both!(
     outbox_order_and_ack,
     dead_letters_bounded_newest_first,
     resolved_history_range_limit_prune,
+    a_commit_expecting_another_last_instant_is_refused,
 );
 
 #[test]
 fn every_case_is_listed() {
     // `alerts_suite::CASES` drives the cluster run; keep it in step with `both!`.
-    assert_eq!(alerts_suite::CASES.len(), 8);
+    assert_eq!(alerts_suite::CASES.len(), 9);
     assert_eq!(
         redis_store::alerts::DEAD_LETTERS_MAX,
         metrics_model::memory_alerts::DEAD_LETTERS_MAX
@@ -174,6 +175,7 @@ async fn lease_expiry(s: &RedisStore, other: &RedisStore) {
     assert_eq!(s.acquire_lease("old", 200).await.unwrap(), None);
     let late = AlertCommit {
         evaluated_at: 2_000,
+        expect_last_evaluated: None,
         states: vec![("cpu|a".into(), Some("{}".into()))],
         outbox: vec!["after expiry".into()],
         resolved: vec![(1_500, "i".into(), "{}".into())],
@@ -220,6 +222,7 @@ async fn keys_sit_under_one_hash_tag_of_the_scope() {
     let t = s.acquire_lease("a", LONG_TTL).await.unwrap().unwrap();
     let commit = AlertCommit {
         evaluated_at: 5,
+        expect_last_evaluated: None,
         states: vec![("cpu|a".into(), Some("{}".into()))],
         outbox: vec!["p".into()],
         resolved: vec![(4, "i".into(), "{}".into())],
@@ -266,6 +269,7 @@ async fn a_key_of_the_wrong_type_fails_the_commit_without_writing() {
     server.cli(&["set", &k.resolved(), "not a sorted set"]);
     let commit = AlertCommit {
         evaluated_at: 2,
+        expect_last_evaluated: None,
         states: vec![("cpu|a".into(), Some("{}".into()))],
         outbox: vec!["second".into()],
         resolved: vec![(1, "i".into(), "{}".into())],
@@ -382,6 +386,7 @@ async fn the_suite_passes_on_a_three_master_cluster() {
     let t = s.acquire_lease("a", LONG_TTL).await.unwrap().unwrap();
     let commit = AlertCommit {
         evaluated_at: 5,
+        expect_last_evaluated: None,
         states: vec![("cpu|a".into(), Some("{}".into()))],
         outbox: vec!["p".into()],
         resolved: vec![(4, "i".into(), "{}".into())],

@@ -22,6 +22,7 @@ pub const CASES: &[&str] = &[
     "outbox_order_and_ack",
     "dead_letters_bounded_newest_first",
     "resolved_history_range_limit_prune",
+    "a_commit_expecting_another_last_instant_is_refused",
 ];
 
 /// Runs the case called `name`.
@@ -37,6 +38,9 @@ pub async fn run<S: AlertStore>(name: &str, s: &S, other: &S) {
         "resolved_history_range_limit_prune" => {
             resolved_history_range_limit_prune(s, other).await;
         }
+        "a_commit_expecting_another_last_instant_is_refused" => {
+            a_commit_expecting_another_last_instant_is_refused(s, other).await;
+        }
         other => panic!("no case {other}"),
     }
 }
@@ -48,6 +52,7 @@ pub const LONG_TTL: u64 = 60_000;
 pub fn outbox_commit(at: i64, payloads: &[&str]) -> AlertCommit {
     AlertCommit {
         evaluated_at: at,
+        expect_last_evaluated: None,
         outbox: payloads.iter().map(|p| (*p).to_owned()).collect(),
         ..AlertCommit::default()
     }
@@ -161,6 +166,7 @@ pub async fn stale_token_is_fenced<S: AlertStore>(s: &S, other: &S) {
     let t1 = s.acquire_lease("old", LONG_TTL).await.unwrap().unwrap();
     let first = AlertCommit {
         evaluated_at: 10_000,
+        expect_last_evaluated: None,
         states: vec![set("cpu|a", r#"{"open":true}"#)],
         outbox: vec!["opened".into()],
         resolved: vec![resolved(9_000, "i-1")],
@@ -174,6 +180,7 @@ pub async fn stale_token_is_fenced<S: AlertStore>(s: &S, other: &S) {
     let outbox_before = other.outbox(100).await.unwrap();
     let stale = AlertCommit {
         evaluated_at: 20_000,
+        expect_last_evaluated: None,
         states: vec![del("cpu|a"), set("mem|b", r#"{"open":true}"#)],
         outbox: vec!["resolved".into(), "opened".into()],
         resolved: vec![resolved(19_000, "i-2")],
@@ -230,6 +237,7 @@ pub async fn a_reissued_token_is_fenced_by_holder<S: AlertStore>(
     // A commits with the same token: fenced by the holder, nothing written.
     let from_a = AlertCommit {
         evaluated_at: 10_000,
+        expect_last_evaluated: None,
         states: vec![set("cpu|a", r#"{"open":true}"#)],
         outbox: vec!["opened by a".into()],
         resolved: vec![resolved(9_000, "i-a")],
@@ -280,6 +288,7 @@ pub async fn commit_round_trip<S: AlertStore>(s: &S, other: &S) {
         t,
         &AlertCommit {
             evaluated_at: 60_000,
+            expect_last_evaluated: None,
             states: vec![
                 set("cpu|web-1", r#"{"s":1}"#),
                 set("cpu|web-2", r#"{"s":2}"#),
@@ -315,6 +324,7 @@ pub async fn commit_round_trip<S: AlertStore>(s: &S, other: &S) {
         t,
         &AlertCommit {
             evaluated_at: 70_000,
+            expect_last_evaluated: None,
             states: vec![
                 del("cpu|web-1"),
                 set("cpu|web-1", r#"{"s":3}"#),
@@ -351,6 +361,7 @@ pub async fn large_commit<S: AlertStore>(s: &S, other: &S) {
     };
     let commit = AlertCommit {
         evaluated_at: 1_767_225_720_000,
+        expect_last_evaluated: None,
         states: (0..n)
             .map(|i| (format!("cpu|node-{i}"), Some(json(i))))
             .collect(),
@@ -464,11 +475,13 @@ pub async fn resolved_history_range_limit_prune<S: AlertStore>(s: &S, other: &S)
     // Two commits, out of order within each, one tie on end time.
     let c1 = AlertCommit {
         evaluated_at: 1,
+        expect_last_evaluated: None,
         resolved: vec![resolved(3_000, "c"), resolved(1_000, "a")],
         ..AlertCommit::default()
     };
     let c2 = AlertCommit {
         evaluated_at: 2,
+        expect_last_evaluated: None,
         resolved: vec![
             resolved(5_000, "e"),
             resolved(2_000, "b"),
@@ -516,6 +529,7 @@ pub async fn resolved_history_range_limit_prune<S: AlertStore>(s: &S, other: &S)
     // Two janitors at once remove each incident once.
     let many = AlertCommit {
         evaluated_at: 3,
+        expect_last_evaluated: None,
         resolved: (0..2_500)
             .map(|i| resolved(10_000 + i, &format!("m{i:05}")))
             .collect(),
@@ -564,6 +578,7 @@ pub async fn store_loss_epoch_and_restore<S: AlertStore>(
 
     let commit = AlertCommit {
         evaluated_at: 7_000,
+        expect_last_evaluated: None,
         states: vec![("k1".into(), Some("{\"s\":1}".into()))],
         outbox: vec!["o1".into(), "o2".into(), "o3".into()],
         resolved: vec![(6_000, "r1".into(), "{\"r\":1}".into())],
@@ -670,4 +685,45 @@ pub async fn a_new_epoch_past_its_grace_is_taken<S: AlertStore>(
         .unwrap();
     assert!(g.token.is_some(), "{g:?}");
     assert_ne!(g.epoch, first.epoch);
+}
+
+/// A commit that expects the store's last evaluated instant to be its
+/// writer's previous commit is refused with `Behind` when the store holds
+/// another (it lost commits), and writes nothing.
+pub async fn a_commit_expecting_another_last_instant_is_refused<S: AlertStore>(s: &S, other: &S) {
+    let t = s.acquire_lease("a", LONG_TTL).await.unwrap().unwrap();
+    // No instant stored yet: an expectation fails, none passes.
+    let mut c = outbox_commit(1_000, &["p1"]);
+    c.expect_last_evaluated = Some(500);
+    assert_eq!(
+        s.commit("a", t, &c).await,
+        Err(StoreError::Behind {
+            expected: 500,
+            found: None
+        })
+    );
+    assert_eq!(other.outbox_len().await.unwrap(), 0, "nothing written");
+    c.expect_last_evaluated = None;
+    assert_eq!(s.commit("a", t, &c).await, Ok(1));
+    let mut next = outbox_commit(2_000, &["p2"]);
+    next.states = vec![("k".into(), Some("{}".into()))];
+    next.expect_last_evaluated = Some(1_000);
+    assert_eq!(s.commit("a", t, &next).await, Ok(2));
+    // The store is behind: it holds 2000, the writer expects 3000.
+    let mut behind = outbox_commit(4_000, &["p4"]);
+    behind.states = vec![("k".into(), None)];
+    behind.expect_last_evaluated = Some(3_000);
+    assert_eq!(
+        s.commit("a", t, &behind).await,
+        Err(StoreError::Behind {
+            expected: 3_000,
+            found: Some(2_000)
+        })
+    );
+    let snap = other.load().await.unwrap();
+    assert_eq!(snap.last_evaluated, Some(2_000));
+    assert_eq!(snap.states.len(), 1, "nothing written");
+    assert_eq!(other.outbox_len().await.unwrap(), 2);
+    // A fenced writer is told so first.
+    assert_eq!(s.commit("x", t, &behind).await, fenced("x", t));
 }
