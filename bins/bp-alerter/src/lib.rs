@@ -48,6 +48,17 @@ pub struct RunConfig {
     pub hooks: HooksConfig,
     /// The dashboard, JSON API and /metrics server (`None`: not served).
     pub http: Option<http::HttpConfig>,
+    /// Standalone mode: where the state lives.
+    pub storage: Storage,
+}
+
+/// Where standalone mode keeps its ticks and alert state.
+#[derive(Debug, Clone)]
+pub enum Storage {
+    /// In this process's memory (`--ephemeral`): lost at exit.
+    Memory,
+    /// In the data directory (`--data-dir`), opened and locked.
+    Disk(disk_store::DiskStore),
 }
 
 /// Runs the alerter until `shutdown` resolves.
@@ -99,35 +110,27 @@ pub async fn run(
     );
     let setup = alerter_setup(holder, config_rx, &cfg.hooks)?;
     match cfg.deployment.mode {
-        Mode::Standalone => {
-            info!(node = %cfg.node, rules = cfg.config.alerting.rules.len(), "standalone mode: this machine only, state in memory");
-            let ticks = MemoryStore::new();
-            let alerts = MemoryAlertStore::new();
-            let telemetry = if cfg.config.monitoring.enabled {
-                let config = agent::AgentConfig::standalone(
-                    cfg.node.clone(),
-                    cfg.statsd,
-                    &cfg.config.monitoring,
-                );
-                let telemetry = agent::Telemetry::new(&config);
-                let collector = local::collect(ticks.clone(), config, telemetry.clone(), stopped());
-                tokio::spawn(async move {
-                    if let Err(e) = collector.await {
-                        error!(error = %e, "this machine's collector stopped");
-                    }
-                });
-                Some(telemetry)
-            } else {
-                None
-            };
-            let http = http_server.map(|s| (s, http::boxed(stopped())));
-            let rooms = Rooms {
-                http,
-                collector: telemetry,
-                hooks: hooks_rx,
-            };
-            serve(ticks, alerts, setup, &cfg, stopped(), rooms).await
-        }
+        Mode::Standalone => match &cfg.storage {
+            Storage::Memory => {
+                info!(node = %cfg.node, rules = cfg.config.alerting.rules.len(), "standalone mode: this machine only, state in memory (--ephemeral): lost at exit");
+                let ticks = MemoryStore::new();
+                let rooms = standalone_rooms(&cfg, ticks.clone(), http_server, hooks_rx, &stopped);
+                serve(
+                    ticks,
+                    MemoryAlertStore::new(),
+                    setup,
+                    &cfg,
+                    stopped(),
+                    rooms,
+                )
+                .await
+            }
+            Storage::Disk(store) => {
+                info!(node = %cfg.node, rules = cfg.config.alerting.rules.len(), file = %store.path().display(), "standalone mode: this machine only, state on disk");
+                let rooms = standalone_rooms(&cfg, store.clone(), http_server, hooks_rx, &stopped);
+                serve(store.clone(), store.clone(), setup, &cfg, stopped(), rooms).await
+            }
+        },
         Mode::Cluster => {
             let url = cfg
                 .deployment
@@ -179,6 +182,38 @@ fn alerter_setup(
             }
         }),
     })
+}
+
+/// Standalone mode's rooms: this machine's collector into `ticks` (when
+/// monitoring is enabled), the HTTP server, the hooks.
+fn standalone_rooms<S, F>(
+    cfg: &RunConfig,
+    ticks: S,
+    http_server: Option<http::Server>,
+    hooks: watch::Receiver<Arc<HooksConfig>>,
+    stopped: &(impl Fn() -> F + Send + Sync + 'static),
+) -> Rooms
+where
+    S: TickStore + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let telemetry = cfg.config.monitoring.enabled.then(|| {
+        let config =
+            agent::AgentConfig::standalone(cfg.node.clone(), cfg.statsd, &cfg.config.monitoring);
+        let telemetry = agent::Telemetry::new(&config);
+        let collector = local::collect(ticks, config, telemetry.clone(), stopped());
+        tokio::spawn(async move {
+            if let Err(e) = collector.await {
+                error!(error = %e, "this machine's collector stopped");
+            }
+        });
+        telemetry
+    });
+    Rooms {
+        http: http_server.map(|s| (s, http::boxed(stopped()))),
+        collector: telemetry,
+        hooks,
+    }
 }
 
 /// What [`serve`] connects besides the stores and the alerter.

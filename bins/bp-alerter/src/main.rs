@@ -5,10 +5,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bp_alerter::{EXIT_BAD_INPUT, RunConfig, offline};
+use bp_alerter::{EXIT_BAD_INPUT, RunConfig, Storage, offline};
 use clap::{Args, Parser, Subcommand};
 use metrics_model::duration::parse_positive;
-use metrics_model::{Deployment, Duration, HostName};
+use metrics_model::{Deployment, Duration, HostName, Mode};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -57,6 +57,18 @@ struct RunArgs {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, env = "BP_TLS_KEY", global = true, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Standalone mode: the directory of the on-disk store (ticks, incidents,
+    /// outbox), created with mode 0700; one bp-alerter per directory.
+    #[arg(
+        long,
+        env = "BP_DATA_DIR",
+        default_value = "data/monitoring",
+        global = true
+    )]
+    data_dir: PathBuf,
+    /// Standalone mode: keep everything in memory instead (lost at exit).
+    #[arg(long, global = true, conflicts_with = "data_dir")]
+    ephemeral: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -192,6 +204,15 @@ fn run(args: &RunArgs) -> u8 {
         Ok(h) => h,
         Err(msg) => return bad(&msg),
     };
+    // Opened (and locked) before anything starts: a second alerter on the
+    // same directory, or a file it cannot read, stops here with exit 2.
+    let storage = match deployment.mode {
+        Mode::Standalone if !args.ephemeral => match disk_store::DiskStore::open(&args.data_dir) {
+            Ok(store) => Storage::Disk(store),
+            Err(e) => return bad(&e.to_string()),
+        },
+        _ => Storage::Memory,
+    };
     let cfg = RunConfig {
         config,
         config_path: args.config.clone(),
@@ -200,6 +221,7 @@ fn run(args: &RunArgs) -> u8 {
         statsd,
         hooks,
         http,
+        storage,
     };
     match runtime.block_on(bp_alerter::run(cfg, agent::shutdown_signal())) {
         Ok(()) => 0,

@@ -243,7 +243,11 @@ fn a_cluster_alerter_answers_health_while_redis_is_down() {
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(BIN);
-    cmd.args(args).stdin(Stdio::null()).env_remove("REDIS_URL");
+    // In memory: these runs must leave nothing in the working directory.
+    cmd.args(args)
+        .arg("--ephemeral")
+        .stdin(Stdio::null())
+        .env_remove("REDIS_URL");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -312,7 +316,7 @@ fn configurations_botpress_wrote_and_ms_durations() {
                 "--listen",
                 &format!("127.0.0.1:{port}"),
             ])
-            .args(["--statsd", "off"])
+            .args(["--statsd", "off", "--ephemeral"])
             .env_remove("REDIS_URL")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

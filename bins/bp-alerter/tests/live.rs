@@ -415,6 +415,7 @@ fn standalone_mode_opens_and_resolves_from_statsd() {
             &format!("127.0.0.1:{port}"),
         ])
         .env_remove("REDIS_URL")
+        .env("BP_DATA_DIR", dir.path().join("data"))
         .stdout(std::fs::File::create(&log).unwrap())
         .stderr(std::fs::File::create(dir.path().join("err")).unwrap())
         .spawn()
@@ -520,6 +521,7 @@ fn sighup_reloads_rules_and_rejects_an_invalid_file() {
             "off",
         ])
         .env_remove("REDIS_URL")
+        .arg("--ephemeral")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&err_path).unwrap())
         .spawn()

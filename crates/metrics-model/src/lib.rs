@@ -20,6 +20,7 @@
 //! variable. Callers pass those values in.
 #![deny(missing_docs)]
 
+pub mod codec;
 pub mod config;
 pub mod deployment;
 pub mod duration;

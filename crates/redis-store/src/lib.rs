@@ -44,7 +44,7 @@
 
 pub mod alerts;
 mod checks;
-pub mod codec;
+pub use metrics_model::codec;
 mod connect;
 pub mod error;
 pub mod janitor;

@@ -279,6 +279,16 @@ impl Proc {
 /// until it listens for StatsD.
 pub fn start_standalone(mut cmd: Command, log: PathBuf) -> io::Result<Proc> {
     cmd.env_remove("REDIS_URL").env_remove("CLUSTER_ENABLED");
+    // The on-disk store beside the log (never in the test's working
+    // directory, which tests share), unless the caller chose one.
+    if !cmd.get_envs().any(|(k, _)| k == "BP_DATA_DIR")
+        && !cmd
+            .get_args()
+            .any(|a| a == "--ephemeral" || a == "--data-dir")
+        && let Some(dir) = log.parent()
+    {
+        cmd.env("BP_DATA_DIR", dir.join("data"));
+    }
     let mut p = Proc::spawn(cmd, log)?;
     if !wait_until(Duration::from_mins(1), || {
         p.log().contains("statsd listening") || !p.running()

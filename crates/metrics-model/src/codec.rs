@@ -1,5 +1,5 @@
-//! The compact binary form of a tick's values (layout 1), stored as one
-//! stream field per tick.
+//! The compact binary form of a tick's values (layout 1), shared by the
+//! stores: one Redis stream field per tick, one value per tick on disk.
 //!
 //! ```text
 //! values   = presence:varint  standard-value*  [custom-section]
@@ -20,8 +20,8 @@
 
 use std::sync::Arc;
 
-use metrics_model::field::{CUSTOM_PREFIX, Field, StandardField, is_valid_custom_name};
-use metrics_model::tick::Values;
+use crate::field::{CUSTOM_PREFIX, Field, StandardField, is_valid_custom_name};
+use crate::tick::Values;
 
 /// Why a stored blob is not a tick's values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

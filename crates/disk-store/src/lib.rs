@@ -1,0 +1,1067 @@
+//! The embedded on-disk store of standalone mode: [`DiskStore`] implements
+//! [`TickStore`] and [`AlertStore`] on one [redb](https://www.redb.org)
+//! file, so a single-machine `bp-alerter` keeps its history, open
+//! incidents, cooldowns and undelivered hook calls across restarts.
+//!
+//! Layout (docs/storage.md, "Standalone: the data directory"):
+//!
+//! | table | key → value | holds |
+//! |---|---|---|
+//! | `meta` | name → bytes | `layout` (this version writes 1), `epoch`, `epoch_at`, `token`, `last_evaluated`, `outbox_seq`, `arrival_seq`, `dead_seq` |
+//! | `ticks` | (host, ts) → values | each tick's values in [`metrics_model::codec`] form |
+//! | `arrival` | seq → (host, ts) | arrival order, for [`TickStore::read_new`]; pruned to the last [`ARRIVAL_KEEP_MS`] |
+//! | `hosts` | host → greatest ts | the host registry |
+//! | `states` | key → JSON | incident states |
+//! | `outbox` | seq → JSON | transitions to deliver |
+//! | `resolved` | (end, id) → JSON | resolved incidents |
+//! | `dead` | seq → JSON | dead letters (the newest [`DEAD_LETTERS_MAX`]) |
+//!
+//! Every operation is one redb transaction; write transactions commit with
+//! `Durability::Immediate` (fsync'd when the call returns), so an alert
+//! commit is on disk before any hook sees its transitions, and a tick
+//! append before the collector counts it written.
+//!
+//! **Invariant:** one process per data directory: [`DiskStore::open`] takes
+//! an exclusive lock on `<dir>/lock` (released by the kernel when the
+//! process dies) before it opens the database; the lease therefore lives in
+//! memory, and the fencing token counter and the store epoch on disk.
+
+use std::fs::{File, OpenOptions};
+use std::future::Future;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use metrics_model::codec;
+use metrics_model::memory::check_ticks;
+use metrics_model::store::{
+    AlertCommit, AlertRestore, AlertSnapshot, AlertStore, AppendOutcome, DeadLetter, HostInfo,
+    LeaseGrant, LeaseInfo, LeaseRequest, NewTicks, OutboxEntry, PruneOutcome, StoreError,
+    TickStore,
+};
+use metrics_model::time::{Millis, now_ms};
+use metrics_model::{HostName, Tick};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
+
+/// Dead letters kept at most (the newest), as the other stores.
+pub const DEAD_LETTERS_MAX: usize = metrics_model::memory_alerts::DEAD_LETTERS_MAX;
+
+/// The layout this version writes and reads.
+pub const LAYOUT_VERSION: u64 = 1;
+
+/// How far back (in tick time, from the newest tick stored) the arrival
+/// index is kept by [`TickStore::prune`]: readers by arrival (the alerter,
+/// every pass) are seconds behind, and older entries would double the file.
+/// A tick that arrives more than this late is stored and range-readable but
+/// may be missed by a reader by arrival if a prune runs before its next
+/// read (late ticks that old change no evaluation anyway).
+pub const ARRIVAL_KEEP_MS: i64 = 3_600_000;
+
+/// The database file's name in the data directory.
+pub const FILE_NAME: &str = "monitoring.redb";
+
+/// The lock file's name in the data directory.
+pub const LOCK_NAME: &str = "lock";
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const TICKS: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("ticks");
+const ARRIVAL: TableDefinition<u64, (&str, i64)> = TableDefinition::new("arrival");
+const HOSTS: TableDefinition<&str, i64> = TableDefinition::new("hosts");
+const STATES: TableDefinition<&str, &str> = TableDefinition::new("states");
+const OUTBOX: TableDefinition<u64, &str> = TableDefinition::new("outbox");
+const RESOLVED: TableDefinition<(i64, &str), &str> = TableDefinition::new("resolved");
+const DEAD: TableDefinition<u64, &str> = TableDefinition::new("dead");
+
+/// Why a data directory cannot be opened. Every message names the path and
+/// what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum DiskStoreError {
+    /// Another process holds the directory's lock.
+    #[error(
+        "data directory {dir} is in use by another bp-alerter (its lock file {lock} is held); stop that process, or give this one another --data-dir"
+    )]
+    Locked {
+        /// The directory.
+        dir: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// The directory or a file in it cannot be created or opened.
+    #[error("{path}: {action}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// What was attempted.
+        action: &'static str,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// The file is not a readable store: corrupted, or not a redb file.
+    #[error(
+        "{path} is not a readable bp-monitoring store ({detail}); it was not changed. Move it aside to start with an empty store (the data in it is then not used), or restore it from a backup"
+    )]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// What redb said.
+        detail: String,
+    },
+    /// The file was written by another version of bp-monitoring.
+    #[error(
+        "{path} has store layout {found}, this bp-alerter reads layout {LAYOUT_VERSION}; run the bp-alerter version that wrote it (or a newer one), or move the file aside to start empty"
+    )]
+    Version {
+        /// The file.
+        path: PathBuf,
+        /// The layout found.
+        found: String,
+    },
+}
+
+/// The embedded store. Clones share the database.
+#[derive(Clone)]
+pub struct DiskStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Database,
+    path: PathBuf,
+    /// The lease `(holder, token)`: in memory, since the lock file admits
+    /// one process.
+    lease: Mutex<Option<(String, u64)>>,
+    /// Held for the store's lifetime: the directory lock.
+    _lock: File,
+}
+
+impl std::fmt::Debug for DiskStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A position in the arrival order: the last arrival seq read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DiskCursor(pub u64);
+
+impl DiskStore {
+    /// Opens (creating when missing, mode 0700) the data directory `dir`,
+    /// takes its lock, and opens or creates the database file in it.
+    ///
+    /// # Errors
+    /// [`DiskStoreError`]: the directory is locked by another process, a
+    /// path cannot be created, the file is unreadable or of another layout.
+    pub fn open(dir: &Path) -> Result<DiskStore, DiskStoreError> {
+        let io = |path: &Path, action: &'static str| {
+            let path = path.to_path_buf();
+            move |source| DiskStoreError::Io {
+                path,
+                action,
+                source,
+            }
+        };
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io(dir, "cannot create the data directory"))?;
+            // The umask may have narrowed it further; never widen what an
+            // operator set on an existing directory.
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io(dir, "cannot set the data directory's mode to 0700"))?;
+        }
+        let lock_path = dir.join(LOCK_NAME);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path, "cannot open the lock file"))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(DiskStoreError::Locked {
+                    dir: dir.to_path_buf(),
+                    lock: lock_path,
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(io(&lock_path, "cannot lock the lock file")(e));
+            }
+        }
+        let path = dir.join(FILE_NAME);
+        // A file of another layout is refused before it is opened for
+        // writing (opening a redb file for writing may update its header).
+        // A file that needs recovery after a crash cannot be opened
+        // read-only: it is checked after the writable open repaired it.
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() > 0)
+            && let Ok(ro) = redb::ReadOnlyDatabase::open(&path)
+            && let Some(found) = layout_of(&ro)
+            && found != LAYOUT_VERSION.to_le_bytes()
+        {
+            return Err(DiskStoreError::Version {
+                path,
+                found: describe_layout(&found),
+            });
+        }
+        let db = Database::create(&path).map_err(|e| DiskStoreError::Unreadable {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+        let store = DiskStore {
+            inner: Arc::new(Inner {
+                db,
+                path,
+                lease: Mutex::new(None),
+                _lock: lock,
+            }),
+        };
+        store.init()?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Checks the layout (writing it, the tables and the epoch into a new
+    /// file).
+    fn init(&self) -> Result<(), DiskStoreError> {
+        let path = self.inner.path.clone();
+        let unreadable = |e: &dyn std::fmt::Display| DiskStoreError::Unreadable {
+            path: path.clone(),
+            detail: e.to_string(),
+        };
+        let txn = self.inner.db.begin_write().map_err(|e| unreadable(&e))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| unreadable(&e))?;
+            let layout = meta
+                .get("layout")
+                .map_err(|e| unreadable(&e))?
+                .map(|v| v.value().to_vec());
+            match layout {
+                None => {
+                    meta.insert("layout", LAYOUT_VERSION.to_le_bytes().as_slice())
+                        .map_err(|e| unreadable(&e))?;
+                    let epoch = uuid::Uuid::new_v4().simple().to_string();
+                    meta.insert("epoch", epoch.as_bytes())
+                        .map_err(|e| unreadable(&e))?;
+                    meta.insert("epoch_at", now_ms().to_le_bytes().as_slice())
+                        .map_err(|e| unreadable(&e))?;
+                }
+                Some(v) if v.as_slice() == LAYOUT_VERSION.to_le_bytes() => {}
+                Some(v) => {
+                    return Err(DiskStoreError::Version {
+                        path: path.clone(),
+                        found: describe_layout(&v),
+                    });
+                }
+            }
+            // Create every table, so that readers never meet a missing one.
+            txn.open_table(TICKS).map_err(|e| unreadable(&e))?;
+            txn.open_table(ARRIVAL).map_err(|e| unreadable(&e))?;
+            txn.open_table(HOSTS).map_err(|e| unreadable(&e))?;
+            txn.open_table(STATES).map_err(|e| unreadable(&e))?;
+            txn.open_table(OUTBOX).map_err(|e| unreadable(&e))?;
+            txn.open_table(RESOLVED).map_err(|e| unreadable(&e))?;
+            txn.open_table(DEAD).map_err(|e| unreadable(&e))?;
+        }
+        txn.commit().map_err(|e| unreadable(&e))
+    }
+
+    fn lease_lock(&self) -> MutexGuard<'_, Option<(String, u64)>> {
+        self.inner
+            .lease
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `f` on a blocking thread (redb is synchronous and fsyncs).
+    fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&DiskStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> impl Future<Output = Result<T, StoreError>> + Send {
+        let store = self.clone();
+        async move {
+            match tokio::task::spawn_blocking(move || f(&store)).await {
+                Ok(r) => r,
+                Err(e) => Err(StoreError::Other(format!(
+                    "the store's worker thread failed: {e}"
+                ))),
+            }
+        }
+    }
+
+    fn err(&self, what: &str, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Other(format!("{}: {what}: {e}", self.inner.path.display()))
+    }
+
+    fn write(&self) -> Result<redb::WriteTransaction, StoreError> {
+        let mut txn = self
+            .inner
+            .db
+            .begin_write()
+            .map_err(|e| self.err("starting a write", e))?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| self.err("setting durability", e))?;
+        Ok(txn)
+    }
+
+    fn read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        self.inner
+            .db
+            .begin_read()
+            .map_err(|e| self.err("starting a read", e))
+    }
+}
+
+/// The `layout` entry of a file opened read-only, if it has one.
+fn layout_of(db: &redb::ReadOnlyDatabase) -> Option<Vec<u8>> {
+    let txn = db.begin_read().ok()?;
+    let meta = txn.open_table(META).ok()?;
+    let v = meta.get("layout").ok()??;
+    Some(v.value().to_vec())
+}
+
+fn describe_layout(v: &[u8]) -> String {
+    u64_of(v).map_or_else(|| format!("{v:?}"), |n| n.to_string())
+}
+
+fn u64_of(v: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(v.try_into().ok()?))
+}
+
+fn i64_of(v: &[u8]) -> Option<i64> {
+    Some(i64::from_le_bytes(v.try_into().ok()?))
+}
+
+/// A `meta` entry as a `u64` (0 when absent).
+fn meta_u64(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<u64, redb::StorageError> {
+    Ok(meta.get(key)?.and_then(|v| u64_of(v.value())).unwrap_or(0))
+}
+
+fn meta_i64(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<i64>, redb::StorageError> {
+    Ok(meta.get(key)?.and_then(|v| i64_of(v.value())))
+}
+
+// ----- ticks ---------------------------------------------------------------
+
+impl DiskStore {
+    fn append_sync(&self, ticks: &[Tick]) -> Result<AppendOutcome, StoreError> {
+        check_ticks(ticks)?;
+        let e = |e: redb::StorageError| self.err("appending ticks", e);
+        let txn = self.write()?;
+        let mut out = AppendOutcome::default();
+        {
+            let mut table = txn
+                .open_table(TICKS)
+                .map_err(|x| self.err("appending ticks", x))?;
+            let mut arrival = txn
+                .open_table(ARRIVAL)
+                .map_err(|x| self.err("appending ticks", x))?;
+            let mut hosts = txn
+                .open_table(HOSTS)
+                .map_err(|x| self.err("appending ticks", x))?;
+            let mut meta = txn
+                .open_table(META)
+                .map_err(|x| self.err("appending ticks", x))?;
+            let mut seq = meta_u64(&meta, "arrival_seq").map_err(e)?;
+            let mut buf = Vec::new();
+            for t in ticks {
+                let key = (t.host.as_str(), t.ts);
+                if table.get(key).map_err(e)?.is_some() {
+                    out.duplicates += 1;
+                    continue;
+                }
+                buf.clear();
+                codec::encode(t.values(), &mut buf);
+                table.insert(key, buf.as_slice()).map_err(e)?;
+                seq += 1;
+                arrival.insert(seq, key).map_err(e)?;
+                let last = hosts.get(t.host.as_str()).map_err(e)?.map(|v| v.value());
+                if last.is_none_or(|l| l < t.ts) {
+                    hosts.insert(t.host.as_str(), t.ts).map_err(e)?;
+                }
+                out.written += 1;
+            }
+            meta.insert("arrival_seq", seq.to_le_bytes().as_slice())
+                .map_err(e)?;
+        }
+        txn.commit().map_err(|x| self.err("appending ticks", x))?;
+        Ok(out)
+    }
+
+    fn decode(&self, host: &str, ts: i64, bytes: &[u8]) -> Result<Tick, StoreError> {
+        let host: HostName = host
+            .parse()
+            .map_err(|e| self.err("reading ticks", format!("stored host {host:?}: {e}")))?;
+        let values = codec::decode(bytes)
+            .map_err(|e| self.err("reading ticks", format!("tick {host} at {ts}: {e}")))?;
+        Ok(Tick::from_values(host, ts, values))
+    }
+
+    fn range_sync(
+        &self,
+        host: &HostName,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<Tick>, StoreError> {
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let e = |e: redb::StorageError| self.err("reading ticks", e);
+        let txn = self.read()?;
+        let table = txn
+            .open_table(TICKS)
+            .map_err(|x| self.err("reading ticks", x))?;
+        let mut out = Vec::new();
+        for item in table
+            .range((host.as_str(), from)..=(host.as_str(), to))
+            .map_err(e)?
+        {
+            let (k, v) = item.map_err(e)?;
+            let (h, ts) = k.value();
+            out.push(self.decode(h, ts, v.value())?);
+        }
+        Ok(out)
+    }
+
+    fn read_new_sync(&self, cursor: DiskCursor) -> Result<NewTicks<DiskCursor>, StoreError> {
+        let e = |e: redb::StorageError| self.err("reading new ticks", e);
+        let txn = self.read()?;
+        let arrival = txn
+            .open_table(ARRIVAL)
+            .map_err(|x| self.err("reading new ticks", x))?;
+        let table = txn
+            .open_table(TICKS)
+            .map_err(|x| self.err("reading new ticks", x))?;
+        let mut out = Vec::new();
+        let mut last = cursor.0;
+        for item in arrival.range(cursor.0.saturating_add(1)..).map_err(e)? {
+            let (seq, key) = item.map_err(e)?;
+            last = seq.value();
+            let (h, ts) = key.value();
+            // A tick pruned since its arrival has no values left: skip it.
+            if let Some(v) = table.get((h, ts)).map_err(e)? {
+                out.push(self.decode(h, ts, v.value())?);
+            }
+        }
+        Ok(NewTicks {
+            ticks: out,
+            cursor: DiskCursor(last),
+        })
+    }
+
+    fn cursor_now_sync(&self) -> Result<DiskCursor, StoreError> {
+        let txn = self.read()?;
+        let meta = txn
+            .open_table(META)
+            .map_err(|x| self.err("reading the cursor", x))?;
+        Ok(DiskCursor(
+            meta_u64(&meta, "arrival_seq").map_err(|x| self.err("reading the cursor", x))?,
+        ))
+    }
+
+    fn hosts_sync(&self) -> Result<Vec<HostInfo>, StoreError> {
+        let e = |e: redb::StorageError| self.err("reading hosts", e);
+        let txn = self.read()?;
+        let hosts = txn
+            .open_table(HOSTS)
+            .map_err(|x| self.err("reading hosts", x))?;
+        let mut out = Vec::new();
+        for item in hosts.iter().map_err(e)? {
+            let (h, ts) = item.map_err(e)?;
+            match h.value().parse::<HostName>() {
+                Ok(host) => out.push(HostInfo {
+                    host,
+                    last_seen: ts.value(),
+                }),
+                Err(err) => {
+                    tracing::warn!(file = %self.inner.path.display(), host = h.value(), error = %err, "ignoring an invalid host name in the registry");
+                }
+            }
+        }
+        out.sort_by(|a, b| a.host.cmp(&b.host));
+        Ok(out)
+    }
+
+    fn prune_sync(&self, before: Millis) -> Result<PruneOutcome, StoreError> {
+        let mut out = PruneOutcome::default();
+        let e = |e: redb::StorageError| self.err("pruning ticks", e);
+        let txn = self.write()?;
+        {
+            let mut table = txn
+                .open_table(TICKS)
+                .map_err(|x| self.err("pruning ticks", x))?;
+            let mut hosts = txn
+                .open_table(HOSTS)
+                .map_err(|x| self.err("pruning ticks", x))?;
+            let mut arrival = txn
+                .open_table(ARRIVAL)
+                .map_err(|x| self.err("pruning ticks", x))?;
+            let names: Vec<String> = hosts
+                .iter()
+                .map_err(e)?
+                .map(|i| i.map(|(k, _)| k.value().to_owned()))
+                .collect::<Result<_, _>>()
+                .map_err(e)?;
+            for h in &names {
+                let old: Vec<i64> = table
+                    .range((h.as_str(), i64::MIN)..(h.as_str(), before))
+                    .map_err(e)?
+                    .map(|i| i.map(|(k, _)| k.value().1))
+                    .collect::<Result<_, _>>()
+                    .map_err(e)?;
+                for ts in &old {
+                    table.remove((h.as_str(), *ts)).map_err(e)?;
+                }
+                out.ticks_removed += old.len();
+                let left = table
+                    .range((h.as_str(), i64::MIN)..=(h.as_str(), i64::MAX))
+                    .map_err(e)?
+                    .next()
+                    .is_some();
+                if !left {
+                    hosts.remove(h.as_str()).map_err(e)?;
+                    out.hosts_removed += 1;
+                }
+            }
+            let mut newest = i64::MIN;
+            for item in hosts.iter().map_err(e)? {
+                newest = newest.max(item.map_err(e)?.1.value());
+            }
+            let cut = before.max(newest.saturating_sub(ARRIVAL_KEEP_MS));
+            arrival.retain(|_, (_, ts)| ts >= cut).map_err(e)?;
+        }
+        txn.commit().map_err(|x| self.err("pruning ticks", x))?;
+        Ok(out)
+    }
+}
+
+impl TickStore for DiskStore {
+    type Cursor = DiskCursor;
+
+    fn append(
+        &self,
+        ticks: &[Tick],
+    ) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send {
+        let ticks = ticks.to_vec();
+        self.blocking(move |s| s.append_sync(&ticks))
+    }
+
+    fn range(
+        &self,
+        host: &HostName,
+        from: Millis,
+        to: Millis,
+    ) -> impl Future<Output = Result<Vec<Tick>, StoreError>> + Send {
+        let host = host.clone();
+        self.blocking(move |s| s.range_sync(&host, from, to))
+    }
+
+    fn read_new(
+        &self,
+        cursor: &DiskCursor,
+    ) -> impl Future<Output = Result<NewTicks<DiskCursor>, StoreError>> + Send {
+        let cursor = *cursor;
+        self.blocking(move |s| s.read_new_sync(cursor))
+    }
+
+    fn cursor_now(&self) -> impl Future<Output = Result<DiskCursor, StoreError>> + Send {
+        self.blocking(DiskStore::cursor_now_sync)
+    }
+
+    fn hosts(&self) -> impl Future<Output = Result<Vec<HostInfo>, StoreError>> + Send {
+        self.blocking(DiskStore::hosts_sync)
+    }
+
+    fn prune(
+        &self,
+        before: Millis,
+    ) -> impl Future<Output = Result<PruneOutcome, StoreError>> + Send {
+        self.blocking(move |s| s.prune_sync(before))
+    }
+}
+
+// ----- alerts --------------------------------------------------------------
+
+/// A dead letter as stored (the JSON the Redis store writes too).
+fn letter_json(d: &DeadLetter) -> String {
+    serde_json::json!({ "at": d.at, "hook": d.hook, "error": d.error, "payload": d.payload })
+        .to_string()
+}
+
+fn letter_of(json: &str) -> Option<DeadLetter> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    Some(DeadLetter {
+        at: v.get("at")?.as_i64()?,
+        hook: v.get("hook")?.as_str()?.to_owned(),
+        error: v.get("error")?.as_str()?.to_owned(),
+        payload: v.get("payload")?.as_str()?.to_owned(),
+    })
+}
+
+impl DiskStore {
+    fn fenced(&self, holder: &str, token: u64) -> Result<(), StoreError> {
+        let lease = self.lease_lock();
+        if lease
+            .as_ref()
+            .is_some_and(|(h, t)| h == holder && *t == token)
+        {
+            Ok(())
+        } else {
+            Err(StoreError::Fenced {
+                holder: holder.to_owned(),
+                token,
+            })
+        }
+    }
+
+    fn acquire_sync(
+        &self,
+        holder: &str,
+        known: Option<&str>,
+        grace_ms: u64,
+    ) -> Result<LeaseGrant, StoreError> {
+        let e = |e: redb::StorageError| self.err("taking the lease", e);
+        let (epoch, epoch_at, counter) = {
+            let txn = self.read()?;
+            let meta = txn
+                .open_table(META)
+                .map_err(|x| self.err("taking the lease", x))?;
+            let epoch = meta
+                .get("epoch")
+                .map_err(e)?
+                .map(|v| String::from_utf8_lossy(v.value()).into_owned())
+                .unwrap_or_default();
+            let at = meta_i64(&meta, "epoch_at").map_err(e)?.unwrap_or(0);
+            (epoch, at, meta_u64(&meta, "token").map_err(e)?)
+        };
+        let mut grant = LeaseGrant {
+            token: None,
+            renewed: false,
+            epoch: epoch.clone(),
+            waiting_ms: None,
+        };
+        let mut lease = self.lease_lock();
+        match lease.as_ref() {
+            Some((h, t)) if h == holder => {
+                grant.token = Some(*t);
+                grant.renewed = true;
+            }
+            Some(_) => {}
+            None => {
+                let age = u64::try_from(now_ms().saturating_sub(epoch_at)).unwrap_or(0);
+                if known.is_some_and(|k| k != epoch) && age < grace_ms {
+                    grant.waiting_ms = Some(grace_ms - age);
+                } else {
+                    let token = counter + 1;
+                    let txn = self.write()?;
+                    {
+                        let mut meta = txn
+                            .open_table(META)
+                            .map_err(|x| self.err("taking the lease", x))?;
+                        meta.insert("token", token.to_le_bytes().as_slice())
+                            .map_err(e)?;
+                    }
+                    txn.commit().map_err(|x| self.err("taking the lease", x))?;
+                    *lease = Some((holder.to_owned(), token));
+                    grant.token = Some(token);
+                }
+            }
+        }
+        Ok(grant)
+    }
+
+    fn load_sync(&self) -> Result<AlertSnapshot, StoreError> {
+        let e = |e: redb::StorageError| self.err("loading alert state", e);
+        let txn = self.read()?;
+        let meta = txn
+            .open_table(META)
+            .map_err(|x| self.err("loading alert state", x))?;
+        let states = txn
+            .open_table(STATES)
+            .map_err(|x| self.err("loading alert state", x))?;
+        let mut out = Vec::new();
+        for item in states.iter().map_err(e)? {
+            let (k, v) = item.map_err(e)?;
+            out.push((k.value().to_owned(), v.value().to_owned()));
+        }
+        Ok(AlertSnapshot {
+            last_evaluated: meta_i64(&meta, "last_evaluated").map_err(e)?,
+            states: out,
+        })
+    }
+
+    fn commit_sync(&self, holder: &str, token: u64, c: &AlertCommit) -> Result<u64, StoreError> {
+        let e = |e: redb::StorageError| self.err("committing alert state", e);
+        let open = |x: redb::TableError| self.err("committing alert state", x);
+        // The lease is held across the transaction: no acquisition by
+        // another holder can come between the check and the commit.
+        let lease = self.lease_lock();
+        if !lease
+            .as_ref()
+            .is_some_and(|(h, t)| h == holder && *t == token)
+        {
+            return Err(StoreError::Fenced {
+                holder: holder.to_owned(),
+                token,
+            });
+        }
+        let txn = self.write()?;
+        let seq;
+        {
+            let mut meta = txn.open_table(META).map_err(open)?;
+            if let Some(expected) = c.expect_last_evaluated {
+                let found = meta_i64(&meta, "last_evaluated").map_err(e)?;
+                if found != Some(expected) {
+                    return Err(StoreError::Behind { expected, found });
+                }
+            }
+            let mut states = txn.open_table(STATES).map_err(open)?;
+            for (key, value) in &c.states {
+                match value {
+                    Some(v) => states.insert(key.as_str(), v.as_str()).map_err(e)?,
+                    None => states.remove(key.as_str()).map_err(e)?,
+                };
+            }
+            let mut outbox = txn.open_table(OUTBOX).map_err(open)?;
+            let mut s = meta_u64(&meta, "outbox_seq").map_err(e)?;
+            for p in &c.outbox {
+                s += 1;
+                outbox.insert(s, p.as_str()).map_err(e)?;
+            }
+            seq = s;
+            meta.insert("outbox_seq", seq.to_le_bytes().as_slice())
+                .map_err(e)?;
+            meta.insert("last_evaluated", c.evaluated_at.to_le_bytes().as_slice())
+                .map_err(e)?;
+            let mut resolved = txn.open_table(RESOLVED).map_err(open)?;
+            for (end, id, json) in &c.resolved {
+                resolved
+                    .insert((*end, id.as_str()), json.as_str())
+                    .map_err(e)?;
+            }
+        }
+        txn.commit()
+            .map_err(|x| self.err("committing alert state", x))?;
+        drop(lease);
+        Ok(seq)
+    }
+
+    fn restore_sync(&self, holder: &str, token: u64, r: &AlertRestore) -> Result<(), StoreError> {
+        let e = |e: redb::StorageError| self.err("writing the alert state back", e);
+        let open = |x: redb::TableError| self.err("writing the alert state back", x);
+        let lease = self.lease_lock();
+        if !lease
+            .as_ref()
+            .is_some_and(|(h, t)| h == holder && *t == token)
+        {
+            return Err(StoreError::Fenced {
+                holder: holder.to_owned(),
+                token,
+            });
+        }
+        let txn = self.write()?;
+        {
+            let mut meta = txn.open_table(META).map_err(open)?;
+            let counter = meta_u64(&meta, "token").map_err(e)?;
+            if r.token_floor > counter {
+                meta.insert("token", r.token_floor.to_le_bytes().as_slice())
+                    .map_err(e)?;
+            }
+            if let Some(t) = r.last_evaluated {
+                meta.insert("last_evaluated", t.to_le_bytes().as_slice())
+                    .map_err(e)?;
+            }
+            let mut states = txn.open_table(STATES).map_err(open)?;
+            states.retain(|_, _| false).map_err(e)?;
+            for (k, v) in &r.states {
+                states.insert(k.as_str(), v.as_str()).map_err(e)?;
+            }
+            let mut outbox = txn.open_table(OUTBOX).map_err(open)?;
+            let mut seq = meta_u64(&meta, "outbox_seq").map_err(e)?.max(r.outbox_seq);
+            for entry in &r.outbox {
+                outbox
+                    .insert(entry.seq, entry.payload.as_str())
+                    .map_err(e)?;
+                seq = seq.max(entry.seq);
+            }
+            meta.insert("outbox_seq", seq.to_le_bytes().as_slice())
+                .map_err(e)?;
+            let mut resolved = txn.open_table(RESOLVED).map_err(open)?;
+            for (end, id, json) in &r.resolved {
+                resolved
+                    .insert((*end, id.as_str()), json.as_str())
+                    .map_err(e)?;
+            }
+            let mut dead = txn.open_table(DEAD).map_err(open)?;
+            if dead.is_empty().map_err(e)? {
+                let letters = &r.dead_letters[..r.dead_letters.len().min(DEAD_LETTERS_MAX)];
+                // Newest first in the image: the oldest gets the lowest seq.
+                let mut s = meta_u64(&meta, "dead_seq").map_err(e)?;
+                for d in letters.iter().rev() {
+                    s += 1;
+                    dead.insert(s, letter_json(d).as_str()).map_err(e)?;
+                }
+                meta.insert("dead_seq", s.to_le_bytes().as_slice())
+                    .map_err(e)?;
+            }
+        }
+        txn.commit()
+            .map_err(|x| self.err("writing the alert state back", x))?;
+        drop(lease);
+        Ok(())
+    }
+
+    fn outbox_sync(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        let e = |e: redb::StorageError| self.err("reading the outbox", e);
+        let txn = self.read()?;
+        let outbox = txn
+            .open_table(OUTBOX)
+            .map_err(|x| self.err("reading the outbox", x))?;
+        let mut out = Vec::new();
+        for item in outbox.iter().map_err(e)?.take(limit) {
+            let (k, v) = item.map_err(e)?;
+            out.push(OutboxEntry {
+                seq: k.value(),
+                payload: v.value().to_owned(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn ack_sync(&self, seqs: &[u64]) -> Result<(), StoreError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let e = |e: redb::StorageError| self.err("acknowledging outbox entries", e);
+        let txn = self.write()?;
+        {
+            let mut outbox = txn
+                .open_table(OUTBOX)
+                .map_err(|x| self.err("acknowledging outbox entries", x))?;
+            for s in seqs {
+                outbox.remove(*s).map_err(e)?;
+            }
+        }
+        txn.commit()
+            .map_err(|x| self.err("acknowledging outbox entries", x))
+    }
+
+    fn outbox_len_sync(&self) -> Result<u64, StoreError> {
+        let txn = self.read()?;
+        let outbox = txn
+            .open_table(OUTBOX)
+            .map_err(|x| self.err("counting the outbox", x))?;
+        outbox.len().map_err(|x| self.err("counting the outbox", x))
+    }
+
+    fn dead_letter_sync(&self, letter: &DeadLetter) -> Result<(), StoreError> {
+        let e = |e: redb::StorageError| self.err("keeping a dead letter", e);
+        let open = |x: redb::TableError| self.err("keeping a dead letter", x);
+        let txn = self.write()?;
+        {
+            let mut meta = txn.open_table(META).map_err(open)?;
+            let mut dead = txn.open_table(DEAD).map_err(open)?;
+            let s = meta_u64(&meta, "dead_seq").map_err(e)? + 1;
+            dead.insert(s, letter_json(letter).as_str()).map_err(e)?;
+            meta.insert("dead_seq", s.to_le_bytes().as_slice())
+                .map_err(e)?;
+            let keep_from = s.saturating_sub(DEAD_LETTERS_MAX as u64 - 1);
+            dead.retain(|k, _| k >= keep_from).map_err(e)?;
+        }
+        txn.commit()
+            .map_err(|x| self.err("keeping a dead letter", x))
+    }
+
+    fn dead_letters_sync(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        let e = |e: redb::StorageError| self.err("reading dead letters", e);
+        let txn = self.read()?;
+        let dead = txn
+            .open_table(DEAD)
+            .map_err(|x| self.err("reading dead letters", x))?;
+        let mut out = Vec::new();
+        for item in dead.iter().map_err(e)?.rev().take(limit) {
+            let (_, v) = item.map_err(e)?;
+            match letter_of(v.value()) {
+                Some(d) => out.push(d),
+                None => {
+                    tracing::warn!(file = %self.inner.path.display(), "ignoring an unreadable dead letter");
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn resolved_sync(
+        &self,
+        from: Millis,
+        to: Millis,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        if from > to || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let e = |e: redb::StorageError| self.err("reading resolved incidents", e);
+        let txn = self.read()?;
+        let resolved = txn
+            .open_table(RESOLVED)
+            .map_err(|x| self.err("reading resolved incidents", x))?;
+        let mut out = Vec::new();
+        for item in resolved.range((from, "")..).map_err(e)? {
+            let (k, v) = item.map_err(e)?;
+            if k.value().0 > to || out.len() >= limit {
+                break;
+            }
+            out.push(v.value().to_owned());
+        }
+        Ok(out)
+    }
+
+    fn prune_resolved_sync(&self, before: Millis) -> Result<usize, StoreError> {
+        let e = |e: redb::StorageError| self.err("pruning resolved incidents", e);
+        let txn = self.write()?;
+        let n;
+        {
+            let mut resolved = txn
+                .open_table(RESOLVED)
+                .map_err(|x| self.err("pruning resolved incidents", x))?;
+            let old: Vec<(i64, String)> = resolved
+                .range(..(before, ""))
+                .map_err(e)?
+                .map(|i| {
+                    i.map(|(k, _)| {
+                        let (end, id) = k.value();
+                        (end, id.to_owned())
+                    })
+                })
+                .collect::<Result<_, _>>()
+                .map_err(e)?;
+            for (end, id) in &old {
+                resolved.remove((*end, id.as_str())).map_err(e)?;
+            }
+            n = old.len();
+        }
+        txn.commit()
+            .map_err(|x| self.err("pruning resolved incidents", x))?;
+        Ok(n)
+    }
+}
+
+impl AlertStore for DiskStore {
+    fn acquire(
+        &self,
+        request: LeaseRequest<'_>,
+    ) -> impl Future<Output = Result<LeaseGrant, StoreError>> + Send {
+        let holder = request.holder.to_owned();
+        let known = request.known_epoch.map(str::to_owned);
+        let grace = request.grace_ms;
+        self.blocking(move |s| s.acquire_sync(&holder, known.as_deref(), grace))
+    }
+
+    fn restore(
+        &self,
+        holder: &str,
+        token: u64,
+        restore: &AlertRestore,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let holder = holder.to_owned();
+        let restore = restore.clone();
+        self.blocking(move |s| s.restore_sync(&holder, token, &restore))
+    }
+
+    fn release_lease(
+        &self,
+        holder: &str,
+        token: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        if self.fenced(holder, token).is_ok() {
+            *self.lease_lock() = None;
+        }
+        std::future::ready(Ok(()))
+    }
+
+    fn lease(&self) -> impl Future<Output = Result<Option<LeaseInfo>, StoreError>> + Send {
+        let lease = self.lease_lock().clone();
+        std::future::ready(Ok(lease.map(|(holder, token)| LeaseInfo {
+            holder,
+            token,
+            expires_in_ms: u64::MAX,
+        })))
+    }
+
+    fn load(&self) -> impl Future<Output = Result<AlertSnapshot, StoreError>> + Send {
+        self.blocking(DiskStore::load_sync)
+    }
+
+    fn commit(
+        &self,
+        holder: &str,
+        token: u64,
+        commit: &AlertCommit,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        let holder = holder.to_owned();
+        let commit = commit.clone();
+        self.blocking(move |s| s.commit_sync(&holder, token, &commit))
+    }
+
+    fn outbox(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<OutboxEntry>, StoreError>> + Send {
+        self.blocking(move |s| s.outbox_sync(limit))
+    }
+
+    fn ack(&self, seqs: &[u64]) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let seqs = seqs.to_vec();
+        self.blocking(move |s| s.ack_sync(&seqs))
+    }
+
+    fn outbox_len(&self) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        self.blocking(DiskStore::outbox_len_sync)
+    }
+
+    fn dead_letter(
+        &self,
+        letter: &DeadLetter,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let letter = letter.clone();
+        self.blocking(move |s| s.dead_letter_sync(&letter))
+    }
+
+    fn dead_letters(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<DeadLetter>, StoreError>> + Send {
+        self.blocking(move |s| s.dead_letters_sync(limit))
+    }
+
+    fn resolved(
+        &self,
+        from: Millis,
+        to: Millis,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send {
+        self.blocking(move |s| s.resolved_sync(from, to, limit))
+    }
+
+    fn prune_resolved(
+        &self,
+        before: Millis,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send {
+        self.blocking(move |s| s.prune_resolved_sync(before))
+    }
+}
