@@ -386,8 +386,9 @@ fn a_new_leader_finds_the_hosts_a_lost_registry_shard_forgot() {
         second.log()
     );
     // For the hosts whose ticks survived, exactly what replay expects; one
-    // id per subject for all (a host whose ticks were lost resolves as soon
-    // as its window is empty, earlier than replay over the lost ticks says).
+    // id per subject for all (a host whose ticks were all lost has no tick
+    // left, so the new leader forgets it and resolves its incident at once,
+    // earlier than replay over the lost ticks says).
     let expected = setup.replay(Path::new(BIN), &all).unwrap();
     let of_survivors = |v: Vec<Transition>| -> Vec<Transition> {
         v.into_iter()
