@@ -247,3 +247,131 @@ fn kill_9_and_restart_keep_the_incident_the_cooldown_and_the_history() {
         );
     }
 }
+
+/// `kill -9` of the standalone alerter again and again while local programs
+/// send StatsD: the store opens every time, what was received before a kill
+/// is lost only for the interval being collected, and the transitions
+/// delivered (one per idempotency key) are exactly those `bp-alerter
+/// replay` finds in the stored ticks. `BP_DRILL_KILLS` kills (default 4;
+/// `scripts/faults` runs 50).
+#[test]
+#[allow(clippy::too_many_lines)] // one drill, checked step by step
+fn repeated_kill_9_under_statsd_loses_at_most_the_interval_being_collected() {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use metrics_model::store::TickStore;
+    use test_support::harness::{RECORD_HOOK, Setup, dedup};
+
+    let kills: usize = std::env::var("BP_DRILL_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let rules = r#"[{ "name": "Errors", "field": "errors.count", "aggregation": "sum",
+        "operand": "equalOrMoreThan", "value": 3, "timeframe": "2s" }]"#;
+    let setup = Setup::new(rules, RECORD_HOOK, &json!({})).unwrap();
+    let data = setup.dir().join("data");
+    let statsd = test_support::free_port();
+    let start = |n: usize| {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
+            .arg(setup.config())
+            .args(["--node", "drill", "--listen", "off"])
+            .args(["--statsd", &format!("127.0.0.1:{statsd}")])
+            .arg("--data-dir")
+            .arg(&data);
+        start_standalone(cmd, setup.dir().join(format!("a{n}.log")))
+            .unwrap_or_else(|e| panic!("start {n}: the store did not open: {e}"))
+    };
+    // A local program: one datagram every 100 ms, 3 s on, 3 s off; counts
+    // what it sent while an alerter was listening.
+    let up = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent_up = Arc::new(AtomicU64::new(0));
+    let sender = {
+        let (up, stop, sent_up) = (up.clone(), stop.clone(), sent_up.clone());
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                let on = t0.elapsed().as_millis() / 3000 % 2 == 0;
+                if on {
+                    let was_up = up.load(Ordering::Relaxed);
+                    if send_statsd(statsd, b"bp.errors:1|c").is_ok() && was_up {
+                        sent_up.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let downs = Mutex::new(Vec::new());
+    for n in 0..kills {
+        let mut a = start(n);
+        up.store(true, Ordering::Relaxed);
+        // Up for 1.5–3.3 s, varying against the 1 s ticks.
+        std::thread::sleep(Duration::from_millis(1500 + (n as u64 * 370) % 1800));
+        up.store(false, Ordering::Relaxed);
+        a.kill9();
+        downs.lock().unwrap().push(metrics_model::time::now_ms());
+    }
+    // The last one runs until every transition is delivered, then stops.
+    let mut last = start(kills);
+    up.store(true, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(4));
+    up.store(false, Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    sender.join().unwrap();
+    // Quiet for the windows to empty and the last resolve to be delivered.
+    std::thread::sleep(Duration::from_secs(5));
+    last.terminate();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while last.running() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!last.running(), "the last alerter did not stop on SIGTERM");
+
+    // What is stored.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = disk_store::DiskStore::open(&data).expect("the store opens after the drill");
+    let host: metrics_model::HostName = "drill".parse().unwrap();
+    let ticks = rt.block_on(store.range(&host, 0, i64::MAX)).unwrap();
+    drop(store);
+    let errors = metrics_model::Field::from(metrics_model::StandardField::ErrorsCount);
+    let stored: f64 = ticks.iter().filter_map(|t| t.get(&errors)).sum();
+    let sent = sent_up.load(Ordering::Relaxed) as f64;
+    let lost = sent - stored;
+    eprintln!(
+        "kill drill: {kills} kills, {} ticks stored, {sent} datagrams sent while listening, {stored} stored, {lost} lost",
+        ticks.len()
+    );
+    // At most the interval being collected at each kill (10 datagrams a
+    // second), and a little for datagrams in flight at a start.
+    assert!(
+        lost <= (kills as f64 + 1.0) * 12.0,
+        "{lost} datagrams lost over {kills} kills (sent {sent}, stored {stored})"
+    );
+    assert!(stored > 0.0);
+
+    // Transitions: one per key, exactly replay's over the stored ticks.
+    let expected = setup.replay(Path::new(BIN), &ticks).unwrap();
+    let got: Vec<_> = dedup(&setup.calls())
+        .iter()
+        .map(|c| c.transition())
+        .collect();
+    let count = |v: &[test_support::harness::Transition]| {
+        v.iter().fold(BTreeMap::new(), |mut m, t| {
+            *m.entry(t.clone()).or_insert(0usize) += 1;
+            m
+        })
+    };
+    assert_eq!(
+        count(&got),
+        count(&expected),
+        "delivered (one per key) vs replay of the stored ticks"
+    );
+    assert!(!expected.is_empty(), "the drill made no incident");
+}
