@@ -30,7 +30,9 @@ use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
 
 use metrics_model::codec;
 use metrics_model::memory::check_ticks;
@@ -127,7 +129,17 @@ pub struct DiskStore {
 }
 
 struct Inner {
-    db: Database,
+    /// Replaced by a fresh open after an I/O error (redb refuses every
+    /// operation after one until the database is reopened).
+    db: RwLock<Option<Database>>,
+    /// Opens the database file (again).
+    opener: Box<Opener>,
+    /// Set by an I/O error: the next operation reopens the database first.
+    broken: AtomicBool,
+    /// Operations that failed with an I/O error (disk full, read-only, …).
+    io_failures: AtomicU64,
+    /// When an I/O failure was last logged (at most one line a minute).
+    last_warned: Mutex<Option<Instant>>,
     path: PathBuf,
     /// The lease `(holder, token)`: in memory, since the lock file admits
     /// one process.
@@ -144,6 +156,57 @@ impl std::fmt::Debug for DiskStore {
     }
 }
 
+/// How [`DiskStore::open_with`] opens the database file.
+pub type Opener = dyn Fn(&Path) -> Result<Database, redb::DatabaseError> + Send + Sync;
+
+/// Whether a redb error is the storage failing (an I/O error, or the state
+/// redb keeps after one until it is reopened), as opposed to bad data.
+pub trait IoLike {
+    /// True for I/O failures.
+    fn io_like(&self) -> bool;
+}
+
+impl IoLike for redb::StorageError {
+    fn io_like(&self) -> bool {
+        matches!(
+            self,
+            redb::StorageError::Io(_)
+                | redb::StorageError::PreviousIo
+                | redb::StorageError::DatabaseClosed
+        )
+    }
+}
+
+impl IoLike for redb::TransactionError {
+    fn io_like(&self) -> bool {
+        matches!(self, redb::TransactionError::Storage(s) if s.io_like())
+    }
+}
+
+impl IoLike for redb::TableError {
+    fn io_like(&self) -> bool {
+        matches!(self, redb::TableError::Storage(s) if s.io_like())
+    }
+}
+
+impl IoLike for redb::CommitError {
+    fn io_like(&self) -> bool {
+        matches!(self, redb::CommitError::Storage(s) if s.io_like())
+    }
+}
+
+impl IoLike for redb::SetDurabilityError {
+    fn io_like(&self) -> bool {
+        false
+    }
+}
+
+impl IoLike for String {
+    fn io_like(&self) -> bool {
+        false
+    }
+}
+
 /// A position in the arrival order: the last arrival seq read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DiskCursor(pub u64);
@@ -156,6 +219,15 @@ impl DiskStore {
     /// [`DiskStoreError`]: the directory is locked by another process, a
     /// path cannot be created, the file is unreadable or of another layout.
     pub fn open(dir: &Path) -> Result<DiskStore, DiskStoreError> {
+        Self::open_with(dir, Box::new(|path| Database::create(path)))
+    }
+
+    /// [`DiskStore::open`] with another way of opening the database file
+    /// (fault-injection tests wrap the file in a backend that fails).
+    ///
+    /// # Errors
+    /// As [`DiskStore::open`].
+    pub fn open_with(dir: &Path, opener: Box<Opener>) -> Result<DiskStore, DiskStoreError> {
         let io = |path: &Path, action: &'static str| {
             let path = path.to_path_buf();
             move |source| DiskStoreError::Io {
@@ -209,13 +281,17 @@ impl DiskStore {
                 found: describe_layout(&found),
             });
         }
-        let db = Database::create(&path).map_err(|e| DiskStoreError::Unreadable {
+        let db = opener(&path).map_err(|e| DiskStoreError::Unreadable {
             path: path.clone(),
             detail: e.to_string(),
         })?;
         let store = DiskStore {
             inner: Arc::new(Inner {
-                db,
+                db: RwLock::new(Some(db)),
+                opener,
+                broken: AtomicBool::new(false),
+                io_failures: AtomicU64::new(0),
+                last_warned: Mutex::new(None),
                 path,
                 lease: Mutex::new(None),
                 _lock: lock,
@@ -238,7 +314,12 @@ impl DiskStore {
             path: path.clone(),
             detail: e.to_string(),
         };
-        let txn = self.inner.db.begin_write().map_err(|e| unreadable(&e))?;
+        let txn = self
+            .db()
+            .as_ref()
+            .ok_or_else(|| unreadable(&"the database is closed"))?
+            .begin_write()
+            .map_err(|e| unreadable(&e))?;
         {
             let mut meta = txn.open_table(META).map_err(|e| unreadable(&e))?;
             let layout = meta
@@ -289,7 +370,12 @@ impl DiskStore {
     ) -> impl Future<Output = Result<T, StoreError>> + Send {
         let store = self.clone();
         async move {
-            match tokio::task::spawn_blocking(move || f(&store)).await {
+            match tokio::task::spawn_blocking(move || {
+                store.reopen_if_broken()?;
+                f(&store)
+            })
+            .await
+            {
                 Ok(r) => r,
                 Err(e) => Err(StoreError::Other(format!(
                     "the store's worker thread failed: {e}"
@@ -298,14 +384,94 @@ impl DiskStore {
         }
     }
 
-    fn err(&self, what: &str, e: impl std::fmt::Display) -> StoreError {
-        StoreError::Other(format!("{}: {what}: {e}", self.inner.path.display()))
+    /// Operations that failed with an I/O error since the store was opened.
+    pub fn io_failures(&self) -> u64 {
+        self.inner.io_failures.load(Ordering::Relaxed)
+    }
+
+    fn db(&self) -> std::sync::RwLockReadGuard<'_, Option<Database>> {
+        self.inner
+            .db
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// After an I/O error, opens the database file again (redb requires it;
+    /// what was committed before is there, the failed transaction is not).
+    fn reopen_if_broken(&self) -> Result<(), StoreError> {
+        if !self.inner.broken.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut db = self
+            .inner
+            .db
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !self.inner.broken.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        // The old handle holds the file's lock: close it first. Until the
+        // file opens again every operation is `Unavailable`.
+        *db = None;
+        match (self.inner.opener)(&self.inner.path) {
+            Ok(fresh) => {
+                *db = Some(fresh);
+                self.inner.broken.store(false, Ordering::Release);
+                tracing::info!(file = %self.inner.path.display(), "the store file is writable again (reopened after an I/O error)");
+                Ok(())
+            }
+            Err(e) => Err(self.io_failed(format!(
+                "{}: reopening after an I/O error: {e}",
+                self.inner.path.display()
+            ))),
+        }
+    }
+
+    /// The error of a failed operation. I/O failures (a full disk, a
+    /// read-only file system) are `Unavailable` — callers retry; the store
+    /// reopens its file before the next operation — counted, and logged at
+    /// most once a minute.
+    fn err<E: std::fmt::Display + IoLike>(&self, what: &str, e: E) -> StoreError {
+        let msg = format!("{}: {what}: {e}", self.inner.path.display());
+        if !e.io_like() {
+            return StoreError::Other(msg);
+        }
+        self.inner.broken.store(true, Ordering::Release);
+        self.io_failed(msg)
+    }
+
+    /// Counts an I/O failure, logs it (at most once a minute) and returns it
+    /// as `Unavailable`.
+    fn io_failed(&self, msg: String) -> StoreError {
+        let n = self.inner.io_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut last = self
+            .inner
+            .last_warned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_mins(1)) {
+            *last = Some(Instant::now());
+            tracing::warn!(
+                error = %msg,
+                failures = n,
+                "cannot write the store file (disk full or read-only?): retrying; what is stored is kept (logged once a minute)"
+            );
+        }
+        StoreError::Unavailable(msg)
+    }
+
+    fn closed(&self) -> StoreError {
+        StoreError::Unavailable(format!(
+            "{}: the store file could not be opened again after an I/O error; retrying",
+            self.inner.path.display()
+        ))
     }
 
     fn write(&self) -> Result<redb::WriteTransaction, StoreError> {
         let mut txn = self
-            .inner
-            .db
+            .db()
+            .as_ref()
+            .ok_or_else(|| self.closed())?
             .begin_write()
             .map_err(|e| self.err("starting a write", e))?;
         txn.set_durability(Durability::Immediate)
@@ -314,8 +480,9 @@ impl DiskStore {
     }
 
     fn read(&self) -> Result<redb::ReadTransaction, StoreError> {
-        self.inner
-            .db
+        self.db()
+            .as_ref()
+            .ok_or_else(|| self.closed())?
             .begin_read()
             .map_err(|e| self.err("starting a read", e))
     }

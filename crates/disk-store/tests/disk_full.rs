@@ -1,0 +1,141 @@
+//! A full (or read-only) disk under the store: every write fails with
+//! `ENOSPC` from a backend wrapping redb's own file backend. Writes fail as
+//! `Unavailable` (callers retry) and are counted; what was stored is kept;
+//! when space returns the store reopens its file and goes on, and an alert
+//! commit that failed succeeds when retried. (Reads wait as well: after an
+//! I/O error redb needs the file reopened, and opening needs space.)
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use disk_store::DiskStore;
+use metrics_model::store::{AlertCommit, AlertStore, StoreError, TickStore};
+use metrics_model::{HostName, StandardField, Tick};
+use redb::StorageBackend;
+use redb::backends::FileBackend;
+
+#[derive(Debug)]
+struct Full {
+    inner: FileBackend,
+    full: Arc<AtomicBool>,
+}
+
+fn enospc() -> io::Error {
+    io::Error::from_raw_os_error(28) // ENOSPC
+}
+
+impl StorageBackend for Full {
+    fn len(&self) -> Result<u64, io::Error> {
+        self.inner.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
+        self.inner.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> Result<(), io::Error> {
+        if self.full.load(Ordering::SeqCst) && len > self.inner.len()? {
+            return Err(enospc());
+        }
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> Result<(), io::Error> {
+        if self.full.load(Ordering::SeqCst) {
+            return Err(enospc());
+        }
+        self.inner.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+        if self.full.load(Ordering::SeqCst) {
+            return Err(enospc());
+        }
+        self.inner.write(offset, data)
+    }
+    fn close(&self) -> Result<(), io::Error> {
+        self.inner.close()
+    }
+}
+
+fn tick(ts: i64, errors: f64) -> Tick {
+    let host: HostName = "box".parse().unwrap();
+    Tick::new(host, ts, [(StandardField::ErrorsCount.into(), errors)])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_fail_as_unavailable_nothing_stored_is_lost_and_it_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let full = Arc::new(AtomicBool::new(false));
+    let flag = full.clone();
+    let store = DiskStore::open_with(
+        &data,
+        Box::new(move |path| {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(redb::StorageError::from)?;
+            redb::Database::builder().create_with_backend(Full {
+                inner: FileBackend::new(file)?,
+                full: flag.clone(),
+            })
+        }),
+    )
+    .unwrap();
+    let host: HostName = "box".parse().unwrap();
+    store
+        .append(&[tick(1_000, 1.0), tick(2_000, 2.0)])
+        .await
+        .unwrap();
+    let t = store.acquire_lease("a", 1000).await.unwrap().unwrap();
+    let c1 = AlertCommit {
+        evaluated_at: 2_000,
+        expect_last_evaluated: None,
+        states: vec![("k".into(), Some("{\"open\":1}".into()))],
+        outbox: vec!["o1".into()],
+        resolved: vec![],
+    };
+    assert_eq!(store.commit("a", t, &c1).await, Ok(1));
+
+    full.store(true, Ordering::SeqCst);
+    let err = store.append(&[tick(3_000, 3.0)]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(err.to_string().contains("data"), "names the file: {err}");
+    let c2 = AlertCommit {
+        evaluated_at: 3_000,
+        expect_last_evaluated: Some(2_000),
+        states: vec![("k".into(), None)],
+        outbox: vec!["o2".into()],
+        resolved: vec![(3_000, "r".into(), "{}".into())],
+    };
+    assert!(matches!(
+        store.commit("a", t, &c2).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(store.io_failures() >= 2);
+    // Reads need the file reopened, which needs space: they wait too.
+    assert!(matches!(
+        store.range(&host, 0, i64::MAX).await,
+        Err(StoreError::Unavailable(_))
+    ));
+
+    // Space returns: the retried writes succeed and follow what was kept.
+    full.store(false, Ordering::SeqCst);
+    store.append(&[tick(3_000, 3.0)]).await.unwrap();
+    assert_eq!(store.commit("a", t, &c2).await, Ok(2), "the retried commit");
+    let ticks = store.range(&host, 0, i64::MAX).await.unwrap();
+    assert_eq!(
+        ticks.iter().map(|t| t.ts).collect::<Vec<_>>(),
+        [1_000, 2_000, 3_000]
+    );
+    let snap = store.load().await.unwrap();
+    assert_eq!(snap.last_evaluated, Some(3_000));
+    assert!(snap.states.is_empty());
+    assert_eq!(store.outbox(10).await.unwrap().len(), 2);
+    // And it all survives a reopen.
+    drop(store);
+    let again = DiskStore::open(&data).unwrap();
+    assert_eq!(again.range(&host, 0, i64::MAX).await.unwrap().len(), 3);
+    assert_eq!(again.outbox_len().await.unwrap(), 2);
+}
