@@ -431,6 +431,7 @@ impl DiskStore {
     /// read-only file system) are `Unavailable` — callers retry; the store
     /// reopens its file before the next operation — counted, and logged at
     /// most once a minute.
+    #[allow(clippy::needless_pass_by_value)] // every caller hands over its error (`map_err`)
     fn err<E: std::fmt::Display + IoLike>(&self, what: &str, e: E) -> StoreError {
         let msg = format!("{}: {what}: {e}", self.inner.path.display());
         if !e.io_like() {
