@@ -294,7 +294,7 @@ fn repeated_kill_9_under_statsd_loses_at_most_the_interval_being_collected() {
         std::thread::spawn(move || {
             let t0 = Instant::now();
             while !stop.load(Ordering::Relaxed) {
-                let on = t0.elapsed().as_millis() / 3000 % 2 == 0;
+                let on = (t0.elapsed().as_millis() / 3000).is_multiple_of(2);
                 if on {
                     let was_up = up.load(Ordering::Relaxed);
                     if send_statsd(statsd, b"bp.errors:1|c").is_ok() && was_up {
@@ -343,16 +343,16 @@ fn repeated_kill_9_under_statsd_loses_at_most_the_interval_being_collected() {
     let errors = metrics_model::Field::from(metrics_model::StandardField::ErrorsCount);
     let stored: f64 = ticks.iter().filter_map(|t| t.get(&errors)).sum();
     let sent = sent_up.load(Ordering::Relaxed) as f64;
-    let lost = sent - stored;
+    let dropped = sent - stored;
     eprintln!(
-        "kill drill: {kills} kills, {} ticks stored, {sent} datagrams sent while listening, {stored} stored, {lost} lost",
+        "kill drill: {kills} kills, {} ticks stored, {sent} datagrams sent while listening, {stored} stored, {dropped} lost",
         ticks.len()
     );
     // At most the interval being collected at each kill (10 datagrams a
     // second), and a little for datagrams in flight at a start.
     assert!(
-        lost <= (kills as f64 + 1.0) * 12.0,
-        "{lost} datagrams lost over {kills} kills (sent {sent}, stored {stored})"
+        dropped <= (kills as f64 + 1.0) * 12.0,
+        "{dropped} datagrams lost over {kills} kills (sent {sent}, stored {stored})"
     );
     assert!(stored > 0.0);
 
