@@ -360,7 +360,7 @@ fn repeated_kill_9_under_statsd_loses_at_most_the_interval_being_collected() {
     let expected = setup.replay(Path::new(BIN), &ticks).unwrap();
     let got: Vec<_> = dedup(&setup.calls())
         .iter()
-        .map(|c| c.transition())
+        .map(test_support::harness::Call::transition)
         .collect();
     let count = |v: &[test_support::harness::Transition]| {
         v.iter().fold(BTreeMap::new(), |mut m, t| {
