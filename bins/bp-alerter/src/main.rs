@@ -90,7 +90,8 @@ enum Command {
         #[arg(long, value_parser = parse_positive)]
         watcher_interval: Option<Duration>,
     },
-    /// List open and recent incidents, the outbox and dead letters from Redis (cluster mode).
+    /// List open and recent incidents, the outbox and dead letters: from Redis
+    /// with REDIS_URL, else from --data-dir (when no alerter is running on it).
     Incidents {
         /// Resolved incidents that ended within this duration.
         #[arg(long, default_value = "24h", value_parser = parse_positive)]
@@ -101,6 +102,21 @@ enum Command {
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
+    },
+    /// Write this deployment's whole state (ticks, open incidents, cooldowns,
+    /// undelivered transitions, history, dead letters) as JSON lines: from
+    /// Redis with REDIS_URL, else from --data-dir (stop the alerter first).
+    Export {
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Read an export (or a file of ticks) into this deployment's store:
+    /// Redis with REDIS_URL, else --data-dir. Stop every alerter first.
+    Import {
+        /// Read this file instead of standard input.
+        #[arg(long, short)]
+        input: Option<PathBuf>,
     },
     /// Run rule unit tests (see docs/test-rules.md); exit 1 if one fails, 2 on a bad file.
     TestRules {
@@ -130,8 +146,10 @@ fn main() -> ExitCode {
             watcher_interval,
         } => offline::replay(&rules, watcher_interval),
         Command::TestRules { files } => offline::test_rules(&files),
+        Command::Export { output } => transfer(&cli.run, &Transfer::Export(output)),
+        Command::Import { input } => transfer(&cli.run, &Transfer::Import(input)),
         Command::Incidents { since, limit, json } => {
-            list_incidents(alerter::list::ListOptions { since, limit, json })
+            list_incidents(&cli.run, alerter::list::ListOptions { since, limit, json })
         }
     };
     ExitCode::from(code)
@@ -261,23 +279,146 @@ fn http_config(args: &RunArgs) -> Result<Option<web::HttpConfig>, String> {
     Ok(Some(config))
 }
 
-fn list_incidents(options: alerter::list::ListOptions) -> u8 {
+enum Transfer {
+    Export(Option<PathBuf>),
+    Import(Option<PathBuf>),
+}
+
+/// `export` / `import` against the deployment's store.
+fn transfer(args: &RunArgs, what: &Transfer) -> u8 {
     let deployment = match Deployment::from_env() {
         Ok(d) => d,
         Err(e) => return bad(&e.to_string()),
     };
-    let Some(url) = deployment.redis_url else {
-        return bad(
-            "incidents: REDIS_URL is not set. In standalone mode incidents live in the running \
-             process's memory: see its log and hooks",
-        );
+    // An import is read and checked whole before anything is written.
+    let file = match what {
+        Transfer::Export(_) => None,
+        Transfer::Import(input) => {
+            let read = match input {
+                Some(p) => std::fs::File::open(p)
+                    .map_err(|e| format!("{}: {e}", p.display()))
+                    .and_then(|f| alerter::transfer::read(std::io::BufReader::new(f))),
+                None => alerter::transfer::read(std::io::stdin().lock()),
+            };
+            match read {
+                Ok(f) => Some(f),
+                Err(e) => return bad(&format!("import: {e}; nothing was written")),
+            }
+        }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(r) => r,
         Err(e) => return bad(&format!("cannot start the runtime: {e}")),
+    };
+    let holder = format!("import:{}", std::process::id());
+    let run = |ticks_alerts: Stores| -> Result<alerter::transfer::Moved, String> {
+        runtime.block_on(async {
+            match (what, &file, ticks_alerts) {
+                (Transfer::Export(output), _, stores) => {
+                    let mut out: Box<dyn std::io::Write> = match output {
+                        Some(p) => Box::new(std::io::BufWriter::new(
+                            std::fs::File::create(p)
+                                .map_err(|e| format!("{}: {e}", p.display()))?,
+                        )),
+                        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+                    };
+                    match stores {
+                        Stores::Redis(s) => alerter::transfer::export(&s, &s, &mut out).await,
+                        Stores::Disk(s) => alerter::transfer::export(&s, &s, &mut out).await,
+                    }
+                }
+                (Transfer::Import(_), Some(file), stores) => match stores {
+                    Stores::Redis(s) => alerter::transfer::import(&s, &s, file, &holder).await,
+                    Stores::Disk(s) => alerter::transfer::import(&s, &s, file, &holder).await,
+                },
+                (Transfer::Import(_), None, _) => Err("no input".into()),
+            }
+        })
+    };
+    let stores = match deployment.redis_url {
+        Some(url) => {
+            let options = redis_store::RedisOptions::new(url, deployment.scope);
+            match runtime.block_on(redis_store::RedisStore::connect(options)) {
+                Ok(s) => Stores::Redis(s),
+                Err(e) => {
+                    eprintln!("bp-alerter: {e}");
+                    return 1;
+                }
+            }
+        }
+        None => match disk_store::DiskStore::open(&args.data_dir) {
+            Ok(s) => Stores::Disk(s),
+            Err(e) => return bad(&e.to_string()),
+        },
+    };
+    let verb = match what {
+        Transfer::Export(_) => "exported",
+        Transfer::Import(_) => "imported",
+    };
+    match run(stores) {
+        Ok(moved) => {
+            eprintln!("bp-alerter: {verb} {moved}");
+            0
+        }
+        Err(e) => {
+            eprintln!("bp-alerter: {e}");
+            if e.contains("holds the lease") {
+                EXIT_BAD_INPUT
+            } else {
+                1
+            }
+        }
+    }
+}
+
+enum Stores {
+    Redis(redis_store::RedisStore),
+    Disk(disk_store::DiskStore),
+}
+
+fn list_incidents(args: &RunArgs, options: alerter::list::ListOptions) -> u8 {
+    let deployment = match Deployment::from_env() {
+        Ok(d) => d,
+        Err(e) => return bad(&e.to_string()),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return bad(&format!("cannot start the runtime: {e}")),
+    };
+    let Some(url) = deployment.redis_url else {
+        // Standalone: the data directory, when no alerter holds it.
+        if !args.data_dir.is_dir() {
+            return bad(&format!(
+                "incidents: REDIS_URL is not set and there is no standalone data directory {} (--data-dir)",
+                args.data_dir.display()
+            ));
+        }
+        let store = match disk_store::DiskStore::open(&args.data_dir) {
+            Ok(s) => s,
+            Err(disk_store::DiskStoreError::Locked { dir, .. }) => {
+                return bad(&format!(
+                    "incidents: the standalone alerter using {} is running; ask it instead: GET /api/v1/incidents on its --listen address",
+                    dir.display()
+                ));
+            }
+            Err(e) => return bad(&e.to_string()),
+        };
+        return match runtime.block_on(alerter::list::incidents(&store, options)) {
+            Ok(text) => {
+                print!("{text}");
+                0
+            }
+            Err(e) => {
+                eprintln!("bp-alerter incidents: {e:#}");
+                1
+            }
+        };
     };
     let result = runtime.block_on(async {
         let store =

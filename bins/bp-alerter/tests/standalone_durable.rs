@@ -375,3 +375,118 @@ fn repeated_kill_9_under_statsd_loses_at_most_the_interval_being_collected() {
     );
     assert!(!expected.is_empty(), "the drill made no incident");
 }
+
+/// From standalone to a cluster with an incident open: `export` from the
+/// data directory, `import` into Redis, a cluster alerter resolves the same
+/// incident once; no receiver keeps a dangling incident.
+#[test]
+#[allow(clippy::too_many_lines)] // one migration, checked step by step
+fn an_open_incident_moves_from_standalone_to_redis_and_resolves_once() {
+    let b = Box_::new();
+    let mut first = b.start("first");
+    b.errors();
+    assert!(
+        wait_until(DEADLINE, || b.calls().len() >= 2),
+        "the hooks never saw the open: {:?}\n{}",
+        b.calls(),
+        first.log()
+    );
+    let id = b.calls()[0].1.split(':').next().unwrap().to_owned();
+    first.terminate();
+    assert!(wait_until(DEADLINE, || !first.running()), "{}", first.log());
+
+    let run = |args: &[&str], redis: Option<&str>| {
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(b.dir.path())
+            .args(args)
+            .env_remove("REDIS_URL")
+            .env_remove("BP_DATA_DIR")
+            .env("BP_REDIS_SCOPE", "bp");
+        if let Some(url) = redis {
+            cmd.env("REDIS_URL", url);
+        }
+        cmd.output().unwrap()
+    };
+    // With the alerter stopped, `incidents` reads the data directory.
+    let out = run(
+        &["incidents", "--json", "--data-dir", "data/monitoring"],
+        None,
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(
+        v["open"][0]["id"],
+        id.as_str(),
+        "{v} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(
+        &[
+            "export",
+            "--data-dir",
+            "data/monitoring",
+            "-o",
+            "export.jsonl",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let redis = test_support::RedisServer::start();
+    let url = redis.url();
+    let out = run(&["import", "-i", "export.jsonl"], Some(&url));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(msg.contains("1 incident states"), "{msg}");
+    // A broken file is refused, naming the line, and writes nothing.
+    std::fs::write(b.dir.path().join("bad.jsonl"), "{\"record\":\"nope\"}\n").unwrap();
+    let out = run(&["import", "-i", "bad.jsonl"], Some(&url));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
+
+    let out = run(&["incidents", "--json"], Some(&url));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["open"][0]["id"], id.as_str(), "{v}");
+
+    // A cluster alerter with the same configuration and hooks.
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(b.dir.path())
+        .args(["--config", "config.json", "--node", "alerter-1"])
+        .args(["--listen", "off", "--statsd", "off"])
+        .env("REDIS_URL", &url)
+        .env("RUST_LOG", "info");
+    let cluster = Proc::spawn(cmd, b.dir.path().join("cluster.log")).unwrap();
+    assert!(
+        wait_until(DEADLINE, || b
+            .calls()
+            .iter()
+            .filter(|(_, k)| k.ends_with(":resolved"))
+            .count()
+            >= 2),
+        "the imported incident was not resolved: {:?}\n{}",
+        b.calls(),
+        cluster.log()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let all = b.calls();
+    for hook in ["js", "exec"] {
+        let mut keys: Vec<&str> = all
+            .iter()
+            .filter(|(h, _)| h == hook)
+            .map(|(_, k)| k.as_str())
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(
+            keys,
+            [format!("{id}:opened"), format!("{id}:resolved")],
+            "{hook}: {all:?}"
+        );
+    }
+}

@@ -17,7 +17,8 @@
 //! - [`config`]: the configuration front door (file text → monitoring,
 //!   alerting and hooks, validated);
 //! - [`list`]: `bp-alerter incidents`, the store's incidents as text;
-//! - [`stats`]: the alerter's counters.
+//! - [`stats`]: the alerter's counters;
+//! - [`transfer`]: `bp-alerter export` / `import` of the whole state.
 //!
 //! **Invariant:** an instant's transitions and the incident states they
 //! lead to are committed in one atomic step fenced by the whole lease
@@ -38,6 +39,7 @@ pub mod mirror;
 pub mod rebuild;
 pub mod schedule;
 pub mod stats;
+pub mod transfer;
 
 pub use config::{LoadedConfig, load_config, load_config_text};
 pub use leader::{AlerterSetup, OnEvaluated, run_alerter};
