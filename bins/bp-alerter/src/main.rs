@@ -332,7 +332,13 @@ fn transfer(args: &RunArgs, what: &Transfer) -> u8 {
                 }
                 (Transfer::Import(_), Some(file), stores) => match stores {
                     Stores::Redis(s) => alerter::transfer::import(&s, &s, file, &holder).await,
-                    Stores::Disk(s) => alerter::transfer::import(&s, &s, file, &holder).await,
+                    Stores::Disk(s) => {
+                        let moved = alerter::transfer::import(&s, &s, file, &holder).await?;
+                        // No reader follows an import's arrival order (the
+                        // directory is locked while an alerter runs).
+                        s.drop_arrival_index().await.map_err(|e| e.to_string())?;
+                        Ok(moved)
+                    }
                 },
                 (Transfer::Import(_), None, _) => Err("no input".into()),
             }

@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | `meta` | name → bytes | `layout` (this version writes 1), `epoch`, `epoch_at`, `token`, `last_evaluated`, `outbox_seq`, `arrival_seq`, `dead_seq` |
 //! | `ticks` | (host, ts) → values | each tick's values in [`metrics_model::codec`] form |
-//! | `arrival` | seq → (host, ts) | arrival order, for [`TickStore::read_new`]; pruned to the last [`ARRIVAL_KEEP_MS`] |
+//! | `arrival` | seq → (host, ts, appended at) | arrival order, for [`TickStore::read_new`]; cut by `prune` to the last [`ARRIVAL_KEEP_MS`] of appends |
 //! | `hosts` | host → greatest ts | the host registry |
 //! | `states` | key → JSON | incident states |
 //! | `outbox` | seq → JSON | transitions to deliver |
@@ -53,13 +53,16 @@ pub const DEAD_LETTERS_MAX: usize = metrics_model::memory_alerts::DEAD_LETTERS_M
 /// The layout this version writes and reads.
 pub const LAYOUT_VERSION: u64 = 1;
 
-/// How far back (in tick time, from the newest tick stored) the arrival
-/// index is kept by [`TickStore::prune`]: readers by arrival (the alerter,
-/// every pass) are seconds behind, and older entries would double the file.
-/// A tick that arrives more than this late is stored and range-readable but
-/// may be missed by a reader by arrival if a prune runs before its next
-/// read (late ticks that old change no evaluation anyway).
+/// How long (wall time since the append) [`TickStore::prune`] keeps a
+/// tick's entry in the arrival index: readers by arrival (the alerter,
+/// every pass) are seconds behind, and an entry per stored tick would
+/// double the file. A reader more than this behind its cursor misses the
+/// ticks whose entries were cut (they stay stored and range-readable).
 pub const ARRIVAL_KEEP_MS: i64 = 3_600_000;
+
+/// A prune that cuts at least this many arrival entries compacts the file
+/// afterwards, so an import's index does not stay as free pages.
+const COMPACT_AFTER: usize = 20_000;
 
 /// The database file's name in the data directory.
 pub const FILE_NAME: &str = "monitoring.redb";
@@ -69,7 +72,7 @@ pub const LOCK_NAME: &str = "lock";
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const TICKS: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("ticks");
-const ARRIVAL: TableDefinition<u64, (&str, i64)> = TableDefinition::new("arrival");
+const ARRIVAL: TableDefinition<u64, (&str, i64, i64)> = TableDefinition::new("arrival");
 const HOSTS: TableDefinition<&str, i64> = TableDefinition::new("hosts");
 const STATES: TableDefinition<&str, &str> = TableDefinition::new("states");
 const OUTBOX: TableDefinition<u64, &str> = TableDefinition::new("outbox");
@@ -547,6 +550,7 @@ impl DiskStore {
                 .map_err(|x| self.err("appending ticks", x))?;
             let mut seq = meta_u64(&meta, "arrival_seq").map_err(e)?;
             let mut buf = Vec::new();
+            let now = now_ms();
             for t in ticks {
                 let key = (t.host.as_str(), t.ts);
                 if table.get(key).map_err(e)?.is_some() {
@@ -557,7 +561,9 @@ impl DiskStore {
                 codec::encode(t.values(), &mut buf);
                 table.insert(key, buf.as_slice()).map_err(e)?;
                 seq += 1;
-                arrival.insert(seq, key).map_err(e)?;
+                arrival
+                    .insert(seq, (t.host.as_str(), t.ts, now))
+                    .map_err(e)?;
                 let last = hosts.get(t.host.as_str()).map_err(e)?.map(|v| v.value());
                 if last.is_none_or(|l| l < t.ts) {
                     hosts.insert(t.host.as_str(), t.ts).map_err(e)?;
@@ -620,7 +626,7 @@ impl DiskStore {
         for item in arrival.range(cursor.0.saturating_add(1)..).map_err(e)? {
             let (seq, key) = item.map_err(e)?;
             last = seq.value();
-            let (h, ts) = key.value();
+            let (h, ts, _) = key.value();
             // A tick pruned since its arrival has no values left: skip it.
             if let Some(v) = table.get((h, ts)).map_err(e)? {
                 out.push(self.decode(h, ts, v.value())?);
@@ -667,6 +673,7 @@ impl DiskStore {
 
     fn prune_sync(&self, before: Millis) -> Result<PruneOutcome, StoreError> {
         let mut out = PruneOutcome::default();
+        let cut_entries;
         let e = |e: redb::StorageError| self.err("pruning ticks", e);
         let txn = self.write()?;
         {
@@ -706,15 +713,67 @@ impl DiskStore {
                     out.hosts_removed += 1;
                 }
             }
-            let mut newest = i64::MIN;
-            for item in hosts.iter().map_err(e)? {
-                newest = newest.max(item.map_err(e)?.1.value());
-            }
-            let cut = before.max(newest.saturating_sub(ARRIVAL_KEEP_MS));
-            arrival.retain(|_, (_, ts)| ts >= cut).map_err(e)?;
+            let cut = now_ms().saturating_sub(ARRIVAL_KEEP_MS);
+            let before_len = arrival.len().map_err(e)?;
+            arrival
+                .retain(|_, (_, ts, at)| ts >= before && at >= cut)
+                .map_err(e)?;
+            cut_entries =
+                usize::try_from(before_len.saturating_sub(arrival.len().map_err(e)?)).unwrap_or(0);
         }
         txn.commit().map_err(|x| self.err("pruning ticks", x))?;
+        if out.ticks_removed + cut_entries >= COMPACT_AFTER {
+            self.compact();
+        }
         Ok(out)
+    }
+
+    /// Drops every entry of the arrival index (readers by arrival then see
+    /// only ticks appended afterwards) and compacts the file: after an
+    /// import into a directory no alerter runs on, whose index entries no
+    /// reader will ever use. Returns how many entries were dropped.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn drop_arrival_index(&self) -> Result<u64, StoreError> {
+        self.blocking(|s| {
+            let e = |e: redb::StorageError| s.err("dropping the arrival index", e);
+            let txn = s.write()?;
+            let n;
+            {
+                let mut arrival = txn
+                    .open_table(ARRIVAL)
+                    .map_err(|x| s.err("dropping the arrival index", x))?;
+                n = arrival.len().map_err(e)?;
+                arrival.retain(|_, _| false).map_err(e)?;
+            }
+            txn.commit()
+                .map_err(|x| s.err("dropping the arrival index", x))?;
+            s.compact();
+            Ok(n)
+        })
+        .await
+    }
+
+    /// Gives the space of removed entries back to the file system (redb
+    /// otherwise keeps it as free pages). Failures are logged: the store
+    /// works on uncompacted.
+    fn compact(&self) {
+        let mut db = self
+            .inner
+            .db
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(db) = db.as_mut() {
+            match db.compact() {
+                Ok(_) => {
+                    tracing::debug!(file = %self.inner.path.display(), "store file compacted");
+                }
+                Err(e) => {
+                    tracing::warn!(file = %self.inner.path.display(), error = %e, "cannot compact the store file");
+                }
+            }
+        }
     }
 }
 
