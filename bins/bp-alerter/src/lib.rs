@@ -126,6 +126,17 @@ pub async fn run(
                 .await
             }
             Storage::Disk(store) => {
+                // The store's I/O failure count, for /metrics.
+                let (counted, stats) = (store.clone(), setup.stats.clone());
+                tokio::spawn(async move {
+                    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+                    loop {
+                        every.tick().await;
+                        stats
+                            .store_io_failures
+                            .store(counted.io_failures(), std::sync::atomic::Ordering::Relaxed);
+                    }
+                });
                 info!(node = %cfg.node, rules = cfg.config.alerting.rules.len(), file = %store.path().display(), "standalone mode: this machine only, state on disk");
                 let rooms = standalone_rooms(&cfg, store.clone(), http_server, hooks_rx, &stopped);
                 serve(store.clone(), store.clone(), setup, &cfg, stopped(), rooms).await

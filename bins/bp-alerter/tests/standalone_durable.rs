@@ -17,6 +17,19 @@ use test_support::wait_until;
 const BIN: &str = env!("CARGO_BIN_EXE_bp-alerter");
 const DEADLINE: Duration = Duration::from_secs(40);
 
+fn get_text(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    Some(resp.split_once("\r\n\r\n")?.1.to_owned())
+}
+
 fn get(port: u16, path: &str) -> Option<Value> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
@@ -157,6 +170,12 @@ fn kill_9_and_restart_keep_the_incident_the_cooldown_and_the_history() {
         "the open incident {id} is not open after the restart: {:?}\n{}",
         b.open_ids(),
         second.log()
+    );
+    // The store's I/O failures are a /metrics series (none here).
+    let metrics = get_text(b.http, "/metrics").unwrap_or_default();
+    assert!(
+        metrics.lines().any(|l| l == "bp_store_io_failures_total 0"),
+        "{metrics}"
     );
     // A second alerter on the same directory (the default one) stops at
     // once with exit 2.

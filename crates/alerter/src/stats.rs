@@ -29,6 +29,9 @@ pub struct AlerterStats {
     /// Write-backs of the state in memory into an alert store that lost its
     /// data (a new store epoch).
     pub write_backs: AtomicU64,
+    /// Operations of an on-disk store that failed with an I/O error (disk
+    /// full, read-only file system), copied from the store (standalone).
+    pub store_io_failures: AtomicU64,
     /// Outbox entries seen waiting at the last read.
     pub outbox_depth: AtomicU64,
     /// Hook delivery counters, refreshed by the delivery loop.

@@ -9,7 +9,7 @@
 //!   `bp_evaluations_total`, `bp_transitions_total`,
 //!   `bp_last_evaluated_timestamp_seconds`, `bp_late_ticks_total`,
 //!   `bp_future_ticks_total`, `bp_hook_removed_dead_letters_total`,
-//!   `bp_alert_store_write_backs_total`,
+//!   `bp_alert_store_write_backs_total`, `bp_store_io_failures_total`,
 //!   `bp_store_errors_total{component}`,
 //!   `bp_outbox_entries`, `bp_hook_deliveries_total{hook,outcome}`,
 //!   `bp_hook_retries_total{hook}`, `bp_hook_timeouts_total{hook}`,
@@ -233,7 +233,7 @@ async fn alerter_health<T: TickStore, A: AlertStore>(state: &AppState<T, A>, out
 
 type Meta = (&'static str, &'static str, &'static str);
 
-fn evaluation_values(s: &AlerterStats) -> [(Meta, String); 9] {
+fn evaluation_values(s: &AlerterStats) -> [(Meta, String); 10] {
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let secs = |us: u64| num(us as f64 / 1e6);
     [
@@ -308,6 +308,14 @@ fn evaluation_values(s: &AlerterStats) -> [(Meta, String); 9] {
                 "Times this alerter found the alert store emptied (a new store epoch) and wrote its state back.",
             ),
             load(&s.write_backs).to_string(),
+        ),
+        (
+            (
+                "bp_store_io_failures_total",
+                "counter",
+                "Operations of the on-disk store (standalone) that failed with an I/O error: disk full, read-only file system.",
+            ),
+            load(&s.store_io_failures).to_string(),
         ),
     ]
 }
