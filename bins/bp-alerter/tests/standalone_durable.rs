@@ -31,17 +31,7 @@ fn get_text(port: u16, path: &str) -> Option<String> {
 }
 
 fn get(port: u16, path: &str) -> Option<Value> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).ok()?;
-    let (_, body) = resp.split_once("\r\n\r\n")?;
-    serde_json::from_str(body).ok()
+    serde_json::from_str(&get_text(port, path)?).ok()
 }
 
 /// The lines both hooks wrote: `(hook, key)`.

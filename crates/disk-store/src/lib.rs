@@ -846,13 +846,20 @@ fn letter_of(json: &str) -> Option<DeadLetter> {
 }
 
 impl DiskStore {
-    fn fenced(&self, holder: &str, token: u64) -> Result<(), StoreError> {
+    /// The lease lock, if `holder` holds the lease with `token`; held by the
+    /// caller across its transaction, so no other acquisition comes between
+    /// the check and the write.
+    fn held_lease(
+        &self,
+        holder: &str,
+        token: u64,
+    ) -> Result<MutexGuard<'_, Option<(String, u64)>>, StoreError> {
         let lease = self.lease_lock();
         if lease
             .as_ref()
             .is_some_and(|(h, t)| h == holder && *t == token)
         {
-            Ok(())
+            Ok(lease)
         } else {
             Err(StoreError::Fenced {
                 holder: holder.to_owned(),
@@ -940,18 +947,7 @@ impl DiskStore {
     fn commit_sync(&self, holder: &str, token: u64, c: &AlertCommit) -> Result<u64, StoreError> {
         let e = |e: redb::StorageError| self.err("committing alert state", e);
         let open = |x: redb::TableError| self.err("committing alert state", x);
-        // The lease is held across the transaction: no acquisition by
-        // another holder can come between the check and the commit.
-        let lease = self.lease_lock();
-        if !lease
-            .as_ref()
-            .is_some_and(|(h, t)| h == holder && *t == token)
-        {
-            return Err(StoreError::Fenced {
-                holder: holder.to_owned(),
-                token,
-            });
-        }
+        let lease = self.held_lease(holder, token)?;
         let txn = self.write()?;
         let seq;
         {
@@ -996,16 +992,7 @@ impl DiskStore {
     fn restore_sync(&self, holder: &str, token: u64, r: &AlertRestore) -> Result<(), StoreError> {
         let e = |e: redb::StorageError| self.err("writing the alert state back", e);
         let open = |x: redb::TableError| self.err("writing the alert state back", x);
-        let lease = self.lease_lock();
-        if !lease
-            .as_ref()
-            .is_some_and(|(h, t)| h == holder && *t == token)
-        {
-            return Err(StoreError::Fenced {
-                holder: holder.to_owned(),
-                token,
-            });
-        }
+        let lease = self.held_lease(holder, token)?;
         let txn = self.write()?;
         {
             let mut meta = txn.open_table(META).map_err(open)?;
@@ -1220,8 +1207,8 @@ impl AlertStore for DiskStore {
         holder: &str,
         token: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        if self.fenced(holder, token).is_ok() {
-            *self.lease_lock() = None;
+        if let Ok(mut lease) = self.held_lease(holder, token) {
+            *lease = None;
         }
         std::future::ready(Ok(()))
     }
