@@ -4,8 +4,8 @@
 Run once with the bp-alerter *before* rules version 2 (commit b889ad1):
     python3 generate.py /path/to/bp-alerter > v1.jsonl
 Each output line is one scenario: {"rules": [...], "interval": "10s", "ticks": [lines],
-"expected": [replay output lines]}. tests/golden_v1.rs replays every scenario with the
-current engine and compares (incident ids aside). Deterministic (seeded).
+"expected": [replay output lines]}. bins/bp-alerter/tests/golden_v1.rs replays every scenario through the
+current bp-alerter and compares (incident ids aside). Deterministic (seeded).
 """
 import json, random, subprocess, sys, tempfile
 
