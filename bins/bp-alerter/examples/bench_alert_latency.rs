@@ -34,7 +34,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use metrics_model::store::{AlertStore, TickStore};
-use metrics_model::{Field, HostName, RedisUrl, StandardField, Tick};
+use metrics_model::{HostName, RedisUrl, StandardField, Tick};
 use redis_store::{RedisOptions, RedisStore};
 use serde_json::json;
 use test_support::RedisServer;
@@ -289,7 +289,7 @@ fn run_scenario(
     let url = RedisUrl::parse(&redis.url()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = rt.block_on(RedisStore::connect(RedisOptions::new(url, scope)))?;
     let host: HostName = "bench-host".parse().map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let cpu = Field::Standard(StandardField::CpuUsage);
+    let cpu = metrics_model::Key::from(StandardField::CpuUsage);
     let tick = |ts: i64, v: f64| Tick::new(host.clone(), ts, [(cpu.clone(), v)]);
 
     // A first, low tick (no incident), then wait until the alerter leads

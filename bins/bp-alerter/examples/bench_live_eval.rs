@@ -113,7 +113,7 @@ fn host_tick(host: &HostName, i: usize, ts: i64) -> Tick {
         FIELDS
             .iter()
             .enumerate()
-            .map(|(k, f)| (Field::Standard(*f), level + noise + k as f64)),
+            .map(|(k, f)| (Field::Standard(*f).into(), level + noise + k as f64)),
     )
 }
 
@@ -348,9 +348,7 @@ async fn bench(args: &Args, redis: &RedisServer) -> anyhow::Result<()> {
         }
     }
     let restored_states = restored.states.len();
-    for (rule, host, state) in restored.states {
-        engine.restore_state(&rule, &host, state);
-    }
+    persist::restore_into(&mut engine, restored.states);
     let mut cursor = store.cursor_now().await?;
     let mut t = t_last;
     let mut direct = Vec::new();
@@ -432,9 +430,7 @@ async fn breakdown_pass(
     *cursor = fresh.cursor;
     let transitions = engine.evaluate(t)?;
     let evaluated = start.elapsed();
-    let commit = persist::commit_for(t, &transitions, |rule, host| {
-        engine.state_of(rule, host).cloned()
-    });
+    let commit = persist::commit_for(t, &transitions, engine);
     via.commit(BREAKDOWN_HOLDER, token, &commit).await?;
     let total = start.elapsed();
     let after = command_stats(redis);

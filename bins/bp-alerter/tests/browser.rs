@@ -21,7 +21,7 @@ use incidents::persist;
 use metrics_model::store::{AlertStore, TickStore};
 use metrics_model::time::now_ms;
 use metrics_model::time::{Millis, floor_to};
-use metrics_model::{Field, StandardField, Tick};
+use metrics_model::{StandardField, Tick};
 use redis_store::{RedisOptions, RedisStore};
 use rules_engine::{Engine, EngineOptions};
 use serde_json::{Value, json};
@@ -42,7 +42,7 @@ fn rules_json() -> Value {
 /// (cpu 40, stopped reporting 3 minutes ago: stale).
 fn ticks(now: Millis) -> Vec<Tick> {
     let end = floor_to(now, 10_000);
-    let f = Field::Standard;
+    let f = metrics_model::Key::from;
     let mut out = Vec::new();
     for (n, (host, cpu, stop)) in [
         ("node-a", 80.0, 0),
@@ -94,7 +94,7 @@ async fn seed(redis_url: &str) {
     let at = floor_to(now, 10_000);
     let transitions = engine.evaluate(at).unwrap();
     assert_eq!(transitions.len(), 1, "one incident opens: {transitions:?}");
-    let commit = persist::commit_for(at, &transitions, |r, h| engine.state_of(r, h).cloned());
+    let commit = persist::commit_for(at, &transitions, &engine);
     let token = store
         .acquire_lease("seeder", 60_000)
         .await

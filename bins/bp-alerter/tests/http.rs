@@ -12,7 +12,7 @@ use incidents::persist;
 use metrics_model::store::{AlertStore, TickStore};
 use metrics_model::time::now_ms;
 use metrics_model::time::{Millis, floor_to};
-use metrics_model::{Field, MemoryAlertStore, MemoryStore, StandardField, Tick};
+use metrics_model::{MemoryAlertStore, MemoryStore, StandardField, Tick};
 use redis_store::{RedisOptions, RedisStore};
 use rules_engine::{Config, Engine, EngineOptions};
 use serde_json::{Value, json};
@@ -34,8 +34,8 @@ fn config() -> Config {
     .expect("valid test config")
 }
 
-fn field(f: StandardField) -> Field {
-    Field::Standard(f)
+fn field(f: StandardField) -> metrics_model::Key {
+    f.into()
 }
 
 /// 30 minutes of ticks at 10 s for node-a (cpu 80), node-b (cpu 20) and
@@ -75,7 +75,7 @@ pub async fn seed<T: TickStore, A: AlertStore>(ticks_store: &T, alerts: &A, now:
     let at = floor_to(now, 10_000);
     let transitions = engine.evaluate(at).unwrap();
     assert_eq!(transitions.len(), 1, "{transitions:?}");
-    let commit = persist::commit_for(at, &transitions, |r, h| engine.state_of(r, h).cloned());
+    let commit = persist::commit_for(at, &transitions, &engine);
     let token = alerts
         .acquire_lease("test-seeder", 60_000)
         .await

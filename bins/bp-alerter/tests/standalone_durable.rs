@@ -349,7 +349,7 @@ fn repeated_kill_9_under_statsd_loses_at_most_the_interval_being_collected() {
     let host: metrics_model::HostName = "drill".parse().unwrap();
     let ticks = rt.block_on(store.range(&host, 0, i64::MAX)).unwrap();
     drop(store);
-    let errors = metrics_model::Field::from(metrics_model::StandardField::ErrorsCount);
+    let errors = metrics_model::Key::from(metrics_model::StandardField::ErrorsCount);
     let stored: f64 = ticks.iter().filter_map(|t| t.get(&errors)).sum();
     let sent = sent_up.load(Ordering::Relaxed) as f64;
     let dropped = sent - stored;

@@ -276,7 +276,7 @@ async fn write_back<C, A: AlertStore>(
     let open = leader
         .engine
         .incident_states()
-        .filter(|(_, _, s)| s.open.is_some())
+        .filter(|s| s.state.open.is_some())
         .count();
     warn!(
         old_epoch = %leader.epoch,
@@ -343,9 +343,7 @@ async fn build_leader<T: TickStore, A: AlertStore>(
         },
     )
     .await?;
-    for (rule, host, state) in restored.states {
-        engine.restore_state(&rule, &host, state);
-    }
+    persist::restore_into(&mut engine, restored.states);
     info!(
         ticks = loaded,
         resume_at = first,
@@ -469,9 +467,7 @@ async fn commit_instant<C, A: AlertStore>(
     t: Millis,
 ) -> Result<Vec<Transition>, StoreError> {
     let transitions = leader.engine.evaluate(t).unwrap_or_default();
-    let mut commit = persist::commit_for(t, &transitions, |rule, host| {
-        leader.engine.state_of(rule, host).cloned()
-    });
+    let mut commit = persist::commit_for(t, &transitions, &leader.engine);
     // The store must still hold the previous commit (a failover to a
     // replica that had not caught up would have lost it).
     commit.expect_last_evaluated = alerts.last_evaluated();

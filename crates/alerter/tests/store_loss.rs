@@ -10,7 +10,7 @@ use std::time::Duration;
 use alerter::{AlerterSetup, AlerterStats, Mirrored, run_alerter};
 use metrics_model::store::{AlertStore, TickStore};
 use metrics_model::time::{floor_to, now_ms};
-use metrics_model::{Field, HostName, MemoryAlertStore, MemoryStore, Tick};
+use metrics_model::{HostName, Key, MemoryAlertStore, MemoryStore, Tick};
 use rules_engine::{Config, Event};
 use tokio::sync::{Notify, watch};
 
@@ -33,7 +33,7 @@ async fn open_id(alerts: &MemoryAlertStore) -> Option<String> {
     restored
         .states
         .into_iter()
-        .find_map(|(_, _, s)| s.open.map(|i| i.id.to_string()))
+        .find_map(|s| s.state.open.map(|i| i.id.to_string()))
 }
 
 /// Polls `cond` every 50 ms for up to `secs` seconds.
@@ -60,7 +60,7 @@ async fn the_leader_writes_its_state_back_and_the_incident_keeps_its_id() {
         let (ticks, cpu) = (ticks.clone(), cpu.clone());
         tokio::spawn(async move {
             let host: HostName = "node-a".parse().unwrap();
-            let field: Field = "cpu.usage".parse().unwrap();
+            let field: Key = "cpu.usage".parse().unwrap();
             loop {
                 let v = f64::from_bits(cpu.load(Ordering::Relaxed));
                 let tick = Tick::new(host.clone(), floor_to(now_ms(), 200), [(field.clone(), v)]);

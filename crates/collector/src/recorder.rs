@@ -28,7 +28,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use metrics_model::field::{Field, StandardField};
+use metrics_model::field::StandardField;
+use metrics_model::key::Key;
 
 use crate::error::CollectorError;
 
@@ -87,7 +88,7 @@ struct Stripe([AtomicU64; SLOTS]);
 /// values of the interval (hashed).
 #[derive(Debug)]
 struct CustomSlot {
-    field: Field,
+    field: Key,
     kind: CustomKind,
     bits: AtomicU64,
     set: Mutex<HashSet<u64>>,
@@ -481,18 +482,14 @@ impl Recorder {
                 return check_kind(name, slot, kind).map(|()| f(slot));
             }
         }
-        let field: Field = name
-            .parse()
-            .map_err(
-                |e: metrics_model::field::FieldError| CollectorError::BadName {
-                    name: name.to_owned(),
-                    reason: e.to_string(),
-                },
-            )?;
-        if !field.is_custom() {
+        let field = Key::parse_tick_key(name).map_err(|e| CollectorError::BadName {
+            name: name.to_owned(),
+            reason: e.to_string(),
+        })?;
+        if !field.field().is_custom() {
             return Err(CollectorError::BadName {
                 name: name.to_owned(),
-                reason: "only custom.<name> fields can be registered".to_owned(),
+                reason: "only custom.<name> fields (and their instances, custom.<name>[<instance>]) can be registered".to_owned(),
             });
         }
         let mut map = self
@@ -547,7 +544,7 @@ impl Recorder {
     /// A `request` racing with this call may have its count in one interval
     /// and its latency in the next; nothing is lost. Counts may be
     /// fractional (sampled StatsD lines).
-    pub fn take_interval(&self) -> Vec<(Field, f64)> {
+    pub fn take_interval(&self) -> Vec<(Key, f64)> {
         let mut sums = [0.0f64; SLOTS];
         for stripe in &self.inner.stripes {
             for (sum, cell) in sums.iter_mut().zip(&stripe.0) {

@@ -7,7 +7,8 @@
 //! refreshes, so each reading is the average over the time since the
 //! previous one — the collection interval — across all cores.
 
-use metrics_model::field::{Field, StandardField};
+use metrics_model::field::StandardField;
+use metrics_model::key::Key;
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, System};
 
 use crate::error::CollectorError;
@@ -30,7 +31,7 @@ pub struct SystemReading {
 
 impl SystemReading {
     /// The reading as tick values.
-    pub fn values(&self) -> impl Iterator<Item = (Field, f64)> {
+    pub fn values(&self) -> impl Iterator<Item = (Key, f64)> {
         [
             (StandardField::CpuUsage, Some(self.cpu_usage)),
             (StandardField::MemUsage, self.mem_usage),
@@ -38,7 +39,7 @@ impl SystemReading {
             (StandardField::Uptime, self.uptime_s),
         ]
         .into_iter()
-        .filter_map(|(f, v)| v.map(|v| (Field::Standard(f), v)))
+        .filter_map(|(f, v)| v.map(|v| (Key::from(f), v)))
     }
 }
 

@@ -76,11 +76,7 @@ mod tests {
         r.error();
         let t = a.collect(10_000);
         assert_eq!((t.host.as_str(), t.ts), ("node-a", 10_000));
-        let names: Vec<&str> = t
-            .values()
-            .keys()
-            .map(metrics_model::Field::as_str)
-            .collect();
+        let names: Vec<&str> = t.values().keys().map(|k| k.field().as_str()).collect();
         assert_eq!(
             names,
             [

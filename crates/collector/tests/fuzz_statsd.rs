@@ -547,7 +547,7 @@ proptest! {
                 largest = largest.max(*v);
             }
         }
-        let got = r.take_interval().into_iter().find(|(f, _)| f.as_str() == "errors.count").unwrap().1;
+        let got = r.take_interval().into_iter().find(|(f, _)| f.to_string() == "errors.count").unwrap().1;
         prop_assert!(got >= largest, "{} < {}", got, largest);
         prop_assert!((got - expected).abs() <= expected * 1e-12, "{} vs {}", got, expected);
     }

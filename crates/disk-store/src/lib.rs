@@ -7,7 +7,7 @@
 //!
 //! | table | key → value | holds |
 //! |---|---|---|
-//! | `meta` | name → bytes | `layout` (this version writes 1), `epoch`, `epoch_at`, `token`, `last_evaluated`, `outbox_seq`, `arrival_seq`, `dead_seq` |
+//! | `meta` | name → bytes | `layout` (this version writes 2: layout 1 plus keys with instances in tick values, see `metrics_model::codec`; a layout-1 file is marked 2 when opened, its data unchanged), `epoch`, `epoch_at`, `token`, `last_evaluated`, `outbox_seq`, `arrival_seq`, `dead_seq` |
 //! | `ticks` | (host, ts) → values | each tick's values in [`metrics_model::codec`] form |
 //! | `arrival` | seq → (host, ts, appended at) | arrival order, for [`TickStore::read_new`]; cut by `prune` to the last [`ARRIVAL_KEEP_MS`] of appends |
 //! | `hosts` | host → greatest ts | the host registry |
@@ -55,8 +55,18 @@ use redb::{
 /// Dead letters kept at most (the newest), as the other stores.
 pub const DEAD_LETTERS_MAX: usize = metrics_model::memory_alerts::DEAD_LETTERS_MAX;
 
-/// The layout this version writes and reads.
-pub const LAYOUT_VERSION: u64 = 1;
+/// The layout this version writes and reads. Layout 2 is layout 1 plus
+/// keys with instances (tick values in the codec's layout 2, of which every
+/// layout-1 value is one); a layout-1 file is marked 2 when opened (no
+/// data changes), so that an older bp-alerter refuses it instead of
+/// misreading ticks with instances.
+pub const LAYOUT_VERSION: u64 = 2;
+/// The oldest layout this version reads (and upgrades in place).
+pub const OLDEST_LAYOUT: u64 = 1;
+
+fn readable_layout(v: &[u8]) -> bool {
+    (OLDEST_LAYOUT..=LAYOUT_VERSION).any(|l| v == l.to_le_bytes())
+}
 
 /// How long (wall time since the append) [`TickStore::prune`] keeps a
 /// tick's entry in the arrival index: readers by arrival (the alerter,
@@ -120,7 +130,7 @@ pub enum DiskStoreError {
     },
     /// The file was written by another version of bp-monitoring.
     #[error(
-        "{path} has store layout {found}, this bp-alerter reads layout {LAYOUT_VERSION}; run the bp-alerter version that wrote it (or a newer one), or move the file aside to start empty"
+        "{path} has store layout {found}, this bp-alerter reads layouts {OLDEST_LAYOUT} to {LAYOUT_VERSION}; run the bp-alerter version that wrote it (or a newer one), or move the file aside to start empty"
     )]
     Version {
         /// The file.
@@ -282,7 +292,7 @@ impl DiskStore {
         if std::fs::metadata(&path).is_ok_and(|m| m.len() > 0)
             && let Ok(ro) = redb::ReadOnlyDatabase::open(&path)
             && let Some(found) = layout_of(&ro)
-            && found != LAYOUT_VERSION.to_le_bytes()
+            && !readable_layout(&found)
         {
             return Err(DiskStoreError::Version {
                 path,
@@ -345,6 +355,11 @@ impl DiskStore {
                         .map_err(|e| unreadable(&e))?;
                 }
                 Some(v) if v.as_slice() == LAYOUT_VERSION.to_le_bytes() => {}
+                Some(v) if readable_layout(&v) => {
+                    meta.insert("layout", LAYOUT_VERSION.to_le_bytes().as_slice())
+                        .map_err(|e| unreadable(&e))?;
+                    tracing::info!(file = %path.display(), "store layout 1 marked 2 (keys with instances); older bp-alerters refuse this file");
+                }
                 Some(v) => {
                     return Err(DiskStoreError::Version {
                         path: path.clone(),

@@ -177,3 +177,42 @@ fn an_unreadable_or_foreign_file_is_refused_and_left_alone() {
         "the file was changed"
     );
 }
+
+/// A layout-1 file (before keys with instances) is read and marked 2.
+#[tokio::test]
+async fn a_layout_1_file_is_read_and_marked_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = data.join("monitoring.redb");
+    let host: metrics_model::HostName = "n1".parse().unwrap();
+    let v1 = metrics_model::Tick::new(host.clone(), 10_000, [("cpu.usage".parse().unwrap(), 5.0)]);
+    {
+        let store = DiskStore::open(&data).unwrap();
+        store.append(std::slice::from_ref(&v1)).await.unwrap();
+    }
+    let layout_is = |v: u64| {
+        use redb::ReadableDatabase as _;
+        let db = redb::ReadOnlyDatabase::open(&file).unwrap();
+        let txn = db.begin_read().unwrap();
+        let def: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+        let t = txn.open_table(def).unwrap();
+        t.get("layout").unwrap().unwrap().value() == v.to_le_bytes()
+    };
+    assert!(layout_is(2));
+    {
+        let db = redb::Database::open(&file).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let def: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+            let mut t = txn.open_table(def).unwrap();
+            t.insert("layout", 1u64.to_le_bytes().as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    assert!(layout_is(1));
+    {
+        let store = DiskStore::open(&data).unwrap();
+        assert_eq!(store.range(&host, 0, i64::MAX).await.unwrap(), vec![v1]);
+    }
+    assert!(layout_is(2));
+}

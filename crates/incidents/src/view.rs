@@ -14,7 +14,7 @@ use crate::persist;
 pub struct View {
     /// The last instant the active alerter committed.
     pub last_evaluated: Option<Millis>,
-    /// The open incidents, oldest first (then by rule and host).
+    /// The open incidents, oldest first (then by rule, host and instance).
     pub open: Vec<Incident>,
     /// State records that could not be read (left alone, counted).
     pub unreadable: usize,
@@ -26,10 +26,15 @@ pub fn view(snapshot: &AlertSnapshot) -> View {
     let mut open: Vec<Incident> = restored
         .states
         .into_iter()
-        .filter_map(|(_, _, s)| s.open)
+        .filter_map(|s| s.state.open)
         .collect();
     open.sort_by(|a, b| {
-        (a.start_time, &a.rule_name, &a.host_name).cmp(&(b.start_time, &b.rule_name, &b.host_name))
+        (a.start_time, &a.rule_name, &a.host_name, &a.instance).cmp(&(
+            b.start_time,
+            &b.rule_name,
+            &b.host_name,
+            &b.instance,
+        ))
     });
     View {
         last_evaluated: restored.last_evaluated,

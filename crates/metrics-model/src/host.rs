@@ -21,7 +21,32 @@ pub struct HostName(Arc<str>);
 #[error("invalid host name {0:?}: use 1-253 of A-Z a-z 0-9 . _ -, starting with a letter or digit")]
 pub struct HostNameError(pub String);
 
+/// The pseudo-host of cluster-wide rules' incidents.
+pub const CLUSTER: &str = "*";
+
 impl HostName {
+    /// The pseudo-host `*`: the subject of a cluster-wide rule. No tick can
+    /// name it (host names start with a letter or digit); only incidents
+    /// and state records carry it.
+    pub fn cluster() -> HostName {
+        HostName(Arc::from(CLUSTER))
+    }
+
+    /// Whether this is the pseudo-host `*`.
+    pub fn is_cluster(&self) -> bool {
+        &*self.0 == CLUSTER
+    }
+
+    /// A host name, or the pseudo-host `*` (for reading incidents and
+    /// state records back).
+    pub fn parse_subject(s: &str) -> Result<HostName, HostNameError> {
+        if s == CLUSTER {
+            Ok(HostName::cluster())
+        } else {
+            s.parse()
+        }
+    }
+
     /// The name.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -66,7 +91,7 @@ impl Serialize for HostName {
 impl<'de> Deserialize<'de> for HostName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        HostName::parse_subject(&s).map_err(serde::de::Error::custom)
     }
 }
 

@@ -2,7 +2,9 @@
 //!
 //! - [`field`]: the standard fields (`cpu.usage`, `errors.count`, …) with their
 //!   units, and application-defined `custom.<name>` fields.
+//! - [`key`]: keys, a field with an optional instance (`disk.usage[/var]`).
 //! - [`host`]: validated host (node) names.
+//! - [`glob`]: `*`/`?` globs for host patterns and silence matchers.
 //! - [`duration`]: the `1h30m` duration grammar used by every configuration.
 //! - [`tick`]: one sample of one host at one instant, and the JSON-lines
 //!   format used by `bp-alerter replay` and `bp-collector import`.
@@ -25,7 +27,9 @@ pub mod config;
 pub mod deployment;
 pub mod duration;
 pub mod field;
+pub mod glob;
 pub mod host;
+pub mod key;
 pub mod memory;
 pub mod memory_alerts;
 pub mod store;
@@ -38,6 +42,7 @@ pub use deployment::{Deployment, Mode, RedisUrl};
 pub use duration::Duration;
 pub use field::{Field, StandardField};
 pub use host::HostName;
+pub use key::{Instance, Key, KeyError};
 pub use memory::MemoryStore;
 pub use memory_alerts::MemoryAlertStore;
 pub use tick::{Tick, TickLineError, Values};

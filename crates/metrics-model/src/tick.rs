@@ -2,35 +2,38 @@
 //!
 //! The JSON-lines form is the input of `bp-alerter replay` and
 //! `bp-collector import`: one object per line,
-//! `{"host":"node-a","ts":1767225600000,"values":{"cpu.usage":63.5}}`, where
+//! `{"host":"node-a","ts":1767225600000,"values":{"cpu.usage":63.5,"disk.usage[/var]":91}}`, where
 //! `ts` is integer milliseconds or an RFC 3339 string with any offset (cut
-//! down to the millisecond), a `null` value means the field is absent, blank
-//! lines are skipped and other keys are ignored.
+//! down to the millisecond), a `null` value means the key is absent, blank
+//! lines are skipped and other keys are ignored. Keys are fields or fields
+//! with an instance ([`crate::key`]).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::field::Field;
+use crate::field::StandardField;
 use crate::host::HostName;
+use crate::key::Key;
 use crate::time::{self, Millis};
 
-/// A tick's values: finite numbers by field. An absent field has no entry.
-pub type Values = BTreeMap<Field, f64>;
+/// A tick's values: finite numbers by key. An absent key has no entry.
+pub type Values = BTreeMap<Key, f64>;
 
 /// One sample of one host at one instant.
 ///
-/// **Invariant:** every value is finite (constructors and the parser reject
-/// NaN and infinities).
+/// **Invariant:** every value is finite, and every key is one ticks may
+/// carry ([`Key::is_tick_key`]: no bare instanced standard field);
+/// constructors drop what breaks it, the parser rejects it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tick {
     /// The host the sample is of.
     pub host: HostName,
     /// Milliseconds since the Unix epoch, UTC.
     pub ts: Millis,
-    /// Finite values by field (private: every constructor keeps them
-    /// finite).
+    /// Finite values by key (private: every constructor keeps the
+    /// invariant).
     values: Values,
 }
 
@@ -45,15 +48,17 @@ pub struct TickLineError {
 }
 
 impl Tick {
-    /// A tick; values that are not finite are dropped (treated as absent).
-    pub fn new(host: HostName, ts: Millis, values: impl IntoIterator<Item = (Field, f64)>) -> Self {
-        let values = values.into_iter().filter(|(_, v)| v.is_finite()).collect();
+    /// A tick; values that are not finite (and bare instanced standard
+    /// fields) are dropped (treated as absent).
+    pub fn new(host: HostName, ts: Millis, values: impl IntoIterator<Item = (Key, f64)>) -> Self {
+        let values = values.into_iter().filter(keep).collect();
         Tick { host, ts, values }
     }
 
-    /// A tick of these values; those that are not finite are dropped.
+    /// A tick of these values; those that are not finite (and bare
+    /// instanced standard fields) are dropped.
     pub fn from_values(host: HostName, ts: Millis, mut values: Values) -> Self {
-        values.retain(|_, v| v.is_finite());
+        values.retain(|k, v| v.is_finite() && k.is_tick_key());
         Tick { host, ts, values }
     }
 
@@ -67,15 +72,20 @@ impl Tick {
         (self.host, self.ts, self.values)
     }
 
-    /// Adds (or replaces) values; those that are not finite are dropped.
-    pub fn extend(&mut self, values: impl IntoIterator<Item = (Field, f64)>) {
-        self.values
-            .extend(values.into_iter().filter(|(_, v)| v.is_finite()));
+    /// Adds (or replaces) values; those that are not finite (and bare
+    /// instanced standard fields) are dropped.
+    pub fn extend(&mut self, values: impl IntoIterator<Item = (Key, f64)>) {
+        self.values.extend(values.into_iter().filter(keep));
     }
 
-    /// The value of `field`, if the tick carries it.
-    pub fn get(&self, field: &Field) -> Option<f64> {
-        self.values.get(field).copied()
+    /// The value of `key`, if the tick carries it.
+    pub fn get(&self, key: &Key) -> Option<f64> {
+        self.values.get(key).copied()
+    }
+
+    /// The value of the bare standard field `field`, if the tick carries it.
+    pub fn standard(&self, field: StandardField) -> Option<f64> {
+        self.get(&Key::from(field))
     }
 
     /// Writes the tick as one JSON line (without the newline).
@@ -113,9 +123,8 @@ impl Tick {
             Some(Value::Object(map)) => {
                 let mut values = Values::new();
                 for (name, v) in map {
-                    let field: Field = name
-                        .parse()
-                        .map_err(|e| err(format!("values.{name}: {e}")))?;
+                    let field = Key::parse_tick_key(name)
+                        .map_err(|e| err(format!("values.{}: {e}", escape(name))))?;
                     match v {
                         Value::Null => {}
                         Value::Number(n) => match n.as_f64() {
@@ -143,6 +152,19 @@ impl Tick {
     }
 }
 
+fn keep((key, v): &(Key, f64)) -> bool {
+    v.is_finite() && key.is_tick_key()
+}
+
+/// `name` with control characters escaped, for an error message.
+fn escape(name: &str) -> String {
+    if name.chars().any(char::is_control) {
+        name.escape_debug().to_string()
+    } else {
+        name.to_owned()
+    }
+}
+
 fn parse_ts(v: &Value) -> Result<Millis, String> {
     match v {
         Value::Number(n) => {
@@ -166,8 +188,6 @@ fn parse_ts(v: &Value) -> Result<Millis, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::field::StandardField;
-
     fn check(line: &str, expected: Result<Option<(&str, i64, usize)>, &str>) {
         let got = Tick::parse_line(line, 7);
         match (got, expected) {
@@ -225,6 +245,22 @@ mod tests {
             Err("expected a number or null"),
         );
         check(
+            r#"{"host":"a","ts":1,"values":{"disk.usage[/var]":91,"disk.usage[/]":null,"custom.q[a b]":1}}"#,
+            Ok(Some(("a", 1, 2))),
+        );
+        check(
+            r#"{"host":"a","ts":1,"values":{"disk.usage":91}}"#,
+            Err("values.disk.usage: disk.usage is carried only with an instance"),
+        );
+        check(
+            r#"{"host":"a","ts":1,"values":{"cpu.usage[x]":1}}"#,
+            Err("values.cpu.usage[x]: cpu.usage takes no instance"),
+        );
+        check(
+            r#"{"host":"a","ts":1,"values":{"disk.usage[a\nb]":1}}"#,
+            Err("control character"),
+        );
+        check(
             r#"{"host":"a b","ts":1,"values":{}}"#,
             Err("invalid host name"),
         );
@@ -236,11 +272,13 @@ mod tests {
             "n1".parse().unwrap(),
             5,
             [
-                (StandardField::CpuUsage.into(), 1.25),
+                (crate::StandardField::CpuUsage.into(), 1.25),
                 ("custom.x".parse().unwrap(), f64::NAN),
+                ("disk.usage".parse().unwrap(), 3.0),
+                ("disk.usage[/]".parse().unwrap(), 4.0),
             ],
         );
-        assert_eq!(t.values.len(), 1);
+        assert_eq!(t.values.len(), 2);
         let back = Tick::parse_line(&t.to_json_line(), 1).unwrap().unwrap();
         assert_eq!(back, t);
     }

@@ -274,10 +274,22 @@ proptest! {
 
 // ------------------------------------------------------- JSON-lines ticks
 
-fn valid_field() -> impl Strategy<Value = Field> {
+fn valid_field() -> impl Strategy<Value = metrics_model::Key> {
+    // Instances: any text without control characters or ']' (1-256 bytes).
+    let instance = "[^\\]\\p{Cc}]{1,20}";
     prop_oneof![
-        proptest::sample::select(StandardField::ALL).prop_map(Field::from),
+        proptest::sample::select(StandardField::ALL).prop_flat_map(move |f| {
+            if f.instanced() {
+                instance
+                    .prop_map(move |i| format!("{}[{i}]", f.as_str()).parse().unwrap())
+                    .boxed()
+            } else {
+                Just(metrics_model::Key::from(f)).boxed()
+            }
+        }),
         "[A-Za-z0-9_.\\-]{1,64}".prop_map(|n| format!("custom.{n}").parse().unwrap()),
+        ("[A-Za-z0-9_.\\-]{1,64}", instance)
+            .prop_map(|(n, i)| format!("custom.{n}[{i}]").parse().unwrap()),
     ]
 }
 

@@ -9,7 +9,7 @@ use fred::types::{ClusterHash, CustomCommand, InfoKind};
 
 use crate::connect::connect_error;
 use crate::error::RedisStoreError;
-use crate::keys::LAYOUT_VERSION;
+use crate::keys::{LAYOUT_VERSION, OLDEST_LAYOUT};
 use crate::store::RedisStore;
 
 /// The oldest Redis this store runs on (`XTRIM MINID`, `ZADD GT`, exclusive
@@ -94,7 +94,9 @@ impl RedisStore {
         }
     }
 
-    /// Writes [`LAYOUT_VERSION`] on an empty Redis; refuses another layout.
+    /// Writes layout `1` on an empty Redis (moved to `2` by the first tick
+    /// that needs it, [`RedisStore::ensure_layout_2`]); accepts `1` and `2`;
+    /// refuses any other layout.
     pub(crate) async fn check_layout(&self) -> Result<(), RedisStoreError> {
         let url = &self.inner.url;
         let key = self.inner.keys.layout();
@@ -102,7 +104,7 @@ impl RedisStore {
         let set: Option<String> = client
             .set(
                 &key,
-                LAYOUT_VERSION.to_string(),
+                OLDEST_LAYOUT.to_string(),
                 None,
                 Some(SetOptions::NX),
                 false,
@@ -113,15 +115,58 @@ impl RedisStore {
             return Ok(());
         }
         let found: Option<String> = client.get(&key).await.map_err(|e| connect_error(&e, url))?;
-        match found.as_deref() {
-            Some(v) if v == LAYOUT_VERSION.to_string() => Ok(()),
-            Some(v) => Err(RedisStoreError::Incompatible(format!(
-                "redis {url}: key {key} says key layout {v:?}, but this bp-monitoring reads and writes layout {LAYOUT_VERSION} only; upgrade bp-monitoring or use another BP_REDIS_SCOPE"
+        match found.as_deref().map(str::parse::<u32>) {
+            Some(Ok(v)) if (OLDEST_LAYOUT..=LAYOUT_VERSION).contains(&v) => {
+                if v == LAYOUT_VERSION {
+                    self.inner
+                        .layout_2
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                Ok(())
+            }
+            Some(_) => Err(RedisStoreError::Incompatible(format!(
+                "redis {url}: key {key} says key layout {:?}, but this bp-monitoring reads layouts {OLDEST_LAYOUT} and {LAYOUT_VERSION} only; upgrade bp-monitoring or use another BP_REDIS_SCOPE",
+                found.unwrap_or_default()
             ))),
             None => Err(RedisStoreError::Redis(format!(
                 "redis {url}: key {key} vanished while being checked; try again"
             ))),
         }
+    }
+
+    /// Marks the scope as layout 2 before the first tick that needs it is
+    /// written (a layout-1 bp-monitoring then refuses the scope with a
+    /// clear message at start, instead of misreading it). Once per store.
+    pub(crate) async fn ensure_layout_2(&self) -> Result<(), metrics_model::store::StoreError> {
+        use std::sync::atomic::Ordering;
+        if self.inner.layout_2.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let key = self.inner.keys.layout();
+        let client = &self.inner.client;
+        let old: Option<String> = client
+            .set(&key, LAYOUT_VERSION.to_string(), None, None, true)
+            .await
+            .map_err(|e| self.err("marking the key layout 2", &e))?;
+        match old.as_deref() {
+            None | Some("1" | "2") => {}
+            Some(other) => {
+                // Put back what another version wrote: not ours to change.
+                let _: Result<(), _> = client.set(&key, other, None, None, false).await;
+                return Err(metrics_model::store::StoreError::Other(format!(
+                    "redis {}: key {key} says key layout {other:?}, which this bp-monitoring does not write",
+                    self.inner.url
+                )));
+            }
+        }
+        if old.as_deref() != Some("2") {
+            tracing::info!(
+                key = %key,
+                "key layout is now 2 (ticks with instances or version-2 fields); bp-monitoring before rules version 2 refuses this scope: upgrade alerters first"
+            );
+        }
+        self.inner.layout_2.store(true, Ordering::Relaxed);
+        Ok(())
     }
 }
 

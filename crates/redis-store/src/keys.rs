@@ -6,7 +6,7 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `<scope>:layout` | string | the layout version, `1` |
+//! | `<scope>:layout` | string | the layout version, `1` or `2` |
 //! | `<scope>:hosts` | sorted set | host → greatest stored `ts` (the node registry) |
 //! | `<scope>:ticks:{<host>}` | stream | the host's ticks in arrival order |
 //! | `<scope>:late:{<host>}` | sorted set | late ticks: stream entry ID scored by `ts` |
@@ -18,8 +18,15 @@
 
 use metrics_model::HostName;
 
-/// The layout this version writes and reads.
-pub const LAYOUT_VERSION: u32 = 1;
+/// The layout this version writes (and the newest it reads): layout 2 is
+/// layout 1 plus keys with instances and the version-2 fields (the
+/// keyed section of [`metrics_model::codec`]); every layout-1 entry is a
+/// layout-2 entry. An empty scope is marked `1` until the first tick that
+/// needs layout 2 is written, so that layout-1 readers keep working while
+/// no tick needs more (docs/storage.md, "Upgrading").
+pub const LAYOUT_VERSION: u32 = 2;
+/// The oldest layout this version reads.
+pub const OLDEST_LAYOUT: u32 = 1;
 
 /// Key names under one scope.
 #[derive(Debug, Clone)]

@@ -41,6 +41,9 @@ pub(crate) struct Inner {
     pub(crate) range_late: Script,
     pub(crate) prune: Script,
     pub(crate) forget: Script,
+    /// The scope's layout key says 2 (checked at connect, set by the first
+    /// tick that needs it).
+    pub(crate) layout_2: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for RedisStore {
@@ -82,6 +85,7 @@ impl RedisStore {
                 range_late: Script::from_lua(scripts::RANGE_LATE),
                 prune: Script::from_lua(scripts::PRUNE),
                 forget: Script::from_lua(scripts::FORGET),
+                layout_2: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         store.check_server().await?;

@@ -262,6 +262,7 @@ impl RedisStore {
         let mut calls = Vec::new();
         let mut newest: Vec<(Millis, &HostName)> = Vec::new();
         let mut buf = Vec::new();
+        let mut keyed = false;
         for (host, mut list) in by_host {
             list.sort_by_key(|t| t.ts);
             newest.push((list.last().map_or(0, |t| t.ts), host));
@@ -270,6 +271,7 @@ impl RedisStore {
                 for t in chunk {
                     buf.clear();
                     codec::encode(t.values(), &mut buf);
+                    keyed |= codec::uses_keyed_section(&buf);
                     args.push(Value::Integer(t.ts));
                     args.push(Value::Bytes(buf.clone().into()));
                 }
@@ -279,6 +281,9 @@ impl RedisStore {
                     args,
                 ));
             }
+        }
+        if keyed {
+            self.ensure_layout_2().await?;
         }
         let mut out = AppendOutcome::default();
         for r in self.eval_many(&calls).await {

@@ -62,12 +62,12 @@ async fn acl_user_connects_and_the_password_never_shows() {
 #[tokio::test]
 async fn a_newer_layout_is_refused() {
     let server = RedisServer::start();
-    assert_eq!(server.cli(&["set", "bp:layout", "2"]).trim(), "OK");
+    assert_eq!(server.cli(&["set", "bp:layout", "3"]).trim(), "OK");
     let err = connect(&server.url(), "bp").await.unwrap_err();
     match &err {
         RedisStoreError::Incompatible(m) => {
             assert!(
-                m.contains("bp:layout") && m.contains("\"2\"") && m.contains("layout 1"),
+                m.contains("bp:layout") && m.contains("\"3\"") && m.contains("layouts 1 and 2"),
                 "{m}"
             );
         }
@@ -81,6 +81,45 @@ async fn a_newer_layout_is_refused() {
     connect(&server.url(), "other").await.unwrap();
     let err = connect(&server.url(), "a{b}").await.unwrap_err();
     assert!(matches!(err, RedisStoreError::Config(_)), "{err:?}");
+}
+
+/// Layout 1 (before keys with instances) is read as it is; the scope moves
+/// to layout 2 only when a tick that needs it is written, so layout-1
+/// readers keep working until then and refuse the scope after.
+#[tokio::test]
+async fn layout_1_is_read_and_moves_to_2_only_when_a_tick_needs_it() {
+    let server = RedisServer::start();
+    assert_eq!(server.cli(&["set", "bp:layout", "1"]).trim(), "OK");
+    let store = connect(&server.url(), "bp").await.unwrap();
+    let host: metrics_model::HostName = "n1".parse().unwrap();
+    let v1 = Tick::new(
+        host.clone(),
+        10_000,
+        [
+            ("cpu.usage".parse().unwrap(), 5.0),
+            ("custom.q".parse().unwrap(), 1.0),
+        ],
+    );
+    store.append(std::slice::from_ref(&v1)).await.unwrap();
+    assert_eq!(server.cli(&["get", "bp:layout"]).trim(), "1");
+    // The entry is byte for byte what layout 1 wrote.
+    let mut blob = Vec::new();
+    metrics_model::codec::encode(v1.values(), &mut blob);
+    assert!(!metrics_model::codec::uses_keyed_section(&blob));
+    let v2 = Tick::new(
+        host.clone(),
+        20_000,
+        [
+            ("disk.usage[/var]".parse().unwrap(), 91.0),
+            ("load.1".parse().unwrap(), 0.5),
+        ],
+    );
+    store.append(std::slice::from_ref(&v2)).await.unwrap();
+    assert_eq!(server.cli(&["get", "bp:layout"]).trim(), "2");
+    assert_eq!(store.range(&host, 0, i64::MAX).await.unwrap(), vec![v1, v2]);
+    // A second store on the scope reads layout 2.
+    let again = connect(&server.url(), "bp").await.unwrap();
+    assert_eq!(again.range(&host, 0, i64::MAX).await.unwrap().len(), 2);
 }
 
 #[tokio::test]

@@ -50,12 +50,13 @@ fn twenty_rules() -> RuleSet {
         };
         Rule::new(RuleSpec {
             name: format!("rule-{i:02}"),
-            field: Field::Standard(FIELDS[i % FIELDS.len()]),
+            field: Field::Standard(FIELDS[i % FIELDS.len()]).into(),
             aggregation,
             operand,
             value,
             timeframe: "2m".parse().unwrap(),
             cooldown: "1m".parse().unwrap(),
+            meta: rules_engine::rule::RuleMeta::default(),
         })
         .unwrap()
     }))
@@ -90,7 +91,7 @@ fn host_tick(host: &metrics_model::HostName, i: usize, ts: i64) -> Tick {
         FIELDS
             .iter()
             .enumerate()
-            .map(|(k, f)| (Field::Standard(*f), level + noise + k as f64)),
+            .map(|(k, f)| (Field::Standard(*f).into(), level + noise + k as f64)),
     )
 }
 

@@ -1,9 +1,10 @@
-//! Incidents and the per-(rule, host) state machine.
+//! Incidents and the per-series state machine.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use metrics_model::HostName;
 use metrics_model::time::{self, Millis};
+use metrics_model::{HostName, Instance, Key};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -11,7 +12,9 @@ use crate::rule::Rule;
 
 /// An incident, as the hooks, the API and the replay output show it:
 /// `{"id","ruleName","hostName","startTime","endTime","triggerValue"}` with
-/// times in RFC 3339 UTC with milliseconds.
+/// times in RFC 3339 UTC with milliseconds, and `instance`, `severity`,
+/// `labels`, `description` (after `hostName`) only when they apply, so a
+/// version-1 rule gives exactly the version-1 object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Incident {
@@ -19,8 +22,20 @@ pub struct Incident {
     pub id: Uuid,
     /// The (trimmed) name of the rule.
     pub rule_name: Arc<str>,
-    /// The host.
+    /// The host (`*` for a cluster-wide rule).
     pub host_name: HostName,
+    /// The instance of the series (`/var` of `disk.usage[/var]`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<Instance>,
+    /// The rule's severity, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Arc<str>>,
+    /// The rule's labels, if it has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Arc<BTreeMap<String, String>>>,
+    /// The rule's description, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<Arc<str>>,
     /// The instant it opened, ms since the epoch.
     #[serde(with = "rfc3339")]
     pub start_time: Millis,
@@ -82,7 +97,7 @@ impl Transition {
     }
 }
 
-/// The state of one (rule, host) pair.
+/// The state of one series (rule, subject, key).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IncidentState {
@@ -112,6 +127,7 @@ impl IncidentState {
         &mut self,
         rule: &Rule,
         host: &HostName,
+        key: &Key,
         t: Millis,
         value: Option<f64>,
         new_id: &mut dyn FnMut() -> Uuid,
@@ -119,10 +135,15 @@ impl IncidentState {
         let holds = value.map(|v| rule.operand().holds(v, rule.value()));
         match (&self.open, holds) {
             (None, Some(true)) if t >= self.cooldown_until => {
+                let meta = rule.meta();
                 let incident = Incident {
                     id: new_id(),
                     rule_name: rule.name_arc().clone(),
                     host_name: host.clone(),
+                    instance: key.instance().cloned(),
+                    severity: meta.severity.clone(),
+                    labels: meta.labels.clone(),
+                    description: meta.description.clone(),
                     start_time: t,
                     end_time: None,
                     trigger_value: value.unwrap_or_default(),

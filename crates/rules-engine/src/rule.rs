@@ -5,13 +5,18 @@
 //! { "name": "High CPU Usage", "field": "cpu.usage", "aggregation": "avg",
 //!   "operand": "equalOrMoreThan", "value": 60, "timeframe": "2m", "cooldown": "1m" }
 //! ```
+//! Version 2 adds the optional `hosts` (host patterns), `scope` (`host` or
+//! `cluster`), `severity`, `labels`, `description` and `staleAfter`, and
+//! fields with an instance (`disk.usage[/var]`) or without one on an
+//! instanced field (`disk.usage`: every mount).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use metrics_model::{Duration, Field};
+use metrics_model::glob::Glob;
+use metrics_model::{Duration, HostName, Key};
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
@@ -135,12 +140,94 @@ impl fmt::Display for Operand {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
     name: Arc<str>,
-    field: Field,
+    field: Key,
     aggregation: Aggregation,
     operand: Operand,
     value: f64,
     timeframe: Duration,
     cooldown: Duration,
+    meta: RuleMeta,
+}
+
+/// Where a rule keeps its state: one per host, or one for the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Scope {
+    /// One state per in-scope host (the default).
+    #[default]
+    Host,
+    /// One state for all in-scope hosts together, under the pseudo-host `*`.
+    Cluster,
+}
+
+impl Scope {
+    /// `host` or `cluster`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Host => "host",
+            Scope::Cluster => "cluster",
+        }
+    }
+}
+
+/// One pattern of a rule's `hosts`: a glob, excluding when written `!glob`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPattern {
+    /// Whether it excludes (`!web-3`).
+    pub exclude: bool,
+    /// The glob (without the `!`).
+    pub glob: Glob,
+}
+
+impl HostPattern {
+    /// Parses `web-*` or `!web-3`; fails when no host name can match it.
+    pub fn parse(text: &str) -> Result<HostPattern, String> {
+        let (exclude, glob) = match text.strip_prefix('!') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        if glob.is_empty() {
+            return Err(format!("{text:?}: a pattern must not be empty"));
+        }
+        if let Some(c) = glob
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '*' | '?')))
+        {
+            return Err(format!(
+                "{text:?}: {c:?} is in no host name (host names are A-Z a-z 0-9 . _ -; patterns add * and ?, and a leading ! excludes)"
+            ));
+        }
+        Ok(HostPattern {
+            exclude,
+            glob: Glob::new(glob),
+        })
+    }
+
+    /// The pattern as written.
+    pub fn to_text(&self) -> String {
+        if self.exclude {
+            format!("!{}", self.glob)
+        } else {
+            self.glob.to_string()
+        }
+    }
+}
+
+/// The version-2 keys of a rule; all optional.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RuleMeta {
+    /// Host patterns (`None`: every host is in scope).
+    pub hosts: Option<Vec<HostPattern>>,
+    /// One state per host, or one for the cluster.
+    pub scope: Scope,
+    /// `warning`, `critical`, … (1–32 of `a–z 0–9 _ -`).
+    pub severity: Option<Arc<str>>,
+    /// Labels for receivers (at most 32; `None` when there is none).
+    pub labels: Option<Arc<BTreeMap<String, String>>>,
+    /// For people (at most 1,024 bytes).
+    pub description: Option<Arc<str>>,
+    /// An open incident of a series with no tick carrying its key for this
+    /// long, and an empty window, resolves.
+    pub stale_after: Option<Duration>,
 }
 
 /// The parts of a rule, for building one in Rust.
@@ -148,8 +235,9 @@ pub struct Rule {
 pub struct RuleSpec {
     /// The name; surrounding white space is trimmed.
     pub name: String,
-    /// The field the window reads.
-    pub field: Field,
+    /// The key the window reads: a field (every instance of an instanced
+    /// field), or a field with one instance.
+    pub field: Key,
     /// How the window becomes a value.
     pub aggregation: Aggregation,
     /// How the value compares with `value`.
@@ -160,6 +248,8 @@ pub struct RuleSpec {
     pub timeframe: Duration,
     /// How long after a resolve no new incident opens (0 = none).
     pub cooldown: Duration,
+    /// The version-2 keys (`RuleMeta::default()`: none).
+    pub meta: RuleMeta,
 }
 
 impl Rule {
@@ -182,6 +272,23 @@ impl Rule {
         if spec.timeframe.is_zero() {
             p.push("timeframe", "must be greater than 0", rule);
         }
+        if spec.meta.scope == Scope::Cluster && spec.aggregation == Aggregation::Last {
+            p.push(
+                "scope",
+                "\"last\" cannot be used with scope \"cluster\" (there is no single last value across hosts)",
+                rule,
+            );
+        }
+        if spec.meta.stale_after.is_some_and(Duration::is_zero) {
+            p.push("staleAfter", "must be greater than 0", rule);
+        }
+        if spec.meta.hosts.as_ref().is_some_and(Vec::is_empty) {
+            p.push(
+                "hosts",
+                "must not be empty (leave it out for every host)",
+                rule,
+            );
+        }
         p.into_result(())?;
         Ok(Rule {
             name: Arc::from(name),
@@ -191,6 +298,7 @@ impl Rule {
             value: spec.value,
             timeframe: spec.timeframe,
             cooldown: spec.cooldown,
+            meta: spec.meta,
         })
     }
 
@@ -202,9 +310,56 @@ impl Rule {
     pub fn name_arc(&self) -> &Arc<str> {
         &self.name
     }
-    /// The field.
-    pub fn field(&self) -> &Field {
+    /// The key as written: a bare field (every instance of an instanced
+    /// field) or a field with one instance.
+    pub fn field(&self) -> &Key {
         &self.field
+    }
+    /// Whether the rule watches more than one series per subject: a bare
+    /// field that takes instances (every `F[i]`, and bare `F` for custom
+    /// fields).
+    pub fn fans_out(&self) -> bool {
+        self.field.instance().is_none() && self.field.field().takes_instances()
+    }
+    /// Whether the rule watches the tick key `key` (as one of its series).
+    pub fn watches(&self, key: &Key) -> bool {
+        self.field.watches(key)
+    }
+    /// Whether the rule's bare key is one of its series (evaluated for every
+    /// subject, even with no tick carrying it, so `count`/`sum` notice
+    /// silence).
+    pub fn watches_bare(&self) -> bool {
+        self.field.is_tick_key() && self.field.instance().is_none()
+    }
+    /// Whether `host` is in the rule's scope (its `hosts` patterns).
+    pub fn in_scope(&self, host: &HostName) -> bool {
+        let Some(patterns) = &self.meta.hosts else {
+            return true;
+        };
+        let mut included = None;
+        for p in patterns {
+            if p.glob.matches(host.as_str()) {
+                if p.exclude {
+                    return false;
+                }
+                included = Some(true);
+            } else if !p.exclude && included.is_none() {
+                included = Some(false);
+            }
+        }
+        included.unwrap_or(true)
+    }
+    /// The version-2 keys.
+    pub fn meta(&self) -> &RuleMeta {
+        &self.meta
+    }
+    /// One state per host, or one for the cluster.
+    pub fn scope(&self) -> Scope {
+        self.meta.scope
+    }
+    /// `staleAfter`, if set.
+    pub fn stale_after(&self) -> Option<Duration> {
+        self.meta.stale_after
     }
     /// The aggregation.
     pub fn aggregation(&self) -> Aggregation {
@@ -235,17 +390,40 @@ impl Rule {
             && self.aggregation == other.aggregation
     }
 
-    /// The rule as the spec's JSON object.
+    /// The rule as the spec's JSON object (version-2 keys only when set).
     pub fn to_json(&self) -> Value {
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "name": &*self.name,
-            "field": self.field.as_str(),
+            "field": self.field.to_string(),
             "aggregation": self.aggregation.as_str(),
             "operand": self.operand.as_str(),
             "value": self.value,
             "timeframe": self.timeframe.to_string(),
             "cooldown": self.cooldown.to_string(),
-        })
+        });
+        let m = &self.meta;
+        if let Some(obj) = v.as_object_mut() {
+            if let Some(hosts) = &m.hosts {
+                let hosts: Vec<String> = hosts.iter().map(HostPattern::to_text).collect();
+                obj.insert("hosts".into(), hosts.into());
+            }
+            if m.scope != Scope::Host {
+                obj.insert("scope".into(), m.scope.as_str().into());
+            }
+            if let Some(s) = &m.severity {
+                obj.insert("severity".into(), (**s).into());
+            }
+            if let Some(l) = &m.labels {
+                obj.insert("labels".into(), serde_json::json!(&**l));
+            }
+            if let Some(d) = &m.description {
+                obj.insert("description".into(), (**d).into());
+            }
+            if let Some(s) = m.stale_after {
+                obj.insert("staleAfter".into(), s.to_string().into());
+            }
+        }
+        v
     }
 }
 
@@ -262,7 +440,7 @@ pub struct RuleSet {
 }
 
 /// The keys a rule object may have.
-pub const RULE_KEYS: [&str; 7] = [
+pub const RULE_KEYS: [&str; 13] = [
     "name",
     "field",
     "aggregation",
@@ -270,6 +448,12 @@ pub const RULE_KEYS: [&str; 7] = [
     "value",
     "timeframe",
     "cooldown",
+    "hosts",
+    "scope",
+    "severity",
+    "labels",
+    "description",
+    "staleAfter",
 ];
 const REQUIRED_KEYS: [&str; 6] = [
     "name",
@@ -424,7 +608,7 @@ fn parse_rule(item: &Value, at: &str, p: &mut Problems) -> Option<Rule> {
     if !missing.is_empty() {
         p.push(at, format!("missing keys: {}", missing.join(", ")), rule);
     }
-    let field = string_key(obj, at, "field", rule, p).and_then(|s| match s.parse::<Field>() {
+    let field = string_key(obj, at, "field", rule, p).and_then(|s| match s.parse::<Key>() {
         Ok(f) => Some(f),
         Err(e) => {
             p.push(format!("{at}.field"), e.to_string(), rule);
@@ -463,6 +647,7 @@ fn parse_rule(item: &Value, at: &str, p: &mut Problems) -> Option<Rule> {
         None | Some(Value::Null) => Some(Duration::ZERO),
         Some(_) => duration_key(obj, at, "cooldown", rule, p),
     };
+    let meta = parse_meta(obj, at, rule, aggregation, p);
     if p.0.len() != before {
         return None;
     }
@@ -474,8 +659,181 @@ fn parse_rule(item: &Value, at: &str, p: &mut Problems) -> Option<Rule> {
         value: value?,
         timeframe: timeframe?,
         cooldown: cooldown?,
+        meta,
     };
     Rule::new(spec).ok()
+}
+
+/// Label names the product sets itself.
+const RESERVED_LABELS: [&str; 4] = ["alertname", "host", "instance", "severity"];
+/// The most labels a rule may have.
+pub const LABELS_MAX: usize = 32;
+/// The longest label value, in bytes.
+pub const LABEL_VALUE_MAX: usize = 256;
+/// The longest description, in bytes.
+pub const DESCRIPTION_MAX: usize = 1024;
+
+fn valid_label_name(k: &str) -> bool {
+    let b = k.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && (b[0].is_ascii_alphabetic() || b[0] == b'_')
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+}
+
+fn valid_severity(s: &str) -> bool {
+    (1..=32).contains(&s.len())
+        && s.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-'))
+}
+
+/// The version-2 keys; problems pushed with the rule named.
+#[allow(clippy::too_many_lines)] // One key after the other, each short.
+fn parse_meta(
+    obj: &Map<String, Value>,
+    at: &str,
+    rule: Option<&str>,
+    aggregation: Option<Aggregation>,
+    p: &mut Problems,
+) -> RuleMeta {
+    let mut meta = RuleMeta::default();
+    match obj.get("hosts") {
+        None => {}
+        Some(Value::Array(items)) if items.is_empty() => p.push(
+            format!("{at}.hosts"),
+            "must not be empty (leave it out for every host)",
+            rule,
+        ),
+        Some(Value::Array(items)) => {
+            let mut patterns = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                match item {
+                    Value::String(s) => match HostPattern::parse(s) {
+                        Ok(pat) => patterns.push(pat),
+                        Err(e) => p.push(format!("{at}.hosts[{i}]"), e, rule),
+                    },
+                    other => p.push(
+                        format!("{at}.hosts[{i}]"),
+                        format!("expected a host pattern (a string), got {}", kind(other)),
+                        rule,
+                    ),
+                }
+            }
+            meta.hosts = Some(patterns);
+        }
+        Some(other) => p.push(
+            format!("{at}.hosts"),
+            format!("expected an array of host patterns, got {}", kind(other)),
+            rule,
+        ),
+    }
+    match obj.get("scope") {
+        None => {}
+        Some(Value::String(s)) if s == "host" => {}
+        Some(Value::String(s)) if s == "cluster" => {
+            meta.scope = Scope::Cluster;
+            if aggregation == Some(Aggregation::Last) {
+                p.push(
+                    format!("{at}.scope"),
+                    "\"last\" cannot be used with scope \"cluster\" (there is no single last value across hosts)",
+                    rule,
+                );
+            }
+        }
+        Some(other) => p.push(
+            format!("{at}.scope"),
+            format!("expected \"host\" or \"cluster\", got {other}"),
+            rule,
+        ),
+    }
+    match obj.get("severity") {
+        None => {}
+        Some(Value::String(s)) if valid_severity(s) => meta.severity = Some(Arc::from(s.as_str())),
+        Some(other) => p.push(
+            format!("{at}.severity"),
+            format!("expected 1-32 of a-z 0-9 _ - (e.g. \"warning\", \"critical\"), got {other}"),
+            rule,
+        ),
+    }
+    match obj.get("labels") {
+        None => {}
+        Some(Value::Object(map)) => {
+            let before = p.0.len();
+            if map.len() > LABELS_MAX {
+                p.push(
+                    format!("{at}.labels"),
+                    format!("{} labels, at most {LABELS_MAX}", map.len()),
+                    rule,
+                );
+            }
+            let mut labels = BTreeMap::new();
+            for (k, v) in map {
+                let path = format!("{at}.labels.{}", k.escape_debug());
+                if !valid_label_name(k) {
+                    p.push(
+                        &path,
+                        format!("label name {k:?}: use [A-Za-z_][A-Za-z0-9_]{{0,63}}"),
+                        rule,
+                    );
+                } else if k.starts_with("__") {
+                    p.push(&path, "label names starting with \"__\" are reserved", rule);
+                } else if RESERVED_LABELS.contains(&k.as_str()) {
+                    p.push(
+                        &path,
+                        format!("{k:?} is set by bp-monitoring itself (alertname, host, instance and severity are reserved)"),
+                        rule,
+                    );
+                }
+                match v {
+                    Value::String(s) if s.len() <= LABEL_VALUE_MAX => {
+                        labels.insert(k.clone(), s.clone());
+                    }
+                    Value::String(s) => p.push(
+                        &path,
+                        format!("{} bytes, at most {LABEL_VALUE_MAX}", s.len()),
+                        rule,
+                    ),
+                    other => p.push(
+                        &path,
+                        format!("expected a string, got {}", kind(other)),
+                        rule,
+                    ),
+                }
+            }
+            if p.0.len() == before && !labels.is_empty() {
+                meta.labels = Some(Arc::new(labels));
+            }
+        }
+        Some(other) => p.push(
+            format!("{at}.labels"),
+            format!("expected an object of strings, got {}", kind(other)),
+            rule,
+        ),
+    }
+    match obj.get("description") {
+        None => {}
+        Some(Value::String(s)) if s.len() <= DESCRIPTION_MAX => {
+            meta.description = Some(Arc::from(s.as_str()));
+        }
+        Some(Value::String(s)) => p.push(
+            format!("{at}.description"),
+            format!("{} bytes, at most {DESCRIPTION_MAX}", s.len()),
+            rule,
+        ),
+        Some(other) => p.push(
+            format!("{at}.description"),
+            format!("expected a string, got {}", kind(other)),
+            rule,
+        ),
+    }
+    if obj.contains_key("staleAfter") {
+        let d = duration_key(obj, at, "staleAfter", rule, p);
+        if d.is_some_and(Duration::is_zero) {
+            p.push(format!("{at}.staleAfter"), "must be greater than 0", rule);
+        }
+        meta.stale_after = d.filter(|d| !d.is_zero());
+    }
+    meta
 }
 
 fn parsed_key<T: FromStr<Err = String>>(

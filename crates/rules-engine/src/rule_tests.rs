@@ -6,13 +6,14 @@
 //! Series notation: whitespace-separated items, one tick slot each interval
 //! from `start`: `70` (one tick of 70), `70x6` (six ticks of 70), `_` (no
 //! value in that slot), `_x3` (three slots without a value). A host's slot
-//! with no value in any field has no tick at all.
+//! with no value in any key has no tick at all. Series are named by key, so
+//! a host's series may be instances: `"disk.usage[/var]": "50x6 95x12"`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use metrics_model::time::{self, Millis};
-use metrics_model::{Duration, Field, HostName, Tick, Values};
+use metrics_model::{Duration, HostName, Key, Tick, Values};
 use serde_json::{Map, Value};
 
 use crate::error::{ConfigError, Problems};
@@ -44,6 +45,8 @@ struct Expected {
     at: Millis,
     rule: String,
     host: String,
+    /// The incident's instance (`None`: it has none).
+    instance: Option<String>,
     trigger_value: Option<f64>,
 }
 
@@ -60,7 +63,7 @@ pub struct TestOutcome {
 
 const FILE_KEYS: [&str; 5] = ["rules", "interval", "watcherInterval", "start", "tests"];
 const TEST_KEYS: [&str; 4] = ["name", "series", "until", "expect"];
-const EXPECT_KEYS: [&str; 5] = ["event", "at", "rule", "host", "triggerValue"];
+const EXPECT_KEYS: [&str; 6] = ["event", "at", "rule", "host", "instance", "triggerValue"];
 
 impl TestFile {
     /// Parses a test file. `load_rules` reads a rules file named by a string
@@ -221,6 +224,9 @@ impl TestFile {
             &*t.incident.rule_name,
             t.incident.host_name
         );
+        if let Some(i) = &t.incident.instance {
+            let _ = write!(s, " instance {:?}", i.as_str());
+        }
         if with_value {
             let _ = write!(s, " triggerValue {}", t.incident.trigger_value);
         }
@@ -235,6 +241,9 @@ impl TestFile {
             e.rule,
             e.host
         );
+        if let Some(i) = &e.instance {
+            let _ = write!(s, " instance {i:?}");
+        }
         if let Some(v) = e.trigger_value {
             let _ = write!(s, " triggerValue {v}");
         }
@@ -253,6 +262,11 @@ impl Expected {
             && self.at == g.at
             && self.rule == *g.incident.rule_name
             && self.host == g.incident.host_name.as_str()
+            && self.instance.as_deref()
+                == g.incident
+                    .instance
+                    .as_ref()
+                    .map(metrics_model::Instance::as_str)
             && self.trigger_value.is_none_or(|v| {
                 let got = g.incident.trigger_value;
                 (v - got).abs() <= 1e-9 * v.abs().max(got.abs()).max(1.0)
@@ -385,7 +399,7 @@ fn parse_series(
         let mut slots: BTreeMap<usize, Values> = BTreeMap::new();
         for (field_text, notation) in fields {
             let fpath = format!("{path}.{field_text}");
-            let field: Field = match field_text.parse() {
+            let field = match Key::parse_tick_key(field_text) {
                 Ok(f) => f,
                 Err(e) => {
                     p.push(&fpath, e.to_string(), None);
@@ -504,6 +518,18 @@ fn parse_expected(item: &Value, at: &str, start: Millis, p: &mut Problems) -> Op
     };
     let rule = text("rule", p);
     let host = text("host", p);
+    let instance = match obj.get("instance") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => {
+            p.push(
+                format!("{at}.instance"),
+                format!("expected a string, got {}", kind(other)),
+                None,
+            );
+            None
+        }
+    };
     let trigger_value = match obj.get("triggerValue") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => n.as_f64(),
@@ -524,6 +550,7 @@ fn parse_expected(item: &Value, at: &str, start: Millis, p: &mut Problems) -> Op
         at: start.saturating_add(offset?.as_millis_i64()),
         rule: rule?.trim().to_owned(),
         host: host?,
+        instance,
         trigger_value,
     })
 }

@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use metrics_model::time::Millis;
-use metrics_model::{Field, StandardField, Values};
+use metrics_model::{Field, Key, StandardField, Values};
 
 use crate::rule::{Aggregation, Rule};
 
@@ -43,6 +43,9 @@ pub struct Window {
     removals_since_rebase: usize,
     /// Ticks with `ts ≤ horizon` can never be in a window again.
     horizon: Millis,
+    /// Whether several values may share a `ts` (a cluster's window: ticks
+    /// of different hosts at the same instant are different ticks).
+    multiset: bool,
 }
 
 /// Removals after which the sum is recomputed, at least (a multiple of the
@@ -61,6 +64,17 @@ impl Window {
             compensation: 0.0,
             removals_since_rebase: 0,
             horizon: Millis::MIN,
+            multiset: false,
+        }
+    }
+
+    /// An empty window in which several values may share a `ts` (every
+    /// value inserted counts): the window of a cluster-wide rule, over the
+    /// ticks of many hosts.
+    pub fn multiset(aggregation: Aggregation, timeframe_ms: i64) -> Window {
+        Window {
+            multiset: true,
+            ..Window::new(aggregation, timeframe_ms)
         }
     }
 
@@ -83,8 +97,18 @@ impl Window {
         }
         match self.samples.back() {
             None => self.push_back(ts, value),
-            Some(&(last, _)) if ts > last => self.push_back(ts, value),
+            Some(&(last, _)) if ts > last || (self.multiset && ts == last) => {
+                self.push_back(ts, value);
+            }
             Some(&(last, _)) if ts == last => return false,
+            Some(_) if self.multiset => {
+                let pos = self.samples.partition_point(|&(t, _)| t <= ts);
+                self.samples.insert(pos, (ts, value));
+                self.add(value);
+                if self.tracks_extremes() {
+                    self.rebuild_mono();
+                }
+            }
             Some(_) => {
                 let Err(pos) = self.samples.binary_search_by(|(t, _)| t.cmp(&ts)) else {
                     return false;
@@ -110,7 +134,9 @@ impl Window {
                 break;
             }
             self.samples.pop_front();
-            if self.mono.front().is_some_and(|&(mts, _)| mts == ts) {
+            // The candidates are a subsequence of the samples: those at or
+            // before the bound go with them (several, in a multiset).
+            while self.mono.front().is_some_and(|&(mts, _)| mts <= ts) {
                 self.mono.pop_front();
             }
             self.add(-v);
@@ -207,29 +233,47 @@ impl Window {
     }
 }
 
-/// How a rule set reads the hosts' sample rings ([`HostWindows`]): computed
-/// once per rule set.
+/// One series a host's windows evaluate: a rule (its index in the rule
+/// set) over one key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Slot {
+    /// The rule's index in the rule set.
+    pub(crate) rule: usize,
+    /// The key the window reads.
+    pub(crate) key: Key,
+}
+
+/// How a set of series (rule, key) reads the hosts' sample rings
+/// ([`HostWindows`]): computed once per rule set for the hosts that carry no
+/// instance (all of them share it), and once per distinct set of series for
+/// the others (hosts with the same mounts share one).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Layout {
-    /// The fields rules read, sorted: the first columns of every ring.
-    fields: Vec<Field>,
-    /// Per standard field (by declaration order), its column in `fields`
-    /// (`NONE`: no rule reads it).
+    /// The series, in the order of their states.
+    pub(crate) slots: Vec<Slot>,
+    /// The keys the series read, sorted: the first columns of every ring.
+    fields: Vec<Key>,
+    /// Per standard field (by declaration order), the column of its bare
+    /// key in `fields` (`NONE`: no series reads it).
     standard: Vec<usize>,
     /// The distinct timeframes (ms), ascending.
     timeframes: Vec<i64>,
-    /// Per timeframe, the rules (indices) with that timeframe.
+    /// Per timeframe, the series (indices) with that timeframe.
     by_timeframe: Vec<Vec<usize>>,
-    /// Per rule, in the rule set's order.
+    /// Per series, in `slots` order.
     rules: Vec<RuleWindow>,
-    /// The distinct (column, is max) pairs of `min`/`max` rules.
+    /// The distinct (column, is max) pairs of `min`/`max` series.
     chains: Vec<(usize, bool)>,
+    /// Ticks are held at least this long (ms): the longest timeframe of the
+    /// whole rule set, so that duplicates are told apart and windows can be
+    /// rebuilt whatever the host's series.
+    span_floor: i64,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct RuleWindow {
     aggregation: Aggregation,
-    /// Column of the rule's field.
+    /// Column of the series' key.
     col: usize,
     /// Index in `Layout::timeframes`.
     tf: usize,
@@ -238,7 +282,7 @@ struct RuleWindow {
 }
 
 impl RuleWindow {
-    /// Whether the rule keeps a [`Running`] sum.
+    /// Whether the series keeps a [`Running`] sum.
     fn runs(self) -> bool {
         matches!(
             self.aggregation,
@@ -248,19 +292,39 @@ impl RuleWindow {
 }
 
 impl Layout {
-    pub(crate) fn new(rules: &[Arc<Rule>]) -> Layout {
-        let mut fields: Vec<Field> = rules.iter().map(|r| r.field().clone()).collect();
+    /// One series per rule, over the rule's own key (the version-1 layout;
+    /// tests).
+    #[cfg(test)]
+    pub(crate) fn for_rules(rules: &[Arc<Rule>]) -> Layout {
+        let slots = rules
+            .iter()
+            .enumerate()
+            .map(|(rule, r)| Slot {
+                rule,
+                key: r.field().clone(),
+            })
+            .collect();
+        let floor = rules.iter().map(|r| timeframe_ms(r)).max().unwrap_or(0);
+        Layout::new(rules, slots, floor)
+    }
+
+    /// The layout of these series of `rules`, holding ticks at least
+    /// `span_floor` ms.
+    pub(crate) fn new(rules: &[Arc<Rule>], slots: Vec<Slot>, span_floor: i64) -> Layout {
+        let mut fields: Vec<Key> = slots.iter().map(|s| s.key.clone()).collect();
         fields.sort();
         fields.dedup();
-        let mut timeframes: Vec<i64> = rules.iter().map(|r| timeframe_ms(r)).collect();
+        let mut timeframes: Vec<i64> = slots.iter().map(|s| timeframe_ms(&rules[s.rule])).collect();
         timeframes.sort_unstable();
         timeframes.dedup();
         let mut layout = Layout {
             by_timeframe: vec![Vec::new(); timeframes.len()],
+            span_floor,
             ..Layout::default()
         };
-        for (i, rule) in rules.iter().enumerate() {
-            let col = fields.binary_search(rule.field()).unwrap_or_default();
+        for (i, slot) in slots.iter().enumerate() {
+            let rule = &rules[slot.rule];
+            let col = fields.binary_search(&slot.key).unwrap_or_default();
             let tf = timeframes
                 .binary_search(&timeframe_ms(rule))
                 .unwrap_or_default();
@@ -289,31 +353,38 @@ impl Layout {
         }
         layout.standard = StandardField::ALL
             .iter()
-            .map(|f| fields.binary_search(&Field::Standard(*f)).unwrap_or(NONE))
+            .map(|f| fields.binary_search(&Key::from(*f)).unwrap_or(NONE))
             .collect();
         layout.fields = fields;
         layout.timeframes = timeframes;
+        layout.slots = slots;
         layout
     }
 
-    /// The column of `field` in a ring whose extra columns are `extra`.
-    fn column(&self, extra: &[Field], field: &Field) -> Option<usize> {
-        let col = match field {
-            Field::Standard(f) => self.standard.get(*f as usize).copied().unwrap_or(NONE),
-            Field::Custom(_) => self.fields.binary_search(field).unwrap_or(NONE),
+    /// The column of `key` in a ring whose extra columns are `extra`.
+    fn column(&self, extra: &[Key], key: &Key) -> Option<usize> {
+        let col = match (key.field(), key.instance()) {
+            (Field::Standard(f), None) => self.standard.get(*f as usize).copied().unwrap_or(NONE),
+            _ => self.fields.binary_search(key).unwrap_or(NONE),
         };
         if col != NONE {
             return Some(col);
         }
-        extra
-            .binary_search(field)
-            .ok()
-            .map(|j| self.fields.len() + j)
+        extra.binary_search(key).ok().map(|j| self.fields.len() + j)
     }
 
-    /// The longest timeframe (0 without rules): older ticks are in no window.
+    /// The column of series `slot`'s key.
+    pub(crate) fn slot_column(&self, slot: usize) -> usize {
+        self.rules[slot].col
+    }
+
+    /// How long ticks are held: older ones are in no window.
     fn span(&self) -> i64 {
-        self.timeframes.last().copied().unwrap_or(0)
+        self.timeframes
+            .last()
+            .copied()
+            .unwrap_or(0)
+            .max(self.span_floor)
     }
 }
 
@@ -371,8 +442,12 @@ pub(crate) struct HostWindows {
     ts: Vec<Millis>,
     /// Value columns, `capacity` values each.
     vals: Vec<f64>,
-    /// Fields of the columns after the layout's, sorted.
-    extra: Vec<Field>,
+    /// Keys of the columns after the layout's, sorted.
+    extra: Vec<Key>,
+    /// Per column (the layout's, then `extra`): the greatest `ts` taken in
+    /// with a value there (`Millis::MIN`: none). Not cut by the ring's span:
+    /// `staleAfter` and the retention of instances read it.
+    seen: Vec<Millis>,
     /// Per timeframe: the first sample in the window.
     lo: Vec<usize>,
     /// Per layout field: the newest sample with a value (`NONE`: none).
@@ -388,6 +463,9 @@ pub(crate) struct HostWindows {
     synced: usize,
     /// A late tick went in: aggregates are rebuilt at the next refresh.
     dirty: bool,
+    /// Columns were added since [`HostWindows::take_new_columns`] last
+    /// looked (a key no column had: maybe a new instance).
+    new_columns: bool,
 }
 
 /// The first `i` in `0..len` for which `before(i)` is false (`before` is
@@ -413,8 +491,44 @@ impl HostWindows {
             last: vec![NONE; layout.fields.len()],
             chains: vec![(0, 0); layout.chains.len()],
             running: vec![Running::default(); layout.rules.len()],
+            seen: vec![Millis::MIN; layout.fields.len()],
             ..HostWindows::default()
         }
+    }
+
+    /// The greatest `ts` taken in carrying column `col`'s key.
+    pub(crate) fn seen(&self, col: usize) -> Millis {
+        self.seen.get(col).copied().unwrap_or(Millis::MIN)
+    }
+
+    /// Whether a tick brought a key that had no column since the last call.
+    pub(crate) fn take_new_columns(&mut self) -> bool {
+        std::mem::take(&mut self.new_columns)
+    }
+
+    /// Calls `f(ts, key, value)` for every value held in the ring.
+    pub(crate) fn for_each_value(&self, layout: &Layout, mut f: impl FnMut(Millis, &Key, f64)) {
+        for (c, key) in layout.fields.iter().chain(&self.extra).enumerate() {
+            for s in self.head..self.end() {
+                let v = self.val(c, s);
+                if !v.is_nan() {
+                    f(self.ts_at(s), key, v);
+                }
+            }
+        }
+    }
+
+    /// Every column's key with the greatest `ts` that carried it.
+    pub(crate) fn all_keys<'a>(
+        &'a self,
+        layout: &'a Layout,
+    ) -> impl Iterator<Item = (&'a Key, Millis)> {
+        layout
+            .fields
+            .iter()
+            .chain(&self.extra)
+            .enumerate()
+            .map(move |(c, key)| (key, self.seen(c)))
     }
 
     fn cap(&self) -> usize {
@@ -476,13 +590,19 @@ impl HostWindows {
         true
     }
 
-    /// Writes `values` at position `p`; `false` if a field has no column.
+    /// Writes `values` at position `p`; `false` if a key has no column.
     fn write(&mut self, layout: &Layout, p: usize, values: &Values) -> bool {
         let cap = self.cap();
+        let ts = self.ts[p];
         let mut all = true;
-        for (field, &v) in values {
-            match layout.column(&self.extra, field) {
-                Some(c) => self.vals[c * cap + p] = v,
+        for (key, &v) in values {
+            match layout.column(&self.extra, key) {
+                Some(c) => {
+                    self.vals[c * cap + p] = v;
+                    if self.seen[c] < ts {
+                        self.seen[c] = ts;
+                    }
+                }
                 None => all = false,
             }
         }
@@ -515,11 +635,12 @@ impl HostWindows {
         self.chain_seqs = chain_seqs;
     }
 
-    /// Adds columns for the fields of `values` that have none, dropping the
-    /// extra columns with no value held.
+    /// Adds columns for the keys of `values` that have none, dropping the
+    /// extra columns with no value held (unless `keep` says to keep the
+    /// key: its `seen` still matters).
     fn add_columns(&mut self, layout: &Layout, values: &Values) {
         let k = layout.fields.len();
-        let mut extra: Vec<Field> = (0..self.extra.len())
+        let mut extra: Vec<Key> = (0..self.extra.len())
             .filter(|&j| (self.head..self.end()).any(|s| !self.val(k + j, s).is_nan()))
             .map(|j| self.extra[j].clone())
             .collect();
@@ -531,22 +652,35 @@ impl HostWindows {
         );
         extra.sort();
         extra.dedup();
-        let old: Vec<Field> = layout.fields.iter().chain(&self.extra).cloned().collect();
-        self.reorder(&old, &layout.fields, extra);
+        let old: Vec<Key> = layout.fields.iter().chain(&self.extra).cloned().collect();
+        self.reorder(&old, &layout.fields, extra, &[]);
+        self.new_columns = true;
     }
 
     /// Puts the columns in the order of `fields` then `extra`, where `old`
-    /// names the current columns in order (a field with no old column gets
-    /// an empty one).
-    fn reorder(&mut self, old: &[Field], fields: &[Field], extra: Vec<Field>) {
+    /// names the current columns in order (a key with no old column gets an
+    /// empty one, its `seen` from `seen_before` if there).
+    fn reorder(
+        &mut self,
+        old: &[Key],
+        fields: &[Key],
+        extra: Vec<Key>,
+        seen_before: &[(Key, Millis)],
+    ) {
         let cap = self.cap();
-        let mut vals = vec![f64::NAN; (fields.len() + extra.len()) * cap];
+        let n = fields.len() + extra.len();
+        let mut vals = vec![f64::NAN; n * cap];
+        let mut seen = vec![Millis::MIN; n];
         for (j, f) in fields.iter().chain(&extra).enumerate() {
             if let Some(o) = old.iter().position(|g| g == f) {
                 vals[j * cap..(j + 1) * cap].copy_from_slice(&self.vals[o * cap..(o + 1) * cap]);
+                seen[j] = self.seen.get(o).copied().unwrap_or(Millis::MIN);
+            } else if let Some((_, ts)) = seen_before.iter().find(|(k, _)| k == f) {
+                seen[j] = *ts;
             }
         }
         self.vals = vals;
+        self.seen = seen;
         self.extra = extra;
     }
 
@@ -555,8 +689,8 @@ impl HostWindows {
     /// rebuilt from the ring as of `t` (the last evaluated instant; `None`:
     /// every tick held).
     pub(crate) fn relayout(&mut self, old: &Layout, new: &Layout, t: Option<Millis>) {
-        let cols: Vec<Field> = old.fields.iter().chain(&self.extra).cloned().collect();
-        let mut extra: Vec<Field> = cols
+        let cols: Vec<Key> = old.fields.iter().chain(&self.extra).cloned().collect();
+        let mut extra: Vec<Key> = cols
             .iter()
             .enumerate()
             .filter(|(j, f)| {
@@ -566,7 +700,15 @@ impl HostWindows {
             .map(|(_, f)| f.clone())
             .collect();
         extra.sort();
-        self.reorder(&cols, &new.fields, extra);
+        // Keys that lose their column keep their `seen` for a later layout
+        // that reads them again within the retention (an instance coming
+        // back): kept here only for the columns moved.
+        let seen_before: Vec<(Key, Millis)> = cols
+            .iter()
+            .cloned()
+            .zip(self.seen.iter().copied())
+            .collect();
+        self.reorder(&cols, &new.fields, extra, &seen_before);
         let cap = self.cap();
         self.lo = vec![self.head; new.timeframes.len()];
         self.last = vec![NONE; new.fields.len()];
@@ -918,6 +1060,7 @@ mod tests {
                         value: 0.0,
                         timeframe: metrics_model::Duration::from_millis(tf as u64).unwrap(),
                         cooldown: metrics_model::Duration::ZERO,
+                        meta: crate::rule::RuleMeta::default(),
                     })
                     .unwrap(),
                 )
@@ -949,7 +1092,7 @@ mod tests {
             prop_assert!(
                 close(got, want, scale),
                 "{} {:?} tf {tf} at {t}: got {got:?}, want {want:?}",
-                rule.field().as_str(),
+                rule.field().to_string(),
                 rule.aggregation()
             );
         }
@@ -996,7 +1139,7 @@ mod tests {
             ops in proptest::collection::vec(host_op(), 1..300),
         ) {
             let mut rules = rules_of(&specs);
-            let mut layout = Layout::new(&rules);
+            let mut layout = Layout::for_rules(&rules);
             let mut hw = HostWindows::new(&layout);
             let mut seen: std::collections::BTreeMap<Millis, Values> = std::collections::BTreeMap::new();
             let mut last_t: Option<Millis> = None;
@@ -1037,7 +1180,7 @@ mod tests {
                     }
                     HostOp::Rules(specs) => {
                         let new_rules = rules_of(&specs);
-                        let new_layout = Layout::new(&new_rules);
+                        let new_layout = Layout::for_rules(&new_rules);
                         hw.relayout(&layout, &new_layout, last_t);
                         // Ticks older than the longest timeframe at the last
                         // evaluation are gone.
@@ -1057,7 +1200,7 @@ mod tests {
     fn host_windows_keep_other_fields_for_new_rules() {
         let cpu = rules_of(&[(Aggregation::Sum, 0, 100)]);
         let both = rules_of(&[(Aggregation::Sum, 0, 100), (Aggregation::Max, 2, 100)]);
-        let (l1, l2) = (Layout::new(&cpu), Layout::new(&both));
+        let (l1, l2) = (Layout::for_rules(&cpu), Layout::for_rules(&both));
         let mut hw = HostWindows::new(&l1);
         for ts in 1..=20 {
             let values: Values = [

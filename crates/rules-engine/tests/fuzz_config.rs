@@ -8,7 +8,7 @@
 //! fast). `scripts/fuzz` runs these with 100,000 cases each in release mode
 //! with overflow checks on; see docs/fuzzing.md.
 
-use metrics_model::{Field, StandardField};
+use metrics_model::StandardField;
 use proptest::prelude::*;
 use rules_engine::config::rules_from_json_text;
 use rules_engine::rule_tests::{TestFile, parse_notation};
@@ -195,7 +195,7 @@ proptest! {
         for r in &rules {
             let name = r["name"].as_str().unwrap().trim();
             let got = set.get(name).unwrap();
-            prop_assert_eq!(got.field(), &r["field"].as_str().unwrap().parse::<Field>().unwrap());
+            prop_assert_eq!(got.field(), &r["field"].as_str().unwrap().parse::<metrics_model::Key>().unwrap());
             prop_assert_eq!(got.value(), r["value"].as_f64().unwrap());
             prop_assert_eq!(
                 got.timeframe(),

@@ -352,10 +352,10 @@ fn removed_rules_resolve_and_edited_rules_keep_state() {
     );
     let states: Vec<_> = engine
         .incident_states()
-        .filter(|(_, _, s)| s.open.is_some())
+        .filter(|s| s.state.open.is_some())
         .collect();
     assert_eq!(states.len(), 1);
-    assert_eq!(states[0].0.name(), "keep");
+    assert_eq!(states[0].rule.name(), "keep");
     let values: Vec<_> = engine.window_values().map(|w| w.value).collect();
     assert_eq!(values, vec![Some(5.0)]);
 }

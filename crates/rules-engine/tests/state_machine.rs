@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use metrics_model::{Field, Tick};
+use metrics_model::{Key, Tick};
 use proptest::prelude::*;
 use rules_engine::replay::{ReplayOptions, replay};
 use rules_engine::{Aggregation, Event, Operand, Rule, RuleSet, RuleSpec, Transition};
@@ -31,6 +31,7 @@ fn rule_strategy() -> impl Strategy<Value = RuleSpec> {
             value: f64::from(value),
             timeframe: metrics_model::Duration::from_secs(tf * 10).unwrap(),
             cooldown: metrics_model::Duration::from_secs(cd * 10).unwrap(),
+            meta: rules_engine::rule::RuleMeta::default(),
         })
 }
 
@@ -49,10 +50,10 @@ fn ticks_strategy() -> impl Strategy<Value = Vec<Tick>> {
             .map(|(h, slot, cpu, q)| {
                 let mut values = Vec::new();
                 if let Some(v) = cpu {
-                    values.push(("cpu.usage".parse::<Field>().unwrap(), f64::from(v)));
+                    values.push(("cpu.usage".parse::<Key>().unwrap(), f64::from(v)));
                 }
                 if let Some(v) = q {
-                    values.push(("custom.q".parse::<Field>().unwrap(), f64::from(v)));
+                    values.push(("custom.q".parse::<Key>().unwrap(), f64::from(v)));
                 }
                 // Some ticks fall between instants (ts not a multiple of 10 s).
                 let ts = slot * 5_000;

@@ -91,7 +91,7 @@ fn each_mistake_names_rule_and_key() {
     check(
         json!([with("cooldwon", json!("1m"))]),
         &[
-            "rules[0].cooldwon: unknown key; valid keys are name, field, aggregation, operand, value, timeframe, cooldown (rule \"High CPU Usage\")",
+            "rules[0].cooldwon: unknown key; valid keys are name, field, aggregation, operand, value, timeframe, cooldown, hosts, scope, severity, labels, description, staleAfter (rule \"High CPU Usage\")",
         ],
     );
     check(
@@ -210,5 +210,229 @@ fn syntax_errors_give_line_and_column() {
     assert_eq!(
         e.problems(),
         vec!["$: expected a configuration object, got an array".to_owned()]
+    );
+}
+
+#[test]
+fn version_2_keys_are_valid() {
+    check(
+        json!([with("field", json!("disk.usage")), with("name", json!("b"))]),
+        &[],
+    );
+    let rule = json!({ "name": "Disk", "field": "disk.usage[/var]", "aggregation": "max",
+        "operand": "equalOrMoreThan", "value": 90, "timeframe": "1m",
+        "hosts": ["web-*", "!web-3", "db-?"], "scope": "host", "severity": "critical",
+        "labels": { "team": "ops", "_x9": "" }, "description": "Clean /var/log",
+        "staleAfter": "5m" });
+    check(json!([rule]), &[]);
+    check(
+        json!([with("scope", json!("cluster")), with("name", json!("c"))]),
+        &[],
+    );
+    let set = RuleSet::from_json(&json!([rule]), "r").unwrap();
+    let r = &set.rules()[0];
+    assert_eq!(r.to_json()["hosts"], json!(["web-*", "!web-3", "db-?"]));
+    assert_eq!(r.to_json()["staleAfter"], json!("5m"));
+    assert!(r.in_scope(&"web-1".parse().unwrap()));
+    assert!(!r.in_scope(&"web-3".parse().unwrap()));
+    assert!(r.in_scope(&"db-1".parse().unwrap()));
+    assert!(!r.in_scope(&"db-10".parse().unwrap()));
+    assert!(!r.in_scope(&"mail".parse().unwrap()));
+    // Only exclusions: every other host is in scope.
+    let only_not = RuleSet::from_json(&json!([with("hosts", json!(["!db-*"]))]), "r").unwrap();
+    assert!(only_not.rules()[0].in_scope(&"web-1".parse().unwrap()));
+    assert!(!only_not.rules()[0].in_scope(&"db-1".parse().unwrap()));
+}
+
+/// Every invalid form of every version-2 key: rejected, with the rule and
+/// the key named.
+#[test]
+#[allow(clippy::too_many_lines)] // One table.
+fn version_2_mistakes_name_rule_and_key() {
+    let long = "x".repeat(257);
+    let too_long_description = "d".repeat(1025);
+    let many: serde_json::Map<String, serde_json::Value> =
+        (0..33).map(|i| (format!("l{i}"), json!("v"))).collect();
+    let cases: Vec<(&str, serde_json::Value, &str)> = vec![
+        (
+            "field",
+            json!("cpu.usage[x]"),
+            "field: cpu.usage takes no instance",
+        ),
+        (
+            "field",
+            json!("disk.usage[]"),
+            "field: \"disk.usage[]\": an instance must not be empty",
+        ),
+        ("field", json!("disk.usage[a\u{1}]"), "control character"),
+        ("field", json!("disk.usage[a]b]"), "must not hold ']'"),
+        (
+            "field",
+            json!("disk.usag[/]"),
+            "field: unknown field \"disk.usag\"",
+        ),
+        ("hosts", json!([]), "hosts: must not be empty"),
+        (
+            "hosts",
+            json!("web-*"),
+            "hosts: expected an array of host patterns, got a string",
+        ),
+        (
+            "hosts",
+            json!([1]),
+            "hosts[0]: expected a host pattern (a string), got a number",
+        ),
+        (
+            "hosts",
+            json!([""]),
+            "hosts[0]: \"\": a pattern must not be empty",
+        ),
+        (
+            "hosts",
+            json!(["!"]),
+            "hosts[0]: \"!\": a pattern must not be empty",
+        ),
+        (
+            "hosts",
+            json!(["web-1", "web 2"]),
+            "hosts[1]: \"web 2\": ' ' is in no host name",
+        ),
+        (
+            "hosts",
+            json!(["{a}"]),
+            "hosts[0]: \"{a}\": '{' is in no host name",
+        ),
+        (
+            "scope",
+            json!("global"),
+            "scope: expected \"host\" or \"cluster\", got \"global\"",
+        ),
+        (
+            "scope",
+            json!(1),
+            "scope: expected \"host\" or \"cluster\", got 1",
+        ),
+        (
+            "severity",
+            json!("Critical"),
+            "severity: expected 1-32 of a-z 0-9 _ -",
+        ),
+        (
+            "severity",
+            json!(""),
+            "severity: expected 1-32 of a-z 0-9 _ -",
+        ),
+        (
+            "severity",
+            json!("a".repeat(33)),
+            "severity: expected 1-32 of a-z 0-9 _ -",
+        ),
+        (
+            "severity",
+            json!(3),
+            "severity: expected 1-32 of a-z 0-9 _ -",
+        ),
+        (
+            "labels",
+            json!("team=ops"),
+            "labels: expected an object of strings, got a string",
+        ),
+        (
+            "labels",
+            json!({"team": 1}),
+            "labels.team: expected a string, got a number",
+        ),
+        (
+            "labels",
+            json!({"9team": "a"}),
+            "labels.9team: label name \"9team\"",
+        ),
+        ("labels", json!({"te-am": "a"}), "labels.te-am: label name"),
+        (
+            "labels",
+            json!({"__x": "a"}),
+            "labels.__x: label names starting with \"__\" are reserved",
+        ),
+        (
+            "labels",
+            json!({"severity": "a"}),
+            "labels.severity: \"severity\" is set by bp-monitoring itself",
+        ),
+        (
+            "labels",
+            json!({"alertname": "a"}),
+            "labels.alertname: \"alertname\" is set by bp-monitoring itself",
+        ),
+        (
+            "labels",
+            json!({"host": "a"}),
+            "labels.host: \"host\" is set by bp-monitoring itself",
+        ),
+        (
+            "labels",
+            json!({"instance": "a"}),
+            "labels.instance: \"instance\" is set by bp-monitoring itself",
+        ),
+        (
+            "labels",
+            json!({"team": long}),
+            "labels.team: 257 bytes, at most 256",
+        ),
+        (
+            "labels",
+            serde_json::Value::Object(many),
+            "labels: 33 labels, at most 32",
+        ),
+        (
+            "description",
+            json!(5),
+            "description: expected a string, got a number",
+        ),
+        (
+            "description",
+            json!(too_long_description),
+            "description: 1025 bytes, at most 1024",
+        ),
+        (
+            "staleAfter",
+            json!("0s"),
+            "staleAfter: must be greater than 0",
+        ),
+        (
+            "staleAfter",
+            json!("soon"),
+            "staleAfter: \"soon\" is not a duration",
+        ),
+        ("staleAfter", json!(5), "staleAfter: expected a string"),
+    ];
+    for (key, value, expected) in cases {
+        let got = problems_of(&json!([with(key, value.clone())]));
+        assert_eq!(got.len(), 1, "{key} = {value}: {got:#?}");
+        assert!(
+            got[0].starts_with("pro.alerting.rules[0].")
+                && got[0].contains(expected)
+                && got[0].ends_with("(rule \"High CPU Usage\")"),
+            "{key} = {value}: {:?} should contain {expected:?} and name the rule",
+            got[0]
+        );
+    }
+    // `last` cannot be cluster-wide.
+    let mut last = with("scope", json!("cluster"));
+    last["aggregation"] = json!("last");
+    check(
+        json!([last]),
+        &["rules[0].scope: \"last\" cannot be used with scope \"cluster\""],
+    );
+    // Every problem at once, across keys.
+    let mut several = with("severity", json!("BAD"));
+    several["labels"] = json!({"__a": "x"});
+    several["hosts"] = json!([]);
+    check(
+        json!([several]),
+        &[
+            "rules[0].severity:",
+            "rules[0].labels.__a:",
+            "rules[0].hosts:",
+        ],
     );
 }

@@ -156,7 +156,7 @@ pub fn series(host: &str, t0: i64, field: &str, values: &[(usize, f64)]) -> Vec<
     let host: metrics_model::HostName = host
         .parse()
         .unwrap_or_else(|e| panic!("host {host:?}: {e}"));
-    let field: metrics_model::Field = field
+    let field: metrics_model::Key = field
         .parse()
         .unwrap_or_else(|e| panic!("field {field:?}: {e}"));
     let mut out = Vec::new();

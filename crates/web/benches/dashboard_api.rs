@@ -18,7 +18,7 @@ use alerter::AlerterStats;
 use metrics_model::store::TickStore;
 use metrics_model::time::floor_to;
 use metrics_model::time::now_ms;
-use metrics_model::{Field, StandardField, Tick};
+use metrics_model::{StandardField, Tick};
 use redis_store::{RedisOptions, RedisStore};
 use test_support::RedisServer;
 use web::{self as http, AppState, HttpConfig};
@@ -63,9 +63,9 @@ async fn load(store: &RedisStore, nodes: usize, hours: usize) {
                 Tick::new(
                     host.clone(),
                     ts,
-                    StandardField::ALL.iter().enumerate().map(|(k, f)| {
+                    StandardField::V1.iter().enumerate().map(|(k, f)| {
                         (
-                            Field::Standard(*f),
+                            metrics_model::Key::from(*f),
                             ((x + k as f64) * 0.37).sin().abs() * 90.0,
                         )
                     }),

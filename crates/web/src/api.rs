@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use incidents::persist;
 use metrics_model::store::{AlertStore, StoreError, TickStore};
 use metrics_model::time::{Millis, format_rfc3339};
-use metrics_model::{Field, HostName, StandardField};
+use metrics_model::{HostName, Key, StandardField};
 use rules_engine::Incident;
 use serde::Serialize;
 use serde_json::json;
@@ -228,7 +228,7 @@ async fn selected<T: TickStore, A>(
 #[derive(Debug, Serialize)]
 struct SeriesOut {
     node: HostName,
-    field: Field,
+    field: Key,
     /// Per statistic, one value per bucket (`null`: no tick). `f32`, as
     /// the cache keeps them, so the JSON carries their shortest form.
     #[serde(flatten)]
@@ -283,7 +283,7 @@ pub async fn series<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'sta
         None
     };
     let mut out = Vec::with_capacity(hosts.len() * fields.len());
-    let has_custom = fields.iter().any(Field::is_custom);
+    let has_custom = fields.iter().any(|k| cache::cached_field(k).is_none());
     let entries = if cached {
         prepare(&state, &hosts, now, from).await?
     } else {
@@ -303,8 +303,8 @@ pub async fn series<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'sta
             _ => None,
         };
         for field in &fields {
-            let buckets = match (field, &slow, guard.as_deref()) {
-                (Field::Standard(f), None, Some(g)) => g.downsample(*f, &grid),
+            let buckets = match (cache::cached_field(field), &slow, guard.as_deref()) {
+                (Some(f), None, Some(g)) => g.downsample(f, &grid),
                 (_, Some(ticks), _) => cache::downsample_ticks(ticks, field, &grid),
                 _ => vec![Acc::default(); grid.n],
             };
@@ -372,15 +372,13 @@ pub async fn overview<T: TickStore + Clone + 'static, A: AlertStore + Clone + 's
             let sum = |f| g.aggregate(f, from, to).get(Stat::Sum).unwrap_or(0.0);
             let peak = |f| g.aggregate(f, from, to).get(Stat::Max).map(|v| v as f32);
             let last = g.last().filter(|t| t.ts >= from && t.ts <= to);
-            let cur = |f: StandardField| last.and_then(|t| t.get(&Field::Standard(f)));
+            let cur = |f: StandardField| last.and_then(|t| t.standard(f));
             let seen = last_seen.get(host).copied().unwrap_or(Millis::MIN);
             OverviewRow {
                 node: host.clone(),
                 last_seen: seen,
                 stale: now - seen > stale_ms,
-                uptime: g
-                    .last()
-                    .and_then(|t| t.get(&Field::Standard(StandardField::Uptime))),
+                uptime: g.last().and_then(|t| t.standard(StandardField::Uptime)),
                 cpu: cur(StandardField::CpuUsage),
                 cpu_peak: peak(StandardField::CpuUsage),
                 mem: cur(StandardField::MemUsage),

@@ -1,6 +1,6 @@
 //! The downsampling cache: what makes a 24 h or 7 d view of 50 nodes cheap.
 //!
-//! Per node, two tiers of the twelve standard fields:
+//! Per node, two tiers of the twelve version-1 standard fields:
 //! - **raw**: every tick of the last [`RAW_SPAN_MS`] (25 h) as columns
 //!   (`ts: i64`, one `f32` column per field, NaN when absent), ≈ 56 bytes per
 //!   tick, ≈ 0.5 MB per node at a 10 s interval;
@@ -15,8 +15,9 @@
 //! dashboard only after a restart). Values are `f32` in the cache: about 7
 //! significant digits, plenty for percentages and counts.
 //!
-//! Custom fields are not cached: their ranges are read from the store on
-//! each request (see [`downsample_ticks`]).
+//! Other keys (custom fields, the version-2 fields, keys with an instance)
+//! are not cached: their ranges are read from the store on each request
+//! (see [`downsample_ticks`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use std::time::Instant;
 
 use metrics_model::store::{StoreError, TickStore};
 use metrics_model::time::{Millis, floor_to};
-use metrics_model::{Field, HostName, StandardField, Tick};
+use metrics_model::{Field, HostName, Key, StandardField, Tick};
 
 /// How far back the raw tier reaches.
 pub const RAW_SPAN_MS: i64 = 25 * 3_600_000;
@@ -39,7 +40,15 @@ pub const OVERLAP_MS: i64 = 60_000;
 /// Buckets per series at most.
 pub const MAX_POINTS: i64 = 2_000;
 
-const NF: usize = StandardField::ALL.len();
+const NF: usize = StandardField::V1.len();
+
+/// The cached field `key` is, if any: a bare version-1 standard field.
+pub fn cached_field(key: &Key) -> Option<StandardField> {
+    match (key.field(), key.instance()) {
+        (Field::Standard(f), None) if (*f as usize) < NF => Some(*f),
+        _ => None,
+    }
+}
 
 /// A statistic of a bucket: the rules engine's aggregation (one enum for
 /// both), of which the cache answers all but `last` (it keeps sums,
@@ -156,7 +165,7 @@ pub fn clamp_step(from: Millis, to: Millis, wanted: i64, unit: i64) -> i64 {
 }
 
 /// Downsamples ticks (any field, custom ones included) onto a grid.
-pub fn downsample_ticks(ticks: &[Tick], field: &Field, grid: &Grid) -> Vec<Acc> {
+pub fn downsample_ticks(ticks: &[Tick], field: &Key, grid: &Grid) -> Vec<Acc> {
     let mut out = vec![Acc::default(); grid.n];
     for t in ticks {
         if let (Some(i), Some(v)) = (grid.index(t.ts), t.get(field)) {
@@ -215,10 +224,7 @@ impl Rollup {
 }
 
 fn field_index(f: StandardField) -> usize {
-    StandardField::ALL
-        .iter()
-        .position(|x| *x == f)
-        .unwrap_or_default()
+    (f as usize).min(NF - 1)
 }
 
 impl SeriesCache {
@@ -447,9 +453,9 @@ impl HostCache {
 
 fn standard_values(tick: &Tick) -> [f32; NF] {
     let mut values = [f32::NAN; NF];
-    for (field, v) in tick.values() {
-        if let Field::Standard(s) = field {
-            values[field_index(*s)] = *v as f32;
+    for (key, v) in tick.values() {
+        if let Some(s) = cached_field(key) {
+            values[field_index(s)] = *v as f32;
         }
     }
     values
@@ -472,7 +478,7 @@ mod tests {
         Tick::new(
             host.parse().unwrap(),
             ts,
-            [(Field::Standard(StandardField::CpuUsage), cpu)],
+            [(Key::from(StandardField::CpuUsage), cpu)],
         )
     }
 

@@ -106,15 +106,19 @@ pub async fn render<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'sta
         &mut out,
         "bp_metric",
         "gauge",
-        "Latest value of a field (label field) reported by a node (label node).",
+        "Latest value of a field (label field; label instance for a key with one, such as disk.usage[/var]) reported by a node (label node).",
     );
     for t in &latest {
-        for (field, v) in t.values() {
+        for (key, v) in t.values() {
+            let instance = key
+                .instance()
+                .map(|i| format!(",instance=\"{}\"", escape_label(i.as_str())))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "bp_metric{{node=\"{}\",field=\"{}\"}} {}",
+                "bp_metric{{node=\"{}\",field=\"{}\"{instance}}} {}",
                 escape_label(t.host.as_str()),
-                escape_label(field.as_str()),
+                escape_label(key.field().as_str()),
                 num(*v)
             );
         }

@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 
 use metrics_model::time::{Millis, parse_rfc3339};
-use metrics_model::{Field, HostName};
+use metrics_model::{HostName, Key};
 
 use crate::api::ApiError;
 use crate::cache::{self, Grid, Stat};
@@ -257,8 +257,9 @@ pub struct SeriesQuery {
     pub from: Millis,
     /// End of the range, inclusive.
     pub to: Millis,
-    /// `fields=`: at least one.
-    pub fields: Vec<Field>,
+    /// `fields=`: at least one key (a field, or a field with an instance:
+    /// `disk.usage[/var]`).
+    pub fields: Vec<Key>,
     /// `stats=`: default avg, min, max.
     pub stats: Vec<Stat>,
     /// The step asked for (`step=` or `auto`), before [`SeriesQuery::plan`]
@@ -287,7 +288,7 @@ impl SeriesQuery {
             &["fields", "nodes", "from", "to", "range", "step", "stats"],
         )?;
         let (from, to) = args.window(now, DEFAULT_RANGE_MS)?;
-        let fields: Vec<Field> = match args.list("fields") {
+        let fields: Vec<Key> = match args.list("fields") {
             None => {
                 return Err(ApiError::bad(
                     "fields",
@@ -297,11 +298,7 @@ impl SeriesQuery {
             Some(l) if l.is_empty() => return Err(ApiError::bad("fields", "no field given")),
             Some(l) => l
                 .into_iter()
-                .map(|f| {
-                    f.parse().map_err(|e: metrics_model::field::FieldError| {
-                        ApiError::bad("fields", e.to_string())
-                    })
-                })
+                .map(|f| Key::parse_tick_key(f).map_err(|e| ApiError::bad("fields", e.to_string())))
                 .collect::<Result<_, _>>()?,
         };
         // Each field once: a repeated name adds nothing but size.

@@ -21,7 +21,7 @@ use http_body_util::BodyExt as _;
 use metrics_model::store::TickStore as _;
 use metrics_model::time::floor_to;
 use metrics_model::time::now_ms;
-use metrics_model::{Field, MemoryAlertStore, MemoryStore, StandardField, Tick};
+use metrics_model::{MemoryAlertStore, MemoryStore, StandardField, Tick};
 use serde_json::Value;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use test_support::fuzz::config;
@@ -65,8 +65,11 @@ fn fixture() -> Fixture {
                 host.parse().unwrap(),
                 end - i * 10_000,
                 [
-                    (Field::Standard(StandardField::CpuUsage), 12.5 + i as f64),
-                    (Field::Standard(StandardField::MemUsage), 40.0),
+                    (
+                        metrics_model::Key::from(StandardField::CpuUsage),
+                        12.5 + i as f64,
+                    ),
+                    (metrics_model::Key::from(StandardField::MemUsage), 40.0),
                     ("custom.queue".parse().unwrap(), 3.0),
                 ],
             ));

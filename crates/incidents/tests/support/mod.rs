@@ -79,7 +79,11 @@ pub fn incident(rule: &str, host: &str, start: i64, value: f64) -> Incident {
     Incident {
         id: Uuid::new_v4(),
         rule_name: Arc::from(rule),
-        host_name: host.parse::<HostName>().expect("valid host name"),
+        host_name: HostName::parse_subject(host).expect("valid host name"),
+        instance: None,
+        severity: None,
+        labels: None,
+        description: None,
         start_time: start,
         end_time: None,
         trigger_value: value,

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use metrics_model::store::{StoreError, TickStore};
-use metrics_model::{Field, HostName, StandardField, Tick};
+use metrics_model::{HostName, Key, StandardField, Tick};
 
 pub fn host(name: &str) -> HostName {
     name.parse().unwrap()
@@ -105,7 +105,7 @@ pub async fn append_and_range<S: TickStore>(s: &S) {
 }
 
 pub async fn values_round_trip<S: TickStore>(s: &S) {
-    let fields: Vec<(Field, f64)> = vec![
+    let fields: Vec<(Key, f64)> = vec![
         (StandardField::CpuUsage.into(), 63.52),
         (StandardField::MemUsage.into(), 0.1 + 0.2),
         (StandardField::MemFree.into(), 8_123_456.0),
@@ -116,6 +116,20 @@ pub async fn values_round_trip<S: TickStore>(s: &S) {
         (StandardField::EventsInCount.into(), 17.0),
         ("custom.queue_depth".parse().unwrap(), 42.5),
         (format!("custom.{}", "x".repeat(64)).parse().unwrap(), -1.0),
+        // Version 2: keys with instances, and the new bare fields.
+        ("disk.usage[/var]".parse().unwrap(), 91.25),
+        ("disk.usage[/]".parse().unwrap(), 40.0),
+        ("disk.free[/var]".parse().unwrap(), 1_234_567.0),
+        ("net.rx[eth0]".parse().unwrap(), 1e6),
+        ("process.count[node]".parse().unwrap(), 0.0),
+        ("load.1".parse().unwrap(), 0.75),
+        ("swap.usage".parse().unwrap(), 3.5),
+        ("custom.queue[orders]".parse().unwrap(), 5.0),
+        ("custom.queue[<script>/data (x)*?]".parse().unwrap(), 6.0),
+        (
+            format!("disk.usage[{}]", "é".repeat(128)).parse().unwrap(),
+            1.0,
+        ),
     ];
     let t = Tick::new(host("v"), 1_767_225_600_000, fields);
     let empty = Tick::new(host("v"), 1_767_225_610_000, []);
