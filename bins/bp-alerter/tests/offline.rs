@@ -241,8 +241,24 @@ fn replay_bad_input_names_the_line() {
             "line 2: not JSON",
         ),
         (
+            r#"{"host":"a","ts":1,"values":{"disk.usag":1}}"#,
+            "line 2: values.disk.usag: unknown field",
+        ),
+        (
             r#"{"host":"a","ts":1,"values":{"disk.usage":1}}"#,
-            "line 2: values.disk.usage: unknown field",
+            "line 2: values.disk.usage: disk.usage is carried only with an instance in ticks",
+        ),
+        (
+            r#"{"host":"a","ts":1,"values":{"cpu.usage[0]":1}}"#,
+            "line 2: values.cpu.usage[0]: cpu.usage takes no instance",
+        ),
+        (
+            r#"{"host":"a","ts":1,"values":{"disk.usage[/a\u0007]":1}}"#,
+            "line 2: values.disk.usage[/a\u{7}]: \"disk.usage[/a\u{7}]\": an instance must not hold a control character",
+        ),
+        (
+            r#"{"host":"a","ts":1,"values":{"disk.usage[]":1}}"#,
+            "an instance must not be empty",
         ),
         (
             r#"{"host":"<script>","ts":1,"values":{}}"#,

@@ -6,8 +6,11 @@
 //! { "requests": [12.5, 3],
 //!   "eventsIn": 1, "eventsOut": 2, "warnings": 0, "errors": 1, "criticals": 0,
 //!   "counters": { "custom.jobs": 3 },
-//!   "gauges": { "custom.queue_depth": 17 } }
+//!   "gauges": { "custom.queue_depth": 17, "custom.queue[orders]": 5 } }
 //! ```
+//!
+//! A custom name may carry an instance, `custom.queue[orders]` (1–256 bytes,
+//! no control character, no `]`): one series per instance.
 //!
 //! `requests` lists latencies in ms, one per completed request (kept as
 //! sent, to the precision of an `f64`); the five counts are whole numbers
@@ -20,7 +23,7 @@
 
 use std::collections::BTreeMap;
 
-use metrics_model::field::{Field, StandardField};
+use metrics_model::field::StandardField;
 use serde::Deserialize;
 
 use crate::error::CollectorError;
@@ -120,11 +123,11 @@ pub fn parse(body: &[u8]) -> Result<JsonMetrics, CollectorError> {
         for (map, what) in [(&b.counters, "counters"), (&b.gauges, "gauges")] {
             for (name, v) in map {
                 let key = at(&format!("{what}.{name}"));
-                match name.parse::<Field>() {
-                    Ok(f) if f.is_custom() => {}
+                match metrics_model::Key::parse_tick_key(name) {
+                    Ok(f) if f.field().is_custom() => {}
                     Ok(_) => {
                         return Err(CollectorError::Json(format!(
-                            "{key}: only custom.<name> fields go in {what}"
+                            "{key}: only custom.<name> fields (or custom.<name>[<instance>]) go in {what}"
                         )));
                     }
                     Err(e) => return Err(CollectorError::Json(format!("{key}: {e}"))),

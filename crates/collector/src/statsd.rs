@@ -14,6 +14,7 @@
 //! | `custom.jobs:3\|c` | custom counter `custom.jobs` + 3 (`-3`: − 3, a `decr`) |
 //! | `custom.queue_depth:17\|g` | custom gauge set to 17 (`+3` / `-3` adjust it) |
 //! | `custom.users:alice\|s` | custom set: the tick reports the distinct values of the interval |
+//! | `custom.queue[orders]:5\|g` | the instance `orders` of custom gauge `custom.queue` (any custom type takes an instance: 1–256 bytes, no control character, no `]`; it may hold `:`) |
 //!
 //! The standard field names (`eventsIn.count:1|c`, …) are accepted as aliases
 //! of the `bp.*` names. A sample rate `|@0.3` makes a line stand for `1/rate`
@@ -154,6 +155,31 @@ fn sample_rate<'a>(sections: impl Iterator<Item = &'a str>) -> Result<f64, Strin
     Ok(rate)
 }
 
+/// Splits `<name>:<rest>`. A custom name may carry an instance,
+/// `custom.queue[orders]`, whose text may hold `:`: the name then runs to
+/// the first `]` after its `[`, and a `:` must follow it.
+fn split_name(line: &str) -> Result<Option<(&str, &str)>, String> {
+    let Some(colon) = line.find(':') else {
+        return Ok(None);
+    };
+    let Some(open) = line[..colon].find('[') else {
+        return Ok(Some((&line[..colon], &line[colon + 1..])));
+    };
+    let Some(close) = line[open..].find(']').map(|i| open + i) else {
+        return Err(format!(
+            "{:?}: an instance is written <name>[<instance>], with a closing ']'",
+            shorten(line)
+        ));
+    };
+    match line[close + 1..].strip_prefix(':') {
+        Some(rest) => Ok(Some((&line[..=close], rest))),
+        None => Err(format!(
+            "{:?}: expected ':' right after the instance's ']' (an instance must not hold ']')",
+            shorten(line)
+        )),
+    }
+}
+
 /// A custom field's line (its name already checked).
 fn custom_metric<'a>(
     name: &'a str,
@@ -191,7 +217,7 @@ pub fn parse_line(line: &str) -> Result<Metric<'_>, String> {
                 .to_owned(),
         );
     }
-    let Some((name, rest)) = line.split_once(':') else {
+    let Some((name, rest)) = split_name(line)? else {
         return Err("expected <name>:<value>|<type>".to_owned());
     };
     let mut sections = rest.split('|');
@@ -206,13 +232,17 @@ pub fn parse_line(line: &str) -> Result<Metric<'_>, String> {
         ));
     };
     let rate = sample_rate(sections)?;
-    if let Some(short) = name.strip_prefix(CUSTOM_PREFIX)
-        && !is_valid_custom_name(short)
-    {
-        return Err(format!(
-            "{name:?} is not a valid custom field: the name after \"custom.\" must be 1-64 \
-             of A-Z a-z 0-9 _ - ."
-        ));
+    if let Some(short) = name.strip_prefix(CUSTOM_PREFIX) {
+        let bare = short.split_once('[').map_or(short, |(n, _)| n);
+        if !is_valid_custom_name(bare) {
+            return Err(format!(
+                "{name:?} is not a valid custom field: the name after \"custom.\" must be 1-64 \
+                 of A-Z a-z 0-9 _ - ."
+            ));
+        }
+        if bare.len() != short.len() {
+            metrics_model::Key::parse_tick_key(name).map_err(|e| e.to_string())?;
+        }
     }
     let is_custom = name.starts_with(CUSTOM_PREFIX);
     if kind == Kind::Set {
@@ -408,6 +438,21 @@ mod tests {
             }),
         );
         check(
+            "custom.queue[orders]:5|g",
+            Ok(CustomGauge {
+                name: "custom.queue[orders]",
+                value: 5.0,
+                relative: false,
+            }),
+        );
+        check(
+            "custom.jobs[C:/x y]:2|c",
+            Ok(CustomCounter {
+                name: "custom.jobs[C:/x y]",
+                n: 2.0,
+            }),
+        );
+        check(
             "custom.queue_depth:17|g",
             Ok(CustomGauge {
                 name: "custom.queue_depth",
@@ -453,6 +498,11 @@ mod tests {
         check("cpu.usage:1|g", Err("unknown metric name \"cpu.usage\""));
         check("bp.foo:1|c", Err("unknown metric name"));
         check("custom.a b:1|c", Err("not a valid custom field"));
+        check("custom.q[a]b]:1|c", Err("must not hold ']'"));
+        check("custom.q[a:1|c", Err("with a closing ']'"));
+        check("custom.q[]:1|g", Err("must not be empty"));
+        check("custom.q[a\u{1}]:1|g", Err("control character"));
+        check("cpu.usage[x]:1|g", Err("cpu.usage"));
         check("custom.:1|c", Err("not a valid custom field"));
         check("custom.x:1|ms", Err("custom fields take type c"));
     }

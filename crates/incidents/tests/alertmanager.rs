@@ -233,6 +233,47 @@ async fn an_alert_appears_while_open_and_is_resolved_by_the_resolve_push() {
         ends > now_ms() + 30 * 60_000,
         "open alerts are valid for 4 × resendInterval: {a:#}"
     );
+    // A version-1 incident gives exactly the version-1 labels.
+    let names: Vec<&String> = a["labels"].as_object().unwrap().keys().collect();
+    assert_eq!(names, ["alertname", "host"], "{a:#}");
+
+    // Version 2: instance, severity and the rule's labels become labels,
+    // the description an annotation; a cluster rule's host is `*`.
+    let mut disk = incident("Disk almost full", "node-am", start_ms, 95.0);
+    disk.instance = Some("/var".parse().unwrap());
+    disk.severity = Some("critical".into());
+    disk.labels = Some(std::sync::Arc::new(
+        [("team".to_owned(), "ops".to_owned())]
+            .into_iter()
+            .collect(),
+    ));
+    disk.description = Some("Clean /var/log or grow the volume".into());
+    let mut cluster = incident("Errors across the cluster", "*", start_ms, 108.0);
+    cluster.severity = Some("warning".into());
+    dispatcher.submit(3, opened(&disk)).unwrap();
+    dispatcher.submit(4, opened(&cluster)).unwrap();
+    let done = completions(&mut rx, 2).await;
+    assert!(
+        done.iter().all(|c| c.failures.is_empty()),
+        "{:?}\n{}",
+        done.iter().map(|c| &c.failures).collect::<Vec<_>>(),
+        am.log()
+    );
+    let d = am.wait_active("Disk almost full", "node-am").await;
+    assert_eq!(d["labels"]["instance"], json!("/var"), "{d:#}");
+    assert_eq!(d["labels"]["severity"], json!("critical"), "{d:#}");
+    assert_eq!(d["labels"]["team"], json!("ops"), "{d:#}");
+    assert_eq!(
+        d["annotations"]["description"],
+        json!("Clean /var/log or grow the volume")
+    );
+    assert_eq!(
+        d["annotations"]["summary"],
+        json!("Disk almost full on node-am /var: 95")
+    );
+    let c = am.wait_active("Errors across the cluster", "*").await;
+    assert_eq!(c["labels"]["severity"], json!("warning"), "{c:#}");
+    assert!(c["labels"].get("instance").is_none(), "{c:#}");
 
     // Resolve.
     let end_ms = now_ms() - 1_000;
@@ -242,7 +283,7 @@ async fn an_alert_appears_while_open_and_is_resolved_by_the_resolve_push() {
     wait_resolved(&am, "AM Rule", "node-am", end_ms).await;
     am.wait_active("Seeded Rule", "node-s").await;
     let hook = dispatcher.alertmanager().unwrap();
-    assert_eq!(hook.resend_stats().await.open, 1);
+    assert_eq!(hook.resend_stats().await.open, 3, "Seeded Rule, Disk almost full, Errors across the cluster");
     dispatcher.shutdown(DEADLINE).await;
 }
 

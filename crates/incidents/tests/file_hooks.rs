@@ -266,7 +266,10 @@ async fn executable_hook_one_line_per_transition_with_env_and_stdin() {
     write_executable(&dir.path().join("record.sh"), &recorder(out.path()));
     let (dispatcher, mut rx) = start(&config(dir.path(), json!({})));
     let a = incident("Exec Rule", "node-a", 1_700_000_000_000, 80.0);
-    let b = incident("Exec Rule", "node-b", 1_700_000_010_000, 12.25);
+    let mut b = incident("Exec Rule", "node-b", 1_700_000_010_000, 12.25);
+    // Version 2: an instance (arbitrary text: never interpolated) and a severity.
+    b.instance = Some("/data (x)*? $(id) `x`".parse().unwrap());
+    b.severity = Some("critical".into());
     let transitions = [opened(&a), opened(&b), resolved(&a, 1_700_000_020_000)];
     for (i, t) in transitions.iter().enumerate() {
         assert!(dispatcher.submit(i as u64 + 1, t.clone()).unwrap());
@@ -290,6 +293,8 @@ async fn executable_hook_one_line_per_transition_with_env_and_stdin() {
         ("BP_INCIDENT_ID", a.id.to_string()),
         ("BP_INCIDENT_RULE_NAME", "Exec Rule".into()),
         ("BP_INCIDENT_HOST_NAME", "node-a".into()),
+        ("BP_INCIDENT_INSTANCE", String::new()),
+        ("BP_INCIDENT_SEVERITY", String::new()),
         ("BP_INCIDENT_START_TIME", "2023-11-14T22:13:20.000Z".into()),
         ("BP_INCIDENT_END_TIME", "2023-11-14T22:13:40.000Z".into()),
         ("BP_INCIDENT_TRIGGER_VALUE", "80.0".into()),
@@ -313,6 +318,23 @@ async fn executable_hook_one_line_per_transition_with_env_and_stdin() {
             .map(String::as_str),
         Some("12.25")
     );
+    assert_eq!(
+        open_env.get("BP_INCIDENT_INSTANCE").map(String::as_str),
+        Some("/data (x)*? $(id) `x`")
+    );
+    assert_eq!(
+        open_env.get("BP_INCIDENT_SEVERITY").map(String::as_str),
+        Some("critical")
+    );
+    let b_stdin: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join(format!("{}:opened.json", b.id))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        b_stdin["incident"]["instance"],
+        json!("/data (x)*? $(id) `x`")
+    );
+    assert_eq!(b_stdin["incident"]["severity"], json!("critical"));
 
     let stdin: Value = serde_json::from_str(
         &std::fs::read_to_string(out.path().join(format!("{key}.json"))).unwrap(),

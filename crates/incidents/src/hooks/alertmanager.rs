@@ -4,12 +4,19 @@
 //! Each incident is one alert:
 //!
 //! ```json
-//! [{"labels": {"alertname": "<rule name>", "host": "<host>"},
-//!   "annotations": {"summary": "<rule name> on <host>: <trigger value>",
+//! [{"labels": {"alertname": "<rule name>", "host": "<host>",
+//!              "instance": "/var", "severity": "critical", "team": "ops"},
+//!   "annotations": {"summary": "<rule name> on <host>[ <instance>]: <trigger value>",
+//!                   "description": "<the rule's description>",
 //!                   "triggerValue": "75", "incidentId": "<uuid>",
 //!                   "startTime": "<RFC 3339>"},
 //!   "startsAt": "<start time>", "endsAt": "<see below>"}]
 //! ```
+//!
+//! `instance`, `severity`, each of the rule's labels and `description`
+//! appear only when the incident has them (a version-1 rule's alert is the
+//! version-1 alert). The rule's labels cannot shadow `alertname`, `host`,
+//! `instance` or `severity` (validation refuses those names).
 //!
 //! - Open: `endsAt` is now + 4 × `resendInterval`, as Prometheus does, so
 //!   Alertmanager resolves the alert by itself if the alerter stops
@@ -181,14 +188,38 @@ impl AlertmanagerHook {
             )
         });
         let value = format_value(inc.trigger_value);
+        let mut labels = serde_json::Map::new();
+        if let Some(rule_labels) = &inc.labels {
+            for (k, v) in rule_labels.iter() {
+                labels.insert(k.clone(), v.clone().into());
+            }
+        }
+        labels.insert("alertname".into(), (*inc.rule_name).into());
+        labels.insert("host".into(), inc.host_name.as_str().into());
+        let on = match &inc.instance {
+            Some(i) => {
+                labels.insert("instance".into(), i.as_str().into());
+                format!("{} {}", inc.host_name.as_str(), i.as_str())
+            }
+            None => inc.host_name.as_str().to_owned(),
+        };
+        if let Some(s) = &inc.severity {
+            labels.insert("severity".into(), (**s).into());
+        }
+        let mut annotations = serde_json::Map::new();
+        annotations.insert(
+            "summary".into(),
+            format!("{} on {on}: {value}", inc.rule_name).into(),
+        );
+        if let Some(d) = &inc.description {
+            annotations.insert("description".into(), (**d).into());
+        }
+        annotations.insert("triggerValue".into(), value.into());
+        annotations.insert("incidentId".into(), inc.id.to_string().into());
+        annotations.insert("startTime".into(), format_rfc3339(inc.start_time).into());
         json!({
-            "labels": {"alertname": &*inc.rule_name, "host": inc.host_name.as_str()},
-            "annotations": {
-                "summary": format!("{} on {}: {}", inc.rule_name, inc.host_name.as_str(), value),
-                "triggerValue": value,
-                "incidentId": inc.id.to_string(),
-                "startTime": format_rfc3339(inc.start_time),
-            },
+            "labels": labels,
+            "annotations": annotations,
             "startsAt": format_rfc3339(inc.start_time),
             "endsAt": format_rfc3339(ends_at),
         })

@@ -282,10 +282,12 @@ impl Hook for ExecHook {
 }
 
 /// The variables given to file hooks: `BP_INCIDENT_ID`,
-/// `BP_INCIDENT_RULE_NAME`, `BP_INCIDENT_HOST_NAME`,
-/// `BP_INCIDENT_START_TIME` and `BP_INCIDENT_END_TIME` (RFC 3339; the end
-/// time empty while open), `BP_INCIDENT_TRIGGER_VALUE`, `BP_INCIDENT_EVENT`
-/// (`opened` or `resolved`) and `BP_IDEMPOTENCY_KEY`.
+/// `BP_INCIDENT_RULE_NAME`, `BP_INCIDENT_HOST_NAME` (`*` for a cluster-wide
+/// rule), `BP_INCIDENT_INSTANCE` and `BP_INCIDENT_SEVERITY` (empty when the
+/// incident has none), `BP_INCIDENT_START_TIME` and `BP_INCIDENT_END_TIME`
+/// (RFC 3339; the end time empty while open), `BP_INCIDENT_TRIGGER_VALUE`,
+/// `BP_INCIDENT_EVENT` (`opened` or `resolved`) and `BP_IDEMPOTENCY_KEY`.
+/// Labels and the description are in the JSON on stdin.
 pub fn env_vars(d: &Delivery) -> Vec<(String, String)> {
     let inc = &d.transition.incident;
     let trigger = serde_json::to_string(&inc.trigger_value).unwrap_or_default();
@@ -295,6 +297,17 @@ pub fn env_vars(d: &Delivery) -> Vec<(String, String)> {
         (
             "BP_INCIDENT_HOST_NAME".into(),
             inc.host_name.as_str().to_owned(),
+        ),
+        (
+            "BP_INCIDENT_INSTANCE".into(),
+            inc.instance
+                .as_ref()
+                .map(|i| i.as_str().to_owned())
+                .unwrap_or_default(),
+        ),
+        (
+            "BP_INCIDENT_SEVERITY".into(),
+            inc.severity.as_deref().unwrap_or_default().to_owned(),
         ),
         (
             "BP_INCIDENT_START_TIME".into(),
