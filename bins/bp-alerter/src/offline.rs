@@ -53,6 +53,9 @@ pub fn check_config(path: &Path) -> u8 {
                     ""
                 },
             );
+            for rule in config.alerting.rules.rules() {
+                println!("  {}", rule_summary(rule));
+            }
             for w in config
                 .warnings()
                 .into_iter()
@@ -75,6 +78,56 @@ pub fn check_config(path: &Path) -> u8 {
             EXIT_BAD_INPUT
         }
     }
+}
+
+/// One rule as `check-config` lists it: `rule "Disk": max disk.usage >= 90
+/// over 1m, cooldown 0s, hosts [web-*, !web-3], scope cluster, severity
+/// critical, labels {team=ops}, staleAfter 5m, description "…"` (the
+/// version-2 keys only when set; text escaped, so a name cannot forge a
+/// line).
+fn rule_summary(rule: &rules_engine::Rule) -> String {
+    use std::fmt::Write as _;
+    let op = match rule.operand() {
+        rules_engine::Operand::EqualOrMoreThan => ">=",
+        rules_engine::Operand::EqualOrLessThan => "<=",
+    };
+    let mut s = format!(
+        "rule {:?}: {} {} {op} {} over {}, cooldown {}",
+        rule.name(),
+        rule.aggregation(),
+        rule.field().to_string().escape_debug(),
+        rule.value(),
+        rule.timeframe(),
+        rule.cooldown()
+    );
+    let meta = rule.meta();
+    if let Some(hosts) = &meta.hosts {
+        let hosts: Vec<String> = hosts
+            .iter()
+            .map(rules_engine::rule::HostPattern::to_text)
+            .collect();
+        let _ = write!(s, ", hosts [{}]", hosts.join(", "));
+    }
+    if meta.scope == rules_engine::rule::Scope::Cluster {
+        s.push_str(", scope cluster");
+    }
+    if let Some(sev) = &meta.severity {
+        let _ = write!(s, ", severity {sev}");
+    }
+    if let Some(labels) = &meta.labels {
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.escape_debug()))
+            .collect();
+        let _ = write!(s, ", labels {{{}}}", labels.join(", "));
+    }
+    if let Some(d) = meta.stale_after {
+        let _ = write!(s, ", staleAfter {d}");
+    }
+    if let Some(d) = &meta.description {
+        let _ = write!(s, ", description {d:?}");
+    }
+    s
 }
 
 fn load_rules(path: &Path) -> Result<(RuleSet, Option<Duration>), String> {

@@ -254,7 +254,7 @@ fn replay_bad_input_names_the_line() {
         ),
         (
             r#"{"host":"a","ts":1,"values":{"disk.usage[/a\u0007]":1}}"#,
-            "line 2: values.disk.usage[/a\u{7}]: \"disk.usage[/a\u{7}]\": an instance must not hold a control character",
+            "line 2: values.disk.usage[/a\\u{7}]: \"disk.usage[/a\\u{7}]\": an instance must not hold a control character",
         ),
         (
             r#"{"host":"a","ts":1,"values":{"disk.usage[]":1}}"#,
@@ -361,6 +361,40 @@ fn check_config_accepts_the_examples() {
 }
 
 #[test]
+fn check_config_lists_every_rule_with_its_version_2_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.json");
+    std::fs::write(
+        &path,
+        json!({ "alerting": { "rules": [
+            { "name": "Disk almost full", "field": "disk.usage", "aggregation": "max",
+              "operand": "equalOrMoreThan", "value": 90, "timeframe": "1m",
+              "hosts": ["web-*", "!web-3"], "severity": "critical",
+              "labels": { "team": "ops" }, "description": "Clean /var/log", "staleAfter": "5m" },
+            { "name": "Errors", "field": "errors.count", "aggregation": "sum",
+              "operand": "equalOrMoreThan", "value": 100, "timeframe": "1m", "scope": "cluster" }
+        ]}})
+        .to_string(),
+    )
+    .unwrap();
+    let out = bp_alerter(&["check-config", path.to_str().unwrap()], "");
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(
+            "  rule \"Disk almost full\": max disk.usage >= 90 over 1m, cooldown 0s, hosts [web-*, !web-3], severity critical, labels {team=ops}, staleAfter 5m, description \"Clean /var/log\"\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "  rule \"Errors\": sum errors.count >= 100 over 1m, cooldown 0s, scope cluster\n"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
 fn check_config_syntax_error_gives_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("broken.json");
@@ -394,6 +428,26 @@ fn test_rules_pass_on_examples_and_fail_with_a_diff() {
     );
     assert!(
         stdout(&out).contains("test-rules: 5 passed, 0 failed"),
+        "{}",
+        stdout(&out)
+    );
+    // Version 2: a per-mount disk rule, a cluster-wide rule, a host pattern.
+    let out = bp_alerter(
+        &[
+            "test-rules",
+            example("rule-tests/version-2.test.json").to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("test-rules: 4 passed, 0 failed"),
         "{}",
         stdout(&out)
     );

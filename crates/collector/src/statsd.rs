@@ -400,6 +400,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::too_many_lines)] // One table of lines.
     fn lines() {
         use Metric::*;
         check(

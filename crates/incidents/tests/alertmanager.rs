@@ -4,127 +4,47 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::SystemTime;
 
 use metrics_model::time::parse_rfc3339;
 use serde_json::{Value, json};
 use support::*;
 
-const INSTALL_HINT: &str = "the Alertmanager tests need Alertmanager: apt-get install prometheus-alertmanager \
-     (binary /usr/bin/prometheus-alertmanager), or set BP_ALERTMANAGER to its path";
-
-fn alertmanager_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("BP_ALERTMANAGER") {
-        return PathBuf::from(path);
-    }
-    let mut candidates = vec![PathBuf::from("/usr/bin/prometheus-alertmanager")];
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            candidates.push(dir.join("prometheus-alertmanager"));
-            candidates.push(dir.join("alertmanager"));
-        }
-    }
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{INSTALL_HINT}"))
-}
-
-/// An Alertmanager child process, killed on drop.
+/// The shared Alertmanager launcher (`test_support::alertmanager`), with
+/// the async helpers these tests use.
 struct Alertmanager {
-    child: Child,
-    dir: tempfile::TempDir,
+    inner: test_support::alertmanager::Alertmanager,
     url: String,
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Alertmanager {
     async fn start() -> Alertmanager {
-        let binary = alertmanager_binary();
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("alertmanager.yml");
-        std::fs::write(
-            &config,
-            "route:\n  receiver: blackhole\n  group_wait: 1s\nreceivers:\n  - name: blackhole\n",
-        )
-        .unwrap();
-        let port = test_support::free_port();
-        let log = std::fs::File::create(dir.path().join("alertmanager.log")).unwrap();
-        let child = Command::new(&binary)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--cluster.listen-address=")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}; {INSTALL_HINT}", binary.display()));
-        let am = Alertmanager {
-            child,
-            dir,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        let client = reqwest::Client::new();
-        let ready = format!("{}/-/ready", am.url);
-        let end = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            if let Ok(r) = client.get(&ready).send().await
-                && r.status().is_success()
-            {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < end,
-                "Alertmanager did not become ready; its log:\n{}",
-                am.log()
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        am
+        let inner = tokio::task::spawn_blocking(test_support::alertmanager::Alertmanager::start)
+            .await
+            .unwrap();
+        let url = inner.url.clone();
+        Alertmanager { inner, url }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("alertmanager.log")).unwrap_or_default()
+        self.inner.log()
     }
 
     /// Alertmanager's `GET /api/v2/alerts`.
-    async fn alerts(&self) -> Vec<Value> {
-        let r = reqwest::get(format!("{}/api/v2/alerts", self.url))
-            .await
-            .unwrap();
-        assert!(
-            r.status().is_success(),
-            "GET /api/v2/alerts: {}",
-            r.status()
-        );
-        r.json().await.unwrap()
+    fn alerts(&self) -> Vec<Value> {
+        self.inner.alerts()
     }
 
     /// The alert with these labels, if Alertmanager returns one.
-    async fn find(&self, rule: &str, host: &str) -> Option<Value> {
-        self.alerts()
-            .await
-            .into_iter()
-            .find(|a| a["labels"]["alertname"] == json!(rule) && a["labels"]["host"] == json!(host))
+    fn find(&self, rule: &str, host: &str) -> Option<Value> {
+        self.inner.find(rule, host, None)
     }
 
     /// Polls until the alert is active.
     async fn wait_active(&self, rule: &str, host: &str) -> Value {
         let end = tokio::time::Instant::now() + DEADLINE;
         loop {
-            if let Some(a) = self.find(rule, host).await
+            if let Some(a) = self.find(rule, host)
                 && a["status"]["state"] == json!("active")
             {
                 return a;
@@ -132,7 +52,7 @@ impl Alertmanager {
             assert!(
                 tokio::time::Instant::now() < end,
                 "alert {rule}/{host} never became active; alerts: {:#?}",
-                self.alerts().await
+                self.alerts()
             );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
@@ -166,7 +86,7 @@ fn is_resolved(alert: Option<&Value>) -> bool {
 async fn wait_resolved(am: &Alertmanager, rule: &str, host: &str, end_ms: i64) {
     let end = tokio::time::Instant::now() + DEADLINE;
     loop {
-        let alert = am.find(rule, host).await;
+        let alert = am.find(rule, host);
         if is_resolved(alert.as_ref()) {
             if let Some(a) = alert {
                 assert_eq!(
@@ -283,7 +203,11 @@ async fn an_alert_appears_while_open_and_is_resolved_by_the_resolve_push() {
     wait_resolved(&am, "AM Rule", "node-am", end_ms).await;
     am.wait_active("Seeded Rule", "node-s").await;
     let hook = dispatcher.alertmanager().unwrap();
-    assert_eq!(hook.resend_stats().await.open, 3, "Seeded Rule, Disk almost full, Errors across the cluster");
+    assert_eq!(
+        hook.resend_stats().await.open,
+        3,
+        "Seeded Rule, Disk almost full, Errors across the cluster"
+    );
     dispatcher.shutdown(DEADLINE).await;
 }
 
@@ -342,7 +266,7 @@ async fn open_alerts_are_re_pushed_every_resend_interval_and_never_re_opened() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert!(is_resolved(am.find("Repush Rule", "node-r").await.as_ref()));
+    assert!(is_resolved(am.find("Repush Rule", "node-r").as_ref()));
     am.wait_active("Repush Rule", "node-other").await;
     dispatcher.shutdown(DEADLINE).await;
 }

@@ -50,8 +50,8 @@ pub mod rule_tests;
 pub mod window;
 
 pub use config::{AlertingConfig, Config, MonitoringConfig};
-pub use engine::{Engine, EngineError, EngineOptions};
+pub use engine::{Engine, EngineError, EngineOptions, SeriesState, WindowValue};
 pub use error::{ConfigError, Problem};
 pub use incident::{Event, Incident, IncidentState, Transition};
 pub use replay::{ReplayOptions, replay};
-pub use rule::{Aggregation, Operand, Rule, RuleSet, RuleSpec};
+pub use rule::{Aggregation, HostPattern, Operand, Rule, RuleMeta, RuleSet, RuleSpec, Scope};

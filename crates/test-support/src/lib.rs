@@ -12,6 +12,7 @@
 //! - [`heavy_test_lock`]: a cross-process file lock so that the heaviest
 //!   tests (clusters, many processes) of different test binaries run one at
 //!   a time on a small machine.
+//! - [`alertmanager::Alertmanager`]: a real Alertmanager on a free port.
 //! - [`tls::make_certificates`]: a test CA and a certificate for `127.0.0.1`
 //!   (for the TLS server above and for HTTPS tests).
 //! - `harness` (feature `harness`): the real-process harness of the
@@ -28,6 +29,7 @@
 //! process and socket calls, which are fine from async tests too.
 #![deny(missing_docs)]
 
+pub mod alertmanager;
 pub mod fuzz;
 #[cfg(feature = "harness")]
 pub mod harness;
