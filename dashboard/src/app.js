@@ -333,6 +333,16 @@
     }
   }
 
+  // Severity as a coloured badge: the class comes from a fixed list, the
+  // text (1-32 of a-z 0-9 _ -) is put in with textContent like every name.
+  const SEVERITY_CLASS = { critical: "sev-critical", error: "sev-critical", page: "sev-critical",
+    warning: "sev-warning", warn: "sev-warning", info: "sev-info", notice: "sev-info" };
+  function severityCell(sev) {
+    if (!sev) return td("–");
+    return el("td", null, [el("span", { className: "badge sev " + (SEVERITY_CLASS[sev] || "sev-other"), text: sev })]);
+  }
+  function instanceCell(inst) { return inst == null ? td("–") : td(inst, "instance"); }
+
   function renderIncidents(resp) {
     const active = $("incidents-active").querySelector("tbody");
     const resolved = $("incidents-resolved").querySelector("tbody");
@@ -340,17 +350,19 @@
     resolved.replaceChildren();
     $("active-count").textContent = "(" + resp.open.length + ")";
     $("resolved-count").textContent = "(" + resp.resolved.length + ")";
-    if (!resp.open.length) active.appendChild(el("tr", null, [el("td", { className: "empty", colspan: "5", text: "No active incident." })]));
+    if (!resp.open.length) active.appendChild(el("tr", null, [el("td", { className: "empty", colspan: "7", text: "No active incident." })]));
     for (const i of resp.open) {
       active.appendChild(el("tr", { "data-incident": i.id }, [
-        td(i.ruleName), td(i.hostName), td(fmtTime(Date.parse(i.startTime))),
+        td(i.ruleName), td(i.hostName), instanceCell(i.instance), severityCell(i.severity),
+        td(fmtTime(Date.parse(i.startTime))),
         td(fmtDur(i.durationMs)), td(fmtNum(i.triggerValue), "num"),
       ]));
     }
-    if (!resp.resolved.length) resolved.appendChild(el("tr", null, [el("td", { className: "empty", colspan: "6", text: "No incident resolved in this time frame." })]));
+    if (!resp.resolved.length) resolved.appendChild(el("tr", null, [el("td", { className: "empty", colspan: "8", text: "No incident resolved in this time frame." })]));
     for (const i of resp.resolved) {
       resolved.appendChild(el("tr", { "data-incident": i.id }, [
-        td(i.ruleName), td(i.hostName), td(fmtTime(Date.parse(i.startTime))),
+        td(i.ruleName), td(i.hostName), instanceCell(i.instance), severityCell(i.severity),
+        td(fmtTime(Date.parse(i.startTime))),
         td(fmtTime(Date.parse(i.endTime))), td(fmtDur(i.durationMs)), td(fmtNum(i.triggerValue), "num"),
       ]));
     }
@@ -366,22 +378,24 @@
       const rule = r.rule;
       const cond = rule.aggregation + "(" + rule.field + ") over " + rule.timeframe + " " +
         (rule.operand === "equalOrMoreThan" ? "≥ " : "≤ ") + rule.value;
-      const shown = r.nodes.filter((n) => nodes.has(n.node));
+      // A cluster-wide rule's one row per series is node "*": always shown.
+      const shown = r.nodes.filter((n) => n.node === "*" || nodes.has(n.node));
       if (!shown.length) {
-        body.appendChild(el("tr", null, [td(rule.name), td(cond), el("td", { className: "empty", colspan: "4", text: "no data from the selected nodes" })]));
+        body.appendChild(el("tr", null, [td(rule.name), td(cond), el("td", { className: "empty", colspan: "6", text: "no data from the selected nodes" })]));
         rows++;
         continue;
       }
       for (const n of shown) {
         body.appendChild(el("tr", null, [
-          td(rule.name), td(cond), td(n.node), td(fmtNum(n.value), "num"),
+          td(rule.name), td(cond), td(n.node), instanceCell(n.instance), severityCell(rule.severity),
+          td(fmtNum(n.value), "num"),
           el("td", null, [el("span", { className: n.holds ? "badge holds" : "badge ok", text: n.holds ? "holds" : "no" })]),
           el("td", null, [n.openIncident ? el("span", { className: "badge open", text: "open" }) : "–"]),
         ]));
         rows++;
       }
     }
-    if (!rows) body.appendChild(el("tr", null, [el("td", { className: "empty", colspan: "6", text: "No rule is configured." })]));
+    if (!rows) body.appendChild(el("tr", null, [el("td", { className: "empty", colspan: "8", text: "No rule is configured." })]));
   }
 
   // ---- refresh loop ----------------------------------------------------------

@@ -29,12 +29,19 @@ use test_support::{RedisServer, free_port, heavy_test_lock};
 use tungstenite::{Message, WebSocket, stream::MaybeTlsStream};
 
 const NASTY_RULE: &str = "CPU <script>window.__pwned=1</script> \"quoted\" 'single'";
+/// An instance is arbitrary text (no control character, no `]`).
+const NASTY_MOUNT: &str = "/data (x)*? <img src=x onerror=window.__pwned=2>";
 const DEADLINE: Duration = Duration::from_mins(1);
 
 fn rules_json() -> Value {
     json!([
         { "name": NASTY_RULE, "field": "cpu.usage", "aggregation": "avg",
-          "operand": "equalOrMoreThan", "value": 50, "timeframe": "1m", "cooldown": "1m" }
+          "operand": "equalOrMoreThan", "value": 50, "timeframe": "1m", "cooldown": "1m" },
+        { "name": "Disk almost full", "field": "disk.usage", "aggregation": "max",
+          "operand": "equalOrMoreThan", "value": 90, "timeframe": "1m", "severity": "critical" },
+        { "name": "Requests across the cluster", "field": "requests.count", "aggregation": "sum",
+          "operand": "equalOrMoreThan", "value": 1, "timeframe": "1m", "scope": "cluster",
+          "severity": "warning" }
     ])
 }
 
@@ -73,6 +80,12 @@ fn ticks(now: Millis) -> Vec<Tick> {
                     (f(StandardField::Uptime), 5000.0 + (120 - i) as f64 * 10.0),
                 ],
             ));
+            if host == "node-a" {
+                out.last_mut().unwrap().extend([
+                    (format!("disk.usage[{NASTY_MOUNT}]").parse().unwrap(), 95.0),
+                    ("disk.usage[/]".parse().unwrap(), 10.0),
+                ]);
+            }
         }
     }
     out
@@ -93,7 +106,11 @@ async fn seed(redis_url: &str) {
     }
     let at = floor_to(now, 10_000);
     let transitions = engine.evaluate(at).unwrap();
-    assert_eq!(transitions.len(), 1, "one incident opens: {transitions:?}");
+    assert_eq!(
+        transitions.len(),
+        3,
+        "the CPU, the disk and the cluster incidents open: {transitions:?}"
+    );
     let commit = persist::commit_for(at, &transitions, &engine);
     let token = store
         .acquire_lease("seeder", 60_000)
@@ -362,25 +379,62 @@ fn dashboard_in_headless_chromium() {
 
     // The incident is listed, its rule name as literal text; no script ran.
     cdp.wait_for(
-        "document.querySelectorAll('#incidents-active tbody tr[data-incident]').length === 1",
-        "the open incident",
+        "document.querySelectorAll('#incidents-active tbody tr[data-incident]').length === 3",
+        "the open incidents",
+    );
+    // Rows as [rule, host, instance, severity] texts, in table order.
+    let rows = |table: &str| {
+        format!(
+            "Array.from(document.querySelectorAll('{table} tbody tr')).map(r => Array.from(r.cells).slice(0, 5).map(c => c.textContent))"
+        )
+    };
+    let active = cdp.eval(&rows("#incidents-active"));
+    let active = active.as_array().unwrap();
+    let row_of = |rule: &str| {
+        active
+            .iter()
+            .find(|r| r[0] == rule)
+            .unwrap_or_else(|| panic!("{rule} in {active:?}"))
+            .clone()
+    };
+    assert_eq!(row_of(NASTY_RULE)[1], json!("node-a"));
+    assert_eq!(row_of(NASTY_RULE)[2], json!("–"));
+    let disk = row_of("Disk almost full");
+    assert_eq!(disk[1], json!("node-a"));
+    assert_eq!(disk[2], json!(NASTY_MOUNT), "the instance as literal text");
+    assert_eq!(disk[3], json!("critical"));
+    let cluster = row_of("Requests across the cluster");
+    assert_eq!(cluster[1], json!("*"));
+    assert_eq!(cluster[3], json!("warning"));
+    // Severity is a coloured badge.
+    assert_eq!(
+        cdp.eval("Array.from(document.querySelectorAll('#incidents-active span.badge.sev')).map(b => b.className + ':' + b.textContent).sort().join('|')"),
+        json!("badge sev sev-critical:critical|badge sev sev-warning:warning")
+    );
+    // The rules view: one row per series; the cluster rule's row is `*`.
+    let rules = cdp.eval(&rows("#rules"));
+    let rules = rules.as_array().unwrap();
+    assert!(rules.iter().any(|r| r[0] == NASTY_RULE), "{rules:?}");
+    assert!(
+        rules
+            .iter()
+            .any(|r| r[0] == "Disk almost full" && r[2] == "node-a" && r[3] == NASTY_MOUNT),
+        "{rules:?}"
+    );
+    assert!(
+        rules
+            .iter()
+            .any(|r| r[0] == "Disk almost full" && r[2] == "node-a" && r[3] == "/"),
+        "{rules:?}"
+    );
+    assert!(
+        rules
+            .iter()
+            .any(|r| r[0] == "Requests across the cluster" && r[2] == "*" && r[3] == "–"),
+        "{rules:?}"
     );
     assert_eq!(
-        cdp.eval(
-            "document.querySelector('#incidents-active tbody tr[data-incident] td').textContent"
-        ),
-        json!(NASTY_RULE)
-    );
-    assert_eq!(
-        cdp.eval("document.querySelector('#incidents-active tbody tr[data-incident] td:nth-child(2)').textContent"),
-        json!("node-a")
-    );
-    assert_eq!(
-        cdp.eval("document.querySelector('#rules tbody td').textContent"),
-        json!(NASTY_RULE)
-    );
-    assert_eq!(
-        cdp.eval("document.querySelectorAll('#content script').length"),
+        cdp.eval("document.querySelectorAll('#content script, #content img').length"),
         json!(0)
     );
     assert_eq!(cdp.eval("typeof window.__pwned"), json!("undefined"));

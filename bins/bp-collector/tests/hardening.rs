@@ -160,6 +160,70 @@ fn statsd_sets_distributions_decrements_and_refusals() {
     c.terminate();
 }
 
+/// Custom instances (`custom.queue[orders]`) arrive over StatsD and HTTP
+/// into the stored tick; invalid instances are refused, counted, never
+/// stored.
+#[test]
+fn custom_instances_are_stored_and_bad_ones_refused_and_counted() {
+    let redis = RedisServer::start();
+    let reader = Reader::connect(&redis.url());
+    let mut c = start(&redis, "inst-1");
+    let statsd = c.addr("statsd");
+    let web = c.addr("http");
+    let ts = in_phase(1000, 100, 400);
+    send_statsd(
+        statsd,
+        b"custom.queue[orders]:5|g\ncustom.jobs[C:/x y]:2|c\ncustom.q[a]b]:1|c\n\
+          custom.q[bad\x01]:1|g\ncustom.q[]:1|g\ncpu.usage[x]:1|g",
+    );
+    let (status, body) = http(
+        web,
+        "POST",
+        "/v1/metrics",
+        &[("Content-Type", "application/json")],
+        r#"{"gauges":{"custom.queue[refunds]":7}}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http(
+        web,
+        "POST",
+        "/v1/metrics",
+        &[("Content-Type", "application/json")],
+        r#"{"gauges":{"custom.queue[a\u0007]":7}}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("control character"), "{body}");
+    let t = reader.wait_tick("inst-1", ts);
+    assert_eq!(val(&t, "custom.queue[orders]"), 5.0, "{}", t.to_json_line());
+    assert_eq!(
+        val(&t, "custom.queue[refunds]"),
+        7.0,
+        "{}",
+        t.to_json_line()
+    );
+    assert_eq!(val(&t, "custom.jobs[C:/x y]"), 2.0, "{}", t.to_json_line());
+    let customs: Vec<String> = t
+        .values()
+        .keys()
+        .filter(|k| k.field().is_custom())
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        customs,
+        [
+            "custom.jobs[C:/x y]",
+            "custom.queue[orders]",
+            "custom.queue[refunds]"
+        ],
+        "nothing else stored"
+    );
+    let (_, health) = http(web, "GET", "/healthz", &[], "");
+    let h: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(h["statsd"]["rejected"], 4, "{health}");
+    assert_eq!(h["http"]["rejected"], 1, "{health}");
+    c.terminate();
+}
+
 /// The kernel's drops are reported: the collector is stopped (SIGSTOP),
 /// more datagrams are sent than its small receive buffer holds, it is
 /// continued, and `/healthz` shows received + dropped = sent.

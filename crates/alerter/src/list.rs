@@ -112,10 +112,38 @@ fn table(out: &mut String, incidents: &[Incident], now: Millis) {
         .max()
         .unwrap_or(4)
         .max(4);
+    // Version 2: instance and severity columns, only when some incident has
+    // them (a version-1 listing is unchanged).
+    let inst_w = incidents
+        .iter()
+        .filter_map(|i| i.instance.as_ref().map(|x| x.as_str().chars().count()))
+        .max()
+        .map(|w| w.max(8));
+    let sev_w = incidents
+        .iter()
+        .filter_map(|i| i.severity.as_ref().map(|x| x.len()))
+        .max()
+        .map(|w| w.max(8));
+    let extra = |instance: &str, severity: &str| {
+        let mut s = String::new();
+        if let Some(w) = inst_w {
+            let _ = write!(s, "  {instance:<w$}");
+        }
+        if let Some(w) = sev_w {
+            let _ = write!(s, "  {severity:<w$}");
+        }
+        s
+    };
     let _ = writeln!(
         out,
-        "  {:<rule_w$}  {:<host_w$}  {:<24}  {:<24}  {:>10}  {:>14}",
-        "RULE", "HOST", "START", "END", "DURATION", "TRIGGER VALUE"
+        "  {:<rule_w$}  {:<host_w$}{}  {:<24}  {:<24}  {:>10}  {:>14}",
+        "RULE",
+        "HOST",
+        extra("INSTANCE", "SEVERITY"),
+        "START",
+        "END",
+        "DURATION",
+        "TRIGGER VALUE"
     );
     for i in incidents {
         let end = i.end_time.map_or("-".to_owned(), format_rfc3339);
@@ -126,9 +154,15 @@ fn table(out: &mut String, incidents: &[Incident], now: Millis) {
             .map_or("-".to_owned(), |d| d.to_string());
         let _ = writeln!(
             out,
-            "  {:<rule_w$}  {:<host_w$}  {:<24}  {:<24}  {:>10}  {:>14}",
+            "  {:<rule_w$}  {:<host_w$}{}  {:<24}  {:<24}  {:>10}  {:>14}",
             sanitize(&i.rule_name),
             i.host_name,
+            extra(
+                &i.instance
+                    .as_ref()
+                    .map_or("-".to_owned(), |x| sanitize(x.as_str())),
+                i.severity.as_deref().unwrap_or("-")
+            ),
             format_rfc3339(i.start_time),
             end,
             took,

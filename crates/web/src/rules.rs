@@ -13,9 +13,9 @@ use alerter::rebuild::{Rebuild, rebuild};
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use metrics_model::HostName;
 use metrics_model::store::{AlertStore, StoreError, TickStore};
 use metrics_model::time::{Millis, floor_to, format_rfc3339};
+use metrics_model::{HostName, Instance};
 use rules_engine::{EngineOptions, RuleSet};
 use serde::Serialize;
 use tokio::sync::Mutex;
@@ -23,6 +23,9 @@ use tokio::sync::Mutex;
 use crate::AppState;
 use crate::api::ApiError;
 use metrics_model::time::now_ms;
+
+/// A series as the open incidents name it: (rule, host or `*`, instance).
+type Series = (String, HostName, Option<Instance>);
 
 /// The last answer, by instant and rule set.
 #[derive(Debug, Default)]
@@ -49,16 +52,21 @@ pub struct RulesOut {
 pub struct RuleOut {
     /// The rule as configured (`name`, `field`, `aggregation`, ...).
     pub rule: serde_json::Value,
-    /// Per node.
+    /// Per series: one row per node, or per (node, instance) for a rule
+    /// over an instanced field; a cluster-wide rule's row is node `*`.
     pub nodes: Vec<RuleNode>,
 }
 
-/// One rule on one node.
+/// One series of a rule: a node (or `*` for a cluster-wide rule) and, for
+/// a per-mount (per-interface, per-process…) series, its instance.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RuleNode {
-    /// The node.
+    /// The node, or `*`.
     pub node: HostName,
+    /// The series' instance (`/var`), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<Instance>,
     /// The window's value (`null`: no value, e.g. an empty `avg` window).
     pub value: Option<f64>,
     /// Whether the condition holds.
@@ -124,12 +132,16 @@ pub async fn compute<T: TickStore, A: AlertStore>(
     // Evaluating opens incidents in this private engine only; nothing is
     // written anywhere.
     let _ = engine.evaluate(instant);
-    let open: std::collections::HashMap<(String, HostName), String> = view
+    let open: std::collections::HashMap<Series, String> = view
         .open
         .iter()
         .map(|i| {
             (
-                (i.rule_name.to_string(), i.host_name.clone()),
+                (
+                    i.rule_name.to_string(),
+                    i.host_name.clone(),
+                    i.instance.clone(),
+                ),
                 i.id.to_string(),
             )
         })
@@ -144,13 +156,15 @@ pub async fn compute<T: TickStore, A: AlertStore>(
         .collect();
     for v in engine.window_values() {
         if let Some(i) = rules.rules().iter().position(|r| Arc::ptr_eq(r, v.rule)) {
+            let instance = v.key.instance().cloned();
             per_rule[i].nodes.push(RuleNode {
                 node: v.host.clone(),
                 value: v.value,
                 holds: v.holds,
                 open_incident: open
-                    .get(&(v.rule.name().to_owned(), v.host.clone()))
+                    .get(&(v.rule.name().to_owned(), v.host.clone(), instance.clone()))
                     .cloned(),
+                instance,
             });
         }
     }
