@@ -412,45 +412,24 @@ fn check_config_syntax_error_gives_line_and_column() {
 
 #[test]
 fn test_rules_pass_on_examples_and_fail_with_a_diff() {
-    let out = bp_alerter(
-        &[
-            "test-rules",
-            example("rule-tests/seed-rules.test.json").to_str().unwrap(),
-        ],
-        "",
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    assert!(
-        stdout(&out).contains("test-rules: 5 passed, 0 failed"),
-        "{}",
-        stdout(&out)
-    );
-    // Version 2: a per-mount disk rule, a cluster-wide rule, a host pattern.
-    let out = bp_alerter(
-        &[
-            "test-rules",
-            example("rule-tests/version-2.test.json").to_str().unwrap(),
-        ],
-        "",
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    assert!(
-        stdout(&out).contains("test-rules: 4 passed, 0 failed"),
-        "{}",
-        stdout(&out)
-    );
+    // The seed's rules; version 2: a per-mount disk rule, a cluster-wide
+    // rule, a host pattern.
+    for (file, passed) in [("seed-rules.test.json", 5), ("version-2.test.json", 4)] {
+        let path = example(&format!("rule-tests/{file}"));
+        let out = bp_alerter(&["test-rules", path.to_str().unwrap()], "");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        assert!(
+            stdout(&out).contains(&format!("test-rules: {passed} passed, 0 failed")),
+            "{}",
+            stdout(&out)
+        );
+    }
 
     let out = bp_alerter(
         &[

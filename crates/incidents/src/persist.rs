@@ -136,13 +136,11 @@ pub fn decode(snapshot: &AlertSnapshot) -> (Restored, Vec<DecodeError>) {
 pub fn restore_into(engine: &mut Engine, states: Vec<StoredState>) {
     for stored in states {
         let rule_field = engine.rules().get(&stored.rule).map(|r| r.field().clone());
-        let Some(key) = stored.key(rule_field.as_ref()) else {
-            // A record of a rule that is gone and has no field (layout 1):
-            // resolve it by name, as of a bare series.
-            let key = Key::from(metrics_model::StandardField::CpuUsage);
-            engine.restore_state(&stored.rule, &stored.host, &key, stored.state);
-            continue;
-        };
+        // A layout-1 record (no field) of a rule that is gone: any key
+        // will do, the engine resolves it by name.
+        let key = stored
+            .key(rule_field.as_ref())
+            .unwrap_or_else(|| Key::from(metrics_model::StandardField::CpuUsage));
         engine.restore_state(&stored.rule, &stored.host, &key, stored.state);
     }
 }

@@ -195,6 +195,30 @@ impl ClusterRule {
     }
 }
 
+impl HostState {
+    /// Moves to `layout`: states kept by series, windows rebuilt from the
+    /// ring as of `t`. Returns the states of the series the new layout does
+    /// not have.
+    fn adopt(
+        &mut self,
+        layout: Arc<Layout>,
+        t: Option<Millis>,
+    ) -> BTreeMap<Slot, Box<IncidentState>> {
+        let mut old: BTreeMap<Slot, Box<IncidentState>> = self
+            .layout
+            .slots
+            .iter()
+            .cloned()
+            .zip(self.states.drain(..))
+            .filter_map(|(slot, s)| Some((slot, s?)))
+            .collect();
+        self.states = layout.slots.iter().map(|slot| old.remove(slot)).collect();
+        self.windows.relayout(&self.layout, &layout, t);
+        self.layout = layout;
+        old
+    }
+}
+
 static DEFAULT_STATE: IncidentState = IncidentState {
     open: None,
     cooldown_until: Millis::MIN,
@@ -533,23 +557,11 @@ impl Engine {
             return Vec::new();
         }
         let layout = self.layout(slots);
-        let hs = &mut self.hosts[i];
-        let mut old: BTreeMap<Slot, Box<IncidentState>> = hs
-            .layout
-            .slots
-            .iter()
-            .cloned()
-            .zip(hs.states.drain(..))
-            .filter_map(|(slot, s)| Some((slot, s?)))
-            .collect();
-        hs.states = layout.slots.iter().map(|slot| old.remove(slot)).collect();
         let mut out = Vec::new();
-        for (slot, mut state) in old {
+        for (slot, mut state) in self.hosts[i].adopt(layout, Some(t)) {
             let rule = &self.rules.rules()[slot.rule];
             out.extend(state.resolve(t, rule.cooldown().as_millis_i64()));
         }
-        hs.windows.relayout(&hs.layout, &layout, Some(t));
-        hs.layout = layout;
         if self.layouts.len() > 64 && self.layouts.len() > self.hosts.len() / 4 {
             self.layouts.retain(|_, l| Arc::strong_count(l) > 1);
         }
@@ -783,18 +795,9 @@ impl Engine {
             slots.push(slot.clone());
             slots.sort();
             let layout = self.layout(slots);
-            let hs = &mut self.hosts[i];
-            let mut old: BTreeMap<Slot, Box<IncidentState>> = hs
-                .layout
-                .slots
-                .iter()
-                .cloned()
-                .zip(hs.states.drain(..))
-                .filter_map(|(s, st)| Some((s, st?)))
-                .collect();
-            hs.states = layout.slots.iter().map(|s| old.remove(s)).collect();
-            hs.windows.relayout(&hs.layout, &layout, self.last_t);
-            hs.layout = layout;
+            let last_t = self.last_t;
+            // A superset of the host's series: nothing is left over.
+            let _ = self.hosts[i].adopt(layout, last_t);
         }
         let hs = &mut self.hosts[i];
         if let Some(at) = hs.layout.slots.iter().position(|s| *s == slot) {

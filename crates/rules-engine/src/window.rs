@@ -653,20 +653,14 @@ impl HostWindows {
         extra.sort();
         extra.dedup();
         let old: Vec<Key> = layout.fields.iter().chain(&self.extra).cloned().collect();
-        self.reorder(&old, &layout.fields, extra, &[]);
+        self.reorder(&old, &layout.fields, extra);
         self.new_columns = true;
     }
 
     /// Puts the columns in the order of `fields` then `extra`, where `old`
     /// names the current columns in order (a key with no old column gets an
-    /// empty one, its `seen` from `seen_before` if there).
-    fn reorder(
-        &mut self,
-        old: &[Key],
-        fields: &[Key],
-        extra: Vec<Key>,
-        seen_before: &[(Key, Millis)],
-    ) {
+    /// empty one, never seen).
+    fn reorder(&mut self, old: &[Key], fields: &[Key], extra: Vec<Key>) {
         let cap = self.cap();
         let n = fields.len() + extra.len();
         let mut vals = vec![f64::NAN; n * cap];
@@ -675,8 +669,6 @@ impl HostWindows {
             if let Some(o) = old.iter().position(|g| g == f) {
                 vals[j * cap..(j + 1) * cap].copy_from_slice(&self.vals[o * cap..(o + 1) * cap]);
                 seen[j] = self.seen.get(o).copied().unwrap_or(Millis::MIN);
-            } else if let Some((_, ts)) = seen_before.iter().find(|(k, _)| k == f) {
-                seen[j] = *ts;
             }
         }
         self.vals = vals;
@@ -700,15 +692,7 @@ impl HostWindows {
             .map(|(_, f)| f.clone())
             .collect();
         extra.sort();
-        // Keys that lose their column keep their `seen` for a later layout
-        // that reads them again within the retention (an instance coming
-        // back): kept here only for the columns moved.
-        let seen_before: Vec<(Key, Millis)> = cols
-            .iter()
-            .cloned()
-            .zip(self.seen.iter().copied())
-            .collect();
-        self.reorder(&cols, &new.fields, extra, &seen_before);
+        self.reorder(&cols, &new.fields, extra);
         let cap = self.cap();
         self.lo = vec![self.head; new.timeframes.len()];
         self.last = vec![NONE; new.fields.len()];
