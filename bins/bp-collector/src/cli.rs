@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use agent::AgentConfig;
 use agent::config::{DEFAULT_MAX_CUSTOM_FIELDS, DEFAULT_STATSD_BUFFER, buffer_ticks};
 use clap::{Args, Parser, Subcommand};
+use collector::system::SystemOptions;
 use metrics_model::config::MonitoringConfig;
 use metrics_model::deployment::Deployment;
 use metrics_model::duration::parse_positive;
@@ -117,12 +118,17 @@ pub fn resolve(
     let node: HostName = node_text
         .parse()
         .map_err(|e| format!("--node / BP_NODE_NAME / host name: {e}"))?;
-    let (from_file, monitoring_enabled, warnings) = match &args.config {
+    let (from_file, monitoring_enabled, warnings, system) = match &args.config {
         Some(path) => {
             let (m, warnings) = file_monitoring(path)?;
-            (Some(m.collection_interval), m.enabled, warnings)
+            (
+                Some(m.collection_interval),
+                m.enabled,
+                warnings,
+                SystemOptions::from_monitoring(&m),
+            )
         }
-        None => (None, true, Vec::new()),
+        None => (None, true, Vec::new(), SystemOptions::default()),
     };
     let interval = args
         .interval
@@ -185,6 +191,7 @@ pub fn resolve(
         deployment,
         monitoring_enabled,
         warnings,
+        system,
     })
 }
 

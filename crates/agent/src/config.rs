@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 
+use collector::system::SystemOptions;
 use metrics_model::config::MonitoringConfig;
 use metrics_model::token::Token;
 use metrics_model::{Deployment, Duration, HostName};
@@ -52,6 +53,9 @@ pub struct AgentConfig {
     pub monitoring_enabled: bool,
     /// Problems in a disabled monitoring section (warnings).
     pub warnings: Vec<String>,
+    /// What the system sampler reads (filesystems, interfaces, block
+    /// devices, watched processes).
+    pub system: SystemOptions,
 }
 
 impl AgentConfig {
@@ -78,6 +82,7 @@ impl AgentConfig {
             deployment: Deployment::default(),
             monitoring_enabled: monitoring.enabled,
             warnings: Vec::new(),
+            system: SystemOptions::from_monitoring(monitoring),
         }
     }
 }

@@ -132,8 +132,9 @@ pub async fn run_with<K: TickSink>(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let recorder = telemetry.recorder.clone();
-    let assembler = TickAssembler::new(config.node.clone(), recorder.clone())
-        .context("cannot sample the system")?;
+    let assembler =
+        TickAssembler::with_options(config.node.clone(), recorder.clone(), config.system.clone())
+            .context("cannot sample the system")?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let ingest_stats = telemetry.ingest.clone();
     let writer_stats = telemetry.writer.clone();

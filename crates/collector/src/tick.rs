@@ -7,7 +7,7 @@ use metrics_model::time::{Millis, floor_to};
 
 use crate::error::CollectorError;
 use crate::recorder::Recorder;
-use crate::system::SystemSampler;
+use crate::system::{SystemOptions, SystemSampler};
 
 /// The first instant after `now` that is a multiple of `interval_ms` (> 0)
 /// since the epoch: when the next tick is due, and its `ts`.
@@ -26,9 +26,20 @@ pub struct TickAssembler {
 impl TickAssembler {
     /// An assembler for `host`, counting from `recorder`.
     pub fn new(host: HostName, recorder: Recorder) -> Result<Self, CollectorError> {
+        Self::with_options(host, recorder, SystemOptions::default())
+    }
+
+    /// An assembler for `host`, counting from `recorder`, sampling the
+    /// system with `options` (filesystems, interfaces, devices, watched
+    /// processes).
+    pub fn with_options(
+        host: HostName,
+        recorder: Recorder,
+        options: SystemOptions,
+    ) -> Result<Self, CollectorError> {
         Ok(TickAssembler {
             host,
-            sampler: SystemSampler::new()?,
+            sampler: SystemSampler::with_options(options)?,
             recorder,
         })
     }
@@ -76,7 +87,16 @@ mod tests {
         r.error();
         let t = a.collect(10_000);
         assert_eq!((t.host.as_str(), t.ts), ("node-a", 10_000));
-        let names: Vec<&str> = t.values().keys().map(|k| k.field().as_str()).collect();
+        let names: Vec<&str> = t
+            .values()
+            .keys()
+            .filter(|k| {
+                metrics_model::StandardField::V1
+                    .iter()
+                    .any(|f| f.as_str() == k.field().as_str())
+            })
+            .map(|k| k.field().as_str())
+            .collect();
         assert_eq!(
             names,
             [

@@ -12,6 +12,8 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use crate::Duration;
+use crate::glob::Glob;
+use crate::key::Instance;
 
 /// One problem in a configuration or rule set, located by JSON path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,7 +257,63 @@ pub struct MonitoringConfig {
     pub retention_period: Duration,
     /// How often ticks older than the retention are removed (> 0).
     pub janitor_interval: Duration,
+    /// Which mounted filesystems give `disk.*[<mount>]` (by mount point).
+    pub filesystems: Selection,
+    /// Which network interfaces give `net.*[<iface>]` (by name).
+    pub interfaces: Selection,
+    /// Which block devices give `io.*[<device>]` (by name).
+    pub block_devices: Selection,
+    /// The watched processes (`process.*[<name>]`), in configuration order.
+    pub processes: Vec<WatchedProcess>,
 }
+
+/// Include and exclude globs (with `\` escapes, as silences use) over the
+/// names of one kind of instance (mount points, interfaces, block devices):
+/// `exclude` always wins; `include` adds names the collector's default rule
+/// leaves out (a `tmpfs`, the loopback interface); with neither, the default
+/// rule alone decides.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Selection {
+    /// Names sampled even when the default rule leaves them out.
+    pub include: Vec<Glob>,
+    /// Names never sampled.
+    pub exclude: Vec<Glob>,
+}
+
+impl Selection {
+    /// Whether `name` is sampled, given whether the default rule takes it.
+    pub fn admits(&self, name: &str, by_default: bool) -> bool {
+        if self.exclude.iter().any(|g| g.matches(name)) {
+            return false;
+        }
+        by_default || self.include.iter().any(|g| g.matches(name))
+    }
+}
+
+/// What a watched process is recognised by: one glob over one of its names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessMatch {
+    /// The command name (`/proc/<pid>/comm`, at most 15 bytes on Linux).
+    Comm(Glob),
+    /// The executable's full path (`/proc/<pid>/exe`).
+    Exe(Glob),
+    /// The command line, arguments joined by one space.
+    Cmdline(Glob),
+}
+
+/// One entry of `monitoring.processes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchedProcess {
+    /// The instance of its `process.*` keys.
+    pub name: Instance,
+    /// How its processes are recognised.
+    pub matcher: ProcessMatch,
+}
+
+/// At most this many watched processes.
+pub const MAX_WATCHED_PROCESSES: usize = 64;
+/// At most this many globs in one include or exclude list.
+pub const MAX_SELECTION_GLOBS: usize = 256;
 
 impl Default for MonitoringConfig {
     fn default() -> Self {
@@ -264,16 +322,24 @@ impl Default for MonitoringConfig {
             collection_interval: d("10s"),
             retention_period: d("10d"),
             janitor_interval: d("15m"),
+            filesystems: Selection::default(),
+            interfaces: Selection::default(),
+            block_devices: Selection::default(),
+            processes: Vec::new(),
         }
     }
 }
 
 /// Keys of the monitoring section.
-pub const MONITORING_KEYS: [&str; 4] = [
+pub const MONITORING_KEYS: [&str; 8] = [
     "enabled",
     "collectionInterval",
     "retentionPeriod",
     "janitorInterval",
+    "filesystems",
+    "interfaces",
+    "blockDevices",
+    "processes",
 ];
 /// A section's problems: errors when it is enabled; when it says
 /// `"enabled": false`, warnings (`ignored`), except a bad `enabled` itself.
@@ -341,7 +407,221 @@ pub fn monitoring(obj: &Map<String, Value>, path: &str, p: &mut Problems) -> Mon
         collection_interval: interval(obj, path, "collectionInterval", def.collection_interval, p),
         retention_period: interval(obj, path, "retentionPeriod", def.retention_period, p),
         janitor_interval: interval(obj, path, "janitorInterval", def.janitor_interval, p),
+        filesystems: selection(obj, path, "filesystems", p),
+        interfaces: selection(obj, path, "interfaces", p),
+        block_devices: selection(obj, path, "blockDevices", p),
+        processes: processes(obj, path, p),
     }
+}
+
+/// `{ "include": [globs], "exclude": [globs] }` at `key` (absent: both empty).
+fn selection(obj: &Map<String, Value>, path: &str, key: &str, p: &mut Problems) -> Selection {
+    let at = format!("{path}.{key}");
+    let mut out = Selection::default();
+    match obj.get(key) {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            check_keys(m, &at, &["include", "exclude"], p);
+            out.include = globs(m, &at, "include", p);
+            out.exclude = globs(m, &at, "exclude", p);
+        }
+        Some(other) => p.push(
+            at,
+            format!(
+                "expected an object with include and/or exclude, got {}",
+                json_kind(other)
+            ),
+            None,
+        ),
+    }
+    out
+}
+
+/// A list of non-empty glob strings at `key`.
+fn globs(obj: &Map<String, Value>, at: &str, key: &str, p: &mut Problems) -> Vec<Glob> {
+    let at = format!("{at}.{key}");
+    match obj.get(key) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) if items.len() > MAX_SELECTION_GLOBS => {
+            p.push(
+                at,
+                format!(
+                    "at most {MAX_SELECTION_GLOBS} patterns, got {}",
+                    items.len()
+                ),
+                None,
+            );
+            Vec::new()
+        }
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| match v {
+                Value::String(s) if !s.is_empty() && !s.chars().any(char::is_control) => {
+                    Some(Glob::with_escapes(s))
+                }
+                Value::String(_) => {
+                    p.push(
+                        format!("{at}[{i}]"),
+                        "a pattern must be non-empty and hold no control character",
+                        None,
+                    );
+                    None
+                }
+                other => {
+                    p.push(
+                        format!("{at}[{i}]"),
+                        format!("expected a string, got {}", json_kind(other)),
+                        None,
+                    );
+                    None
+                }
+            })
+            .collect(),
+        Some(other) => {
+            p.push(
+                at,
+                format!("expected a list of patterns, got {}", json_kind(other)),
+                None,
+            );
+            Vec::new()
+        }
+    }
+}
+
+/// `processes`: `[{ "name": "<instance>", "match": { "comm"|"exe"|"cmdline": "<glob>" } }]`.
+fn processes(obj: &Map<String, Value>, path: &str, p: &mut Problems) -> Vec<WatchedProcess> {
+    let at = format!("{path}.processes");
+    let items = match obj.get("processes") {
+        None | Some(Value::Null) => return Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            p.push(
+                at,
+                format!(
+                    "expected a list of watched processes, got {}",
+                    json_kind(other)
+                ),
+                None,
+            );
+            return Vec::new();
+        }
+    };
+    if items.len() > MAX_WATCHED_PROCESSES {
+        p.push(
+            at,
+            format!(
+                "at most {MAX_WATCHED_PROCESSES} watched processes, got {}",
+                items.len()
+            ),
+            None,
+        );
+        return Vec::new();
+    }
+    let mut out: Vec<WatchedProcess> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("{at}[{i}]");
+        let Value::Object(m) = item else {
+            p.push(
+                at,
+                format!(
+                    "expected {{\"name\": …, \"match\": {{\"comm\"|\"exe\"|\"cmdline\": …}}}}, got {}",
+                    json_kind(item)
+                ),
+                None,
+            );
+            continue;
+        };
+        check_keys(m, &at, &["name", "match"], p);
+        let name = match m.get("name") {
+            None | Some(Value::Null) => {
+                p.push(format!("{at}.name"), "required", None);
+                None
+            }
+            Some(Value::String(s)) => match s.parse::<Instance>() {
+                Ok(n) if out.iter().any(|w| w.name == n) => {
+                    p.push(
+                        format!("{at}.name"),
+                        format!("{s:?} is already the name of another watched process"),
+                        None,
+                    );
+                    None
+                }
+                Ok(n) => Some(n),
+                Err(e) => {
+                    p.push(format!("{at}.name"), e, None);
+                    None
+                }
+            },
+            Some(other) => {
+                p.push(
+                    format!("{at}.name"),
+                    format!("expected a string, got {}", json_kind(other)),
+                    None,
+                );
+                None
+            }
+        };
+        let matcher = process_match(m.get("match"), &format!("{at}.match"), p);
+        if let (Some(name), Some(matcher)) = (name, matcher) {
+            out.push(WatchedProcess { name, matcher });
+        }
+    }
+    out
+}
+
+fn process_match(v: Option<&Value>, at: &str, p: &mut Problems) -> Option<ProcessMatch> {
+    const HOW: &str = "expected an object with exactly one of comm, exe, cmdline";
+    let m = match v {
+        None | Some(Value::Null) => {
+            p.push(at, format!("required: {HOW}"), None);
+            return None;
+        }
+        Some(Value::Object(m)) => m,
+        Some(other) => {
+            p.push(at, format!("{HOW}, got {}", json_kind(other)), None);
+            return None;
+        }
+    };
+    check_keys(m, at, &["comm", "exe", "cmdline"], p);
+    let given: Vec<(&String, &Value)> = m
+        .iter()
+        .filter(|(k, _)| matches!(k.as_str(), "comm" | "exe" | "cmdline"))
+        .collect();
+    let [(key, value)] = given.as_slice() else {
+        if given.is_empty() && m.is_empty() {
+            p.push(at, HOW, None);
+        } else if given.len() > 1 {
+            p.push(at, format!("{HOW}, got {}", given.len()), None);
+        }
+        return None;
+    };
+    let glob = match value {
+        Value::String(s) if !s.is_empty() && !s.chars().any(char::is_control) => {
+            Glob::with_escapes(s)
+        }
+        Value::String(_) => {
+            p.push(
+                format!("{at}.{key}"),
+                "a pattern must be non-empty and hold no control character",
+                None,
+            );
+            return None;
+        }
+        other => {
+            p.push(
+                format!("{at}.{key}"),
+                format!("expected a string, got {}", json_kind(other)),
+                None,
+            );
+            return None;
+        }
+    };
+    Some(match key.as_str() {
+        "comm" => ProcessMatch::Comm(glob),
+        "exe" => ProcessMatch::Exe(glob),
+        _ => ProcessMatch::Cmdline(glob),
+    })
 }
 
 impl MonitoringConfig {
