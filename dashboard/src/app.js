@@ -78,6 +78,20 @@
     return Math.abs(v) >= 100 || Number.isInteger(v) ? String(Math.round(v)) : v.toFixed(2);
   }
 
+  // Bytes in binary units (1 KB = 1024 bytes, as the fields count them).
+  const BYTE_UNITS = ["B", "KB", "MB", "GB", "TB", "PB", "EB"];
+  function fmtBytes(v) {
+    if (v == null || !isFinite(v)) return "–";
+    let x = Math.abs(v), i = 0;
+    while (x >= 1024 && i < BYTE_UNITS.length - 1) { x /= 1024; i++; }
+    const n = i === 0 || x >= 100 ? String(Math.round(x)) : x.toFixed(1);
+    return (v < 0 ? "-" : "") + n + " " + BYTE_UNITS[i];
+  }
+  function fmtRate(v) { return v == null || !isFinite(v) ? "–" : fmtBytes(v) + "/s"; }
+  function fmtPct(v) { return v == null || !isFinite(v) ? "–" : fmtNum(v, 1) + " %"; }
+  // Disk usage as a level: the row or cell is coloured from a fixed list.
+  function usageClass(v) { return v == null ? "" : v >= 90 ? "level-bad" : v >= 80 ? "level-warn" : ""; }
+
   function nodeColor(name) {
     const i = state.nodes.findIndex((n) => n.node === name);
     const hue = (Math.max(i, 0) * 137.508) % 360;
@@ -310,11 +324,50 @@
 
   function td(text, className) { return el("td", className ? { className, text } : { text }); }
 
+  function nodeCell(node) {
+    return el("td", null, [el("span", { className: "swatch", style: { background: nodeColor(node) } }), " ", node]);
+  }
+
+  // The highest disk usage over the time frame, with its mount.
+  function diskPeakCell(peak) {
+    if (!peak) return td("–", "num");
+    const cell = el("td", { className: "num peak-disk " + usageClass(peak.usage) }, [fmtPct(peak.usage) + " "]);
+    const mount = peak.mount == null ? "?" : peak.mount;
+    cell.appendChild(el("span", { className: "instance", title: mount, text: mount }));
+    return cell;
+  }
+
+  // Watched processes: a green badge per running name (with the count when
+  // more than one runs), a red "name ✕" for one with none running.
+  function processesCell(list, more) {
+    const cell = el("td", { className: "procs" });
+    if (!list || !list.length) { cell.textContent = "–"; return cell; }
+    for (const p of list) {
+      const down = p.count === 0;
+      const known = p.count != null;
+      let text = p.name;
+      if (down) text += " ✕";
+      else if (known && p.count !== 1) text += " ×" + fmtNum(p.count, 0);
+      const title = down ? "not running" :
+        (known ? fmtNum(p.count, 0) + " running" : "count not reported") +
+        (p.cpu != null ? ", CPU " + fmtNum(p.cpu, 1) + " %" : "") +
+        (p.mem != null ? ", memory " + fmtBytes(p.mem * 1024) : "");
+      cell.appendChild(el("span", {
+        className: "badge proc " + (down ? "down" : known ? "up" : "unknown"),
+        "data-process": p.name, title, text,
+      }));
+      cell.appendChild(document.createTextNode(" "));
+    }
+    if (more) cell.appendChild(el("span", { className: "muted", text: "+" + more + " more" }));
+    return cell;
+  }
+
   function renderOverview(resp) {
     const body = $("overview").querySelector("tbody");
     body.replaceChildren();
+    renderNetwork(resp);
     if (!resp.nodes.length) {
-      body.appendChild(el("tr", null, [el("td", { className: "empty", colspan: "13", text: "No node has reported yet." })]));
+      body.appendChild(el("tr", null, [el("td", { className: "empty", colspan: "15", text: "No node has reported yet." })]));
       return;
     }
     for (const r of resp.nodes) {
@@ -327,8 +380,63 @@
         last,
         td(fmtNum(r.cpu, 1) + " %", "num"), td(fmtNum(r.cpuPeak, 1) + " %", "num"),
         td(fmtNum(r.mem, 1) + " %", "num"), td(fmtNum(r.memPeak, 1) + " %", "num"),
+        diskPeakCell(r.diskPeak),
         td(fmtNum(r.requests, 0), "num"), td(fmtNum(r.eventsIn, 0), "num"), td(fmtNum(r.eventsOut, 0), "num"),
         td(fmtNum(r.warnings, 0), "num"), td(fmtNum(r.errors, 0), "num"), td(fmtNum(r.criticals, 0), "num"),
+        processesCell(r.processes, r.processesMore),
+      ]));
+    }
+  }
+
+  // The Disks panel: the worst mounts of the selected nodes (the server
+  // sorts and caps them), with how many more there are.
+  const DISKS_SHOWN = 50;
+  function renderDisks(resp) {
+    const body = $("disks").querySelector("tbody");
+    body.replaceChildren();
+    $("disks-count").textContent = "(" + resp.total + (resp.total === 1 ? " mount)" : " mounts)");
+    const more = $("disks-more");
+    more.hidden = resp.total <= resp.disks.length;
+    more.textContent = more.hidden ? "" : "Showing the fullest " + resp.disks.length + " of " + resp.total +
+      " mounts; " + (resp.total - resp.disks.length) + " more.";
+    if (!resp.disks.length) {
+      body.appendChild(el("tr", null, [el("td", { className: "empty", colspan: "5", text: "No disk reported in this time frame." })]));
+      return;
+    }
+    for (const d of resp.disks) {
+      body.appendChild(el("tr", { "data-node": d.node, className: usageClass(d.usage) }, [
+        nodeCell(d.node), td(d.mount, "instance"), td(fmtPct(d.usage), "num"),
+        td(d.free == null ? "–" : fmtBytes(d.free * 1024), "num"),
+        td(d.inodes == null ? "" : fmtPct(d.inodes), "num"),
+      ]));
+    }
+  }
+
+  // The Network panel, from the overview rows: one row per node with an
+  // interface in the time frame.
+  function renderNetwork(resp) {
+    const body = $("network").querySelector("tbody");
+    body.replaceChildren();
+    const rows = resp.nodes.filter((r) => r.network);
+    if (!rows.length) {
+      body.appendChild(el("tr", null, [el("td", { className: "empty", colspan: "7", text: "No interface reported in this time frame." })]));
+      return;
+    }
+    for (const r of rows) {
+      const n = r.network;
+      const ifaces = el("td", { className: "ifaces" });
+      for (const i of n.interfaces) {
+        ifaces.appendChild(el("span", { className: "iface", "data-interface": i.name }, [
+          el("span", { className: "instance", text: i.name }), " ↓" + fmtRate(i.rx) + " ↑" + fmtRate(i.tx),
+        ]));
+        ifaces.appendChild(document.createTextNode(" "));
+      }
+      if (n.interfacesMore) ifaces.appendChild(el("span", { className: "muted", text: "+" + n.interfacesMore + " more" }));
+      body.appendChild(el("tr", { "data-node": r.node }, [
+        nodeCell(r.node), td(fmtRate(n.rx), "num"), td(fmtRate(n.tx), "num"),
+        td(fmtRate(n.rxPeak), "num"), td(fmtRate(n.txPeak), "num"),
+        td(n.errors == null ? "–" : fmtNum(n.errors, 0), n.errors ? "num level-bad" : "num"),
+        ifaces,
       ]));
     }
   }
@@ -422,13 +530,16 @@
       const range = $("timeframe").value;
       const overviewParams = { range };
       if (state.selected) overviewParams.nodes = sel.join(",");
-      const [overview, incidents, rules] = await Promise.all([
+      const disksParams = Object.assign({ limit: String(DISKS_SHOWN) }, overviewParams);
+      const [overview, disks, incidents, rules] = await Promise.all([
         sel.length ? api("overview", overviewParams) : Promise.resolve({ nodes: [], now: Date.now() }),
+        sel.length ? api("disks", disksParams) : Promise.resolve({ disks: [], total: 0 }),
         api("incidents", { range: $("incident-frame").value }),
         api("rules"),
         loadCharts(full),
       ]);
       renderOverview(overview);
+      renderDisks(disks);
       renderIncidents(incidents);
       renderRules(rules);
       setBanner("");

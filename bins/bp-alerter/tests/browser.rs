@@ -7,8 +7,13 @@
 //! Checks: the page loads; both main charts draw series with values; the
 //! node filter changes the drawn series; the incident is listed; a rule name
 //! with `<script>` and quotes shows as literal text and runs nothing; the
-//! console has no error (console.error, exceptions, failed loads, CSP
-//! violations). Saves `test-artifacts/dashboard.png`.
+//! Disks panel lists mounts fullest first with free space and inodes (a
+//! mount named like an `<img onerror>` tag as literal text) and says how many
+//! more than 50 there are; the Network panel shows rx/tx sums, interfaces
+//! and errors; the overview shows watched processes (one down, in red) and
+//! the peak disk with its mount; the console has no error (console.error,
+//! exceptions, failed loads, CSP violations). Saves
+//! `test-artifacts/dashboard.png`.
 //!
 //! Fails (never skips) when `chromium` is missing.
 
@@ -31,6 +36,9 @@ use tungstenite::{Message, WebSocket, stream::MaybeTlsStream};
 const NASTY_RULE: &str = "CPU <script>window.__pwned=1</script> \"quoted\" 'single'";
 /// An instance is arbitrary text (no control character, no `]`).
 const NASTY_MOUNT: &str = "/data (x)*? <img src=x onerror=window.__pwned=2>";
+const NASTY_PROCESS: &str = "<img src=x onerror=window.__pwned=3>";
+/// node-c's many small mounts: more than the Disks panel's 50 rows.
+const MANY_MOUNTS: i64 = 60;
 const DEADLINE: Duration = Duration::from_mins(1);
 
 fn rules_json() -> Value {
@@ -46,7 +54,14 @@ fn rules_json() -> Value {
 }
 
 /// 20 minutes of ticks: node-a (cpu 80, busy), node-b (cpu 20), node-c
-/// (cpu 40, stopped reporting 3 minutes ago: stale).
+/// (cpu 40, stopped reporting 3 minutes ago: stale). Their breadth:
+/// - node-a: the nasty mount 95 % (1 GiB free, inodes 7 %), `/var` 50 %,
+///   `/` 10 % (20 GiB free, no inode figure); eth0 rx 1 MiB/s tx 200 KiB/s,
+///   eth1 rx 512 KiB/s and an error every 40 ticks; botpress ×2 and a
+///   process with a nasty name ×1;
+/// - node-b: `/home` 75 % (88 % five minutes ago: its peak), `/` 60 %; eth0
+///   rx 2 KiB/s tx 1 KiB/s; botpress down (count 0), redis ×1;
+/// - node-c: 60 mounts at 5 %, no interface, no process.
 fn ticks(now: Millis) -> Vec<Tick> {
     let end = floor_to(now, 10_000);
     let f = metrics_model::Key::from;
@@ -80,11 +95,42 @@ fn ticks(now: Millis) -> Vec<Tick> {
                     (f(StandardField::Uptime), 5000.0 + (120 - i) as f64 * 10.0),
                 ],
             ));
-            if host == "node-a" {
-                out.last_mut().unwrap().extend([
-                    (format!("disk.usage[{NASTY_MOUNT}]").parse().unwrap(), 95.0),
-                    ("disk.usage[/]".parse().unwrap(), 10.0),
-                ]);
+            let key = |k: String| metrics_model::Key::parse_tick_key(&k).unwrap();
+            let tick = out.last_mut().unwrap();
+            match host {
+                "node-a" => tick.extend([
+                    (key(format!("disk.usage[{NASTY_MOUNT}]")), 95.0),
+                    (key(format!("disk.free[{NASTY_MOUNT}]")), 1_048_576.0),
+                    (key(format!("disk.inodes.usage[{NASTY_MOUNT}]")), 7.0),
+                    (key("disk.usage[/var]".into()), 50.0),
+                    (key("disk.usage[/]".into()), 10.0),
+                    (key("disk.free[/]".into()), 20_971_520.0),
+                    (key("net.rx[eth0]".into()), 1_048_576.0),
+                    (key("net.tx[eth0]".into()), 204_800.0),
+                    (key("net.rx[eth1]".into()), 524_288.0),
+                    (key("net.tx[eth1]".into()), 0.0),
+                    (
+                        key("net.errors.count[eth1]".into()),
+                        // Ticks 5 and 45: well inside the 15-minute window.
+                        f64::from(i % 40 == 5 && i < 60),
+                    ),
+                    (key("process.count[botpress]".into()), 2.0),
+                    (key(format!("process.count[{NASTY_PROCESS}]")), 1.0),
+                ]),
+                "node-b" => tick.extend([
+                    (
+                        key("disk.usage[/home]".into()),
+                        if i == 30 { 88.0 } else { 75.0 },
+                    ),
+                    (key("disk.usage[/]".into()), 60.0),
+                    (key("net.rx[eth0]".into()), 2048.0),
+                    (key("net.tx[eth0]".into()), 1024.0),
+                    (key("process.count[botpress]".into()), 0.0),
+                    (key("process.count[redis]".into()), 1.0),
+                ]),
+                _ => tick.extend(
+                    (0..MANY_MOUNTS).map(|m| (key(format!("disk.usage[/mnt/d{m:02}]")), 5.0)),
+                ),
             }
         }
     }
@@ -433,6 +479,139 @@ fn dashboard_in_headless_chromium() {
             .any(|r| r[0] == "Requests across the cluster" && r[2] == "*" && r[3] == "–"),
         "{rules:?}"
     );
+
+    // The Disks panel: fullest first across nodes, free space in binary
+    // units, inodes blank when absent, the nasty mount as literal text; 50
+    // rows of 65, and it says so.
+    let cells = |rows: &str| {
+        format!(
+            "Array.from(document.querySelectorAll('{rows}')).map(r => Array.from(r.cells).map(c => c.textContent.trim()))"
+        )
+    };
+    let disks = cdp.eval(&cells("#disks tbody tr"));
+    let disks = disks.as_array().unwrap();
+    assert_eq!(disks.len(), 50, "{disks:?}");
+    assert_eq!(
+        disks[..5],
+        [
+            json!(["node-a", NASTY_MOUNT, "95.0 %", "1.0 GB", "7.0 %"]),
+            json!(["node-b", "/home", "75.0 %", "–", ""]),
+            json!(["node-b", "/", "60.0 %", "–", ""]),
+            json!(["node-a", "/var", "50.0 %", "–", ""]),
+            json!(["node-a", "/", "10.0 %", "20.0 GB", ""]),
+        ]
+    );
+    for (k, row) in disks[5..].iter().enumerate() {
+        assert_eq!(
+            row,
+            &json!(["node-c", format!("/mnt/d{k:02}"), "5.0 %", "–", ""]),
+            "row {}",
+            k + 5
+        );
+    }
+    assert_eq!(
+        cdp.eval("document.getElementById('disks-count').textContent"),
+        json!(format!("({} mounts)", MANY_MOUNTS + 5))
+    );
+    assert_eq!(
+        cdp.eval("document.getElementById('disks-more').hidden ? 'hidden' : document.getElementById('disks-more').textContent"),
+        json!(format!(
+            "Showing the fullest 50 of {} mounts; {} more.",
+            MANY_MOUNTS + 5,
+            MANY_MOUNTS + 5 - 50
+        ))
+    );
+    assert_eq!(
+        cdp.eval("document.querySelector('#disks tbody tr').className"),
+        json!("level-bad"),
+        "a disk over 90 % is marked"
+    );
+
+    // The Network panel: per node, the interfaces' rates summed, peaks,
+    // errors over the window, each interface; node-c has none.
+    assert_eq!(
+        cdp.eval(&cells("#network tbody tr")),
+        json!([
+            [
+                "node-a",
+                "1.5 MB/s",
+                "200 KB/s",
+                "1.5 MB/s",
+                "200 KB/s",
+                "2",
+                "eth0 ↓1.0 MB/s ↑200 KB/s eth1 ↓512 KB/s ↑0 B/s"
+            ],
+            [
+                "node-b",
+                "2.0 KB/s",
+                "1.0 KB/s",
+                "2.0 KB/s",
+                "1.0 KB/s",
+                "–",
+                "eth0 ↓2.0 KB/s ↑1.0 KB/s"
+            ],
+        ])
+    );
+
+    // The overview: watched processes (one down, in red), and the peak disk
+    // over the window with its mount (node-b's is not its newest value).
+    let processes = |node: &str| {
+        format!(
+            "Array.from(document.querySelectorAll('#overview tr[data-node=\"{node}\"] span.proc')).map(b => b.className + ':' + b.textContent)"
+        )
+    };
+    assert_eq!(
+        cdp.eval(&processes("node-b")),
+        json!(["badge proc down:botpress ✕", "badge proc up:redis"])
+    );
+    assert_eq!(
+        cdp.eval(&processes("node-a")),
+        json!([
+            format!("badge proc up:{NASTY_PROCESS}"),
+            "badge proc up:botpress ×2"
+        ])
+    );
+    assert_eq!(
+        cdp.eval(
+            "getComputedStyle(document.querySelector('#overview span.proc.down')).backgroundColor"
+        ),
+        json!("rgb(185, 28, 28)"),
+        "a process that is down is red"
+    );
+    let overview_cell = |node: &str, column: usize| {
+        format!(
+            "document.querySelector('#overview tr[data-node=\"{node}\"]').cells[{column}].textContent.trim()"
+        )
+    };
+    let headers = cdp.eval(
+        "Array.from(document.querySelectorAll('#overview thead th')).map(h => h.textContent)",
+    );
+    let peak_disk = headers
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|h| h == "Peak disk")
+        .expect("a Peak disk column");
+    let procs = headers
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|h| h == "Processes")
+        .unwrap();
+    assert_eq!(
+        cdp.eval(&overview_cell("node-a", peak_disk)),
+        json!(format!("95.0 % {NASTY_MOUNT}"))
+    );
+    assert_eq!(
+        cdp.eval(&overview_cell("node-b", peak_disk)),
+        json!("88.0 % /home")
+    );
+    assert_eq!(
+        cdp.eval(&overview_cell("node-c", peak_disk)),
+        json!("5.0 % /mnt/d00")
+    );
+    assert_eq!(cdp.eval(&overview_cell("node-c", procs)), json!("–"));
+
     assert_eq!(
         cdp.eval("document.querySelectorAll('#content script, #content img').length"),
         json!(0)
@@ -474,6 +653,14 @@ fn dashboard_in_headless_chromium() {
     cdp.wait_for(
         "document.querySelectorAll('#overview tbody tr').length === 2",
         "the overview without node-b",
+    );
+    cdp.wait_for(
+        &format!(
+            "document.getElementById('disks-count').textContent === '({} mounts)' \
+             && !document.querySelector('#disks tr[data-node=\"node-b\"], #network tr[data-node=\"node-b\"]')",
+            MANY_MOUNTS + 3
+        ),
+        "the Disks and Network panels without node-b",
     );
 
     // Let an auto-refresh pass run, then check the console.

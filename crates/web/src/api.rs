@@ -11,15 +11,17 @@ use axum::response::{IntoResponse, Response};
 use incidents::persist;
 use metrics_model::store::{AlertStore, StoreError, TickStore};
 use metrics_model::time::{Millis, format_rfc3339};
-use metrics_model::{HostName, Key, StandardField};
+use metrics_model::{HostName, Instance, Key, StandardField};
 use rules_engine::Incident;
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::Mutex;
 
 use crate::AppState;
-use crate::cache::{self, Acc, HostCache, Stat};
-use crate::params::{self, IncidentsQuery, OverviewQuery, QueryMap, SeriesPlan, SeriesQuery};
+use crate::cache::{self, Acc, Derived, HostCache, Stat};
+use crate::params::{
+    self, DisksQuery, IncidentsQuery, OverviewQuery, QueryMap, SeriesPlan, SeriesQuery,
+};
 use metrics_model::time::now_ms;
 
 /// An API error: a status and a JSON body naming the bad parameter.
@@ -348,6 +350,119 @@ struct OverviewRow {
     warnings: f64,
     errors: f64,
     criticals: f64,
+    /// The highest disk usage of any mount over the window.
+    disk_peak: Option<DiskPeakOut>,
+    /// Watched processes (newest values in the window), by name.
+    processes: Vec<ProcessOut>,
+    /// Processes beyond [`params::MAX_PROCESSES_PER_NODE`].
+    processes_more: usize,
+    /// Receive and send rates; `None` when no interface reported in the
+    /// window.
+    network: Option<NetworkOut>,
+}
+
+#[derive(Debug, Serialize)]
+struct DiskPeakOut {
+    /// `None` when the node has more mounts than the cache numbers.
+    mount: Option<Instance>,
+    usage: f32,
+}
+
+#[derive(Debug, Serialize)]
+struct ProcessOut {
+    name: Instance,
+    count: Option<f64>,
+    cpu: Option<f64>,
+    mem: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NetworkOut {
+    /// Bytes/s: the newest rate of each interface, summed.
+    rx: Option<f64>,
+    tx: Option<f64>,
+    /// The highest per-tick sum over the interfaces in the window.
+    rx_peak: Option<f32>,
+    tx_peak: Option<f32>,
+    /// Errors of all interfaces over the window (`None`: none reported).
+    errors: Option<f64>,
+    interfaces: Vec<InterfaceOut>,
+    interfaces_more: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct InterfaceOut {
+    name: Instance,
+    rx: Option<f64>,
+    tx: Option<f64>,
+}
+
+/// The newest values of `fields` (instanced standard fields) per instance
+/// in the window: instances in byte order, one value per field.
+fn by_instance<const N: usize>(
+    g: &HostCache,
+    fields: [StandardField; N],
+    from: Millis,
+    to: Millis,
+) -> std::collections::BTreeMap<&Instance, [Option<f64>; N]> {
+    let mut out = std::collections::BTreeMap::new();
+    for (k, f) in fields.into_iter().enumerate() {
+        for (i, v) in g.latest_in(f, from, to) {
+            out.entry(i).or_insert([None; N])[k] = Some(v);
+        }
+    }
+    out
+}
+
+fn processes(g: &HostCache, from: Millis, to: Millis) -> (Vec<ProcessOut>, usize) {
+    use StandardField::{ProcessCount, ProcessCpu, ProcessMem};
+    let all = by_instance(g, [ProcessCount, ProcessCpu, ProcessMem], from, to);
+    let more = all.len().saturating_sub(params::MAX_PROCESSES_PER_NODE);
+    let list = all
+        .into_iter()
+        .take(params::MAX_PROCESSES_PER_NODE)
+        .map(|(name, [count, cpu, mem])| ProcessOut {
+            name: name.clone(),
+            count,
+            cpu,
+            mem,
+        })
+        .collect();
+    (list, more)
+}
+
+fn network(g: &HostCache, from: Millis, to: Millis) -> Option<NetworkOut> {
+    use StandardField::{NetErrorsCount, NetRx, NetTx};
+    let all = by_instance(g, [NetRx, NetTx, NetErrorsCount], from, to);
+    let rx_peak = g.aggregate_derived(Derived::NetRx, from, to);
+    let tx_peak = g.aggregate_derived(Derived::NetTx, from, to);
+    let errors = g.aggregate_derived(Derived::NetErrors, from, to);
+    if all.is_empty() && rx_peak.n == 0 && tx_peak.n == 0 && errors.n == 0 {
+        return None;
+    }
+    let sum = |k: usize| {
+        all.values()
+            .filter_map(|v| v[k])
+            .fold(None, |s: Option<f64>, v| Some(s.unwrap_or(0.0) + v))
+    };
+    Some(NetworkOut {
+        rx: sum(0),
+        tx: sum(1),
+        rx_peak: rx_peak.get(Stat::Max).map(|v| v as f32),
+        tx_peak: tx_peak.get(Stat::Max).map(|v| v as f32),
+        errors: errors.get(Stat::Sum),
+        interfaces_more: all.len().saturating_sub(params::MAX_INTERFACES_PER_NODE),
+        interfaces: all
+            .iter()
+            .take(params::MAX_INTERFACES_PER_NODE)
+            .map(|(name, [rx, tx, _])| InterfaceOut {
+                name: (*name).clone(),
+                rx: *rx,
+                tx: *tx,
+            })
+            .collect(),
+    })
 }
 
 /// `GET /api/v1/overview`: one row per node over the window.
@@ -374,6 +489,7 @@ pub async fn overview<T: TickStore + Clone + 'static, A: AlertStore + Clone + 's
             let last = g.last().filter(|t| t.ts >= from && t.ts <= to);
             let cur = |f: StandardField| last.and_then(|t| t.standard(f));
             let seen = last_seen.get(host).copied().unwrap_or(Millis::MIN);
+            let (procs, procs_more) = processes(&g, from, to);
             OverviewRow {
                 node: host.clone(),
                 last_seen: seen,
@@ -389,6 +505,13 @@ pub async fn overview<T: TickStore + Clone + 'static, A: AlertStore + Clone + 's
                 warnings: sum(StandardField::WarningsCount),
                 errors: sum(StandardField::ErrorsCount),
                 criticals: sum(StandardField::CriticalsCount),
+                disk_peak: g.disk_peak(from, to).map(|(usage, mount)| DiskPeakOut {
+                    mount: mount.cloned(),
+                    usage,
+                }),
+                processes: procs,
+                processes_more: procs_more,
+                network: network(&g, from, to),
             }
         });
     }
@@ -397,6 +520,72 @@ pub async fn overview<T: TickStore + Clone + 'static, A: AlertStore + Clone + 's
             json!({ "from": from, "to": to, "now": now, "staleAfterMs": stale_ms, "nodes": rows }),
         )
         .into_response(),
+    )
+}
+
+/// One row of the disks view: a mount of a node.
+#[derive(Debug, Serialize)]
+struct DiskOut {
+    node: HostName,
+    mount: Instance,
+    /// % used (newest value in the window).
+    usage: Option<f64>,
+    /// KB available.
+    free: Option<f64>,
+    /// % of inodes used (`None`: no inode limit, or not reported).
+    inodes: Option<f64>,
+}
+
+/// `GET /api/v1/disks`: every mount of the selected nodes with its newest
+/// values in the window, highest usage first, at most `limit`.
+pub async fn disks<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'static>(
+    State(state): State<Arc<AppState<T, A>>>,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
+    use StandardField::{DiskFree, DiskInodesUsage, DiskUsage};
+    let now = now_ms();
+    let DisksQuery {
+        from,
+        to,
+        nodes,
+        limit,
+    } = DisksQuery::parse(&q, now)?;
+    let hosts = selected(&state, nodes).await?;
+    let entries = prepare(&state, &hosts, now, from).await?;
+    let mut rows: Vec<DiskOut> = Vec::new();
+    for (host, entry) in &entries {
+        let g = entry.lock().await;
+        let mounts = by_instance(&g, [DiskUsage, DiskFree, DiskInodesUsage], from, to);
+        rows.extend(
+            mounts
+                .into_iter()
+                .map(|(mount, [usage, free, inodes])| DiskOut {
+                    node: host.clone(),
+                    mount: mount.clone(),
+                    usage,
+                    free,
+                    inodes,
+                }),
+        );
+    }
+    let total = rows.len();
+    // Worst first: highest usage (a mount without one last), then by node
+    // and mount.
+    let order = |a: &DiskOut, b: &DiskOut| {
+        let ua = a.usage.unwrap_or(f64::NEG_INFINITY);
+        let ub = b.usage.unwrap_or(f64::NEG_INFINITY);
+        ub.total_cmp(&ua)
+            .then_with(|| a.node.cmp(&b.node))
+            .then_with(|| a.mount.cmp(&b.mount))
+    };
+    if rows.len() > limit {
+        rows.select_nth_unstable_by(limit, order);
+        rows.truncate(limit);
+    }
+    rows.sort_unstable_by(order);
+    Ok(
+        Json(json!({ "from": from, "to": to, "now": now, "total": total, "disks": rows }))
+            .into_response(),
     )
 }
 

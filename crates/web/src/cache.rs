@@ -1,13 +1,21 @@
 //! The downsampling cache: what makes a 24 h or 7 d view of 50 nodes cheap.
 //!
-//! Per node, two tiers of the twelve version-1 standard fields:
+//! Per node, two tiers of the twelve version-1 standard fields and four
+//! [`Derived`] columns (the tick's highest disk usage over its mounts, with
+//! that mount; net receive, send and errors summed over its interfaces):
 //! - **raw**: every tick of the last [`RAW_SPAN_MS`] (25 h) as columns
-//!   (`ts: i64`, one `f32` column per field, NaN when absent), ≈ 56 bytes per
-//!   tick, ≈ 0.5 MB per node at a 10 s interval;
+//!   (`ts: i64`, one `f32` column per field, NaN when absent, and a `u16`
+//!   mount index), ≈ 74 bytes per tick, ≈ 0.7 MB per node at a 10 s
+//!   interval;
 //! - **rollup**: 5-minute buckets (sum, min, max, count per field) of the
 //!   last [`ROLLUP_SPAN_MS`] (8 d), built on the first request that reaches
 //!   further back than the raw tier (one range read of the store per node)
-//!   and then kept up to date from the raw tier; ≈ 0.5 MB per node.
+//!   and then kept up to date from the raw tier; ≈ 0.9 MB per node.
+//!
+//! Per node it also keeps the newest value of every instanced standard key
+//! (`disk.*[m]`, `io.*[d]`, `net.*[i]`, `process.*[p]`) seen in the raw
+//! tier, with its `ts` (at most [`MAX_LATEST`] instances per field): the
+//! "latest values" of the disks, network and processes views.
 //!
 //! A request refreshes a node at most once per [`REFRESH_EVERY`] with one
 //! range read from the node's newest cached tick minus [`OVERLAP_MS`] (late
@@ -16,16 +24,16 @@
 //! significant digits, plenty for percentages and counts.
 //!
 //! Other keys (custom fields, the version-2 fields, keys with an instance)
-//! are not cached: their ranges are read from the store on each request
-//! (see [`downsample_ticks`]).
+//! are not cached as series: their ranges are read from the store on each
+//! request (see [`downsample_ticks`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
 use metrics_model::store::{StoreError, TickStore};
 use metrics_model::time::{Millis, floor_to};
-use metrics_model::{Field, HostName, Key, StandardField, Tick};
+use metrics_model::{Field, HostName, Instance, Key, StandardField, Tick};
 
 /// How far back the raw tier reaches.
 pub const RAW_SPAN_MS: i64 = 25 * 3_600_000;
@@ -41,6 +49,40 @@ pub const OVERLAP_MS: i64 = 60_000;
 pub const MAX_POINTS: i64 = 2_000;
 
 const NF: usize = StandardField::V1.len();
+
+/// Per-tick values derived from a tick's instanced keys, cached as columns
+/// after the standard ones in both tiers, so that window peaks and sums
+/// across instances cost no store read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Derived {
+    /// The tick's highest `disk.usage[m]` over its mounts (the mount is kept
+    /// alongside: [`HostCache::disk_peak`]).
+    DiskPeak,
+    /// `net.rx[i]` summed over the tick's interfaces.
+    NetRx,
+    /// `net.tx[i]` summed over the tick's interfaces.
+    NetTx,
+    /// `net.errors.count[i]` summed over the tick's interfaces.
+    NetErrors,
+}
+
+const ND: usize = 4;
+/// Columns per tick: the version-1 standard fields, then [`Derived`].
+const NC: usize = NF + ND;
+const DISK_PEAK: usize = NF;
+
+fn derived_index(d: Derived) -> usize {
+    NF + d as usize
+}
+
+/// The most distinct mounts a node's cache numbers (for the mount of its
+/// disk peak); a peak on a mount beyond them is kept without its mount.
+pub const MAX_MOUNTS: usize = 4_096;
+const NO_MOUNT: u16 = u16::MAX;
+/// The most instances per field whose newest value a node's cache keeps
+/// (mounts, interfaces, devices, processes); instances first seen once a
+/// field has that many are ignored until older ones leave the raw tier.
+pub const MAX_LATEST: usize = 256;
 
 /// The cached field `key` is, if any: a bare version-1 standard field.
 pub fn cached_field(key: &Key) -> Option<StandardField> {
@@ -192,26 +234,57 @@ pub struct HostCache {
     refreshed: Option<Instant>,
     last: Option<Tick>,
     rollup: Option<Rollup>,
+    /// Per raw tick, the mount of its [`Derived::DiskPeak`] (an index into
+    /// `mounts`, or `NO_MOUNT`).
+    peak_mount: Vec<u16>,
+    /// The mounts numbered so far (at most [`MAX_MOUNTS`]).
+    mounts: Vec<Instance>,
+    mount_ids: HashMap<Instance, u16>,
+    /// The newest value (and its `ts`) of each instanced standard key seen
+    /// in the raw tier.
+    latest: BTreeMap<Key, (Millis, f64)>,
+    /// Keys in `latest` per standard field.
+    latest_counts: HashMap<StandardField, usize>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Cell {
+    acc: [Acc; NC],
+    /// The mount of the cell's highest disk peak.
+    mount: u16,
+}
+
+impl Default for Cell {
+    fn default() -> Self {
+        Cell {
+            acc: [Acc::default(); NC],
+            mount: NO_MOUNT,
+        }
+    }
 }
 
 #[derive(Debug)]
 struct Rollup {
     /// Start of `cells[0]`, a multiple of [`ROLLUP_MS`]; complete from here.
     first: Millis,
-    cells: std::collections::VecDeque<[Acc; NF]>,
+    cells: std::collections::VecDeque<Cell>,
 }
 
 impl Rollup {
-    fn add(&mut self, ts: Millis, values: impl Iterator<Item = (usize, f32)>) {
+    fn add(&mut self, ts: Millis, values: impl Iterator<Item = (usize, f32)>, mount: u16) {
         if ts < self.first {
             return;
         }
         let i = ((ts - self.first) / ROLLUP_MS) as usize;
         while self.cells.len() <= i {
-            self.cells.push_back([Acc::default(); NF]);
+            self.cells.push_back(Cell::default());
         }
+        let cell = &mut self.cells[i];
         for (f, v) in values {
-            self.cells[i][f].add(v);
+            if f == DISK_PEAK && v > cell.acc[f].max {
+                cell.mount = mount;
+            }
+            cell.acc[f].add(v);
         }
     }
 
@@ -268,7 +341,7 @@ impl SeriesCache {
         let raw_start = now - self.raw_span;
         let stale = entry.refreshed.is_none_or(|r| r.elapsed() >= REFRESH_EVERY);
         if entry.refreshed.is_none() {
-            entry.cols = vec![Vec::new(); NF];
+            entry.cols = vec![Vec::new(); NC];
             entry.raw_from = raw_start;
             let ticks = store.range(host, raw_start, Millis::MAX).await?;
             entry.merge(ticks);
@@ -337,7 +410,7 @@ impl HostCache {
             for (k, cell) in r.cells.iter().enumerate() {
                 let ts = r.first + k as i64 * ROLLUP_MS;
                 if let Some(i) = grid.index(ts) {
-                    out[i].merge(&cell[f]);
+                    out[i].merge(&cell.acc[f]);
                 }
             }
         }
@@ -346,7 +419,60 @@ impl HostCache {
 
     /// Aggregates a standard field over `from..=to` (one bucket).
     pub fn aggregate(&self, field: StandardField, from: Millis, to: Millis) -> Acc {
-        let f = field_index(field);
+        self.aggregate_column(field_index(field), from, to)
+    }
+
+    /// Aggregates a derived column over `from..=to` (one bucket).
+    pub fn aggregate_derived(&self, derived: Derived, from: Millis, to: Millis) -> Acc {
+        self.aggregate_column(derived_index(derived), from, to)
+    }
+
+    /// The highest disk usage over `from..=to` of any mount, and that mount
+    /// (`None` when beyond [`MAX_MOUNTS`]); the first such tick's on a tie.
+    /// Beyond the raw tier, at 5-minute resolution like [`HostCache::aggregate`].
+    pub fn disk_peak(&self, from: Millis, to: Millis) -> Option<(f32, Option<&Instance>)> {
+        let mut best: Option<(f32, u16)> = None;
+        let mut offer = |v: f32, m: u16| {
+            if !v.is_nan() && best.is_none_or(|(b, _)| v > b) {
+                best = Some((v, m));
+            }
+        };
+        if self.raw_covers(from) || self.rollup.is_none() {
+            if let Some(col) = self.cols.get(DISK_PEAK) {
+                let lo = self.ts.partition_point(|t| *t < from);
+                let hi = self.ts.partition_point(|t| *t <= to);
+                for (v, m) in col[lo..hi].iter().zip(&self.peak_mount[lo..hi]) {
+                    offer(*v, *m);
+                }
+            }
+        } else if let Some(r) = &self.rollup {
+            for (k, cell) in r.cells.iter().enumerate() {
+                let ts = r.first + k as i64 * ROLLUP_MS;
+                if ts + ROLLUP_MS > from && ts <= to && cell.acc[DISK_PEAK].n > 0 {
+                    offer(cell.acc[DISK_PEAK].max, cell.mount);
+                }
+            }
+        }
+        best.map(|(v, m)| (v, self.mounts.get(usize::from(m))))
+    }
+
+    /// The newest value of each `field[i]` (an instanced standard field)
+    /// whose newest tick lies in `from..=to`, by instance.
+    pub fn latest_in(
+        &self,
+        field: StandardField,
+        from: Millis,
+        to: Millis,
+    ) -> impl Iterator<Item = (&Instance, f64)> + '_ {
+        let bare = Key::from(field);
+        self.latest
+            .range(bare..)
+            .take_while(move |(k, _)| *k.field() == Field::Standard(field))
+            .filter(move |(_, (ts, _))| *ts >= from && *ts <= to)
+            .filter_map(|(k, (_, v))| k.instance().map(|i| (i, *v)))
+    }
+
+    fn aggregate_column(&self, f: usize, from: Millis, to: Millis) -> Acc {
         let mut acc = Acc::default();
         if self.raw_covers(from) || self.rollup.is_none() {
             if let Some(col) = self.cols.get(f) {
@@ -362,7 +488,7 @@ impl HostCache {
             for (k, cell) in r.cells.iter().enumerate() {
                 let ts = r.first + k as i64 * ROLLUP_MS;
                 if ts + ROLLUP_MS > from && ts <= to {
-                    acc.merge(&cell[f]);
+                    acc.merge(&cell.acc[f]);
                 }
             }
         }
@@ -381,14 +507,16 @@ impl HostCache {
             if self.ts.get(pos) == Some(&tick.ts) {
                 continue;
             }
-            let values = standard_values(&tick);
+            let (values, mount) = self.row(&tick);
             self.ts.insert(pos, tick.ts);
             for (f, col) in self.cols.iter_mut().enumerate() {
                 col.insert(pos, values[f]);
             }
+            self.peak_mount.insert(pos, mount);
             if let Some(r) = self.rollup.as_mut() {
-                r.add(tick.ts, present(&values));
+                r.add(tick.ts, present(&values), mount);
             }
+            self.note_latest(&tick);
             if self.last.as_ref().is_none_or(|l| l.ts < tick.ts) {
                 self.last = Some(tick);
             }
@@ -403,9 +531,96 @@ impl HostCache {
             for col in &mut self.cols {
                 col.drain(..cut);
             }
+            self.peak_mount.drain(..cut);
         }
         if cut > 0 || self.raw_from < before {
             self.raw_from = self.raw_from.max(before);
+        }
+        let raw_from = self.raw_from;
+        let counts = &mut self.latest_counts;
+        self.latest.retain(|k, (ts, _)| {
+            let keep = *ts >= raw_from;
+            if let (false, Field::Standard(f)) = (keep, k.field()) {
+                counts.entry(*f).and_modify(|n| *n -= 1);
+            }
+            keep
+        });
+    }
+
+    /// The tick's cached columns, and the mount of its disk peak.
+    fn row(&mut self, tick: &Tick) -> ([f32; NC], u16) {
+        let mut values = [f32::NAN; NC];
+        let mut peak: Option<(f64, &Instance)> = None;
+        let mut sums = [None::<f64>; 3];
+        for (key, v) in tick.values() {
+            if let Some(s) = cached_field(key) {
+                values[field_index(s)] = *v as f32;
+                continue;
+            }
+            let (Field::Standard(f), Some(i)) = (key.field(), key.instance()) else {
+                continue;
+            };
+            let sum = match f {
+                StandardField::DiskUsage => {
+                    if peak.is_none_or(|(p, _)| *v > p) {
+                        peak = Some((*v, i));
+                    }
+                    continue;
+                }
+                StandardField::NetRx => &mut sums[0],
+                StandardField::NetTx => &mut sums[1],
+                StandardField::NetErrorsCount => &mut sums[2],
+                _ => continue,
+            };
+            *sum = Some(sum.unwrap_or(0.0) + *v);
+        }
+        for (d, sum) in [Derived::NetRx, Derived::NetTx, Derived::NetErrors]
+            .into_iter()
+            .zip(sums)
+        {
+            if let Some(s) = sum {
+                values[derived_index(d)] = s as f32;
+            }
+        }
+        let mut mount = NO_MOUNT;
+        if let Some((p, i)) = peak {
+            values[DISK_PEAK] = p as f32;
+            mount = self.mount_id(i);
+        }
+        (values, mount)
+    }
+
+    fn mount_id(&mut self, mount: &Instance) -> u16 {
+        if let Some(id) = self.mount_ids.get(mount) {
+            return *id;
+        }
+        if self.mounts.len() >= MAX_MOUNTS {
+            return NO_MOUNT;
+        }
+        let id = self.mounts.len() as u16;
+        self.mounts.push(mount.clone());
+        self.mount_ids.insert(mount.clone(), id);
+        id
+    }
+
+    /// Keeps the tick's instanced standard values where they are the
+    /// newest of their key.
+    fn note_latest(&mut self, tick: &Tick) {
+        for (key, v) in tick.values() {
+            let (Field::Standard(f), Some(_)) = (key.field(), key.instance()) else {
+                continue;
+            };
+            if let Some(e) = self.latest.get_mut(key) {
+                if e.0 < tick.ts {
+                    *e = (tick.ts, *v);
+                }
+                continue;
+            }
+            let n = self.latest_counts.entry(*f).or_insert(0);
+            if *n < MAX_LATEST {
+                *n += 1;
+                self.latest.insert(key.clone(), (tick.ts, *v));
+            }
         }
     }
 
@@ -430,8 +645,8 @@ impl HostCache {
         while from < raw_from {
             let to = (from + day).min(raw_from) - 1;
             for tick in store.range(host, from, to).await? {
-                let values = standard_values(&tick);
-                rollup.add(tick.ts, present(&values));
+                let (values, mount) = self.row(&tick);
+                rollup.add(tick.ts, present(&values), mount);
             }
             from = to + 1;
         }
@@ -443,6 +658,7 @@ impl HostCache {
                     .enumerate()
                     .map(|(f, c)| (f, c[k]))
                     .filter(|(_, v)| !v.is_nan()),
+                self.peak_mount[k],
             );
         }
         let _ = now;
@@ -451,17 +667,7 @@ impl HostCache {
     }
 }
 
-fn standard_values(tick: &Tick) -> [f32; NF] {
-    let mut values = [f32::NAN; NF];
-    for (key, v) in tick.values() {
-        if let Some(s) = cached_field(key) {
-            values[field_index(s)] = *v as f32;
-        }
-    }
-    values
-}
-
-fn present(values: &[f32; NF]) -> impl Iterator<Item = (usize, f32)> + '_ {
+fn present(values: &[f32; NC]) -> impl Iterator<Item = (usize, f32)> + '_ {
     values
         .iter()
         .copied()
@@ -555,5 +761,102 @@ mod tests {
         );
         let rolled = e.downsample(StandardField::CpuUsage, &wide);
         assert_eq!(rolled.iter().map(|a| a.n).sum::<u32>(), 8640 + 1);
+    }
+
+    fn breadth_tick(ts: Millis, values: &[(&str, f64)]) -> Tick {
+        Tick::new(
+            "node-a".parse().unwrap(),
+            ts,
+            values.iter().map(|(k, v)| (k.parse().unwrap(), *v)),
+        )
+    }
+
+    #[tokio::test]
+    async fn disk_peaks_network_sums_and_latest_values_in_both_tiers() {
+        let store = MemoryStore::new();
+        let now: Millis = 1_767_225_600_000;
+        let host: HostName = "node-a".parse().unwrap();
+        // Two days at 1 min: /var at 50 %, except 97 % two hours ago and 99 %
+        // 30 hours ago (beyond the raw tier of 25 h); / at 60 %.
+        let ticks: Vec<Tick> = (0..(2 * 1440))
+            .map(|i| {
+                let ts = now - 2 * 86_400_000 + i * 60_000;
+                let var = match now - ts {
+                    7_200_000 => 97.0,
+                    108_000_000 => 99.0,
+                    _ => 50.0,
+                };
+                breadth_tick(
+                    ts,
+                    &[
+                        ("disk.usage[/var]", var),
+                        ("disk.usage[/]", 60.0),
+                        ("net.rx[eth0]", 100.0),
+                        ("net.rx[eth1]", 20.0),
+                        ("net.tx[eth0]", 5.0),
+                        ("net.errors.count[eth1]", f64::from(i % 2 == 0)),
+                        ("process.count[botpress]", 2.0),
+                    ],
+                )
+            })
+            .collect();
+        store.append(&ticks).await.unwrap();
+        let cache = SeriesCache::new(RAW_SPAN_MS);
+        let entry = cache.host(&host);
+        let mut e = entry.lock().await;
+        cache
+            .refresh(&store, &mut e, &host, now, now - 3 * 3_600_000)
+            .await
+            .unwrap();
+        let mount =
+            |p: Option<(f32, Option<&Instance>)>| p.map(|(v, m)| (v, m.unwrap().to_string()));
+        // The raw tier: exact windows.
+        assert_eq!(
+            mount(e.disk_peak(now - 3 * 3_600_000, now)),
+            Some((97.0, "/var".to_owned()))
+        );
+        assert_eq!(
+            mount(e.disk_peak(now - 3_600_000, now)),
+            Some((60.0, "/".to_owned()))
+        );
+        let rx = e.aggregate_derived(Derived::NetRx, now - 3_600_000, now);
+        assert_eq!((rx.get(Stat::Max), rx.n), (Some(120.0), 60));
+        let errors = e.aggregate_derived(Derived::NetErrors, now - 3_600_000 + 1, now);
+        // Ticks 1..=59 minutes ago; those an even number of minutes ago.
+        assert_eq!(errors.get(Stat::Sum), Some(29.0));
+        assert_eq!(
+            e.aggregate_derived(Derived::NetTx, now - 60_000, now)
+                .get(Stat::Max),
+            Some(5.0)
+        );
+        // The rollup tier reaches the older peak.
+        cache
+            .refresh(&store, &mut e, &host, now, now - 2 * 86_400_000)
+            .await
+            .unwrap();
+        assert!(!e.raw_covers(now - 2 * 86_400_000));
+        assert_eq!(
+            mount(e.disk_peak(now - 2 * 86_400_000, now)),
+            Some((99.0, "/var".to_owned()))
+        );
+        // Newest values per instance, only when they lie in the window.
+        let latest: Vec<(String, f64)> = e
+            .latest_in(StandardField::DiskUsage, now - 60_000, now)
+            .map(|(i, v)| (i.to_string(), v))
+            .collect();
+        assert_eq!(latest, [("/".to_owned(), 60.0), ("/var".to_owned(), 50.0)]);
+        assert_eq!(
+            e.latest_in(StandardField::DiskUsage, now - 3_600_000, now - 120_000)
+                .count(),
+            0,
+            "the newest values are after the window"
+        );
+        assert_eq!(
+            e.latest_in(StandardField::ProcessCount, 0, now)
+                .map(|(i, v)| (i.to_string(), v))
+                .collect::<Vec<_>>(),
+            [("botpress".to_owned(), 2.0)]
+        );
+        assert_eq!(e.latest_in(StandardField::DiskFree, 0, now).count(), 0);
     }
 }

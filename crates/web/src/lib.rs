@@ -176,6 +176,7 @@ where
         .route("/api/v1/nodes", get(api::nodes::<T, A>))
         .route("/api/v1/series", get(api::series::<T, A>))
         .route("/api/v1/overview", get(api::overview::<T, A>))
+        .route("/api/v1/disks", get(api::disks::<T, A>))
         .route("/api/v1/incidents", get(api::incidents::<T, A>))
         .route("/api/v1/rules", get(rules::handler::<T, A>))
         .route("/metrics", get(metrics::handler::<T, A>))

@@ -405,6 +405,93 @@ impl OverviewQuery {
     }
 }
 
+/// Default and largest `limit` of `disks`.
+pub const DISKS_LIMIT: (usize, usize) = (50, 1_000);
+/// The most watched processes an overview row lists (by name); the rest
+/// are counted in `processesMore`.
+pub const MAX_PROCESSES_PER_NODE: usize = 64;
+/// The most interfaces an overview row's `network` details (by name); the
+/// rest are counted in `interfacesMore` (their rates are in the sums).
+pub const MAX_INTERFACES_PER_NODE: usize = 32;
+
+/// The longest JSON string of an instance: 256 bytes, each escaped to at
+/// most 2 (`"` and `\`; instances hold no control character), and quotes.
+const INSTANCE_JSON: usize = 2 * metrics_model::key::INSTANCE_MAX + 2;
+/// The longest JSON string of a node name (253 bytes, nothing escaped).
+const NODE_JSON: usize = 253 + 2;
+/// The longest JSON number of an `f64` or `f32` (`-1.2345678901234567e-308`),
+/// or `null`, with a comma.
+const NUMBER_JSON: usize = 25;
+
+/// An upper bound on the size in bytes of a `disks` response of `rows`
+/// rows.
+pub const fn disks_response_bound(rows: usize) -> usize {
+    // {"from":…,"to":…,"now":…,"total":…,"disks":[…]}
+    let head = 80 + 4 * NUMBER_JSON;
+    // {"node":…,"mount":…,"usage":…,"free":…,"inodes":…},
+    let row = 50 + NODE_JSON + INSTANCE_JSON + 3 * NUMBER_JSON;
+    head + rows * row
+}
+
+/// An upper bound on the size in bytes of an `overview` response of
+/// `nodes` rows (each with at most [`MAX_PROCESSES_PER_NODE`] processes and
+/// [`MAX_INTERFACES_PER_NODE`] interfaces).
+pub const fn overview_response_bound(nodes: usize) -> usize {
+    let head = 80 + 4 * NUMBER_JSON;
+    // The version-1 columns: 14 keys of at most 12 bytes and their values.
+    let base = 14 * 14 + NODE_JSON + 13 * NUMBER_JSON;
+    // "diskPeak":{"mount":…,"usage":…}
+    let disk = 40 + INSTANCE_JSON + NUMBER_JSON;
+    // {"name":…,"count":…,"cpu":…,"mem":…},
+    let process = 40 + INSTANCE_JSON + 3 * NUMBER_JSON;
+    // "network":{"rx":…,"tx":…,"rxPeak":…,"txPeak":…,"errors":…,
+    // "interfaces":[…],"interfacesMore":…}
+    let network = 90 + 6 * NUMBER_JSON;
+    let interface = 30 + INSTANCE_JSON + 2 * NUMBER_JSON;
+    // "processes":[…],"processesMore":…
+    let row = base
+        + disk
+        + 40
+        + NUMBER_JSON
+        + MAX_PROCESSES_PER_NODE * process
+        + network
+        + MAX_INTERFACES_PER_NODE * interface;
+    head + nodes * row
+}
+
+/// `GET /api/v1/disks` parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DisksQuery {
+    /// Start of the range.
+    pub from: Millis,
+    /// End of the range, inclusive.
+    pub to: Millis,
+    /// `nodes=`: `None` means every node.
+    pub nodes: Option<Vec<HostName>>,
+    /// At most this many rows (worst first).
+    pub limit: usize,
+}
+
+impl DisksQuery {
+    /// Parses `disks` parameters: those of `overview` and `limit`.
+    pub fn parse(q: &QueryMap, now: Millis) -> Result<DisksQuery, ApiError> {
+        let args = Args::new(q, &["nodes", "from", "to", "range", "limit"])?;
+        let (from, to) = args.window(now, DEFAULT_RANGE_MS)?;
+        if from < now - cache::ROLLUP_SPAN_MS {
+            return Err(ApiError::bad(
+                args.range_name(),
+                "the disks view reaches back 8d at most",
+            ));
+        }
+        Ok(DisksQuery {
+            from,
+            to,
+            limit: args.limit(DISKS_LIMIT.0, DISKS_LIMIT.1)?,
+            nodes: args.nodes()?,
+        })
+    }
+}
+
 /// `GET /api/v1/incidents` parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IncidentsQuery {

@@ -2,7 +2,7 @@
 //! strings go through the same decoding as a request (axum's `Query`
 //! extractor) and then through each endpoint's parser
 //! (`web::params`): `nodes`, `series` (with its plan: tier,
-//! step and grid), `overview`, `incidents`.
+//! step and grid), `overview`, `disks`, `incidents`.
 //!
 //! Properties: nothing panics or overflows; an accepted query keeps every
 //! documented bound (times within 1970..9999, `from ≤ to`, at most 31 d,
@@ -26,8 +26,8 @@ use test_support::fuzz::{canonical_duration, config, duration_text};
 use web::api::ApiError;
 use web::cache::{MAX_POINTS, Stat};
 use web::params::{
-    self, DEFAULT_RANGE_MS, IncidentsQuery, MAX_RANGE_MS, MAX_TIME_MS, OverviewQuery, QueryMap,
-    SeriesQuery,
+    self, DEFAULT_RANGE_MS, DisksQuery, IncidentsQuery, MAX_RANGE_MS, MAX_TIME_MS, OverviewQuery,
+    QueryMap, SeriesQuery,
 };
 
 /// Every parameter some endpoint knows.
@@ -225,6 +225,16 @@ fn check_all(q: &QueryMap, now: i64) -> Result<(), TestCaseError> {
         Err(e) => check_refusal(&e, q)?,
     }
 
+    match DisksQuery::parse(q, now) {
+        Ok(d) => {
+            prop_assert!(unknown(&["nodes", "from", "to", "range", "limit"]).is_none());
+            check_window(d.from, d.to, now, q)?;
+            prop_assert!(d.from >= now - 8 * 86_400_000);
+            prop_assert!((1..=1_000).contains(&d.limit));
+        }
+        Err(e) => check_refusal(&e, q)?,
+    }
+
     match IncidentsQuery::parse(q, now) {
         Ok(i) => {
             prop_assert!(unknown(&["from", "to", "range", "limit"]).is_none());
@@ -328,6 +338,7 @@ proptest! {
         for e in [
             SeriesQuery::parse(&q, now).err(),
             OverviewQuery::parse(&q, now).err(),
+            DisksQuery::parse(&q, now).err(),
             IncidentsQuery::parse(&q, now).err(),
         ] {
             let e = e.expect("refused");
@@ -352,6 +363,11 @@ fn defaults() {
     let plan = s.plan(now);
     assert!(plan.raw && plan.cached);
     assert_eq!(plan.grid.step, 10_000);
+    let disks = DisksQuery::parse(&QueryMap::new(), now).unwrap();
+    assert_eq!(
+        (disks.from, disks.to, disks.limit, disks.nodes),
+        (now - DEFAULT_RANGE_MS, now, 50, None)
+    );
     let i = IncidentsQuery::parse(&QueryMap::new(), now).unwrap();
     assert_eq!((i.from, i.to, i.limit), (now - 86_400_000, now, 500));
     let e = SeriesQuery::parse(&QueryMap::new(), now).unwrap_err();
