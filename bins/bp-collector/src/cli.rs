@@ -95,6 +95,17 @@ pub struct RunArgs {
     /// buffered ticks are given up (and counted in the log).
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub shutdown_timeout: Duration,
+    /// Read `/proc/self/mountinfo`, `/proc/diskstats`, `/proc/net/dev`,
+    /// `/proc/self/cgroup`, `/sys` and the mount points under this directory
+    /// instead of `/` (fixture trees for tests and benchmarks). CPU, memory,
+    /// swap, load and processes always come from this machine's `/proc`.
+    #[arg(
+        long,
+        env = "BP_COLLECTOR_ROOTFS",
+        value_name = "DIR",
+        default_value = "/"
+    )]
+    pub rootfs: PathBuf,
 }
 
 /// Resolves the collector's configuration. `host_name` is the system's
@@ -129,6 +140,16 @@ pub fn resolve(
             )
         }
         None => (None, true, Vec::new(), SystemOptions::default()),
+    };
+    if !args.rootfs.is_dir() {
+        return Err(format!(
+            "--rootfs / BP_COLLECTOR_ROOTFS: {} is not a directory",
+            args.rootfs.display()
+        ));
+    }
+    let system = SystemOptions {
+        root: args.rootfs.clone(),
+        ..system
     };
     let interval = args
         .interval
