@@ -3,7 +3,8 @@
 use std::io::{self, BufRead, BufWriter, Write};
 use std::path::Path;
 
-use metrics_model::{Duration, Tick};
+use metrics_model::config::ProcessMatch;
+use metrics_model::{Duration, StandardField, Tick};
 use rules_engine::RuleSet;
 use rules_engine::config::rules_from_json_text;
 use rules_engine::replay::{ReplayOptions, replay as run_replay};
@@ -13,6 +14,38 @@ use crate::EXIT_BAD_INPUT;
 
 fn read(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))
+}
+
+/// A warning per rule on `process.*[name]` whose name no entry of this
+/// file's `monitoring.processes` has (the collector that reads this file
+/// gives no such key; in cluster mode each node's collector reads its own).
+fn unwatched_processes(config: &rules_engine::config::Config) -> Vec<String> {
+    let process_fields = [
+        StandardField::ProcessCount,
+        StandardField::ProcessCpu,
+        StandardField::ProcessMem,
+    ];
+    config
+        .alerting
+        .rules
+        .rules()
+        .iter()
+        .filter_map(|r| {
+            let key = r.field();
+            let name = key.instance()?;
+            let is_process = process_fields
+                .iter()
+                .any(|f| f.as_str() == key.field().as_str());
+            let watched = config.monitoring.processes.iter().any(|w| &w.name == name);
+            (is_process && !watched).then(|| {
+                format!(
+                    "rule {:?} reads {key}, but monitoring.processes has no entry named {:?}: a collector reading this file never reports it",
+                    r.name(),
+                    name.as_str()
+                )
+            })
+        })
+        .collect()
 }
 
 /// `check-config FILE`: the rules, both sections and the hooks.
@@ -56,9 +89,39 @@ pub fn check_config(path: &Path) -> u8 {
             for rule in config.alerting.rules.rules() {
                 println!("  {}", rule_summary(rule));
             }
+            let m = &config.monitoring;
+            for w in &m.processes {
+                let (how, glob) = match &w.matcher {
+                    ProcessMatch::Comm(g) => ("comm", g),
+                    ProcessMatch::Exe(g) => ("exe", g),
+                    ProcessMatch::Cmdline(g) => ("cmdline", g),
+                };
+                println!("  process {:?}: {how} {:?}", w.name.as_str(), glob.as_str());
+            }
+            for (what, sel) in [
+                ("filesystems", &m.filesystems),
+                ("interfaces", &m.interfaces),
+                ("blockDevices", &m.block_devices),
+            ] {
+                if sel.include.is_empty() && sel.exclude.is_empty() {
+                    continue;
+                }
+                let list = |g: &[metrics_model::glob::Glob]| {
+                    g.iter()
+                        .map(|g| format!("{:?}", g.as_str()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                println!(
+                    "  {what}: include [{}], exclude [{}]",
+                    list(&sel.include),
+                    list(&sel.exclude)
+                );
+            }
             for w in config
                 .warnings()
                 .into_iter()
+                .chain(unwatched_processes(&config))
                 .chain(alerter::config::hook_directory_warning(&config, &hooks))
             {
                 println!("warning: {w}");

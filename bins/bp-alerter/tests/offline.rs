@@ -395,6 +395,51 @@ fn check_config_lists_every_rule_with_its_version_2_keys() {
 }
 
 #[test]
+fn check_config_lists_node_options_and_warns_of_unwatched_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.json");
+    std::fs::write(
+        &path,
+        json!({
+            "monitoring": {
+                "processes": [{ "name": "botpress", "match": { "comm": "bp" } }],
+                "filesystems": { "exclude": ["/boot/*"] }
+            },
+            "alerting": { "rules": [
+                { "name": "Bot down", "field": "process.count[botpress]", "aggregation": "max",
+                  "operand": "equalOrLessThan", "value": 0, "timeframe": "30s" },
+                { "name": "Nginx down", "field": "process.count[nginx]", "aggregation": "max",
+                  "operand": "equalOrLessThan", "value": 0, "timeframe": "30s" }
+            ] }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = bp_alerter(&["check-config", path.to_str().unwrap()], "");
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("  process \"botpress\": comm \"bp\"\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  filesystems: include [], exclude [\"/boot/*\"]\n"),
+        "{text}"
+    );
+    let warnings: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("warning:") && !l.contains("hook directory"))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "warning: rule \"Nginx down\" reads process.count[nginx], but monitoring.processes has no entry named \"nginx\": a collector reading this file never reports it"
+        ],
+        "{text}"
+    );
+}
+
+#[test]
 fn check_config_syntax_error_gives_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("broken.json");
