@@ -500,7 +500,7 @@ fn after_commit(
             event = tr.event.as_str(),
             rule = %tr.incident.rule_name,
             host = %tr.incident.host_name,
-            instance = tr.incident.instance.as_ref().map(|i| i.as_str()),
+            instance = tr.incident.instance.as_ref().map(metrics_model::Instance::as_str),
             severity = tr.incident.severity.as_deref(),
             trigger_value = tr.incident.trigger_value,
             id = %tr.incident.id,

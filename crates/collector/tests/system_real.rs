@@ -450,16 +450,18 @@ fn fixture_ten_mounts_four_interfaces_devices_and_rates() {
 }
 
 #[test]
-fn a_mount_point_that_cannot_be_an_instance_is_skipped() {
+fn a_mount_point_that_cannot_be_an_instance_is_skipped_and_nfs_is_read() {
     let _g = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let f = Fixture::new("bad");
     f.dir("mnt/ok");
     f.dir("mnt/a]b");
+    f.dir("mnt/nfs");
     f.write(
         "proc/self/mountinfo",
-        "1 0 8:1 / /mnt/ok rw - ext4 /dev/sda1 rw\n2 0 8:2 / /mnt/a]b rw - ext4 /dev/sda2 rw\n",
+        "1 0 8:1 / /mnt/ok rw - ext4 /dev/sda1 rw\n2 0 8:2 / /mnt/a]b rw - ext4 /dev/sda2 rw\n\
+         3 0 0:60 / /mnt/nfs rw - nfs4 server:/export rw\n",
     );
     let mut s = SystemSampler::with_options(SystemOptions {
         root: f.path().to_path_buf(),
@@ -469,5 +471,7 @@ fn a_mount_point_that_cannot_be_an_instance_is_skipped() {
     let r = s.sample();
     let ks = keys(&r);
     assert!(ks.iter().any(|k| k == "disk.usage[/mnt/ok]"), "{ks:?}");
+    // a network filesystem, read on its own thread with a time limit
+    assert!(ks.iter().any(|k| k == "disk.usage[/mnt/nfs]"), "{ks:?}");
     assert!(!ks.iter().any(|k| k.contains("a]b")), "{ks:?}");
 }

@@ -18,8 +18,10 @@
 //!   device-mapper and md devices have no `device` link), so no byte is
 //!   counted twice.
 
-use std::collections::HashSet;
-use std::path::Path;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use metrics_model::config::Selection;
 
@@ -136,6 +138,68 @@ fn round2(v: f64) -> f64 {
     crate::recorder::round_to(v, 2)
 }
 
+/// `statvfs` of network filesystems with a time limit: a hung NFS or CIFS
+/// server makes the call block in the kernel for minutes, which would hold
+/// back every tick. Each call on such a mount runs on its own thread; past
+/// [`STATVFS_TIMEOUT`] the mount is reported as nothing this tick (logged
+/// once) and skipped until that call returns — at most one call in flight
+/// per mount, so a dead server costs one blocked thread, not one per tick.
+#[derive(Debug, Default)]
+pub struct BoundedStatvfs {
+    pending: HashMap<PathBuf, mpsc::Receiver<Option<FsUsage>>>,
+}
+
+/// How long one `statvfs` of a network filesystem may take.
+pub const STATVFS_TIMEOUT: Duration = Duration::from_millis(500);
+
+impl BoundedStatvfs {
+    /// `read(path)` on a thread, waiting at most `timeout`; `None` while a
+    /// previous call on `path` has not returned.
+    pub fn read(
+        &mut self,
+        path: &Path,
+        timeout: Duration,
+        read: impl FnOnce(&Path) -> Option<FsUsage> + Send + 'static,
+    ) -> Option<FsUsage> {
+        if let Some(rx) = self.pending.get(path) {
+            match rx.try_recv() {
+                // the hung call came back: its answer is stale, ask again
+                Ok(_) | Err(mpsc::TryRecvError::Disconnected) => {
+                    self.pending.remove(path);
+                }
+                Err(mpsc::TryRecvError::Empty) => return None,
+            }
+        }
+        let (tx, rx) = mpsc::channel();
+        let owned = path.to_path_buf();
+        let spawned = std::thread::Builder::new()
+            .name("bp-statvfs".into())
+            .spawn(move || {
+                let _ = tx.send(read(&owned));
+            });
+        if spawned.is_err() {
+            return None;
+        }
+        match rx.recv_timeout(timeout) {
+            Ok(v) => v,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                tracing::warn!(
+                    mount = %path.display(),
+                    "statvfs did not answer within {timeout:?} (a hung network filesystem?): not reported until it does"
+                );
+                self.pending.insert(path.to_path_buf(), rx);
+                None
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    /// Mounts whose call has not returned.
+    pub fn stuck(&self) -> usize {
+        self.pending.len()
+    }
+}
+
 /// Whether the default rule takes block device `name`: physical (a
 /// `device` link under `root/sys/block/<name>`). Where `/sys/block` is not
 /// readable at all, a name rule instead: no loop, ram, zram, dm-, md, sr,
@@ -240,6 +304,47 @@ mod tests {
         for v in ["loop0", "ram1", "zram0", "dm-0", "md127", "sr0"] {
             assert!(!physical_device(Path::new("/nonexistent"), v, false), "{v}");
         }
+    }
+
+    #[test]
+    fn a_hung_statvfs_is_skipped_until_it_returns() {
+        let mut b = BoundedStatvfs::default();
+        let p = Path::new("/mnt/nfs");
+        let answer = FsUsage {
+            usage: 1.0,
+            free_kb: 2.0,
+            inodes_usage: None,
+        };
+        assert_eq!(
+            b.read(p, Duration::from_secs(5), move |_| Some(answer)),
+            Some(answer)
+        );
+        let (release, wait) = mpsc::channel::<()>();
+        let t = std::time::Instant::now();
+        assert_eq!(
+            b.read(p, Duration::from_millis(50), move |_| {
+                let _ = wait.recv();
+                Some(answer)
+            }),
+            None
+        );
+        assert!(t.elapsed() < Duration::from_secs(2));
+        assert_eq!(b.stuck(), 1);
+        // still hung: no second call, no wait
+        let t = std::time::Instant::now();
+        assert_eq!(
+            b.read(p, Duration::from_secs(5), |_| panic!("not called")),
+            None
+        );
+        assert!(t.elapsed() < Duration::from_millis(100));
+        // it returns: the next reading asks again
+        release.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            b.read(p, Duration::from_secs(5), move |_| Some(answer)),
+            Some(answer)
+        );
+        assert_eq!(b.stuck(), 0);
     }
 
     #[test]

@@ -128,6 +128,7 @@ pub struct SystemSampler {
     disks: CounterTrack<2>,
     nets: CounterTrack<3>,
     loopback: HashMap<String, bool>,
+    network_statvfs: disks::BoundedStatvfs,
     watch: ProcessWatch,
     /// Names already logged as unusable instances (bounded).
     refused: HashSet<String>,
@@ -180,6 +181,7 @@ impl SystemSampler {
             disks: CounterTrack::default(),
             nets: CounterTrack::default(),
             loopback: HashMap::new(),
+            network_statvfs: disks::BoundedStatvfs::default(),
             watch: ProcessWatch::new(options.processes),
             refused: HashSet::new(),
             cpus,
@@ -281,19 +283,26 @@ impl SystemSampler {
         let text = std::fs::read_to_string(disks::under(&self.root, "/proc/self/mountinfo"))
             .unwrap_or_default();
         let mounts = procfs::parse_mountinfo(&text);
-        let selected: Vec<(String, PathBuf)> =
+        let selected: Vec<(String, PathBuf, bool)> =
             disks::select_mounts(&mounts, &self.filesystems, &self.root)
                 .into_iter()
                 .map(|m| {
                     (
                         m.mount_point.clone(),
                         disks::under(&self.root, &m.mount_point),
+                        m.fs_type != "zfs" && disks::NETWORK_OR_POOL.contains(&m.fs_type.as_str()),
                     )
                 })
                 .collect();
         let mut out = Vec::with_capacity(selected.len() * 3);
-        for (mount_point, path) in selected {
-            let Some(u) = disks::fs_usage(&path) else {
+        for (mount_point, path, network) in selected {
+            let usage = if network {
+                self.network_statvfs
+                    .read(&path, disks::STATVFS_TIMEOUT, disks::fs_usage)
+            } else {
+                disks::fs_usage(&path)
+            };
+            let Some(u) = usage else {
                 continue;
             };
             let (Some(usage), Some(free), inodes) = (
