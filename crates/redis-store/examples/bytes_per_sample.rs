@@ -10,7 +10,13 @@
 //! - the same ticks appended shuffled (the late-tick path);
 //! - the original system's layout: one sorted set, `ZADD <ts> <JSON of the tick>`;
 //! - a plain stream per node with one entry per tick and one field per value;
-//! - the time of a one-day range read (8,640 ticks) through the store.
+//! - the time of a one-day range read (8,640 ticks) through the store;
+//! - the larger tick of a node with the version-2 breadth (29 values: the
+//!   10 above plus swap, load 1/5/15, 2 mounts × usage/free/inodes, 2
+//!   interfaces × rx/tx/errors, 1 watched process × count/cpu/mem:
+//!   `metrics_model::synthetic::node_ticks_wide`), 86,400 ticks again, in
+//!   order and shuffled, each under its own scope (layout 2's keyed
+//!   section), with its one-day range read.
 //!
 //! `cargo run --release -p redis-store --example bytes_per_sample`
 
@@ -18,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use fred::prelude::*;
 use metrics_model::store::TickStore;
-use metrics_model::synthetic::{Rng, node_ticks};
+use metrics_model::synthetic::{Rng, WIDE_FIELDS, node_ticks, node_ticks_wide};
 use metrics_model::{HostName, RedisUrl, Tick};
 use redis_store::{RedisOptions, RedisStore};
 use test_support::RedisServer;
@@ -52,9 +58,13 @@ fn original_json(t: &Tick) -> String {
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 fn report(label: &str, bytes: i64, extra: &str) {
+    report_of(label, bytes, SAMPLES, extra);
+}
+
+fn report_of(label: &str, bytes: i64, samples: f64, extra: &str) {
     println!(
         "{label:<28} {bytes:>10} bytes  {:5.2} B/sample{extra}",
-        bytes as f64 / SAMPLES
+        bytes as f64 / samples
     );
 }
 
@@ -69,7 +79,7 @@ async fn load(server: &RedisServer, store: &RedisStore, ticks: &[Tick]) -> Res<(
     Ok((used_memory(server) - m0, rate))
 }
 
-async fn range_reads(store: &RedisStore, host: &HostName) -> Res<()> {
+async fn range_reads(store: &RedisStore, host: &HostName, label: &str) -> Res<()> {
     let mut times: Vec<Duration> = Vec::new();
     for d in 0..20i64 {
         let from = START + (d % 10) * 86_400_000;
@@ -80,7 +90,7 @@ async fn range_reads(store: &RedisStore, host: &HostName) -> Res<()> {
     }
     times.sort();
     println!(
-        "one-day range read (8,640 ticks): median {:.1} ms, max {:.1} ms (20 reads)",
+        "{label}one-day range read (8,640 ticks): median {:.1} ms, max {:.1} ms (20 reads)",
         times[10].as_secs_f64() * 1e3,
         times[19].as_secs_f64() * 1e3
     );
@@ -153,7 +163,7 @@ async fn main() -> Res<()> {
         bytes,
         &format!("  import {rate:.0} ticks/s"),
     );
-    range_reads(&store, &host).await?;
+    range_reads(&store, &host, "").await?;
 
     let mut shuffled = data.clone();
     Rng(99).shuffle(&mut shuffled);
@@ -182,5 +192,40 @@ async fn main() -> Res<()> {
         "",
     );
     client.quit().await?;
+
+    // The larger tick, in the same server, each under its own scope.
+    let wide = node_ticks_wide(&host, START, STEP, TICKS, 7);
+    let wide_samples: usize = wide.iter().map(|t| t.values().len()).sum();
+    assert_eq!(wide_samples, TICKS as usize * WIDE_FIELDS);
+    let wide_samples = wide_samples as f64;
+    println!("larger tick: {TICKS} ticks x {WIDE_FIELDS} values = {wide_samples} samples");
+    let wide_store =
+        RedisStore::connect(RedisOptions::new(RedisUrl::parse(&server.url())?, "wide")).await?;
+    let (bytes, rate) = load(&server, &wide_store, &wide).await?;
+    report_of(
+        "larger tick, in order:",
+        bytes,
+        wide_samples,
+        &format!("  import {rate:.0} ticks/s"),
+    );
+    range_reads(&wide_store, &host, "larger tick: ").await?;
+    let mut shuffled = wide.clone();
+    Rng(99).shuffle(&mut shuffled);
+    let wide_shuffled = RedisStore::connect(RedisOptions::new(
+        RedisUrl::parse(&server.url())?,
+        "wide-shuffled",
+    ))
+    .await?;
+    let (bytes, rate) = load(&server, &wide_shuffled, &shuffled).await?;
+    report_of(
+        "larger tick, shuffled:",
+        bytes,
+        wide_samples,
+        &format!("  import {rate:.0} ticks/s"),
+    );
+    let back = wide_shuffled
+        .range(&host, START, START + TICKS * STEP)
+        .await?;
+    assert!(back == wide, "a shuffled import must give the same data");
     Ok(())
 }
