@@ -475,3 +475,106 @@ fn a_mount_point_that_cannot_be_an_instance_is_skipped_and_nfs_is_read() {
     assert!(ks.iter().any(|k| k == "disk.usage[/mnt/nfs]"), "{ks:?}");
     assert!(!ks.iter().any(|k| k.contains("a]b")), "{ks:?}");
 }
+
+#[test]
+fn a_process_that_execs_into_a_watched_command_line_is_recognised_within_the_recheck() {
+    let _g = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let arg = format!("86397.{}", std::process::id());
+    let mut s = SystemSampler::with_options(SystemOptions {
+        processes: vec![WatchedProcess {
+            name: "late".parse().unwrap(),
+            matcher: ProcessMatch::Cmdline(Glob::with_escapes(&format!("sleep {arg}"))),
+        }],
+        ..SystemOptions::default()
+    })
+    .unwrap();
+    // a shell first (seen, matching nothing), which then becomes `sleep` by exec
+    let mut child = Command::new("sh")
+        .args(["-c", &format!("read x; exec sleep {arg}")])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    for _ in 0..3 {
+        assert_eq!(get(&s.sample(), "process.count[late]"), Some(0.0));
+    }
+    writeln!(child.stdin.take().unwrap(), "go").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(format!("/proc/{}/cmdline", child.id()))
+        .unwrap_or_default()
+        .starts_with("sleep")
+    {
+        assert!(Instant::now() < deadline, "no exec");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let ticks = (1..=collector::system::processes::RECHECK_TICKS + 1)
+        .find(|_| get(&s.sample(), "process.count[late]") == Some(1.0));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        ticks.is_some(),
+        "not recognised within {} ticks",
+        collector::system::processes::RECHECK_TICKS + 1
+    );
+    // and the end of a matched process is seen at the next tick
+    assert_eq!(get(&s.sample(), "process.count[late]"), Some(0.0));
+}
+
+/// Runs in a private mount namespace (`unshare --mount --map-root-user`, a
+/// child process of this test binary), where it may mount a tmpfs: the
+/// sampler sees a new mount at the next tick and a removed one disappear
+/// (the mount table is re-read when `poll` says it changed).
+#[test]
+fn a_new_mount_is_seen_at_the_next_tick_and_a_removed_one_goes() {
+    const MARK: &str = "BP_IN_MOUNT_NAMESPACE";
+    let Some(dir) = std::env::var_os(MARK) else {
+        let dir = Fixture::new("ns");
+        let out = Command::new("unshare")
+            .args(["--mount", "--map-root-user", "--propagation", "private"])
+            .arg(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "a_new_mount_is_seen_at_the_next_tick_and_a_removed_one_goes",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(MARK, dir.path())
+            .output()
+            .expect("unshare (util-linux) runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && text.contains("1 passed"),
+            "in a private mount namespace:\n{text}"
+        );
+        return;
+    };
+    let mount_point = PathBuf::from(dir).join("m");
+    std::fs::create_dir_all(&mount_point).unwrap();
+    let mp = mount_point.to_str().unwrap().to_owned();
+    let mut s = SystemSampler::with_options(SystemOptions {
+        filesystems: Selection {
+            include: vec![Glob::with_escapes(&mp)],
+            exclude: vec![],
+        },
+        ..SystemOptions::default()
+    })
+    .unwrap();
+    let key = format!("disk.usage[{mp}]");
+    assert!(get(&s.sample(), &key).is_none());
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs", &mp])
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let r = s.sample();
+    assert_eq!(get(&r, &key), Some(0.0), "{:?}", keys(&r));
+    assert_eq!(get(&r, &format!("disk.free[{mp}]")), Some(1024.0));
+    assert!(Command::new("umount").arg(&mp).status().unwrap().success());
+    assert!(get(&s.sample(), &key).is_none());
+}

@@ -117,6 +117,62 @@ impl SystemReading {
     }
 }
 
+/// `/proc/self/mountinfo`, parsed again only when the mount table changed:
+/// the file stays open and `poll(2)` reports `POLLPRI` once the mount
+/// namespace changed since the last read (how libmount and systemd watch
+/// it). A fixture tree (any root but `/`) is read every time.
+#[derive(Debug, Default)]
+struct MountTable {
+    file: Option<std::fs::File>,
+    mounts: Vec<procfs::Mount>,
+}
+
+impl MountTable {
+    fn read(&mut self, root: &std::path::Path) -> &[procfs::Mount] {
+        use std::io::{Read, Seek};
+        let path = disks::under(root, "/proc/self/mountinfo");
+        if root != std::path::Path::new("/") {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            self.mounts = procfs::parse_mountinfo(&text);
+            return &self.mounts;
+        }
+        let changed = match &self.file {
+            None => true,
+            Some(f) => {
+                use std::os::fd::AsFd;
+                let mut fds = [nix::poll::PollFd::new(
+                    f.as_fd(),
+                    nix::poll::PollFlags::POLLPRI,
+                )];
+                match nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO) {
+                    Ok(0) => false,
+                    Ok(_) => fds[0].revents().is_some_and(|r| {
+                        r.intersects(nix::poll::PollFlags::POLLPRI | nix::poll::PollFlags::POLLERR)
+                    }),
+                    Err(_) => true,
+                }
+            }
+        };
+        if changed {
+            if self.file.is_none() {
+                self.file = std::fs::File::open(&path).ok();
+            }
+            let mut text = String::new();
+            let ok = self
+                .file
+                .as_mut()
+                .is_some_and(|f| f.rewind().is_ok() && f.read_to_string(&mut text).is_ok());
+            if !ok {
+                // read it plainly next time
+                self.file = None;
+                text = std::fs::read_to_string(&path).unwrap_or_default();
+            }
+            self.mounts = procfs::parse_mountinfo(&text);
+        }
+        &self.mounts
+    }
+}
+
 /// Samples the system, reusing its state between readings.
 pub struct SystemSampler {
     sys: System,
@@ -128,6 +184,10 @@ pub struct SystemSampler {
     disks: CounterTrack<2>,
     nets: CounterTrack<3>,
     loopback: HashMap<String, bool>,
+    /// Whether each block device name is taken by the default rule (its
+    /// `/sys/block` entry looked at once).
+    physical: HashMap<String, bool>,
+    mountinfo: MountTable,
     network_statvfs: disks::BoundedStatvfs,
     watch: ProcessWatch,
     /// Names already logged as unusable instances (bounded).
@@ -181,6 +241,8 @@ impl SystemSampler {
             disks: CounterTrack::default(),
             nets: CounterTrack::default(),
             loopback: HashMap::new(),
+            physical: HashMap::new(),
+            mountinfo: MountTable::default(),
             network_statvfs: disks::BoundedStatvfs::default(),
             watch: ProcessWatch::new(options.processes),
             refused: HashSet::new(),
@@ -280,11 +342,9 @@ impl SystemSampler {
     }
 
     fn filesystems(&mut self) -> Vec<(Key, f64)> {
-        let text = std::fs::read_to_string(disks::under(&self.root, "/proc/self/mountinfo"))
-            .unwrap_or_default();
-        let mounts = procfs::parse_mountinfo(&text);
+        let mounts = self.mountinfo.read(&self.root);
         let selected: Vec<(String, PathBuf, bool)> =
-            disks::select_mounts(&mounts, &self.filesystems, &self.root)
+            disks::select_mounts(mounts, &self.filesystems, &self.root)
                 .into_iter()
                 .map(|m| {
                     (
@@ -324,14 +384,26 @@ impl SystemSampler {
     fn devices(&mut self, now: Instant) -> Vec<(Key, f64)> {
         let text = std::fs::read_to_string(disks::under(&self.root, "/proc/diskstats"))
             .unwrap_or_default();
-        let sys_block = disks::under(&self.root, "/sys/block").is_dir();
-        let counters: Vec<(String, [u64; 2])> = procfs::parse_diskstats(&text)
+        let devices = procfs::parse_diskstats(&text);
+        if devices.len() != self.physical.len()
+            || devices.iter().any(|d| !self.physical.contains_key(&d.name))
+        {
+            // the device set changed (start, hot-plug): look at /sys/block again
+            let sys_block = disks::under(&self.root, "/sys/block").is_dir();
+            self.physical = devices
+                .iter()
+                .take(4096)
+                .map(|d| {
+                    let p = disks::physical_device(&self.root, &d.name, sys_block);
+                    (d.name.clone(), p)
+                })
+                .collect();
+        }
+        let counters: Vec<(String, [u64; 2])> = devices
             .into_iter()
             .filter(|d| {
-                self.block_devices.admits(
-                    &d.name,
-                    disks::physical_device(&self.root, &d.name, sys_block),
-                )
+                let by_default = self.physical.get(&d.name).copied().unwrap_or(false);
+                self.block_devices.admits(&d.name, by_default)
             })
             .map(|d| (d.name, [d.read_bytes, d.written_bytes]))
             .collect();
@@ -406,7 +478,7 @@ impl SystemSampler {
     }
 
     fn processes(&mut self, now: Instant) -> Vec<(Key, f64)> {
-        let figures = self.watch.read(&mut self.sys, now, self.cpus);
+        let figures = self.watch.read(now, self.cpus);
         let mut out = Vec::with_capacity(figures.len() * 3);
         for (e, f) in self.watch.entries().iter().zip(figures) {
             let key = |field: StandardField| Key::with_instance(field.into(), e.name.clone()).ok();
