@@ -2,10 +2,10 @@
 //!
 //! - sysinfo (feature `system` only): CPU (`cpu.usage`), memory
 //!   (`mem.usage`, `mem.free`), swap (`swap.usage`), load (`load.1/5/15`,
-//!   `/proc/loadavg`), uptime and the watched processes ([`processes`]).
-//!   One `sysinfo::System` is kept; each tick refreshes only the CPU times,
-//!   the RAM and swap figures and, when processes are watched, the process
-//!   table. CPU usage is sysinfo's difference between two refreshes: the
+//!   `/proc/loadavg`) and uptime. One `sysinfo::System` is kept; each tick
+//!   refreshes only the CPU times and the RAM and swap figures.
+//! - the watched processes straight from `/proc/<pid>/stat`
+//!   ([`processes`]). CPU usage is sysinfo's difference between two refreshes: the
 //!   average over the collection interval, all cores together.
 //! - `/proc` where sysinfo has no answer ([`procfs`]): `self/mountinfo` +
 //!   `statvfs` for `disk.usage`/`disk.free`/`disk.inodes.usage` per mount
