@@ -156,9 +156,17 @@ impl ProcessWatch {
     }
 
     fn read_small(&mut self, pid: u32, file: &str) -> Option<String> {
+        const FIRST: usize = 4096;
         self.buf.clear();
+        self.buf.resize(FIRST, 0);
         let mut f = std::fs::File::open(self.proc_dir.join(pid.to_string()).join(file)).ok()?;
-        f.by_ref().take(64 * 1024).read_to_end(&mut self.buf).ok()?;
+        // procfs renders a small file in one read: a short first read is
+        // all of it (saves the read that would only say end of file)
+        let n = f.read(&mut self.buf).ok()?;
+        self.buf.truncate(n);
+        if n == FIRST {
+            f.take(64 * 1024).read_to_end(&mut self.buf).ok()?;
+        }
         Some(String::from_utf8_lossy(&self.buf).into_owned())
     }
 
