@@ -4,7 +4,9 @@
 //! - [`recorder`]: [`Recorder`], the cheap-to-clone, lock-free handle that
 //!   applications count requests, events, log lines and custom fields into,
 //!   with per-interval delta semantics.
-//! - [`system`]: [`SystemSampler`], CPU / memory / uptime through sysinfo,
+//! - [`system`]: [`SystemSampler`], CPU / memory / swap / load / uptime
+//!   through sysinfo, disks, devices, interfaces and watched processes from
+//!   `/proc`, cgroup memory limits,
 //!   reusing its state between ticks.
 //! - [`tick`]: [`TickAssembler`] (readings + counts → one tick) and the
 //!   interval alignment ([`next_tick_after`]).
