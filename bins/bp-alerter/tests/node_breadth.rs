@@ -4,45 +4,19 @@
 //! for `"instance": "/"` — seen by a real exec hook and in the JSON API —
 //! and a SIGHUP reload that raises the threshold above it resolves it.
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use test_support::harness::start_standalone;
+use test_support::harness::{http_get, start_standalone};
 use test_support::wait_until;
 
 const DEADLINE: Duration = Duration::from_mins(1);
 
 fn get(port: u16, path: &str) -> Option<Value> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).ok()?;
-    serde_json::from_str(resp.split_once("\r\n\r\n")?.1).ok()
-}
-
-/// `df -P /`: used / (used + available) × 100.
-fn df_root() -> f64 {
-    let out = Command::new("df").args(["-P", "/"]).output().unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let f: Vec<f64> = text
-        .lines()
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .skip(2)
-        .take(2)
-        .map(|v| v.parse().unwrap())
-        .collect();
-    f[0] / (f[0] + f[1]) * 100.0
+    serde_json::from_str(&http_get(port, path)?).ok()
 }
 
 fn config(threshold: f64, hooks: &Path) -> String {
@@ -88,7 +62,7 @@ fn a_per_mount_rule_on_the_root_filesystem_opens_and_a_reload_resolves_it() {
     )
     .unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let usage = df_root();
+    let usage = test_support::df_used_percent("/");
     // just below: the root filesystem moves a little while tests write
     let below = (usage - 1.0).max(0.0);
     let path = dir.path().join("config.json");

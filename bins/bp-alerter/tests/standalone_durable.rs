@@ -3,35 +3,20 @@
 //! resolved once), the cooldown in progress and the history; a second
 //! alerter on the directory exits 2.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use test_support::harness::{Proc, send_statsd, start_standalone};
+use test_support::harness::{Proc, http_get, send_statsd, start_standalone};
 use test_support::wait_until;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bp-alerter");
 const DEADLINE: Duration = Duration::from_secs(40);
 
-fn get_text(port: u16, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).ok()?;
-    Some(resp.split_once("\r\n\r\n")?.1.to_owned())
-}
-
 fn get(port: u16, path: &str) -> Option<Value> {
-    serde_json::from_str(&get_text(port, path)?).ok()
+    serde_json::from_str(&http_get(port, path)?).ok()
 }
 
 /// The lines both hooks wrote: `(hook, key)`.
@@ -162,7 +147,7 @@ fn kill_9_and_restart_keep_the_incident_the_cooldown_and_the_history() {
         second.log()
     );
     // The store's I/O failures are a /metrics series (none here).
-    let metrics = get_text(b.http, "/metrics").unwrap_or_default();
+    let metrics = http_get(b.http, "/metrics").unwrap_or_default();
     assert!(
         metrics.lines().any(|l| l == "bp_store_io_failures_total 0"),
         "{metrics}"

@@ -20,6 +20,24 @@ use metrics_model::glob::Glob;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Waits until `pid`'s command line starts with `prefix` (its `exec` done).
+fn wait_for_exec(pid: u32, prefix: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .starts_with(prefix)
+    {
+        assert!(Instant::now() < deadline, "{pid} never became {prefix}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn get(r: &SystemReading, key: &str) -> Option<f64> {
     r.values()
         .find(|(k, _)| k.to_string() == key)
@@ -30,32 +48,15 @@ fn keys(r: &SystemReading) -> Vec<String> {
     r.values().map(|(k, _)| k.to_string()).collect()
 }
 
-/// `df -P /`: used / (used + available) × 100.
-fn df_root() -> f64 {
-    let out = Command::new("df")
-        .args(["-P", "/"])
-        .output()
-        .expect("df runs");
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    let line = text.lines().nth(1).expect("df prints a line");
-    let f: Vec<&str> = line.split_whitespace().collect();
-    let used: f64 = f[2].parse().unwrap();
-    let avail: f64 = f[3].parse().unwrap();
-    used / (used + avail) * 100.0
-}
-
 #[test]
 fn root_disk_usage_agrees_with_df() {
-    let _g = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = one_at_a_time();
     let mut s = SystemSampler::new().unwrap();
     // the root filesystem moves while other tests write: compare to df right
     // before and after, and take the closer
-    let before = df_root();
+    let before = test_support::df_used_percent("/");
     let r = s.sample();
-    let after = df_root();
+    let after = test_support::df_used_percent("/");
     let ours =
         get(&r, "disk.usage[/]").unwrap_or_else(|| panic!("no disk.usage[/] in {:?}", keys(&r)));
     let diff = (ours - before).abs().min((ours - after).abs());
@@ -72,9 +73,7 @@ fn root_disk_usage_agrees_with_df() {
 
 #[test]
 fn load_agrees_with_proc_loadavg() {
-    let _g = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = one_at_a_time();
     let mut s = SystemSampler::new().unwrap();
     let read = || -> Vec<f64> {
         std::fs::read_to_string("/proc/loadavg")
@@ -104,9 +103,7 @@ fn load_agrees_with_proc_loadavg() {
 #[allow(clippy::many_single_char_names)] // r(eading), s(ampler), c(onnection)
 fn loopback_bytes_through_the_include_option() {
     const BYTES: usize = 8 << 20;
-    let _g = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = one_at_a_time();
     // by default the loopback interface is left out
     let mut plain = SystemSampler::new().unwrap();
     std::thread::sleep(Duration::from_millis(50));
@@ -163,9 +160,7 @@ fn loopback_bytes_through_the_include_option() {
 
 #[test]
 fn a_watched_sleep_is_counted_then_not() {
-    let _g = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = one_at_a_time();
     // a command line no other process has
     let arg = format!("86399.{}", std::process::id());
     let watched = |name: &str, m: ProcessMatch| WatchedProcess {
@@ -197,15 +192,7 @@ fn a_watched_sleep_is_counted_then_not() {
     assert_eq!(get(&r, "process.count[ghost]"), Some(0.0));
     assert_eq!(get(&r, "process.mem[ghost]"), Some(0.0));
     let mut child = Command::new("sleep").arg(&arg).spawn().unwrap();
-    // the exec has happened once /proc/<pid>/cmdline names sleep
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(format!("/proc/{}/cmdline", child.id()))
-        .unwrap_or_default()
-        .starts_with("sleep")
-    {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_exec(child.id(), "sleep");
     let r = s.sample();
     assert_eq!(
         get(&r, "process.count[napper]"),
@@ -235,9 +222,7 @@ fn a_watched_sleep_is_counted_then_not() {
 
 #[test]
 fn a_busy_watched_process_has_its_cpu_share() {
-    let _g = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = one_at_a_time();
     let arg = format!("bp-busy-{}", std::process::id());
     let mut s = SystemSampler::with_options(SystemOptions {
         processes: vec![WatchedProcess {
@@ -270,37 +255,22 @@ fn a_busy_watched_process_has_its_cpu_share() {
 /// A fixture root: `proc/self/mountinfo` with mounts on real directories
 /// of distinct (made-up) devices, `proc/diskstats`, `proc/net/dev`,
 /// `sys/block`.
-struct Fixture(PathBuf);
+struct Fixture(tempfile::TempDir);
 
 impl Fixture {
-    fn new(tag: &str) -> Fixture {
-        let d = std::env::temp_dir().join(format!(
-            "bp-sys-{tag}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        Fixture(d)
+    fn new() -> Fixture {
+        Fixture(tempfile::tempdir().unwrap())
     }
     fn write(&self, path: &str, text: &str) {
-        let p = self.0.join(path);
+        let p = self.path().join(path);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, text).unwrap();
     }
     fn dir(&self, path: &str) {
-        std::fs::create_dir_all(self.0.join(path)).unwrap();
+        std::fs::create_dir_all(self.path().join(path)).unwrap();
     }
     fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path()
     }
 }
 
@@ -320,10 +290,8 @@ fn net_dev(rows: &[(&str, u64, u64, u64, u64)]) -> String {
 #[test]
 #[allow(clippy::too_many_lines)] // one fixture, every rule checked against it
 fn fixture_ten_mounts_four_interfaces_devices_and_rates() {
-    let _g = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let f = Fixture::new("ten");
+    let _g = one_at_a_time();
+    let f = Fixture::new();
     let mut mountinfo = String::new();
     for i in 0..10 {
         f.dir(&format!("mnt/d{i}"));
@@ -451,10 +419,8 @@ fn fixture_ten_mounts_four_interfaces_devices_and_rates() {
 
 #[test]
 fn a_mount_point_that_cannot_be_an_instance_is_skipped_and_nfs_is_read() {
-    let _g = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let f = Fixture::new("bad");
+    let _g = one_at_a_time();
+    let f = Fixture::new();
     f.dir("mnt/ok");
     f.dir("mnt/a]b");
     f.dir("mnt/nfs");
@@ -478,9 +444,7 @@ fn a_mount_point_that_cannot_be_an_instance_is_skipped_and_nfs_is_read() {
 
 #[test]
 fn a_process_that_execs_into_a_watched_command_line_is_recognised_within_the_recheck() {
-    let _g = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = one_at_a_time();
     let arg = format!("86397.{}", std::process::id());
     let mut s = SystemSampler::with_options(SystemOptions {
         processes: vec![WatchedProcess {
@@ -501,14 +465,7 @@ fn a_process_that_execs_into_a_watched_command_line_is_recognised_within_the_rec
         assert_eq!(get(&s.sample(), "process.count[late]"), Some(0.0));
     }
     writeln!(child.stdin.take().unwrap(), "go").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(format!("/proc/{}/cmdline", child.id()))
-        .unwrap_or_default()
-        .starts_with("sleep")
-    {
-        assert!(Instant::now() < deadline, "no exec");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_exec(child.id(), "sleep");
     let ticks = (1..=collector::system::processes::RECHECK_TICKS + 1)
         .find(|_| get(&s.sample(), "process.count[late]") == Some(1.0));
     child.kill().unwrap();
@@ -530,7 +487,7 @@ fn a_process_that_execs_into_a_watched_command_line_is_recognised_within_the_rec
 fn a_new_mount_is_seen_at_the_next_tick_and_a_removed_one_goes() {
     const MARK: &str = "BP_IN_MOUNT_NAMESPACE";
     let Some(dir) = std::env::var_os(MARK) else {
-        let dir = Fixture::new("ns");
+        let dir = Fixture::new();
         let out = Command::new("unshare")
             .args(["--mount", "--map-root-user", "--propagation", "private"])
             .arg(std::env::current_exe().unwrap())

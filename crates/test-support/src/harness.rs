@@ -302,6 +302,23 @@ pub fn start_standalone(mut cmd: Command, log: PathBuf) -> io::Result<Proc> {
     Ok(p)
 }
 
+/// The body of `GET path` from the HTTP server on `127.0.0.1:port` (no
+/// token, `Connection: close`, 10 s read timeout); `None` when it does not
+/// answer.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::Read as _;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    Some(resp.split_once("\r\n\r\n")?.1.to_owned())
+}
+
 /// Sends one StatsD datagram to `127.0.0.1:port`.
 pub fn send_statsd(port: u16, datagram: &[u8]) -> io::Result<()> {
     std::net::UdpSocket::bind("127.0.0.1:0")?

@@ -581,6 +581,25 @@ pub fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// What `df -P PATH` says of the filesystem holding `path`: used / (used +
+/// available) × 100. Panics when `df` cannot tell.
+pub fn df_used_percent(path: &str) -> f64 {
+    let out = std::process::Command::new("df")
+        .args(["-P", path])
+        .output()
+        .expect("df runs");
+    assert!(out.status.success(), "df -P {path} failed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().nth(1).expect("df prints a line");
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .skip(2)
+        .take(2)
+        .map(|v| v.parse().expect("df's used and available columns"))
+        .collect();
+    f[0] / (f[0] + f[1]) * 100.0
+}
+
 /// A loopback TCP port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))

@@ -154,38 +154,26 @@ mod tests {
 
     const GIB: u64 = 1 << 30;
 
-    struct Tree(PathBuf);
+    struct Tree(tempfile::TempDir);
 
     impl Tree {
-        fn new(tag: &str) -> Tree {
-            let d = std::env::temp_dir().join(format!(
-                "bp-cgroup-{tag}-{}-{}",
-                std::process::id(),
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos()
-            ));
-            std::fs::create_dir_all(&d).unwrap();
-            Tree(d)
+        fn new() -> Tree {
+            Tree(tempfile::tempdir().unwrap())
+        }
+        fn root(&self) -> &Path {
+            self.0.path()
         }
         fn write(&self, path: &str, text: &str) -> &Self {
-            let p = under(&self.0, path);
+            let p = under(self.root(), path);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, text).unwrap();
             self
         }
     }
 
-    impl Drop for Tree {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     #[test]
     fn v2_container_with_a_limit() {
-        let t = Tree::new("v2");
+        let t = Tree::new();
         t.write("/proc/self/cgroup", "0::/\n")
             .write(
                 "/proc/self/mountinfo",
@@ -197,14 +185,14 @@ mod tests {
                 "/sys/fs/cgroup/memory.stat",
                 "anon 1\nfile 2\ninactive_file 100000000\nactive_file 3\n",
             );
-        let l = find_limit(&t.0, 16 * GIB).unwrap();
+        let l = find_limit(t.root(), 16 * GIB).unwrap();
         assert_eq!((l.version, l.limit_bytes), (Version::V2, 536_870_912));
         assert_eq!(l.used_bytes(), Some(200_000_000));
     }
 
     #[test]
     fn v2_limit_on_a_parent_slice_and_max_means_none() {
-        let t = Tree::new("v2p");
+        let t = Tree::new();
         t.write("/proc/self/cgroup", "0::/app.slice/bot.service\n")
             .write(
                 "/proc/self/mountinfo",
@@ -213,17 +201,17 @@ mod tests {
             .write("/sys/fs/cgroup/app.slice/memory.max", "1073741824\n")
             .write("/sys/fs/cgroup/app.slice/bot.service/memory.max", "max\n")
             .write("/sys/fs/cgroup/app.slice/memory.current", "10\n");
-        let l = find_limit(&t.0, 16 * GIB).unwrap();
+        let l = find_limit(t.root(), 16 * GIB).unwrap();
         assert_eq!(l.limit_bytes, GIB);
         assert!(l.dir.ends_with("app.slice"), "{l:?}");
         assert_eq!(l.used_bytes(), Some(10));
         t.write("/sys/fs/cgroup/app.slice/memory.max", "max\n");
-        assert_eq!(find_limit(&t.0, 16 * GIB), None);
+        assert_eq!(find_limit(t.root(), 16 * GIB), None);
     }
 
     #[test]
     fn v1_limit_and_the_unlimited_sentinel() {
-        let t = Tree::new("v1");
+        let t = Tree::new();
         t.write(
             "/proc/self/cgroup",
             "9:name=systemd:/\n4:memory:/docker/abc\n0::/\n",
@@ -250,7 +238,7 @@ mod tests {
             "/sys/fs/cgroup/memory/memory.limit_in_bytes",
             "9223372036854771712\n",
         );
-        let l = find_limit(&t.0, 16 * GIB).unwrap();
+        let l = find_limit(t.root(), 16 * GIB).unwrap();
         assert_eq!((l.version, l.limit_bytes), (Version::V1, 268_435_456));
         assert_eq!(l.used_bytes(), Some(150_000_000));
         // the limit larger than the machine is no limit
@@ -258,13 +246,13 @@ mod tests {
             "/sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes",
             "9223372036854771712\n",
         );
-        assert_eq!(find_limit(&t.0, 16 * GIB), None);
+        assert_eq!(find_limit(t.root(), 16 * GIB), None);
     }
 
     #[test]
     fn v1_inside_a_cgroup_namespace_mounted_at_its_own_root() {
         // the container sees its cgroup as the mount's root
-        let t = Tree::new("v1ns");
+        let t = Tree::new();
         t.write("/proc/self/cgroup", "4:memory:/docker/abc\n")
             .write(
                 "/proc/self/mountinfo",
@@ -272,15 +260,15 @@ mod tests {
             )
             .write("/sys/fs/cgroup/memory/memory.limit_in_bytes", "1048576\n")
             .write("/sys/fs/cgroup/memory/memory.usage_in_bytes", "4096\n");
-        let l = find_limit(&t.0, 16 * GIB).unwrap();
+        let l = find_limit(t.root(), 16 * GIB).unwrap();
         assert_eq!(l.limit_bytes, 1_048_576);
         assert_eq!(l.used_bytes(), Some(4096));
     }
 
     #[test]
     fn nothing_readable_is_no_limit() {
-        let t = Tree::new("none");
-        assert_eq!(find_limit(&t.0, 16 * GIB), None);
+        let t = Tree::new();
+        assert_eq!(find_limit(t.root(), 16 * GIB), None);
     }
 
     #[test]

@@ -263,7 +263,8 @@ mod tests {
 
     #[test]
     fn selection_and_one_mount_per_device() {
-        let dir = tempdir();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         for d in ["a", "b", "c", "shm"] {
             std::fs::create_dir_all(dir.join(d)).unwrap();
         }
@@ -277,7 +278,7 @@ mod tests {
 ";
         let m = parse_mountinfo(text);
         let names = |s: &Selection| -> Vec<String> {
-            select_mounts(&m, s, &dir)
+            select_mounts(&m, s, dir)
                 .iter()
                 .map(|m| m.mount_point.clone())
                 .collect()
@@ -288,7 +289,6 @@ mod tests {
             exclude: vec![metrics_model::glob::Glob::with_escapes("/c")],
         };
         assert_eq!(names(&s), ["/a", "/shm"]);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -352,18 +352,5 @@ mod tests {
         let u = fs_usage(Path::new("/")).unwrap();
         assert!((0.0..=100.0).contains(&u.usage), "{u:?}");
         assert!(u.free_kb >= 0.0);
-    }
-
-    fn tempdir() -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "bp-disks-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        d
     }
 }

@@ -28,7 +28,7 @@ pub mod disks;
 pub mod processes;
 pub mod procfs;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -190,8 +190,10 @@ pub struct SystemSampler {
     mountinfo: MountTable,
     network_statvfs: disks::BoundedStatvfs,
     watch: ProcessWatch,
-    /// Names already logged as unusable instances (bounded).
-    refused: HashSet<String>,
+    /// The keys of each field per name, made once (`None`: the name cannot
+    /// be an instance, logged when first met); at most 4,096 names per
+    /// field, then started afresh.
+    keys: HashMap<StandardField, HashMap<String, Option<Key>>>,
     cpus: usize,
 }
 
@@ -245,7 +247,7 @@ impl SystemSampler {
             mountinfo: MountTable::default(),
             network_statvfs: disks::BoundedStatvfs::default(),
             watch: ProcessWatch::new(options.processes),
-            refused: HashSet::new(),
+            keys: HashMap::new(),
             cpus,
         };
         // The counters' and processes' first readings, so the first tick has rates.
@@ -326,19 +328,26 @@ impl SystemSampler {
     /// `field[name]`, or `None` (logged once per name) when `name` cannot
     /// be an instance.
     fn key(&mut self, field: StandardField, name: &str) -> Option<Key> {
-        match name.parse::<Instance>() {
+        let by_name = self.keys.entry(field).or_default();
+        if let Some(k) = by_name.get(name) {
+            return k.clone();
+        }
+        if by_name.len() >= 4096 {
+            by_name.clear();
+        }
+        let key = match name.parse::<Instance>() {
             Ok(i) => Key::with_instance(field.into(), i).ok(),
             Err(why) => {
-                if self.refused.len() < 1024 && self.refused.insert(name.to_owned()) {
-                    tracing::warn!(
-                        name = %name.escape_debug(),
-                        field = field.as_str(),
-                        "not reported: {why}"
-                    );
-                }
+                tracing::warn!(
+                    name = %name.escape_debug(),
+                    field = field.as_str(),
+                    "not reported: {why}"
+                );
                 None
             }
-        }
+        };
+        by_name.insert(name.to_owned(), key.clone());
+        key
     }
 
     fn filesystems(&mut self) -> Vec<(Key, f64)> {
