@@ -89,6 +89,10 @@ enum Command {
         /// [default: the file's watcherInterval, else 10s].
         #[arg(long, value_parser = parse_positive)]
         watcher_interval: Option<Duration>,
+        /// A JSON array of silences: every output line then carries
+        /// `notifyAt` (when the transition is notified, or null).
+        #[arg(long)]
+        silences: Option<PathBuf>,
     },
     /// List open and recent incidents, the outbox and dead letters: from Redis
     /// with REDIS_URL, else from --data-dir (when no alerter is running on it).
@@ -144,7 +148,8 @@ fn main() -> ExitCode {
         Command::Replay {
             rules,
             watcher_interval,
-        } => offline::replay(&rules, watcher_interval),
+            silences,
+        } => offline::replay(&rules, watcher_interval, silences.as_deref()),
         Command::TestRules { files } => offline::test_rules(&files),
         Command::Export { output } => transfer(&cli.run, &Transfer::Export(output)),
         Command::Import { input } => transfer(&cli.run, &Transfer::Import(input)),

@@ -6,9 +6,11 @@ use std::path::Path;
 use metrics_model::config::ProcessMatch;
 use metrics_model::{Duration, StandardField, Tick};
 use rules_engine::RuleSet;
-use rules_engine::config::rules_from_json_text;
-use rules_engine::replay::{ReplayOptions, replay as run_replay};
+use rules_engine::config::{RulesFile, rules_file_from_json_text};
+use rules_engine::replay::{ReplayOptions, replay as run_replay, replay_notified};
 use rules_engine::rule_tests::TestFile;
+use rules_engine::silence::silences_from_json;
+use rules_engine::{Engine, EngineOptions, Muting};
 
 use crate::EXIT_BAD_INPUT;
 
@@ -89,6 +91,7 @@ pub fn check_config(path: &Path) -> u8 {
             for rule in config.alerting.rules.rules() {
                 println!("  {}", rule_summary(rule));
             }
+            print_maintenance(&config);
             let m = &config.monitoring;
             for w in &m.processes {
                 let (how, glob) = match &w.matcher {
@@ -194,8 +197,12 @@ fn rule_summary(rule: &rules_engine::Rule) -> String {
 }
 
 fn load_rules(path: &Path) -> Result<(RuleSet, Option<Duration>), String> {
+    load_rules_file(path).map(|f| (f.rules, f.watcher_interval))
+}
+
+fn load_rules_file(path: &Path) -> Result<RulesFile, String> {
     let text = read(path)?;
-    rules_from_json_text(&text, &path.display().to_string()).map_err(|e| {
+    rules_file_from_json_text(&text, &path.display().to_string()).map_err(|e| {
         let problems = e.problems();
         if problems.len() == 1 {
             format!("{}: {}", path.display(), problems[0])
@@ -210,18 +217,61 @@ fn load_rules(path: &Path) -> Result<(RuleSet, Option<Duration>), String> {
     })
 }
 
-/// `replay --rules FILE [--watcher-interval D]`.
-pub fn replay(rules_path: &Path, watcher_interval: Option<Duration>) -> u8 {
+/// Reads a replay silences file (a JSON array of silences).
+fn load_silences(path: &Path) -> Result<Vec<rules_engine::Silence>, String> {
+    let text = read(path)?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "{}:{}:{}: invalid JSON: {e}",
+            path.display(),
+            e.line(),
+            e.column()
+        )
+    })?;
+    silences_from_json(&value).map_err(|problems| {
+        let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        format!("{}: {}", path.display(), list.join("; "))
+    })
+}
+
+/// One line per maintenance window, with its next opening.
+fn print_maintenance(config: &rules_engine::config::Config) {
+    let now = metrics_model::time::now_ms();
+    for w in &config.alerting.maintenance {
+        let next = w.next_range(now).map_or_else(
+            || "never opens".to_owned(),
+            |(open, close)| {
+                format!(
+                    "next {} to {}",
+                    metrics_model::time::format_rfc3339(open),
+                    metrics_model::time::format_rfc3339(close)
+                )
+            },
+        );
+        println!("  maintenance {:?}: {} ({next})", w.name, w.to_json());
+    }
+}
+
+/// `replay --rules FILE [--watcher-interval D] [--silences FILE]`.
+pub fn replay(
+    rules_path: &Path,
+    watcher_interval: Option<Duration>,
+    silences_path: Option<&Path>,
+) -> u8 {
     let fail = |msg: &str| {
         eprintln!("bp-alerter replay: {msg}");
         EXIT_BAD_INPUT
     };
-    let (rules, file_interval) = match load_rules(rules_path) {
+    let file = match load_rules_file(rules_path) {
         Ok(r) => r,
         Err(e) => return fail(&e),
     };
+    let silences = match silences_path.map(load_silences).transpose() {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
     let interval = watcher_interval
-        .or(file_interval)
+        .or(file.watcher_interval)
         .unwrap_or_else(|| Duration::from_secs(10).unwrap_or_default());
     let mut ticks = Vec::new();
     for (i, line) in io::stdin().lock().lines().enumerate() {
@@ -235,13 +285,34 @@ pub fn replay(rules_path: &Path, watcher_interval: Option<Duration>) -> u8 {
             Err(e) => return fail(&e.to_string()),
         }
     }
-    let transitions = match run_replay(&rules, ticks, ReplayOptions::new(interval)) {
-        Ok(t) => t,
-        Err(e) => return fail(&e.to_string()),
+    let options = ReplayOptions::new(interval);
+    // With silences or maintenance windows, every line carries `notifyAt`;
+    // without, the version-1 lines exactly.
+    let lines: Vec<String> = if silences.is_some() || !file.maintenance.is_empty() {
+        let muting = Muting {
+            silences: silences.unwrap_or_default(),
+            windows: file.maintenance,
+        };
+        let engine = Engine::new(file.rules, EngineOptions::default());
+        match replay_notified(engine, ticks, options, &muting) {
+            Ok(t) => t
+                .iter()
+                .map(rules_engine::NotifiedTransition::to_json_line)
+                .collect(),
+            Err(e) => return fail(&e.to_string()),
+        }
+    } else {
+        match run_replay(&file.rules, ticks, options) {
+            Ok(t) => t
+                .iter()
+                .map(rules_engine::Transition::to_json_line)
+                .collect(),
+            Err(e) => return fail(&e.to_string()),
+        }
     };
     let mut out = BufWriter::new(io::stdout().lock());
-    for t in transitions {
-        if writeln!(out, "{}", t.to_json_line()).is_err() {
+    for line in lines {
+        if writeln!(out, "{line}").is_err() {
             // The reader went away (e.g. `| head`): nothing more to do.
             return 0;
         }

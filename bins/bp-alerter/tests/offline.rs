@@ -540,3 +540,125 @@ fn usage_errors_exit_2() {
         assert_eq!(out.status.code(), Some(0), "{sub}");
     }
 }
+
+/// `replay --silences`: the version-1 lines plus `notifyAt`; a maintenance
+/// window in a configuration rules file applies too; a bad silence exits 2
+/// naming its field, and without silences the lines are unchanged.
+#[test]
+#[allow(clippy::too_many_lines)] // one scenario, three inputs
+fn replay_with_silences_and_maintenance_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.json");
+    std::fs::write(
+        &rules,
+        json!([{"name": "High CPU", "field": "cpu.usage", "aggregation": "avg",
+                "operand": "equalOrMoreThan", "value": 80, "timeframe": "10s"}])
+        .to_string(),
+    )
+    .unwrap();
+    // 2026-01-01T00:00:00Z: high for 60 s, low after; then high again from +300 s.
+    let base = T0;
+    let input = [
+        lines("web-1", 0, 60, &json!({"cpu.usage": 95})),
+        lines("web-1", 60, 130, &json!({"cpu.usage": 5})),
+        lines("web-1", 300, 360, &json!({"cpu.usage": 95})),
+        lines("web-1", 360, 410, &json!({"cpu.usage": 5})),
+    ]
+    .concat();
+    let plain = replay(&rules, &input, &[]);
+    assert!(plain.status.success(), "{}", stderr(&plain));
+    assert!(!stdout(&plain).contains("notifyAt"));
+    let silences = dir.path().join("silences.json");
+    // The first incident opens and resolves inside the silence: never
+    // notified; the second opens inside it and is notified when it ends.
+    std::fs::write(
+        &silences,
+        json!([{"matchers": {"rule": "High*", "host": "web-?"}, "startsAt": base - 1,
+                "endsAt": "2026-01-01T00:05:25Z", "createdBy": "ops", "comment": "reboot"}])
+        .to_string(),
+    )
+    .unwrap();
+    let out = replay(&rules, &input, &["--silences", silences.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got: Vec<(String, i64, Option<i64>)> = stdout(&out)
+        .lines()
+        .map(|l| {
+            assert!(l.starts_with(r#"{"event":"#), "key order: {l}");
+            let v: Value = serde_json::from_str(l).unwrap();
+            (
+                v["event"].as_str().unwrap().to_owned(),
+                v["at"].as_i64().unwrap() - base,
+                v["notifyAt"].as_i64().map(|t| t - base),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("opened".to_owned(), 0, None),
+            ("resolved".to_owned(), 60_000, None),
+            ("opened".to_owned(), 300_000, Some(330_000)),
+            ("resolved".to_owned(), 360_000, Some(360_000)),
+        ]
+    );
+    // The same as a maintenance window of a configuration file (UTC
+    // 00:00–00:05 every day): the second incident is not muted.
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        json!({"alerting": {
+            "rules": serde_json::from_str::<Value>(&std::fs::read_to_string(&rules).unwrap()).unwrap(),
+            "maintenance": [{"name": "nightly", "matchers": {"host": "web-*"}, "start": "00:00", "end": "00:05"}]}})
+        .to_string(),
+    )
+    .unwrap();
+    let out = replay(&config, &input, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let notify: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["notifyAt"].clone())
+        .collect();
+    assert_eq!(
+        notify,
+        [
+            json!(null),
+            json!(null),
+            json!(base + 300_000),
+            json!(base + 360_000)
+        ]
+    );
+    // Bad silences: exit 2, named.
+    for (bad, want) in [
+        (
+            json!([{"matchers": {}, "startsAt": 5, "endsAt": 5}]),
+            "silences[0].endsAt",
+        ),
+        (
+            json!([{"matchers": {"rack": "a"}, "startsAt": 1, "endsAt": 5}]),
+            "silences[0].matchers.rack",
+        ),
+        (
+            json!([{"matchers": {}, "startsAt": 1, "endsAt": 5, "comment": "x".repeat(1025)}]),
+            "silences[0].comment",
+        ),
+        (json!({"matchers": {}}), "expected a JSON array"),
+    ] {
+        std::fs::write(&silences, bad.to_string()).unwrap();
+        let out = replay(&rules, &input, &["--silences", silences.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(stderr(&out).contains(want), "{want}: {}", stderr(&out));
+    }
+    // A bad time zone in a configuration: exit 2, named.
+    std::fs::write(
+        &config,
+        json!({"alerting": {"maintenance": [{"name": "n", "start": "00:00", "end": "01:00", "timeZone": "Europe/Atlantis"}]}}).to_string(),
+    )
+    .unwrap();
+    let out = bp_alerter(&["check-config", config.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stdout(&out).contains("alerting.maintenance[0].timeZone"),
+        "{}",
+        stdout(&out)
+    );
+}

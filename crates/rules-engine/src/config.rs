@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{ConfigError, Problems};
 use crate::rule::{RuleSet, parse_rules};
+use crate::silence::{MaintenanceWindow, parse_maintenance};
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -58,6 +59,8 @@ pub struct AlertingConfig {
     /// The `hooks` object as written, validated by the `incidents` crate
     /// (this crate knows nothing of hooks).
     pub hooks: Option<Value>,
+    /// Maintenance windows (`maintenance`): recurring silences.
+    pub maintenance: Vec<MaintenanceWindow>,
 }
 
 fn d(text: &str) -> Duration {
@@ -76,12 +79,13 @@ impl Default for AlertingConfig {
             catch_up_limit: d("1h"),
             rules: RuleSet::default(),
             hooks: None,
+            maintenance: Vec::new(),
         }
     }
 }
 
 /// Keys of the alerting section.
-pub const ALERTING_KEYS: [&str; 8] = [
+pub const ALERTING_KEYS: [&str; 9] = [
     "enabled",
     "watcherInterval",
     "retentionPeriod",
@@ -90,6 +94,7 @@ pub const ALERTING_KEYS: [&str; 8] = [
     "catchUpLimit",
     "rules",
     "hooks",
+    "maintenance",
 ];
 
 impl Config {
@@ -161,7 +166,23 @@ fn alerting(obj: &Map<String, Value>, path: &str, p: &mut Problems) -> AlertingC
         catch_up_limit: interval(obj, path, "catchUpLimit", def.catch_up_limit, p),
         rules,
         hooks: obj.get("hooks").filter(|v| !v.is_null()).cloned(),
+        maintenance: match obj.get("maintenance") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(v) => parse_maintenance(v, &format!("{path}.maintenance"), p),
+        },
     }
+}
+
+/// What a rules file holds: the rules, and when it is a configuration
+/// file, its `watcherInterval` (if set) and maintenance windows.
+#[derive(Debug, Clone, Default)]
+pub struct RulesFile {
+    /// The rules.
+    pub rules: RuleSet,
+    /// The file's `watcherInterval`, when it is a configuration that sets one.
+    pub watcher_interval: Option<Duration>,
+    /// The file's maintenance windows (a configuration's `maintenance`).
+    pub maintenance: Vec<MaintenanceWindow>,
 }
 
 /// Reads rules from a rules file's text: either a JSON array of rules or a
@@ -172,15 +193,27 @@ pub fn rules_from_json_text(
     text: &str,
     source_name: &str,
 ) -> Result<(RuleSet, Option<Duration>), ConfigError> {
+    rules_file_from_json_text(text, source_name).map(|f| (f.rules, f.watcher_interval))
+}
+
+/// [`rules_from_json_text`] with the file's maintenance windows.
+pub fn rules_file_from_json_text(text: &str, source_name: &str) -> Result<RulesFile, ConfigError> {
     let value: Value =
         serde_json::from_str(text).map_err(|e| ConfigError::from_json(source_name, &e))?;
     if value.is_array() {
-        return Ok((RuleSet::from_json(&value, "rules")?, None));
+        return Ok(RulesFile {
+            rules: RuleSet::from_json(&value, "rules")?,
+            ..RulesFile::default()
+        });
     }
     let config = Config::from_json(&value)?;
     let section = value.get("pro").unwrap_or(&value).get("alerting");
     let watcher = section
         .and_then(|s| s.get("watcherInterval"))
         .map(|_| config.alerting.watcher_interval);
-    Ok((config.alerting.rules, watcher))
+    Ok(RulesFile {
+        rules: config.alerting.rules,
+        watcher_interval: watcher,
+        maintenance: config.alerting.maintenance,
+    })
 }

@@ -222,6 +222,7 @@ impl HostState {
 static DEFAULT_STATE: IncidentState = IncidentState {
     open: None,
     cooldown_until: Millis::MIN,
+    held: false,
 };
 
 fn state(state: Option<&IncidentState>) -> &IncidentState {
@@ -833,6 +834,38 @@ impl Engine {
             .iter()
             .position(|s| s.rule == index && s.key == *key)?;
         Some(state(hs.states[at].as_deref()))
+    }
+
+    /// Marks the open incident of a series as held (its open not notified
+    /// yet) or not. Returns whether the series has an open incident.
+    pub fn set_held(&mut self, rule: &str, host: &HostName, key: &Key, held: bool) -> bool {
+        let Some(index) = self.rules.rules().iter().position(|r| r.name() == rule) else {
+            return false;
+        };
+        let state = if host.is_cluster() {
+            self.clusters
+                .iter_mut()
+                .find(|c| c.rule == index)
+                .and_then(|cr| cr.series.get_mut(key))
+                .map(|s| &mut s.state)
+        } else {
+            let Some(&i) = self.index.get(host) else {
+                return false;
+            };
+            let hs = &mut self.hosts[i];
+            hs.layout
+                .slots
+                .iter()
+                .position(|s| s.rule == index && s.key == *key)
+                .and_then(|at| hs.states[at].as_deref_mut())
+        };
+        match state {
+            Some(s) if s.open.is_some() => {
+                s.held = held;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The current value of every series, as of the last evaluation, by host

@@ -82,9 +82,44 @@ pub struct Transition {
     pub at: Millis,
     /// The incident (resolved: with `endTime` set).
     pub incident: Incident,
+    /// For an open held by a silence or maintenance window: the instant it
+    /// was released and notified (`notifiedAt`); absent otherwise.
+    #[serde(
+        rename = "notifiedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub notified_at: Option<Millis>,
+    /// Who acknowledged the incident (resolve payloads only; absent when
+    /// nobody did).
+    #[serde(
+        rename = "acknowledgedBy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub acknowledged_by: Option<String>,
+    /// When it was acknowledged, RFC 3339 (with `acknowledgedBy`).
+    #[serde(
+        rename = "acknowledgedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub acknowledged_at: Option<String>,
 }
 
 impl Transition {
+    /// A transition as the engine makes it (not held, not acknowledged).
+    pub fn new(event: Event, at: Millis, incident: Incident) -> Transition {
+        Transition {
+            event,
+            at,
+            incident,
+            notified_at: None,
+            acknowledged_by: None,
+            acknowledged_at: None,
+        }
+    }
+
     /// The idempotency key of its delivery: `<incident id>:opened` or
     /// `<incident id>:resolved`.
     pub fn idempotency_key(&self) -> String {
@@ -105,6 +140,11 @@ pub struct IncidentState {
     pub open: Option<Incident>,
     /// No incident opens before this instant (ms).
     pub cooldown_until: Millis,
+    /// The open incident's open transition has not been notified yet (a
+    /// silence or maintenance window holds it): leader state, persisted
+    /// with the rest so that a restart or takeover releases it once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 impl Default for IncidentState {
@@ -112,6 +152,7 @@ impl Default for IncidentState {
         IncidentState {
             open: None,
             cooldown_until: Millis::MIN,
+            held: false,
         }
     }
 }
@@ -149,11 +190,7 @@ impl IncidentState {
                     trigger_value: value.unwrap_or_default(),
                 };
                 self.open = Some(incident.clone());
-                Some(Transition {
-                    event: Event::Opened,
-                    at: t,
-                    incident,
-                })
+                Some(Transition::new(Event::Opened, t, incident))
             }
             (Some(_), Some(false)) => self.resolve(t, rule.cooldown().as_millis_i64()),
             _ => None,
@@ -164,13 +201,10 @@ impl IncidentState {
     /// starts a cooldown of `cooldown_ms`.
     pub fn resolve(&mut self, t: Millis, cooldown_ms: i64) -> Option<Transition> {
         let mut incident = self.open.take()?;
+        self.held = false;
         incident.end_time = Some(t);
         self.cooldown_until = t.saturating_add(cooldown_ms);
-        Some(Transition {
-            event: Event::Resolved,
-            at: t,
-            incident,
-        })
+        Some(Transition::new(Event::Resolved, t, incident))
     }
 }
 

@@ -47,11 +47,13 @@ pub mod incident;
 pub mod replay;
 pub mod rule;
 pub mod rule_tests;
+pub mod silence;
 pub mod window;
 
 pub use config::{AlertingConfig, Config, MonitoringConfig};
 pub use engine::{Engine, EngineError, EngineOptions, SeriesState, WindowValue};
 pub use error::{ConfigError, Problem};
 pub use incident::{Event, Incident, IncidentState, Transition};
-pub use replay::{ReplayOptions, replay};
+pub use replay::{NotifiedTransition, ReplayOptions, replay, replay_notified};
 pub use rule::{Aggregation, HostPattern, Operand, Rule, RuleMeta, RuleSet, RuleSpec, Scope};
+pub use silence::{Acknowledgement, MaintenanceWindow, Matchers, Muting, NotifyGate, Silence};

@@ -92,22 +92,14 @@ pub fn incident(rule: &str, host: &str, start: i64, value: f64) -> Incident {
 
 /// The open transition of `inc`.
 pub fn opened(inc: &Incident) -> Transition {
-    Transition {
-        event: Event::Opened,
-        at: inc.start_time,
-        incident: inc.clone(),
-    }
+    Transition::new(Event::Opened, inc.start_time, inc.clone())
 }
 
 /// The resolve transition of `inc` at `end` (ms).
 pub fn resolved(inc: &Incident, end: i64) -> Transition {
     let mut incident = inc.clone();
     incident.end_time = Some(end);
-    Transition {
-        event: Event::Resolved,
-        at: end,
-        incident,
-    }
+    Transition::new(Event::Resolved, end, incident)
 }
 
 /// Writes an executable file (mode 0755).
