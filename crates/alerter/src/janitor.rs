@@ -38,6 +38,14 @@ where
                     warn!(error = %e, "resolved-incident janitor failed; retrying at the next interval");
                 }
             }
+            // Silences and acknowledgements are kept for the incident
+            // retention period after they end.
+            match alerts.prune_records(now_ms() - retention).await {
+                Ok(n) => debug!(removed = n, "silence and acknowledgement janitor"),
+                Err(e) => {
+                    warn!(error = %e, "silence janitor failed; retrying at the next interval");
+                }
+            }
         }
     });
 }

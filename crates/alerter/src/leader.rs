@@ -15,9 +15,13 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use incidents::persist;
-use metrics_model::store::{AlertStore, LeaseGrant, LeaseRequest, StoreError, TickStore};
+use metrics_model::store::{
+    AlertStore, LeaseGrant, LeaseRequest, RecordKind, StoreError, TickStore,
+};
 use metrics_model::time::{Millis, floor_to, now_ms};
-use rules_engine::{Config, Engine, EngineOptions, Transition};
+use rules_engine::silence::Acknowledgement;
+use rules_engine::{Config, Engine, EngineOptions, Event, Muting, NotifyGate, Silence, Transition};
+use std::collections::HashMap;
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
@@ -61,6 +65,12 @@ struct Leader<C> {
     /// An evaluated instant whose commit failed: committed first next pass
     /// (the engine has moved past it already).
     pending: Option<Pending>,
+    /// Opens held by silences and maintenance windows (also flagged in the
+    /// incident states, so they survive restarts and takeovers).
+    gate: NotifyGate,
+    /// Silences and acknowledgements as read at the start of this pass.
+    muting: Muting,
+    acks: HashMap<uuid::Uuid, Acknowledgement>,
 }
 
 struct Pending {
@@ -343,10 +353,12 @@ async fn build_leader<T: TickStore, A: AlertStore>(
         },
     )
     .await?;
+    let gate = NotifyGate::with_held(persist::held_opens(&restored.states));
     persist::restore_into(&mut engine, restored.states);
     info!(
         ticks = loaded,
         resume_at = first,
+        held_opens = gate.len(),
         "alerter state rebuilt from the store"
     );
     Ok(Leader {
@@ -355,6 +367,9 @@ async fn build_leader<T: TickStore, A: AlertStore>(
         engine,
         cursor,
         pending: None,
+        gate,
+        muting: Muting::default(),
+        acks: HashMap::new(),
     })
 }
 
@@ -386,6 +401,7 @@ async fn evaluate_due<T: TickStore, A: AlertStore>(
     }
     let started = Instant::now();
     ingest_new_ticks(ticks, leader, &setup.stats, w, now).await?;
+    read_muting(alerts, config, leader).await?;
     if last.is_some_and(|l| next > l + w) {
         leader.engine.resume_after(next - w);
     }
@@ -457,9 +473,48 @@ async fn ingest_new_ticks<T: TickStore>(
     Ok(())
 }
 
+/// Reads the silences and acknowledgements (written by any alerter's API or
+/// the CLI) for this pass's instants; records that cannot be read are
+/// logged and skipped.
+async fn read_muting<C, A: AlertStore>(
+    alerts: &Mirrored<A>,
+    config: &Config,
+    leader: &mut Leader<C>,
+) -> Result<(), StoreError> {
+    let silences = alerts.records(RecordKind::Silence).await?;
+    let acks = alerts.records(RecordKind::Acknowledgement).await?;
+    leader.muting = Muting {
+        silences: silences
+            .iter()
+            .filter_map(|r| {
+                let parsed = serde_json::from_str(&r.json)
+                    .map_err(|e| e.to_string())
+                    .and_then(|v| Silence::from_stored(&v));
+                parsed
+                    .map_err(|e| warn!(id = %r.id, error = %e, "ignoring an unreadable silence"))
+                    .ok()
+            })
+            .collect(),
+        windows: config.alerting.maintenance.clone(),
+    };
+    leader.acks = acks
+        .iter()
+        .filter_map(|r| {
+            let a = serde_json::from_str(&r.json)
+                .ok()
+                .and_then(|v| Acknowledgement::from_json(&v))?;
+            Some((a.incident_id, a))
+        })
+        .collect();
+    Ok(())
+}
+
 /// Evaluates instant `t` and commits its transitions with the incident
-/// states in one atomic step, fenced by the lease. When the commit fails,
-/// the evaluated instant is kept as the leader's pending commit.
+/// states in one atomic step, fenced by the lease: silences and
+/// maintenance windows decide which transitions go to the outbox (held
+/// opens flagged in their states, released ones with `notifiedAt`), and a
+/// resolve carries its acknowledgement. When the commit fails, the
+/// evaluated instant is kept as the leader's pending commit.
 async fn commit_instant<C, A: AlertStore>(
     alerts: &Mirrored<A>,
     leader: &mut Leader<C>,
@@ -467,7 +522,54 @@ async fn commit_instant<C, A: AlertStore>(
     t: Millis,
 ) -> Result<Vec<Transition>, StoreError> {
     let transitions = leader.engine.evaluate(t).unwrap_or_default();
-    let mut commit = persist::commit_for(t, &transitions, &leader.engine);
+    let mut step = leader.gate.step(t, &transitions, &leader.muting);
+    for (tr, held) in step
+        .held
+        .iter()
+        .map(|tr| (tr, true))
+        .chain(step.released.iter().map(|tr| (tr, false)))
+    {
+        let inc = &tr.incident;
+        if let Some(key) = leader
+            .engine
+            .series_key(&inc.rule_name, inc.instance.as_ref())
+        {
+            leader
+                .engine
+                .set_held(&inc.rule_name, &inc.host_name, &key, held);
+        }
+    }
+    for tr in &mut step.notify {
+        if tr.event == Event::Resolved
+            && let Some(a) = leader.acks.get(&tr.incident.id)
+        {
+            tr.acknowledged_by = Some(a.by.clone());
+            tr.acknowledged_at = Some(metrics_model::time::format_rfc3339(a.at));
+        }
+    }
+    let stats = &setup.stats;
+    stats
+        .silences_active
+        .store(leader.muting.active_silences(t) as u64, Ordering::Relaxed);
+    stats
+        .notifications_held
+        .store(leader.gate.len() as u64, Ordering::Relaxed);
+    stats
+        .notifications_suppressed
+        .fetch_add(2 * step.suppressed.len() as u64, Ordering::Relaxed);
+    for tr in &step.held {
+        info!(rule = %tr.incident.rule_name, host = %tr.incident.host_name, id = %tr.incident.id, "open held: a silence or maintenance window mutes it");
+    }
+    for tr in &step.released {
+        info!(rule = %tr.incident.rule_name, host = %tr.incident.host_name, id = %tr.incident.id, "held open released: nothing mutes it any more");
+    }
+    let mut commit = persist::commit_with(
+        t,
+        &transitions,
+        &step.notify,
+        &step.released,
+        &leader.engine,
+    );
     // The store must still hold the previous commit (a failover to a
     // replica that had not caught up would have lost it).
     commit.expect_last_evaluated = alerts.last_evaluated();
@@ -478,6 +580,10 @@ async fn commit_instant<C, A: AlertStore>(
             transitions,
         });
         return Err(e);
+    }
+    if !step.released.is_empty() {
+        // Released opens are in the outbox without a transition this instant.
+        setup.committed.notify_one();
     }
     Ok(transitions)
 }

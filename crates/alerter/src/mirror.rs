@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use metrics_model::memory_alerts::DEAD_LETTERS_MAX;
 use metrics_model::store::{
     AlertCommit, AlertRestore, AlertSnapshot, AlertStore, DeadLetter, LeaseGrant, LeaseInfo,
-    LeaseRequest, OutboxEntry, StoreError,
+    LeaseRequest, OutboxEntry, Record, RecordKind, StoreError,
 };
 use metrics_model::time::Millis;
 
@@ -52,6 +52,8 @@ struct Copy {
     early_acks: BTreeSet<u64>,
     resolved: BTreeMap<(Millis, String), String>,
     dead: VecDeque<DeadLetter>,
+    /// Silences and acknowledgements as last read.
+    records: Vec<(RecordKind, Record)>,
 }
 
 /// How much a write-back holds, for the log line that reports it.
@@ -146,6 +148,7 @@ impl<A: AlertStore> Mirrored<A> {
                 .map(|((end, id), json)| (*end, id.clone(), json.clone()))
                 .collect(),
             dead_letters: c.dead.iter().cloned().collect(),
+            records: c.records.clone(),
             token_floor,
         }
     }
@@ -272,6 +275,35 @@ impl<A: AlertStore> AlertStore for Mirrored<A> {
         let mut c = self.lock();
         let keep = c.resolved.split_off(&(before, String::new()));
         c.resolved = keep;
+        Ok(n)
+    }
+
+    async fn records(&self, kind: RecordKind) -> Result<Vec<Record>, StoreError> {
+        let records = self.inner.records(kind).await?;
+        // Every read refreshes the copy (the leader reads at every
+        // evaluation), so a store that loses them gets them back.
+        let mut c = self.lock();
+        c.records.retain(|(k, _)| *k != kind);
+        c.records.extend(records.iter().map(|r| (kind, r.clone())));
+        Ok(records)
+    }
+
+    async fn put_record(
+        &self,
+        kind: RecordKind,
+        id: &str,
+        json: &str,
+        keep_until: Millis,
+        expected: u64,
+    ) -> Result<u64, StoreError> {
+        self.inner
+            .put_record(kind, id, json, keep_until, expected)
+            .await
+    }
+
+    async fn prune_records(&self, before: Millis) -> Result<usize, StoreError> {
+        let n = self.inner.prune_records(before).await?;
+        self.lock().records.retain(|(_, r)| r.keep_until >= before);
         Ok(n)
     }
 }

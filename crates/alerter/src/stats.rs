@@ -34,6 +34,13 @@ pub struct AlerterStats {
     pub store_io_failures: AtomicU64,
     /// Outbox entries seen waiting at the last read.
     pub outbox_depth: AtomicU64,
+    /// Silences active at the last evaluated instant.
+    pub silences_active: AtomicU64,
+    /// Opens held by a silence or maintenance window now (leader only).
+    pub notifications_held: AtomicU64,
+    /// Transitions never notified: an open held until its incident
+    /// resolved, and that resolve (two per such incident).
+    pub notifications_suppressed: AtomicU64,
     /// Hook delivery counters, refreshed by the delivery loop.
     pub hooks: std::sync::Mutex<Option<incidents::delivery::DispatcherStats>>,
 }

@@ -43,8 +43,8 @@ use metrics_model::codec;
 use metrics_model::memory::check_ticks;
 use metrics_model::store::{
     AlertCommit, AlertRestore, AlertSnapshot, AlertStore, AppendOutcome, DeadLetter, HostInfo,
-    LeaseGrant, LeaseInfo, LeaseRequest, NewTicks, OutboxEntry, PruneOutcome, StoreError,
-    TickStore,
+    LeaseGrant, LeaseInfo, LeaseRequest, NewTicks, OutboxEntry, PruneOutcome, RECORDS_MAX, Record,
+    RecordKind, StoreError, TickStore,
 };
 use metrics_model::time::{Millis, now_ms};
 use metrics_model::{HostName, Tick};
@@ -93,6 +93,22 @@ const STATES: TableDefinition<&str, &str> = TableDefinition::new("states");
 const OUTBOX: TableDefinition<u64, &str> = TableDefinition::new("outbox");
 const RESOLVED: TableDefinition<(i64, &str), &str> = TableDefinition::new("resolved");
 const DEAD: TableDefinition<u64, &str> = TableDefinition::new("dead");
+/// Silences and acknowledgements: (kind, id) → `<version> <keep-until> <json>`.
+const RECORDS: TableDefinition<(&str, &str), &str> = TableDefinition::new("records");
+
+fn record_value(r: &Record) -> String {
+    format!("{} {} {}", r.version, r.keep_until, r.json)
+}
+
+fn parse_record(id: &str, value: &str) -> Option<Record> {
+    let mut parts = value.splitn(3, ' ');
+    Some(Record {
+        id: id.to_owned(),
+        version: parts.next()?.parse().ok()?,
+        keep_until: parts.next()?.parse().ok()?,
+        json: parts.next()?.to_owned(),
+    })
+}
 
 /// Why a data directory cannot be opened. Every message names the path and
 /// what to do.
@@ -1041,6 +1057,14 @@ impl DiskStore {
                     .insert((*end, id.as_str()), json.as_str())
                     .map_err(e)?;
             }
+            let mut records = txn.open_table(RECORDS).map_err(open)?;
+            for (kind, rec) in &r.records {
+                let key = (kind.as_str(), rec.id.as_str());
+                if records.get(key).map_err(e)?.is_none() {
+                    records.insert(key, record_value(rec).as_str()).map_err(e)?;
+                }
+            }
+            drop(records);
             let mut dead = txn.open_table(DEAD).map_err(open)?;
             if dead.is_empty().map_err(e)? {
                 let letters = &r.dead_letters[..r.dead_letters.len().min(DEAD_LETTERS_MAX)];
@@ -1195,6 +1219,105 @@ impl DiskStore {
     }
 }
 
+impl DiskStore {
+    fn records_sync(&self, kind: RecordKind) -> Result<Vec<Record>, StoreError> {
+        let what = "reading silences or acknowledgements";
+        let e = |x: redb::StorageError| self.err(what, x);
+        let txn = self.read()?;
+        let table = match txn.open_table(RECORDS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(x) => return Err(self.err(what, x)),
+        };
+        let k = kind.as_str();
+        let mut out = Vec::new();
+        for item in table.range((k, "")..).map_err(e)? {
+            let (key, value) = item.map_err(e)?;
+            let (kk, id) = key.value();
+            if kk != k {
+                break;
+            }
+            if let Some(r) = parse_record(id, value.value()) {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    fn put_record_sync(
+        &self,
+        kind: RecordKind,
+        record: &Record,
+        expected: u64,
+    ) -> Result<u64, StoreError> {
+        let what = "writing a silence or acknowledgement";
+        let e = |x: redb::StorageError| self.err(what, x);
+        let txn = self.write()?;
+        {
+            let mut table = txn.open_table(RECORDS).map_err(|x| self.err(what, x))?;
+            let k = kind.as_str();
+            let found = table
+                .get((k, record.id.as_str()))
+                .map_err(e)?
+                .and_then(|v| parse_record(&record.id, v.value()))
+                .map_or(0, |r| r.version);
+            if found != expected {
+                return Err(StoreError::Conflict {
+                    kind: kind.as_str(),
+                    id: record.id.clone(),
+                    found,
+                });
+            }
+            if found == 0 {
+                let n = table
+                    .range((k, "")..)
+                    .map_err(e)?
+                    .take_while(|i| i.as_ref().is_ok_and(|(key, _)| key.value().0 == k))
+                    .count();
+                if n >= RECORDS_MAX {
+                    return Err(StoreError::Other(format!(
+                        "more than {RECORDS_MAX} {}s are stored; expire or wait for old ones to be pruned",
+                        kind.as_str()
+                    )));
+                }
+            }
+            let mut stored = record.clone();
+            stored.version = expected + 1;
+            table
+                .insert((k, record.id.as_str()), record_value(&stored).as_str())
+                .map_err(e)?;
+        }
+        txn.commit().map_err(|x| self.err(what, x))?;
+        Ok(expected + 1)
+    }
+
+    fn prune_records_sync(&self, before: Millis) -> Result<usize, StoreError> {
+        let what = "pruning silences and acknowledgements";
+        let e = |x: redb::StorageError| self.err(what, x);
+        let txn = self.write()?;
+        let n;
+        {
+            let mut table = txn.open_table(RECORDS).map_err(|x| self.err(what, x))?;
+            let old: Vec<(String, String)> = table
+                .iter()
+                .map_err(e)?
+                .filter_map(|i| {
+                    let (key, value) = i.ok()?;
+                    let (k, id) = key.value();
+                    let r = parse_record(id, value.value())?;
+                    (r.keep_until < before).then(|| (k.to_owned(), id.to_owned()))
+                })
+                .collect();
+            for (k, id) in &old {
+                table.remove((k.as_str(), id.as_str())).map_err(e)?;
+            }
+            n = old.len();
+        }
+        txn.commit().map_err(|x| self.err(what, x))?;
+        Ok(n)
+    }
+}
+
 impl AlertStore for DiskStore {
     fn acquire(
         &self,
@@ -1297,5 +1420,36 @@ impl AlertStore for DiskStore {
         before: Millis,
     ) -> impl Future<Output = Result<usize, StoreError>> + Send {
         self.blocking(move |s| s.prune_resolved_sync(before))
+    }
+
+    fn records(
+        &self,
+        kind: RecordKind,
+    ) -> impl Future<Output = Result<Vec<Record>, StoreError>> + Send {
+        self.blocking(move |s| s.records_sync(kind))
+    }
+
+    fn put_record(
+        &self,
+        kind: RecordKind,
+        id: &str,
+        json: &str,
+        keep_until: Millis,
+        expected: u64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        let record = Record {
+            id: id.to_owned(),
+            version: 0,
+            keep_until,
+            json: json.to_owned(),
+        };
+        self.blocking(move |s| s.put_record_sync(kind, &record, expected))
+    }
+
+    fn prune_records(
+        &self,
+        before: Millis,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send {
+        self.blocking(move |s| s.prune_records_sync(before))
     }
 }

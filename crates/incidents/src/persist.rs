@@ -154,11 +154,25 @@ pub fn commit_for(
     transitions: &[Transition],
     engine: &Engine,
 ) -> AlertCommit {
+    commit_with(evaluated_at, transitions, transitions, &[], engine)
+}
+
+/// [`commit_for`] under silences: the states of every transition's series
+/// and of every `released` open's (its held flag cleared), the outbox gets
+/// `notify` (what the [`rules_engine::NotifyGate`] lets through, in order),
+/// the history every resolve.
+pub fn commit_with(
+    evaluated_at: Millis,
+    transitions: &[Transition],
+    notify: &[Transition],
+    released: &[Transition],
+    engine: &Engine,
+) -> AlertCommit {
     let mut commit = AlertCommit {
         evaluated_at,
         ..AlertCommit::default()
     };
-    for t in transitions {
+    for t in transitions.iter().chain(released) {
         let inc = &t.incident;
         let current = engine
             .series_key(&inc.rule_name, inc.instance.as_ref())
@@ -180,7 +194,6 @@ pub fn commit_for(
             state_key(&inc.rule_name, &inc.host_name, inc.instance.as_ref()),
             record,
         ));
-        commit.outbox.push(t.to_json_line());
         if t.event == Event::Resolved {
             commit.resolved.push((
                 inc.end_time.unwrap_or(t.at),
@@ -189,7 +202,22 @@ pub fn commit_for(
             ));
         }
     }
+    commit.outbox = notify.iter().map(Transition::to_json_line).collect();
     commit
+}
+
+/// The held opens among decoded states (open incidents whose open was not
+/// notified yet), as the open transitions to rebuild a
+/// [`rules_engine::NotifyGate`] with.
+pub fn held_opens(states: &[StoredState]) -> Vec<Transition> {
+    states
+        .iter()
+        .filter(|s| s.state.held)
+        .filter_map(|s| {
+            let inc = s.state.open.clone()?;
+            Some(Transition::new(Event::Opened, inc.start_time, inc))
+        })
+        .collect()
 }
 
 /// Reads an outbox entry back.

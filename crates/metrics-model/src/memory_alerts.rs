@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::store::{
     AlertCommit, AlertRestore, AlertSnapshot, AlertStore, DeadLetter, LeaseGrant, LeaseInfo,
-    LeaseRequest, OutboxEntry, StoreError,
+    LeaseRequest, OutboxEntry, RECORDS_MAX, Record, RecordKind, StoreError,
 };
 use crate::time::{Millis, now_ms};
 
@@ -39,6 +39,7 @@ struct Inner {
     /// (end time, id) → json.
     resolved: BTreeMap<(Millis, String), String>,
     dead: VecDeque<DeadLetter>,
+    records: BTreeMap<(RecordKind, String), Record>,
 }
 
 impl MemoryAlertStore {
@@ -127,6 +128,11 @@ impl AlertStore for MemoryAlertStore {
         }
         let top = restore.outbox.iter().map(|e| e.seq).max().unwrap_or(0);
         g.next_seq = g.next_seq.max(restore.outbox_seq).max(top);
+        for (kind, r) in &restore.records {
+            g.records
+                .entry((*kind, r.id.clone()))
+                .or_insert_with(|| r.clone());
+        }
         for (end, id, json) in &restore.resolved {
             g.resolved.insert((*end, id.clone()), json.clone());
         }
@@ -292,5 +298,65 @@ impl AlertStore for MemoryAlertStore {
         let keep = g.resolved.split_off(&(before, String::new()));
         let removed = std::mem::replace(&mut g.resolved, keep).len();
         ready(Ok(removed))
+    }
+
+    fn records(
+        &self,
+        kind: RecordKind,
+    ) -> impl Future<Output = Result<Vec<Record>, StoreError>> + Send {
+        let g = self.lock();
+        ready(Ok(g
+            .records
+            .iter()
+            .filter(|((k, _), _)| *k == kind)
+            .map(|(_, r)| r.clone())
+            .collect()))
+    }
+
+    fn put_record(
+        &self,
+        kind: RecordKind,
+        id: &str,
+        json: &str,
+        keep_until: Millis,
+        expected: u64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        let mut g = self.lock();
+        let key = (kind, id.to_owned());
+        let found = g.records.get(&key).map_or(0, |r| r.version);
+        if found != expected {
+            return ready(Err(StoreError::Conflict {
+                kind: kind.as_str(),
+                id: id.to_owned(),
+                found,
+            }));
+        }
+        if found == 0 && g.records.keys().filter(|(k, _)| *k == kind).count() >= RECORDS_MAX {
+            return ready(Err(StoreError::Other(format!(
+                "more than {RECORDS_MAX} {}s are stored; expire or wait for old ones to be pruned",
+                kind.as_str()
+            ))));
+        }
+        let version = expected + 1;
+        g.records.insert(
+            key,
+            Record {
+                id: id.to_owned(),
+                version,
+                keep_until,
+                json: json.to_owned(),
+            },
+        );
+        ready(Ok(version))
+    }
+
+    fn prune_records(
+        &self,
+        before: Millis,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send {
+        let mut g = self.lock();
+        let n = g.records.len();
+        g.records.retain(|_, r| r.keep_until >= before);
+        ready(Ok(n - g.records.len()))
     }
 }

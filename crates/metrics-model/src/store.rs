@@ -89,10 +89,67 @@ pub enum StoreError {
         /// What the store holds.
         found: Option<Millis>,
     },
+    /// A compare-and-set write found another version of the record than
+    /// the one it expected (someone changed it meanwhile): nothing was
+    /// written; read it again.
+    #[error(
+        "the {kind} {id} was changed meanwhile (it is at version {found}); nothing was written: read it again"
+    )]
+    Conflict {
+        /// What kind of record.
+        kind: &'static str,
+        /// The record's id.
+        id: String,
+        /// The version the store holds (0: none).
+        found: u64,
+    },
     /// Any other failure of one operation.
     #[error("store error: {0}")]
     Other(String),
 }
+
+/// What kind of user-written record: silences and acknowledgements are
+/// written by any alerter's API or the CLI (not fenced), by compare-and-set
+/// on their version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RecordKind {
+    /// A silence.
+    Silence,
+    /// An acknowledgement of an incident (its id is the incident's).
+    Acknowledgement,
+}
+
+impl RecordKind {
+    /// `silence` or `acknowledgement`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::Silence => "silence",
+            RecordKind::Acknowledgement => "acknowledgement",
+        }
+    }
+
+    /// Both kinds.
+    pub const ALL: [RecordKind; 2] = [RecordKind::Silence, RecordKind::Acknowledgement];
+}
+
+/// A silence or acknowledgement as stored: opaque JSON (owned by the rules
+/// engine) with its version and how long it is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Its id.
+    pub id: String,
+    /// Grows by one at every write; the first write makes version 1.
+    pub version: u64,
+    /// The janitor removes it once this instant is older than the
+    /// retention period (a silence: its end; an acknowledgement: its time).
+    pub keep_until: Millis,
+    /// The record (opaque JSON).
+    pub json: String,
+}
+
+/// The most records of one kind a store keeps; writes of new ones beyond
+/// are refused (expired ones are pruned after the retention period).
+pub const RECORDS_MAX: usize = 10_000;
 
 /// Storage of ticks.
 ///
@@ -219,6 +276,9 @@ pub struct AlertRestore {
     pub resolved: Vec<(Millis, String, String)>,
     /// Dead letters, newest first.
     pub dead_letters: Vec<DeadLetter>,
+    /// Silences and acknowledgements last read; written back only where
+    /// the store has no record of that id (a newer write wins).
+    pub records: Vec<(RecordKind, Record)>,
     /// The token counter is raised to at least this (the fencing token the
     /// writer held before the loss), so tokens keep growing.
     pub token_floor: u64,
@@ -382,6 +442,33 @@ pub trait AlertStore: Send + Sync {
 
     /// Removes resolved incidents that ended before `before`; returns how many.
     fn prune_resolved(
+        &self,
+        before: Millis,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// Every record of `kind`, by id.
+    fn records(
+        &self,
+        kind: RecordKind,
+    ) -> impl Future<Output = Result<Vec<Record>, StoreError>> + Send;
+
+    /// Writes record `id` of `kind` if the store holds version `expected`
+    /// of it (0: no such record); returns the new version (`expected + 1`).
+    /// Otherwise fails with [`StoreError::Conflict`] and writes nothing. A
+    /// new record beyond [`RECORDS_MAX`] is refused. Not fenced: any
+    /// alerter's API or the CLI may write.
+    fn put_record(
+        &self,
+        kind: RecordKind,
+        id: &str,
+        json: &str,
+        keep_until: Millis,
+        expected: u64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Removes records (of both kinds) whose `keep_until` is before
+    /// `before`; returns how many.
+    fn prune_records(
         &self,
         before: Millis,
     ) -> impl Future<Output = Result<usize, StoreError>> + Send;

@@ -19,7 +19,7 @@ use fred::prelude::*;
 use fred::types::scripts::Script;
 use metrics_model::store::{
     AlertCommit, AlertRestore, AlertSnapshot, AlertStore, DeadLetter, LeaseGrant, LeaseInfo,
-    LeaseRequest, OutboxEntry, StoreError,
+    LeaseRequest, OutboxEntry, RECORDS_MAX, Record, RecordKind, StoreError,
 };
 use metrics_model::time::Millis;
 
@@ -55,6 +55,8 @@ struct Scripts {
     dead_letters: Script,
     resolved: Script,
     prune_resolved: Script,
+    put_record: Script,
+    prune_records: Script,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -70,6 +72,8 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     dead_letters: Script::from_lua(lua::DEAD_LETTERS),
     resolved: Script::from_lua(lua::RESOLVED),
     prune_resolved: Script::from_lua(lua::PRUNE_RESOLVED),
+    put_record: Script::from_lua(lua::PUT_RECORD),
+    prune_records: Script::from_lua(lua::PRUNE_RECORDS),
 });
 
 impl RedisStore {
@@ -232,12 +236,89 @@ impl RedisStore {
             .evalsha_with_reload::<Value, _, _>(self.client(), keys, args)
             .await;
         match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.details().contains("BPFENCED") => Err(StoreError::Fenced {
-                holder: holder.to_owned(),
-                token,
+            Ok(_) => {}
+            Err(e) if e.details().contains("BPFENCED") => {
+                return Err(StoreError::Fenced {
+                    holder: holder.to_owned(),
+                    token,
+                });
+            }
+            Err(e) => return Err(self.err("writing the alert state back", &e)),
+        }
+        // Silences and acknowledgements: only where the store has none of
+        // that id (one written since the loss wins).
+        for (kind, rec) in &r.records {
+            let value = format!("{} {} {}", rec.version.max(1), rec.keep_until, rec.json);
+            let _: i64 = self
+                .client()
+                .hsetnx(k.records(*kind), rec.id.as_str(), value)
+                .await
+                .map_err(|e| self.err("writing a silence or acknowledgement back", &e))?;
+        }
+        Ok(())
+    }
+
+    async fn read_records(&self, kind: RecordKind) -> Result<Vec<Record>, StoreError> {
+        let key = self.alert_keys().records(kind);
+        let all: std::collections::HashMap<String, String> = self
+            .client()
+            .hgetall(&key)
+            .await
+            .map_err(|e| self.err("reading silences or acknowledgements", &e))?;
+        let mut out: Vec<Record> = all
+            .into_iter()
+            .filter_map(|(id, value)| {
+                let mut parts = value.splitn(3, ' ');
+                let version = parts.next()?.parse().ok()?;
+                let keep_until = parts.next()?.parse().ok()?;
+                let json = parts.next()?.to_owned();
+                Some(Record {
+                    id,
+                    version,
+                    keep_until,
+                    json,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    async fn write_record(
+        &self,
+        kind: RecordKind,
+        id: &str,
+        json: &str,
+        keep_until: Millis,
+        expected: u64,
+    ) -> Result<u64, StoreError> {
+        let v = self
+            .run(
+                "writing a silence or acknowledgement",
+                &SCRIPTS.put_record,
+                vec![self.alert_keys().records(kind)],
+                vec![
+                    id.into(),
+                    expected.to_string().into(),
+                    keep_until.to_string().into(),
+                    json.into(),
+                    count(RECORDS_MAX),
+                ],
+            )
+            .await?;
+        let pair = v.clone().into_array();
+        match (pair.first().and_then(to_i64), pair.get(1).and_then(to_i64)) {
+            (Some(1), Some(n)) => Ok(u64::try_from(n).unwrap_or(0)),
+            (Some(0), Some(found)) => Err(StoreError::Conflict {
+                kind: kind.as_str(),
+                id: id.to_owned(),
+                found: u64::try_from(found).unwrap_or(0),
             }),
-            Err(e) => Err(self.err("writing the alert state back", &e)),
+            (Some(-1), _) => Err(StoreError::Other(format!(
+                "more than {RECORDS_MAX} {}s are stored; expire or wait for old ones to be pruned",
+                kind.as_str()
+            ))),
+            _ => Err(self.unexpected("writing a record", &v)),
         }
     }
 
@@ -590,6 +671,40 @@ impl AlertStore for RedisStore {
 
     async fn prune_resolved(&self, before: Millis) -> Result<usize, StoreError> {
         self.prune_resolved_before(before).await
+    }
+
+    async fn records(&self, kind: RecordKind) -> Result<Vec<Record>, StoreError> {
+        self.read_records(kind).await
+    }
+
+    async fn put_record(
+        &self,
+        kind: RecordKind,
+        id: &str,
+        json: &str,
+        keep_until: Millis,
+        expected: u64,
+    ) -> Result<u64, StoreError> {
+        self.write_record(kind, id, json, keep_until, expected)
+            .await
+    }
+
+    async fn prune_records(&self, before: Millis) -> Result<usize, StoreError> {
+        let k = self.alert_keys();
+        let v = self
+            .run(
+                "pruning silences and acknowledgements",
+                &SCRIPTS.prune_records,
+                RecordKind::ALL
+                    .iter()
+                    .map(|kind| k.records(*kind))
+                    .collect(),
+                vec![before.to_string().into()],
+            )
+            .await?;
+        Ok(to_i64(&v)
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0))
     }
 }
 

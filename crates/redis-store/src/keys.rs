@@ -140,6 +140,14 @@ impl AlertKeys {
         format!("{}:dead", self.tag)
     }
 
+    /// Silences or acknowledgements by id (`<version> <keep-until> <json>`).
+    pub fn records(&self, kind: metrics_model::store::RecordKind) -> String {
+        match kind {
+            metrics_model::store::RecordKind::Silence => format!("{}:silences", self.tag),
+            metrics_model::store::RecordKind::Acknowledgement => format!("{}:acks", self.tag),
+        }
+    }
+
     /// Every key, for tests and operators.
     pub fn all(&self) -> Vec<String> {
         vec![
@@ -152,6 +160,8 @@ impl AlertKeys {
             self.resolved(),
             self.resolved_data(),
             self.dead(),
+            self.records(metrics_model::store::RecordKind::Silence),
+            self.records(metrics_model::store::RecordKind::Acknowledgement),
         ]
     }
 }

@@ -381,4 +381,39 @@ for _, id in ipairs(ids) do
 end
 return #ids
 ";
+
+    /// `KEYS`: the records hash of one kind. `ARGV`: id, expected version
+    /// (0: none), keep-until ms, json, the most records. A record is the
+    /// string `<version> <keep-until> <json>`. Returns `{1, new version}`,
+    /// `{0, found version}` on a version mismatch, or `{-1, count}` when a
+    /// new record would exceed the limit.
+    pub const PUT_RECORD: &str = r"
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+local v = 0
+if cur then v = tonumber(string.match(cur, '^(%d+) ')) or 0 end
+if v ~= tonumber(ARGV[2]) then return {0, v} end
+if v == 0 then
+  local n = redis.call('HLEN', KEYS[1])
+  if n >= tonumber(ARGV[5]) then return {-1, n} end
+end
+redis.call('HSET', KEYS[1], ARGV[1], string.format('%d', v + 1) .. ' ' .. ARGV[3] .. ' ' .. ARGV[4])
+return {1, v + 1}
+";
+
+    /// `KEYS`: the records hashes. `ARGV`: before. Removes the records kept
+    /// until before `before`; returns how many.
+    pub const PRUNE_RECORDS: &str = r"
+local removed = 0
+for _, key in ipairs(KEYS) do
+  local all = redis.call('HGETALL', key)
+  for i = 1, #all, 2 do
+    local keep = tonumber(string.match(all[i + 1], '^%d+ (%-?%d+) '))
+    if keep and keep < tonumber(ARGV[1]) then
+      redis.call('HDEL', key, all[i])
+      removed = removed + 1
+    end
+  end
+end
+return removed
+";
 }

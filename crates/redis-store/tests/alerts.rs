@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use alerts_suite::{LONG_TTL, fenced, outbox_commit};
 use metrics_model::RedisUrl;
-use metrics_model::store::{AlertCommit, AlertStore, DeadLetter, StoreError};
+use metrics_model::store::{AlertCommit, AlertStore, DeadLetter, RecordKind, StoreError};
 use redis_store::alerts::AlertKeys;
 use redis_store::{RedisOptions, RedisStore};
 use test_support::{RedisCluster, RedisServer, RedisServerOptions, heavy_test_lock};
@@ -67,12 +67,13 @@ both!(
     dead_letters_bounded_newest_first,
     resolved_history_range_limit_prune,
     a_commit_expecting_another_last_instant_is_refused,
+    records_compare_and_set_and_prune,
 );
 
 #[test]
 fn every_case_is_listed() {
     // `alerts_suite::CASES` drives the cluster run; keep it in step with `both!`.
-    assert_eq!(alerts_suite::CASES.len(), 9);
+    assert_eq!(alerts_suite::CASES.len(), 10);
     assert_eq!(
         redis_store::alerts::DEAD_LETTERS_MAX,
         metrics_model::memory_alerts::DEAD_LETTERS_MAX
@@ -236,6 +237,9 @@ async fn keys_sit_under_one_hash_tag_of_the_scope() {
     })
     .await
     .unwrap();
+    for kind in RecordKind::ALL {
+        s.put_record(kind, "r", "{}", 1, 0).await.unwrap();
+    }
     let mut keys: Vec<String> = server
         .cli(&["--raw", "keys", "*"])
         .lines()
@@ -400,6 +404,9 @@ async fn the_suite_passes_on_a_three_master_cluster() {
     })
     .await
     .unwrap();
+    for kind in RecordKind::ALL {
+        s.put_record(kind, "r", "{}", 1, 0).await.unwrap();
+    }
     let keys = s.alert_keys().all();
     let slots: Vec<String> = keys
         .iter()

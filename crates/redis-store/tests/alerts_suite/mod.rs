@@ -9,7 +9,7 @@
 use metrics_model::memory_alerts::DEAD_LETTERS_MAX;
 use metrics_model::store::{
     AlertCommit, AlertRestore, AlertSnapshot, AlertStore, DeadLetter, LeaseRequest, OutboxEntry,
-    StoreError,
+    Record, RecordKind, StoreError,
 };
 
 /// Every case, by name, for stores that run them one after another.
@@ -23,6 +23,7 @@ pub const CASES: &[&str] = &[
     "dead_letters_bounded_newest_first",
     "resolved_history_range_limit_prune",
     "a_commit_expecting_another_last_instant_is_refused",
+    "records_compare_and_set_and_prune",
 ];
 
 /// Runs the case called `name`.
@@ -41,6 +42,7 @@ pub async fn run<S: AlertStore>(name: &str, s: &S, other: &S) {
         "a_commit_expecting_another_last_instant_is_refused" => {
             a_commit_expecting_another_last_instant_is_refused(s, other).await;
         }
+        "records_compare_and_set_and_prune" => records_compare_and_set_and_prune(s, other).await,
         other => panic!("no case {other}"),
     }
 }
@@ -557,6 +559,7 @@ fn request<'a>(holder: &'a str, known: Option<&'a str>, grace_ms: u64) -> LeaseR
 /// the store; a standby that knew the old epoch waits out the grace
 /// period, a holder of state takes the lease at once and writes it back
 /// with `restore` (outbox sequence numbers kept, token counter raised).
+#[allow(clippy::too_many_lines)] // one drill, step by step
 pub async fn store_loss_epoch_and_restore<S: AlertStore>(
     s: &S,
     other: &S,
@@ -628,6 +631,26 @@ pub async fn store_loss_epoch_and_restore<S: AlertStore>(
         outbox_seq: 3,
         resolved: vec![(6_000, "r1".into(), "{\"r\":1}".into())],
         dead_letters: vec![letter.clone()],
+        records: vec![
+            (
+                RecordKind::Silence,
+                Record {
+                    id: "s-lost".into(),
+                    version: 3,
+                    keep_until: 9_000,
+                    json: "{\"lost\":1}".into(),
+                },
+            ),
+            (
+                RecordKind::Silence,
+                Record {
+                    id: "s-new".into(),
+                    version: 5,
+                    keep_until: 9_000,
+                    json: "{\"old\":1}".into(),
+                },
+            ),
+        ],
         token_floor: 41,
     };
     assert_eq!(
@@ -636,7 +659,23 @@ pub async fn store_loss_epoch_and_restore<S: AlertStore>(
         "restore is fenced"
     );
     assert_eq!(s.load().await.unwrap(), AlertSnapshot::default());
+    // A silence written after the loss, before the write-back, wins.
+    assert_eq!(
+        other
+            .put_record(RecordKind::Silence, "s-new", "{\"new\":1}", 9_000, 0)
+            .await,
+        Ok(1)
+    );
     s.restore("a", t2, &image).await.unwrap();
+    let silences = other.records(RecordKind::Silence).await.unwrap();
+    assert_eq!(
+        silences
+            .iter()
+            .map(|r| (r.id.as_str(), r.json.as_str()))
+            .collect::<Vec<_>>(),
+        [("s-lost", "{\"lost\":1}"), ("s-new", "{\"new\":1}")]
+    );
+    assert_eq!(silences[0].version, 3, "the version is kept");
     let back = other.load().await.unwrap();
     assert_eq!(back.last_evaluated, Some(7_000));
     assert_eq!(back.states, image.states);
@@ -726,4 +765,81 @@ pub async fn a_commit_expecting_another_last_instant_is_refused<S: AlertStore>(s
     assert_eq!(other.outbox_len().await.unwrap(), 2);
     // A fenced writer is told so first.
     assert_eq!(s.commit("x", t, &behind).await, fenced("x", t));
+}
+
+/// Silences and acknowledgements: compare-and-set by version from any
+/// handle, kinds apart, prune by keep-until.
+pub async fn records_compare_and_set_and_prune<S: AlertStore>(s: &S, other: &S) {
+    let k = RecordKind::Silence;
+    assert_eq!(s.records(k).await.unwrap(), vec![]);
+    assert_eq!(s.put_record(k, "b", "{\"b\":1}", 5_000, 0).await, Ok(1));
+    // A second create of the same id conflicts.
+    assert_eq!(
+        other.put_record(k, "b", "{\"b\":2}", 5_000, 0).await,
+        Err(StoreError::Conflict {
+            kind: "silence",
+            id: "b".into(),
+            found: 1
+        })
+    );
+    assert_eq!(other.put_record(k, "b", "{\"b\":2}", 6_000, 1).await, Ok(2));
+    // The first writer, still at version 1, is refused.
+    assert!(matches!(
+        s.put_record(k, "b", "{\"b\":3}", 6_000, 1).await,
+        Err(StoreError::Conflict { found: 2, .. })
+    ));
+    assert_eq!(
+        s.put_record(k, "a", "{\"a\": \"x y\"}", 1_000, 0).await,
+        Ok(1)
+    );
+    assert_eq!(
+        s.put_record(RecordKind::Acknowledgement, "a", "{\"ack\":1}", 2_000, 0)
+            .await,
+        Ok(1)
+    );
+    let all = other.records(k).await.unwrap();
+    assert_eq!(
+        all,
+        vec![
+            Record {
+                id: "a".into(),
+                version: 1,
+                keep_until: 1_000,
+                json: "{\"a\": \"x y\"}".into()
+            },
+            Record {
+                id: "b".into(),
+                version: 2,
+                keep_until: 6_000,
+                json: "{\"b\":2}".into()
+            },
+        ]
+    );
+    assert_eq!(
+        other
+            .records(RecordKind::Acknowledgement)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // Keep-until 1000 and 2000 are before 3000; 6000 is not.
+    assert_eq!(s.prune_records(3_000).await, Ok(2));
+    assert_eq!(
+        other
+            .records(k)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect::<Vec<_>>(),
+        ["b"]
+    );
+    assert!(
+        other
+            .records(RecordKind::Acknowledgement)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
