@@ -10,6 +10,7 @@
 //!   `bp_last_evaluated_timestamp_seconds`, `bp_late_ticks_total`,
 //!   `bp_future_ticks_total`, `bp_hook_removed_dead_letters_total`,
 //!   `bp_alert_store_write_backs_total`, `bp_store_io_failures_total`,
+//!   `bp_silences_active`, `bp_notifications_held`, `bp_notifications_suppressed_total`,
 //!   `bp_store_errors_total{component}`,
 //!   `bp_outbox_entries`, `bp_hook_deliveries_total{hook,outcome}`,
 //!   `bp_hook_retries_total{hook}`, `bp_hook_timeouts_total{hook}`,
@@ -237,7 +238,8 @@ async fn alerter_health<T: TickStore, A: AlertStore>(state: &AppState<T, A>, out
 
 type Meta = (&'static str, &'static str, &'static str);
 
-fn evaluation_values(s: &AlerterStats) -> [(Meta, String); 10] {
+#[allow(clippy::too_many_lines)] // a table, one entry per metric
+fn evaluation_values(s: &AlerterStats) -> [(Meta, String); 13] {
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let secs = |us: u64| num(us as f64 / 1e6);
     [
@@ -320,6 +322,30 @@ fn evaluation_values(s: &AlerterStats) -> [(Meta, String); 10] {
                 "Operations of the on-disk store (standalone) that failed with an I/O error: disk full, read-only file system.",
             ),
             load(&s.store_io_failures).to_string(),
+        ),
+        (
+            (
+                "bp_silences_active",
+                "gauge",
+                "Silences active at the last instant this alerter evaluated (0 on a standby).",
+            ),
+            load(&s.silences_active).to_string(),
+        ),
+        (
+            (
+                "bp_notifications_held",
+                "gauge",
+                "Opens held by a silence or maintenance window, to be notified when nothing mutes them (leader only).",
+            ),
+            load(&s.notifications_held).to_string(),
+        ),
+        (
+            (
+                "bp_notifications_suppressed_total",
+                "counter",
+                "Transitions never notified: an open held until its incident resolved, and that resolve.",
+            ),
+            load(&s.notifications_suppressed).to_string(),
         ),
     ]
 }
