@@ -659,7 +659,7 @@ async fn a_full_queue_refuses_and_shutdown_finishes_in_flight_work_then_kills_th
     write_executable(
         &dir.path().join("slow.sh"),
         &format!(
-            "#!/bin/sh\nif [ \"$BP_INCIDENT_RULE_NAME\" = hang ]; then\n  sleep 1000 &\n  echo $! > {o}/hang.pid\n  wait\nfi\nsleep 0.3\necho \"$BP_IDEMPOTENCY_KEY\" >> {o}/calls.log\n",
+            "#!/bin/sh\nif [ \"$BP_INCIDENT_RULE_NAME\" = hang ]; then\n  sleep 1000 &\n  echo $! > {o}/hang.pid\n  wait\nfi\ntouch {o}/quick.started\nsleep 0.3\necho \"$BP_IDEMPOTENCY_KEY\" >> {o}/calls.log\n",
             o = out.path().display()
         ),
     );
@@ -692,6 +692,10 @@ async fn a_full_queue_refuses_and_shutdown_finishes_in_flight_work_then_kills_th
         }
         tokio::task::yield_now().await;
     };
+    // Shut down only once seq 3 is in flight: a call still queued at
+    // shutdown is abandoned (never started), which is not what this tests.
+    let quick_started = out.path().join("quick.started");
+    eventually("the quick hook to start", || quick_started.exists()).await;
     let report = dispatcher.shutdown(std::time::Duration::from_secs(3)).await;
     // seq 3 finished within the grace period; seq 1 was cancelled and seq 2
     // (queued behind it) never started: both stay in the outbox.
