@@ -7,10 +7,12 @@
 //! machine.
 //!
 //! - [`local`]: standalone mode's own collector for this machine;
-//! - [`offline`]: `check-config`, `replay`, `test-rules`.
+//! - [`offline`]: `check-config`, `replay`, `test-rules`;
+//! - [`silence_cli`]: `silence add|list|expire` and `ack`.
 
 pub mod local;
 pub mod offline;
+pub mod silence_cli;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -48,6 +48,27 @@ struct RunArgs {
     /// basic-auth password); /healthz and /readyz stay open. Never logged.
     #[arg(long, env = "BP_API_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
+    /// Write tokens for silences and acknowledgements (POST/PUT under
+    /// /api/v1/silences, /api/v1/incidents/{id}/ack): comma-separated,
+    /// each `secret` or `name:secret` (the name is the default createdBy).
+    /// Distinct from --token; needed even on loopback. Without one, writes
+    /// are refused. Never logged.
+    #[arg(
+        long,
+        env = "BP_API_WRITE_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    write_token: Option<String>,
+    /// Host names (comma-separated) writes may be addressed to, besides IP
+    /// addresses and localhost (the DNS-rebinding check).
+    #[arg(
+        long,
+        env = "BP_API_ALLOWED_HOSTS",
+        global = true,
+        value_delimiter = ','
+    )]
+    allowed_host: Vec<String>,
     /// Serve a non-loopback --listen address without a token.
     #[arg(long, global = true)]
     insecure_no_auth: bool,
@@ -122,12 +143,129 @@ enum Command {
         #[arg(long, short)]
         input: Option<PathBuf>,
     },
+    /// Silences: stop notifications for matching incidents for a while
+    /// (Redis with REDIS_URL, else the running standalone alerter's API).
+    Silence {
+        #[command(subcommand)]
+        action: SilenceAction,
+        /// The standalone alerter's API [default: http:// + --listen].
+        #[arg(long, env = "BP_API_URL", global = true)]
+        api: Option<String>,
+    },
+    /// Acknowledge an open incident (shown everywhere the incident is, and
+    /// in its resolve payload; no other effect).
+    Ack {
+        /// The incident's id.
+        id: String,
+        /// Who [default: the write token's name; against Redis, $USER].
+        #[arg(long)]
+        by: Option<String>,
+        /// Why (at most 1,024 bytes).
+        #[arg(long)]
+        comment: Option<String>,
+        /// The standalone alerter's API [default: http:// + --listen].
+        #[arg(long, env = "BP_API_URL")]
+        api: Option<String>,
+    },
     /// Run rule unit tests (see docs/test-rules.md); exit 1 if one fails, 2 on a bad file.
     TestRules {
         /// Test files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum SilenceAction {
+    /// Create a silence; prints its id. Matchers are globs (`*`, `?`,
+    /// `\` escapes); an absent one matches everything.
+    Add {
+        /// Rule names to mute (glob).
+        #[arg(long)]
+        rule: Option<String>,
+        /// Host names (glob).
+        #[arg(long)]
+        host: Option<String>,
+        /// Instances (glob; "" is an incident without one).
+        #[arg(long)]
+        instance: Option<String>,
+        /// Severities (glob).
+        #[arg(long)]
+        severity: Option<String>,
+        /// How long (2h, 30m…), from --start.
+        #[arg(long = "for", value_parser = parse_positive)]
+        for_: Option<Duration>,
+        /// Until when (RFC 3339 or ms since the epoch), instead of --for.
+        #[arg(long)]
+        until: Option<String>,
+        /// From when [default: now].
+        #[arg(long)]
+        start: Option<String>,
+        /// Why (at most 1,024 bytes).
+        #[arg(long)]
+        comment: Option<String>,
+        /// Who [default: the write token's name; against Redis, $USER].
+        #[arg(long)]
+        created_by: Option<String>,
+    },
+    /// List silences: active, pending, then expired.
+    List {
+        /// Only these statuses (comma-separated: active,pending,expired).
+        #[arg(long)]
+        state: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a silence now.
+    Expire {
+        /// The silence's id.
+        id: String,
+    },
+}
+
+fn silence_command(args: &RunArgs, api: Option<&str>, op: &bp_alerter::silence_cli::Op) -> u8 {
+    match bp_alerter::silence_cli::target(
+        api,
+        &args.listen,
+        args.tls_cert.is_some(),
+        args.write_token.as_deref(),
+        args.token.as_deref(),
+    ) {
+        Ok(target) => bp_alerter::silence_cli::run(&target, op),
+        Err(e) => bad(&e),
+    }
+}
+
+fn silence_op(action: SilenceAction) -> Result<bp_alerter::silence_cli::Op, String> {
+    use bp_alerter::silence_cli::{Op, silence_body};
+    Ok(match action {
+        SilenceAction::Add {
+            rule,
+            host,
+            instance,
+            severity,
+            for_,
+            until,
+            start,
+            comment,
+            created_by,
+        } => Op::Add(silence_body(
+            &[
+                ("rule", rule.as_deref()),
+                ("host", host.as_deref()),
+                ("instance", instance.as_deref()),
+                ("severity", severity.as_deref()),
+            ],
+            start.as_deref(),
+            for_,
+            until.as_deref(),
+            comment.as_deref(),
+            created_by.as_deref(),
+        )?),
+        SilenceAction::List { state, json } => Op::List { state, json },
+        SilenceAction::Expire { id } => Op::Expire(id),
+    })
 }
 
 fn main() -> ExitCode {
@@ -155,6 +293,29 @@ fn main() -> ExitCode {
         Command::Import { input } => transfer(&cli.run, &Transfer::Import(input)),
         Command::Incidents { since, limit, json } => {
             list_incidents(&cli.run, alerter::list::ListOptions { since, limit, json })
+        }
+        Command::Silence { action, api } => match silence_op(action) {
+            Ok(op) => silence_command(&cli.run, api.as_deref(), &op),
+            Err(e) => bad(&e),
+        },
+        Command::Ack {
+            id,
+            by,
+            comment,
+            api,
+        } => {
+            let mut body = serde_json::json!({});
+            if let Some(b) = by {
+                body["by"] = serde_json::json!(b);
+            }
+            if let Some(c) = comment {
+                body["comment"] = serde_json::json!(c);
+            }
+            silence_command(
+                &cli.run,
+                api.as_deref(),
+                &bp_alerter::silence_cli::Op::Ack(id, body),
+            )
         }
     };
     ExitCode::from(code)
@@ -274,11 +435,24 @@ fn http_config(args: &RunArgs) -> Result<Option<web::HttpConfig>, String> {
         }),
         _ => None,
     };
+    let tokens = match args.write_token.as_deref() {
+        None => Vec::new(),
+        Some(text) => web::write::parse_write_tokens(text)?,
+    };
     let config = web::HttpConfig {
         listen,
         token,
         insecure_no_auth: args.insecure_no_auth,
         tls,
+        write: web::write::WriteAccess {
+            tokens,
+            allowed_hosts: args
+                .allowed_host
+                .iter()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .collect(),
+        },
     };
     config.check()?;
     Ok(Some(config))

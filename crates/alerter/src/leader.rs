@@ -70,7 +70,8 @@ struct Leader<C> {
     gate: NotifyGate,
     /// Silences and acknowledgements as read at the start of this pass.
     muting: Muting,
-    acks: HashMap<uuid::Uuid, Acknowledgement>,
+    /// Acknowledgements by incident id, with their record versions.
+    acks: HashMap<uuid::Uuid, (Acknowledgement, u64)>,
 }
 
 struct Pending {
@@ -503,7 +504,7 @@ async fn read_muting<C, A: AlertStore>(
             let a = serde_json::from_str(&r.json)
                 .ok()
                 .and_then(|v| Acknowledgement::from_json(&v))?;
-            Some((a.incident_id, a))
+            Some((a.incident_id, (a, r.version)))
         })
         .collect();
     Ok(())
@@ -541,7 +542,7 @@ async fn commit_instant<C, A: AlertStore>(
     }
     for tr in &mut step.notify {
         if tr.event == Event::Resolved
-            && let Some(a) = leader.acks.get(&tr.incident.id)
+            && let Some((a, _)) = leader.acks.get(&tr.incident.id)
         {
             tr.acknowledged_by = Some(a.by.clone());
             tr.acknowledged_at = Some(metrics_model::time::format_rfc3339(a.at));
@@ -585,7 +586,36 @@ async fn commit_instant<C, A: AlertStore>(
         // Released opens are in the outbox without a transition this instant.
         setup.committed.notify_one();
     }
+    keep_acks_for_retention(alerts, leader, &transitions).await;
     Ok(transitions)
+}
+
+/// An acknowledgement is kept while its incident is open; once the incident
+/// resolves it is kept for the incident retention period after the end,
+/// like the resolved incident itself (the janitor prunes it then). Not
+/// fenced, like every record write: a failure only keeps it longer.
+async fn keep_acks_for_retention<C, A: AlertStore>(
+    alerts: &Mirrored<A>,
+    leader: &mut Leader<C>,
+    transitions: &[Transition],
+) {
+    for tr in transitions {
+        if tr.event != Event::Resolved {
+            continue;
+        }
+        let Some((a, version)) = leader.acks.remove(&tr.incident.id) else {
+            continue;
+        };
+        let end = tr.incident.end_time.unwrap_or(tr.at);
+        let id = a.incident_id.to_string();
+        let json = a.to_json().to_string();
+        if let Err(e) = alerts
+            .put_record(RecordKind::Acknowledgement, &id, &json, end, version)
+            .await
+        {
+            warn!(id = %id, error = %e, "cannot mark the acknowledgement of a resolved incident for pruning; it stays stored past the retention period");
+        }
+    }
 }
 
 /// What follows a commit: the test-only failpoint, the log lines, the

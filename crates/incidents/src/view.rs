@@ -18,11 +18,20 @@ pub struct View {
     pub open: Vec<Incident>,
     /// State records that could not be read (left alone, counted).
     pub unreadable: usize,
+    /// The open incidents whose open is held (muted when it opened, not
+    /// notified yet).
+    pub held: std::collections::HashSet<uuid::Uuid>,
 }
 
 /// The view of `snapshot`.
 pub fn view(snapshot: &AlertSnapshot) -> View {
     let (restored, errors) = persist::decode(snapshot);
+    let held = restored
+        .states
+        .iter()
+        .filter(|s| s.state.held)
+        .filter_map(|s| s.state.open.as_ref().map(|i| i.id))
+        .collect();
     let mut open: Vec<Incident> = restored
         .states
         .into_iter()
@@ -40,5 +49,6 @@ pub fn view(snapshot: &AlertSnapshot) -> View {
         last_evaluated: restored.last_evaluated,
         open,
         unreadable: errors.len(),
+        held,
     }
 }

@@ -12,6 +12,11 @@ impl Token {
         (!text.is_empty()).then(|| Token(text.to_owned()))
     }
 
+    /// The secret itself, to send it (never log it).
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+
     /// Whether `given` is the token, compared in constant time (for the
     /// token's length: every byte is looked at whatever differs).
     pub fn matches(&self, given: &[u8]) -> bool {

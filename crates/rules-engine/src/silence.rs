@@ -230,13 +230,16 @@ impl Silence {
             .and_then(Value::as_str)
             .and_then(|s| s.parse::<Uuid>().ok())
             .ok_or("no id")?;
-        let spec =
-            SilenceSpec::from_json(value, "silence", &SpecDefaults::default()).map_err(|p| {
-                p.iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            })?;
+        let stored = SpecDefaults {
+            allow_empty_range: true,
+            ..SpecDefaults::default()
+        };
+        let spec = SilenceSpec::from_json(value, "silence", &stored).map_err(|p| {
+            p.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
         let time = |key: &str| {
             value
                 .get(key)
@@ -279,6 +282,9 @@ pub struct SpecDefaults {
     pub starts_at: Option<Millis>,
     /// `createdBy` when absent (a named write token); `None`: required.
     pub created_by: Option<String>,
+    /// Accept `endsAt == startsAt` (an expired silence as stored: expiring
+    /// a pending silence sets both to the instant it was expired).
+    pub allow_empty_range: bool,
 }
 
 /// The keys a silence may have as written by a user (`id`, `createdAt`,
@@ -369,7 +375,7 @@ impl SilenceSpec {
         let starts_at = time("startsAt", defaults.starts_at);
         let ends_at = time("endsAt", None);
         if let (Some(s), Some(e)) = (starts_at, ends_at)
-            && e <= s
+            && (e < s || (e == s && !defaults.allow_empty_range))
         {
             p.push(
                 format!("{path}.endsAt"),
@@ -457,6 +463,7 @@ pub fn silences_from_json(value: &Value) -> Result<Vec<Silence>, Vec<Problem>> {
     let defaults = SpecDefaults {
         starts_at: None,
         created_by: Some(String::new()),
+        allow_empty_range: false,
     };
     let mut problems = Vec::new();
     let mut out = Vec::new();

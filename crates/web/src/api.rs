@@ -42,6 +42,25 @@ impl ApiError {
         }
     }
 
+    /// 400: field `parameter` is bad; `message` is the whole message
+    /// (it may name several fields).
+    pub fn field(parameter: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            parameter: Some(parameter.to_owned()),
+            message: message.into(),
+        }
+    }
+
+    /// Any status, with no parameter to blame.
+    pub fn with_status(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            parameter: None,
+            message: message.into(),
+        }
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -595,6 +614,27 @@ struct IncidentOut {
     #[serde(flatten)]
     incident: Incident,
     duration_ms: i64,
+    /// `{"by","at","comment"}` when acknowledged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    acknowledged: Option<serde_json::Value>,
+    /// Open, muted when it opened, and not notified yet.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    held: bool,
+    /// What mutes it now: `{"silence": id}` or `{"maintenance": name}`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    silenced_by: Vec<serde_json::Value>,
+}
+
+impl IncidentOut {
+    fn new(incident: Incident, duration_ms: i64) -> IncidentOut {
+        IncidentOut {
+            incident,
+            duration_ms,
+            acknowledged: None,
+            held: false,
+            silenced_by: Vec::new(),
+        }
+    }
 }
 
 /// `GET /api/v1/incidents`: open incidents, and those resolved in the window.
@@ -610,12 +650,42 @@ pub async fn incidents<T: TickStore + Clone + 'static, A: AlertStore + Clone + '
     };
     let snapshot = state.alerts.load().await.map_err(fail)?;
     let view = incidents::view::view(&snapshot);
+    let acks = crate::silences::acknowledgements(&state.alerts)
+        .await
+        .map_err(fail)?;
+    let silences = crate::silences::silences(&state.alerts)
+        .await
+        .map_err(fail)?;
+    let windows = state.config.borrow().alerting.maintenance.clone();
+    let ack_json = |id: &uuid::Uuid| {
+        acks.get(id).map(|a| {
+            let mut v = a.to_json();
+            if let Some(o) = v.as_object_mut() {
+                o.remove("incidentId");
+            }
+            v
+        })
+    };
     let mut open: Vec<IncidentOut> = view
         .open
         .into_iter()
-        .map(|i| IncidentOut {
-            duration_ms: now - i.start_time,
-            incident: i,
+        .map(|i| {
+            let mut out = IncidentOut::new(i, 0);
+            out.duration_ms = now - out.incident.start_time;
+            out.acknowledged = ack_json(&out.incident.id);
+            out.held = view.held.contains(&out.incident.id);
+            out.silenced_by = silences
+                .iter()
+                .filter(|s| s.mutes(&out.incident, now))
+                .map(|s| json!({ "silence": s.id.to_string() }))
+                .chain(
+                    windows
+                        .iter()
+                        .filter(|w| w.mutes(&out.incident, now))
+                        .map(|w| json!({ "maintenance": w.name })),
+                )
+                .collect();
+            out
         })
         .collect();
     open.sort_by_key(|o| std::cmp::Reverse(o.incident.start_time));
@@ -623,10 +693,12 @@ pub async fn incidents<T: TickStore + Clone + 'static, A: AlertStore + Clone + '
     let mut resolved = Vec::new();
     for text in state.alerts.resolved(from, to, limit).await.map_err(fail)? {
         match persist::decode_incident(&text) {
-            Ok(i) => resolved.push(IncidentOut {
-                duration_ms: i.end_time.unwrap_or(now) - i.start_time,
-                incident: i,
-            }),
+            Ok(i) => {
+                let mut out = IncidentOut::new(i, 0);
+                out.duration_ms = out.incident.end_time.unwrap_or(now) - out.incident.start_time;
+                out.acknowledged = ack_json(&out.incident.id);
+                resolved.push(out);
+            }
             Err(_) => unreadable += 1,
         }
     }

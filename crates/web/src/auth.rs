@@ -11,9 +11,19 @@ use axum::response::{IntoResponse, Response};
 
 use crate::Token;
 
-/// Lets the request through when it carries the token.
+/// Who may read: the read token, and every write token (a writer may read
+/// what it writes).
+#[derive(Debug)]
+pub struct ReadAccess {
+    /// The read token.
+    pub token: Token,
+    /// The write tokens.
+    pub write: Arc<crate::write::WriteAccess>,
+}
+
+/// Lets the request through when it carries the read token or a write token.
 pub async fn require_token(
-    State(token): State<Arc<Token>>,
+    State(access): State<Arc<ReadAccess>>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -23,7 +33,9 @@ pub async fn require_token(
         .and_then(|v| v.to_str().ok())
         .and_then(presented);
     match given {
-        Some(g) if token.matches(g.as_bytes()) => next.run(request).await,
+        Some(g) if access.token.matches(g.as_bytes()) || access.write.find(&g).is_some() => {
+            next.run(request).await
+        }
         Some(_) => refuse("the access token is wrong"),
         None => refuse(
             "an access token is required (Authorization: Bearer <token>, or basic auth with the token as password)",
@@ -32,7 +44,7 @@ pub async fn require_token(
 }
 
 /// The token in an `Authorization` header value, bearer or basic.
-fn presented(value: &str) -> Option<String> {
+pub(crate) fn presented(value: &str) -> Option<String> {
     let (scheme, rest) = value.trim().split_once(' ')?;
     let rest = rest.trim();
     if scheme.eq_ignore_ascii_case("bearer") {
@@ -47,7 +59,7 @@ fn presented(value: &str) -> Option<String> {
     None
 }
 
-fn refuse(message: &str) -> Response {
+pub(crate) fn refuse(message: &str) -> Response {
     let mut response = (
         StatusCode::UNAUTHORIZED,
         axum::Json(serde_json::json!({ "error": message })),

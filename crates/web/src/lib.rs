@@ -14,8 +14,13 @@
 //!   parsers), [`rules`]: rules with their current window values,
 //!   [`metrics`]: the Prometheus text, [`assets`]: the embedded page.
 //!
-//! **Invariant:** the server only reads the stores (every alerter serves
-//! it, active or standby); no request can make it allocate without bound
+//! - [`silences`]: silences and acknowledgements, the only writes, behind
+//!   [`write`]'s write token and CSRF checks.
+//!
+//! **Invariant:** the server writes only silences and acknowledgements
+//! (records, by compare-and-set; every alerter serves it, active or
+//! standby, and none of its writes is fenced); no request can make it
+//! allocate without bound
 //! (`params::MAX_VALUES`, `params::MAX_SERIES`, at most `params::MAX_HEAVY`
 //! heavy requests at once).
 #![deny(missing_docs)]
@@ -27,7 +32,9 @@ pub mod cache;
 pub mod metrics;
 pub mod params;
 pub mod rules;
+pub mod silences;
 pub mod tls;
+pub mod write;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -69,6 +76,8 @@ pub struct HttpConfig {
     pub insecure_no_auth: bool,
     /// TLS, if wanted.
     pub tls: Option<TlsFiles>,
+    /// Who may write silences and acknowledgements (no tokens: nobody).
+    pub write: write::WriteAccess,
 }
 
 impl Default for HttpConfig {
@@ -78,6 +87,7 @@ impl Default for HttpConfig {
             token: None,
             insecure_no_auth: false,
             tls: None,
+            write: write::WriteAccess::default(),
         }
     }
 }
@@ -86,6 +96,15 @@ impl HttpConfig {
     /// Refuses a non-loopback address without a token unless
     /// `insecure_no_auth` (the message says what to do).
     pub fn check(&self) -> Result<(), String> {
+        if let Some(read) = &self.token
+            && self.write.tokens.iter().any(|w| &w.token == read)
+        {
+            return Err(
+                "--write-token / BP_API_WRITE_TOKEN: a write token must differ from the read \
+                 token (--token / BP_API_TOKEN)"
+                    .to_owned(),
+            );
+        }
         if self.listen.ip().is_loopback() || self.token.is_some() || self.insecure_no_auth {
             return Ok(());
         }
@@ -164,13 +183,45 @@ impl<T, A> AppState<T, A> {
     }
 }
 
-/// The routes, with authentication applied when a token is configured.
+/// The routes, with authentication applied when a token is configured;
+/// writes disabled.
 pub fn router<T, A>(state: Arc<AppState<T, A>>, token: Option<Token>) -> Router
 where
     T: TickStore + Clone + 'static,
     A: AlertStore + Clone + 'static,
 {
+    router_with_writes(state, token, write::WriteAccess::default())
+}
+
+/// The routes, reads behind `token` (when set; a write token reads too),
+/// writes behind `write` ([`write::require_write`]).
+pub fn router_with_writes<T, A>(
+    state: Arc<AppState<T, A>>,
+    token: Option<Token>,
+    write: write::WriteAccess,
+) -> Router
+where
+    T: TickStore + Clone + 'static,
+    A: AlertStore + Clone + 'static,
+{
+    use axum::routing::{post, put};
+    let write = Arc::new(write);
+    let writes = Router::new()
+        .route("/api/v1/silences", post(silences::create::<T, A>))
+        .route("/api/v1/silences/{id}", put(silences::update::<T, A>))
+        .route(
+            "/api/v1/silences/{id}/expire",
+            post(silences::expire::<T, A>),
+        )
+        .route("/api/v1/incidents/{id}/ack", post(silences::ack::<T, A>))
+        .layer(axum::extract::DefaultBodyLimit::max(silences::BODY_MAX))
+        .layer(axum::middleware::from_fn_with_state(
+            write.clone(),
+            write::require_write,
+        ));
     let protected = Router::new()
+        .route("/api/v1/silences", get(silences::list::<T, A>))
+        .route("/api/v1/silences/{id}", get(silences::get::<T, A>))
         .route("/", get(assets::index))
         .route("/assets/{name}", get(assets::file))
         .route("/api/v1/nodes", get(api::nodes::<T, A>))
@@ -183,7 +234,7 @@ where
         .fallback(api::not_found);
     let protected = match token {
         Some(t) => protected.layer(axum::middleware::from_fn_with_state(
-            Arc::new(t),
+            Arc::new(auth::ReadAccess { token: t, write }),
             auth::require_token,
         )),
         None => protected,
@@ -191,6 +242,7 @@ where
     Router::new()
         .route("/healthz", get(api::healthz::<T, A>))
         .route("/readyz", get(api::readyz::<T, A>))
+        .merge(writes)
         .merge(protected)
         .with_state(state)
 }
@@ -200,6 +252,7 @@ pub struct Server {
     listener: tokio::net::TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     token: Option<Token>,
+    write: write::WriteAccess,
 }
 
 /// Binds the address and loads the TLS files (errors name the flag and the
@@ -217,6 +270,7 @@ pub async fn bind(config: &HttpConfig) -> anyhow::Result<Server> {
         listener,
         tls,
         token: config.token.clone(),
+        write: config.write.clone(),
     })
 }
 
@@ -226,6 +280,7 @@ impl std::fmt::Debug for Server {
             .field("listener", &self.listener)
             .field("tls", &self.tls.is_some())
             .field("token", &self.token)
+            .field("write", &self.write)
             .finish()
     }
 }
@@ -251,6 +306,7 @@ impl Server {
         info!(
             url = %format!("{scheme}://{addr}/"),
             auth = if self.token.is_some() { "token" } else { "none" },
+            writes = if self.write.tokens.is_empty() { "disabled" } else { "write token" },
             "dashboard, API and /metrics listening"
         );
         let warm = state.clone();
@@ -260,7 +316,7 @@ impl Server {
             }
             warm.ready.store(true, std::sync::atomic::Ordering::Relaxed);
         });
-        let app = router(state, self.token);
+        let app = router_with_writes(state, self.token, self.write);
         match self.tls {
             None => axum::serve(self.listener, app)
                 .with_graceful_shutdown(shutdown)
