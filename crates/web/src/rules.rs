@@ -30,7 +30,14 @@ type Series = (String, HostName, Option<Instance>);
 /// The last answer, by instant and rule set.
 #[derive(Debug, Default)]
 pub struct RulesCache {
-    last: Mutex<Option<(Millis, RuleSet, Arc<RulesOut>)>>,
+    last: Mutex<
+        Option<(
+            Millis,
+            RuleSet,
+            Vec<rules_engine::MaintenanceWindow>,
+            Arc<RulesOut>,
+        )>,
+    >,
 }
 
 /// The answer.
@@ -55,6 +62,48 @@ pub struct RuleOut {
     /// Per series: one row per node, or per (node, instance) for a rule
     /// over an instanced field; a cluster-wide rule's row is node `*`.
     pub nodes: Vec<RuleNode>,
+    /// The maintenance windows whose `rule` matcher matches this rule (or
+    /// that have none), each with its current or next opening.
+    pub maintenance: Vec<RuleWindow>,
+}
+
+/// A maintenance window as a rule sees it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleWindow {
+    /// The window's name.
+    pub name: String,
+    /// Whether it is open now.
+    pub open: bool,
+    /// The current opening (when open) or the next one, RFC 3339; `None`
+    /// when it opens on no day within a week.
+    pub starts_at: Option<String>,
+    /// Its end.
+    pub ends_at: Option<String>,
+    /// The window's matchers (it mutes only the incidents they match).
+    pub matchers: serde_json::Value,
+}
+
+/// The windows that may mute incidents of `rule` at `now`.
+pub fn rule_windows(
+    windows: &[rules_engine::MaintenanceWindow],
+    rule: &str,
+    now: Millis,
+) -> Vec<RuleWindow> {
+    windows
+        .iter()
+        .filter(|w| w.matchers.rule.as_ref().is_none_or(|g| g.matches(rule)))
+        .map(|w| {
+            let next = w.next_range(now);
+            RuleWindow {
+                name: w.name.clone(),
+                open: w.is_open(now),
+                starts_at: next.map(|(s, _)| format_rfc3339(s)),
+                ends_at: next.map(|(_, e)| format_rfc3339(e)),
+                matchers: w.matchers.to_json(),
+            }
+        })
+        .collect()
 }
 
 /// One series of a rule: a node (or `*` for a cluster-wide rule) and, for
@@ -110,10 +159,13 @@ pub async fn compute<T: TickStore, A: AlertStore>(
             w,
         )
     });
+    // The windows' "open" and "next" are as of the computation: at most one
+    // watcher interval old, like the values.
     let mut cached = state.rules.last.lock().await;
-    if let Some((t, r, out)) = cached.as_ref()
+    if let Some((t, r, windows, out)) = cached.as_ref()
         && *t == instant
         && *r == rules
+        && config.alerting.maintenance == *windows
     {
         return Ok(out.clone());
     }
@@ -152,6 +204,7 @@ pub async fn compute<T: TickStore, A: AlertStore>(
         .map(|r| RuleOut {
             rule: r.to_json(),
             nodes: Vec::new(),
+            maintenance: rule_windows(&config.alerting.maintenance, r.name(), now_ms()),
         })
         .collect();
     for v in engine.window_values() {
@@ -173,6 +226,11 @@ pub async fn compute<T: TickStore, A: AlertStore>(
         evaluated_at_text: Some(format_rfc3339(instant)),
         rules: per_rule,
     });
-    *cached = Some((instant, rules, out.clone()));
+    *cached = Some((
+        instant,
+        rules,
+        config.alerting.maintenance.clone(),
+        out.clone(),
+    ));
     Ok(out)
 }

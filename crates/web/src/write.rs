@@ -165,7 +165,8 @@ fn check(
         ));
     }
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    let host = text(header::HOST).or_else(|| uri.authority().map(axum::http::uri::Authority::as_str));
+    let host =
+        text(header::HOST).or_else(|| uri.authority().map(axum::http::uri::Authority::as_str));
     let Some(host) = host else {
         return Err(forbid(StatusCode::FORBIDDEN, "a write needs a Host header"));
     };
