@@ -317,7 +317,7 @@ async fn on_api(
             .map_or_else(|| format!("HTTP {status}"), str::to_owned);
         return Err(Failure {
             message: format!("{base} answered {}: {message}", status.as_u16()),
-            bad_input: status.as_u16() == 400 || status.as_u16() == 404,
+            bad_input: status.is_client_error(),
         });
     }
     Ok(value)

@@ -27,17 +27,19 @@ use metrics_model::time::now_ms;
 /// A series as the open incidents name it: (rule, host or `*`, instance).
 type Series = (String, HostName, Option<Instance>);
 
+/// What the cache keeps: the instant, the rules and maintenance windows
+/// it was computed for, and the answer.
+type Cached = (
+    Millis,
+    RuleSet,
+    Vec<rules_engine::MaintenanceWindow>,
+    Arc<RulesOut>,
+);
+
 /// The last answer, by instant and rule set.
 #[derive(Debug, Default)]
 pub struct RulesCache {
-    last: Mutex<
-        Option<(
-            Millis,
-            RuleSet,
-            Vec<rules_engine::MaintenanceWindow>,
-            Arc<RulesOut>,
-        )>,
-    >,
+    last: Mutex<Option<Cached>>,
 }
 
 /// The answer.

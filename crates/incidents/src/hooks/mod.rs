@@ -64,7 +64,8 @@ impl Delivery {
 
     /// What webhooks receive: the incident's fields (`id`, `ruleName`,
     /// `hostName`, `startTime`, `endTime`, `triggerValue`) plus `event`,
-    /// `at` (RFC 3339) and `idempotencyKey`.
+    /// `at` (RFC 3339) and `idempotencyKey`; on the resolve of an
+    /// acknowledged incident, `acknowledgedBy` and `acknowledgedAt`.
     pub fn webhook_json(&self) -> Value {
         let mut v = serde_json::to_value(&self.transition.incident).unwrap_or(Value::Null);
         if let Value::Object(m) = &mut v {
@@ -74,6 +75,14 @@ impl Delivery {
                 json!(metrics_model::time::format_rfc3339(self.transition.at)),
             );
             m.insert("idempotencyKey".into(), json!(self.idempotency_key));
+            // A resolve of an acknowledged incident says who acknowledged
+            // it (absent otherwise: version-1 payloads are unchanged).
+            if let Some(by) = &self.transition.acknowledged_by {
+                m.insert("acknowledgedBy".into(), json!(by));
+            }
+            if let Some(at) = &self.transition.acknowledged_at {
+                m.insert("acknowledgedAt".into(), json!(at));
+            }
         }
         v
     }
