@@ -400,3 +400,168 @@ fn a_new_leader_finds_the_hosts_a_lost_registry_shard_forgot() {
         of_survivors(sorted(expected))
     );
 }
+
+/// `bp-alerter ARGS` against `url` (scope `bp`), as user `ops`.
+fn cli(url: &str, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env("REDIS_URL", url)
+        .env("CLUSTER_ENABLED", "true")
+        .env("BP_REDIS_SCOPE", "bp")
+        .env("USER", "ops")
+        .output()
+        .unwrap()
+}
+
+/// Records each call as its `Call` line and its whole stdin payload (one
+/// JSON line in `hook.out.json`).
+const PAYLOAD_HOOK: &str = "#!/bin/sh\npayload=$(cat)\nprintf '%s\\n' \"$payload\" >> 'OUT'.json\nprintf '%s|%s|%s|%s|%s|%s|%s\\n' \"$BP_IDEMPOTENCY_KEY\" \"$BP_INCIDENT_EVENT\" \"$BP_INCIDENT_RULE_NAME\" \"$BP_INCIDENT_HOST_NAME\" \"$BP_INCIDENT_START_TIME\" \"$BP_INCIDENT_END_TIME\" \"${#payload}\" >> 'OUT'\n";
+
+fn payloads(setup: &Setup) -> Vec<Value> {
+    std::fs::read_to_string(setup.dir().join("hook.out.json"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The store-loss drill with a silence, an acknowledgement and a held open:
+/// Redis comes back empty while the open is held; the leader writes back
+/// the silence and the acknowledgement (same versions) with the held
+/// state, keeps holding, and delivers the open once when the CLI expires
+/// the silence — then the resolve, with `acknowledgedBy`.
+#[test]
+#[allow(clippy::too_many_lines)] // one drill, step by step
+fn redis_restarted_empty_while_an_open_is_held_keeps_the_silence_the_ack_and_the_hold() {
+    use metrics_model::store::{AlertStore as _, RecordKind};
+    let _heavy = heavy_test_lock();
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    let setup = Setup::new(RULES, PAYLOAD_HOOK, &json!({})).unwrap();
+    let o = cli(
+        &url,
+        &[
+            "silence",
+            "add",
+            "--rule",
+            "High*",
+            "--host",
+            "node-h",
+            "--for",
+            "1h",
+            "--comment",
+            "reboot",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let silence = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+    let t0 = start_in(2000);
+    let mut high = series("node-h", t0, "cpu.usage", &[(30, 90.0)]);
+    Client::connect(&url).unwrap().append(&high).unwrap();
+    let leader = start(&setup, &url, "leader", "bp");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = rt
+        .block_on(redis_store::RedisStore::connect(
+            redis_store::RedisOptions::new(metrics_model::RedisUrl::parse(&url).unwrap(), "bp"),
+        ))
+        .unwrap();
+    let held = || {
+        rt.block_on(store.load())
+            .map(|s| s.states.iter().any(|(_, v)| v.contains(r#""held":true"#)))
+            .unwrap_or(false)
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), held),
+        "no held open:\n{}",
+        leader.log()
+    );
+    let id = open_ids(&url, "bp")
+        .into_iter()
+        .next()
+        .expect("an open incident");
+    let o = cli(&url, &["ack", &id, "--comment", "looking"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let before = |kind| {
+        rt.block_on(store.records(kind))
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.id, r.version, r.json))
+            .collect::<Vec<_>>()
+    };
+    let silences = before(RecordKind::Silence);
+    let acks = before(RecordKind::Acknowledgement);
+    assert_eq!((silences.len(), acks.len()), (1, 1));
+    // Let the leader read the acknowledgement into its mirror.
+    std::thread::sleep(Duration::from_secs(2));
+
+    redis.stop();
+    redis.restart(); // no persistence: empty
+    assert_eq!(redis.cli(&["dbsize"]).trim(), "0", "Redis came back empty");
+    assert!(
+        wait_until(Duration::from_secs(10), || leader
+            .log()
+            .contains("wrote this alerter's state back")),
+        "no write-back:\n{}",
+        leader.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || before(RecordKind::Silence)
+            == silences
+            && before(RecordKind::Acknowledgement) == acks),
+        "the silence and the acknowledgement were not written back as they were: {:?} {:?}\n{}",
+        before(RecordKind::Silence),
+        before(RecordKind::Acknowledgement),
+        leader.log()
+    );
+    assert!(held(), "the held flag was not written back");
+    assert_eq!(open_ids(&url, "bp"), BTreeSet::from([id.clone()]));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        setup.calls().is_empty(),
+        "a held open was delivered: {:?}",
+        setup.calls()
+    );
+
+    let o = cli(&url, &["silence", "expire", &silence]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        wait_until(Duration::from_secs(20), || setup
+            .calls()
+            .iter()
+            .any(|c| c.event == "opened")),
+        "the held open was not released:\n{}",
+        leader.log()
+    );
+    let low = series("node-h", t0 + 30_000, "cpu.usage", &[(6, 10.0)]);
+    Client::connect(&url).unwrap().append(&low).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(60), || setup
+            .calls()
+            .iter()
+            .any(|c| c.event == "resolved")),
+        "the resolve was never delivered:\n{}",
+        leader.log()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let got = delivered(&setup);
+    high.extend(low);
+    let expected = setup.replay(Path::new(BIN), &high).unwrap();
+    assert_eq!(
+        got,
+        sorted(expected),
+        "one open (its original start) and one resolve"
+    );
+    let p = payloads(&setup);
+    let resolve = p.iter().find(|v| v["event"] == "resolved").unwrap();
+    assert_eq!(resolve["acknowledgedBy"], "ops", "{resolve}");
+    assert!(
+        p.iter()
+            .find(|v| v["event"] == "opened")
+            .unwrap()
+            .get("acknowledgedBy")
+            .is_none()
+    );
+}
