@@ -353,6 +353,9 @@ async fn bad_bodies_are_400s_naming_the_field() {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{v}");
+    // Nothing refused was stored: only the one accepted above.
+    let (_, list) = send(&app, Req::get("/api/v1/silences", None)).await;
+    assert_eq!(list["silences"].as_array().unwrap().len(), 1, "{list}");
     for raw in ["{", "not json", "{\"matchers\": {}} trailing"] {
         let (status, v) = send(
             &app,
