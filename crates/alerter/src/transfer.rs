@@ -13,6 +13,7 @@
 //! | `outbox` | `seq`, `payload` | transitions not yet delivered |
 //! | `resolved` | `end`, `id`, `incident` | the resolved history |
 //! | `deadLetter` | `at`, `hook`, `error`, `payload` | failed deliveries |
+//! | `silence`, `acknowledgement` | `id`, `version`, `keepUntil`, `json` | silences and acknowledgements (written only where the target has no record of that id) |
 //!
 //! Import reads and checks the whole file first (a bad line is an error
 //! naming its number; nothing is written then), appends the ticks
@@ -24,7 +25,9 @@
 use std::io::{BufRead, Write};
 
 use metrics_model::Tick;
-use metrics_model::store::{AlertRestore, AlertStore, DeadLetter, OutboxEntry, TickStore};
+use metrics_model::store::{
+    AlertRestore, AlertStore, DeadLetter, OutboxEntry, Record, RecordKind, TickStore,
+};
 use metrics_model::time::{Millis, now_ms};
 use serde_json::{Value, json};
 
@@ -50,14 +53,16 @@ pub struct Moved {
     pub resolved: usize,
     /// Dead letters.
     pub dead_letters: usize,
+    /// Silences and acknowledgements.
+    pub records: usize,
 }
 
 impl std::fmt::Display for Moved {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} ticks, {} incident states, {} undelivered transitions, {} resolved incidents, {} dead letters",
-            self.ticks, self.states, self.outbox, self.resolved, self.dead_letters
+            "{} ticks, {} incident states, {} undelivered transitions, {} resolved incidents, {} dead letters, {} silences and acknowledgements",
+            self.ticks, self.states, self.outbox, self.resolved, self.dead_letters, self.records
         )
     }
 }
@@ -139,6 +144,18 @@ pub async fn export<T: TickStore, A: AlertStore>(
         )
         .map_err(io)?;
         moved.dead_letters += 1;
+    }
+    for kind in [RecordKind::Silence, RecordKind::Acknowledgement] {
+        for r in alerts.records(kind).await.map_err(|e| e.to_string())? {
+            writeln!(
+                out,
+                "{}",
+                json!({ "record": kind.as_str(), "id": r.id, "version": r.version,
+                        "keepUntil": r.keep_until, "json": r.json })
+            )
+            .map_err(io)?;
+            moved.records += 1;
+        }
     }
     out.flush().map_err(io)?;
     Ok(moved)
@@ -223,6 +240,24 @@ pub fn read(input: impl BufRead) -> Result<ExportFile, String> {
                 error: text("error")?,
                 payload: text("payload")?,
             }),
+            Some(kind @ ("silence" | "acknowledgement")) => {
+                let kind = if kind == "silence" {
+                    RecordKind::Silence
+                } else {
+                    RecordKind::Acknowledgement
+                };
+                let version = u64::try_from(int("version")?)
+                    .map_err(|_| format!("line {n}: \"version\" is negative"))?;
+                file.image.records.push((
+                    kind,
+                    Record {
+                        id: text("id")?,
+                        version,
+                        keep_until: int("keepUntil")?,
+                        json: text("json")?,
+                    },
+                ));
+            }
             other => {
                 return Err(format!("line {n}: unknown record {other:?}"));
             }
@@ -274,6 +309,7 @@ pub async fn import<T: TickStore, A: AlertStore>(
         moved.outbox = file.image.outbox.len();
         moved.resolved = file.image.resolved.len();
         moved.dead_letters = file.image.dead_letters.len();
+        moved.records = file.image.records.len();
     } else {
         for chunk in file.ticks.chunks(BATCH) {
             moved.ticks += ticks
@@ -321,6 +357,18 @@ mod tests {
             .unwrap();
         alerts.ack(&[1]).await.unwrap();
         alerts.release_lease("a", t).await.unwrap();
+        alerts
+            .put_record(RecordKind::Silence, "s1", "{\"x\":1}", 9_000, 0)
+            .await
+            .unwrap();
+        alerts
+            .put_record(RecordKind::Silence, "s1", "{\"x\":2}", 9_000, 1)
+            .await
+            .unwrap();
+        alerts
+            .put_record(RecordKind::Acknowledgement, "a1", "{}", Millis::MAX, 0)
+            .await
+            .unwrap();
         let mut buf = Vec::new();
         let out = export(&ticks, &alerts, &mut buf).await.unwrap();
         assert_eq!((out.ticks, out.states, out.outbox), (1, 1, 1));
@@ -328,7 +376,17 @@ mod tests {
         let file = read(buf.as_slice()).unwrap();
         let (t2, a2) = (MemoryStore::new(), MemoryAlertStore::new());
         let moved = import(&t2, &a2, &file, "import").await.unwrap();
-        assert_eq!((moved.ticks, moved.states, moved.outbox), (1, 1, 1));
+        assert_eq!(
+            (moved.ticks, moved.states, moved.outbox, moved.records),
+            (1, 1, 1, 2)
+        );
+        let s = a2.records(RecordKind::Silence).await.unwrap();
+        assert_eq!(
+            (s[0].id.as_str(), s[0].version, s[0].json.as_str()),
+            ("s1", 2, "{\"x\":2}")
+        );
+        let a = a2.records(RecordKind::Acknowledgement).await.unwrap();
+        assert_eq!(a[0].keep_until, Millis::MAX);
         assert_eq!(t2.range(&host, 0, i64::MAX).await.unwrap().len(), 1);
         let snap = a2.load().await.unwrap();
         assert_eq!(snap.last_evaluated, Some(2_000));

@@ -141,7 +141,8 @@ pub struct Record {
     /// Grows by one at every write; the first write makes version 1.
     pub version: u64,
     /// The janitor removes it once this instant is older than the
-    /// retention period (a silence: its end; an acknowledgement: its time).
+    /// retention period (a silence: its end; an acknowledgement: its
+    /// incident's end, `Millis::MAX` while the incident is open).
     pub keep_until: Millis,
     /// The record (opaque JSON).
     pub json: String,

@@ -64,8 +64,9 @@ impl Delivery {
 
     /// What webhooks receive: the incident's fields (`id`, `ruleName`,
     /// `hostName`, `startTime`, `endTime`, `triggerValue`) plus `event`,
-    /// `at` (RFC 3339) and `idempotencyKey`; on the resolve of an
-    /// acknowledged incident, `acknowledgedBy` and `acknowledgedAt`.
+    /// `at` (RFC 3339) and `idempotencyKey`; on a held open released later,
+    /// `notifiedAt` (RFC 3339); on the resolve of an acknowledged incident,
+    /// `acknowledgedBy` and `acknowledgedAt`.
     pub fn webhook_json(&self) -> Value {
         let mut v = serde_json::to_value(&self.transition.incident).unwrap_or(Value::Null);
         if let Value::Object(m) = &mut v {
@@ -75,6 +76,13 @@ impl Delivery {
                 json!(metrics_model::time::format_rfc3339(self.transition.at)),
             );
             m.insert("idempotencyKey".into(), json!(self.idempotency_key));
+            // A held open released later says when it was notified.
+            if let Some(t) = self.transition.notified_at {
+                m.insert(
+                    "notifiedAt".into(),
+                    json!(metrics_model::time::format_rfc3339(t)),
+                );
+            }
             // A resolve of an acknowledged incident says who acknowledged
             // it (absent otherwise: version-1 payloads are unchanged).
             if let Some(by) = &self.transition.acknowledged_by {
@@ -223,5 +231,50 @@ fn body_suffix(body: &str) -> String {
         String::new()
     } else {
         format!(": {body}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rules_engine::{Event, Incident};
+
+    fn incident() -> Incident {
+        Incident {
+            id: uuid::Uuid::from_u128(7),
+            rule_name: "High CPU".into(),
+            host_name: "node-a".parse().unwrap(),
+            instance: None,
+            severity: None,
+            labels: None,
+            description: None,
+            start_time: 1_000,
+            end_time: None,
+            trigger_value: 90.0,
+        }
+    }
+
+    #[test]
+    fn webhook_payload_extras_only_when_they_apply() {
+        let plain = Delivery::new(1, Transition::new(Event::Opened, 1_000, incident()));
+        let v = plain.webhook_json();
+        for k in ["notifiedAt", "acknowledgedBy", "acknowledgedAt"] {
+            assert!(v.get(k).is_none(), "{k} in a version-1 payload: {v}");
+        }
+        let mut released = Transition::new(Event::Opened, 1_000, incident());
+        released.notified_at = Some(61_000);
+        let v = Delivery::new(2, released).webhook_json();
+        assert_eq!(v["notifiedAt"], "1970-01-01T00:01:01.000Z");
+        assert_eq!(v["startTime"], "1970-01-01T00:00:01.000Z", "unchanged");
+        let mut inc = incident();
+        inc.end_time = Some(90_000);
+        let mut resolve = Transition::new(Event::Resolved, 90_000, inc);
+        resolve.acknowledged_by = Some("ops".into());
+        resolve.acknowledged_at = Some("1970-01-01T00:00:30.000Z".into());
+        let d = Delivery::new(3, resolve);
+        let v = d.webhook_json();
+        assert_eq!(v["acknowledgedBy"], "ops");
+        assert_eq!(v["acknowledgedAt"], "1970-01-01T00:00:30.000Z");
+        assert_eq!(d.stdin_json()["acknowledgedBy"], "ops");
     }
 }
