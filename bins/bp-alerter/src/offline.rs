@@ -92,6 +92,7 @@ pub fn check_config(path: &Path) -> u8 {
                 println!("  {}", rule_summary(rule));
             }
             print_maintenance(&config);
+            print_notifiers(&hooks);
             let m = &config.monitoring;
             for w in &m.processes {
                 let (how, glob) = match &w.matcher {
@@ -235,6 +236,18 @@ fn load_silences(path: &Path) -> Result<Vec<rules_engine::Silence>, String> {
 }
 
 /// One line per maintenance window, with its next opening.
+fn print_notifiers(hooks: &incidents::hooks::HooksConfig) {
+    for n in &hooks.notifiers {
+        println!(
+            "  notifier {:?}: {} to {}{}",
+            n.name,
+            n.kind.as_str(),
+            n.url.origin(),
+            if n.send_resolved { "" } else { " (opens only)" }
+        );
+    }
+}
+
 fn print_maintenance(config: &rules_engine::config::Config) {
     let now = metrics_model::time::now_ms();
     for w in &config.alerting.maintenance {

@@ -662,3 +662,61 @@ fn replay_with_silences_and_maintenance_windows() {
         stdout(&out)
     );
 }
+
+/// `check-config` of notifiers: a template with a syntax error and one
+/// using an undocumented variable, each named by notifier, path and line;
+/// a valid notifier is listed (its secret never printed).
+#[test]
+fn check_config_names_bad_notifier_templates_and_lists_good_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.json");
+    let write = |notifiers: &Value| {
+        std::fs::write(
+            &file,
+            json!({ "pro": { "alerting": { "externalUrl": "https://bp.example", "notifiers": notifiers } } })
+                .to_string(),
+        )
+        .unwrap();
+    };
+    write(&json!([
+        { "name": "ops-slack", "type": "slack", "url": "https://hooks.slack.example/T/B/SECRETPATH",
+          "template": { "title": "{{ incident.ruleName }}", "text": "first line\nsecond\n{{ incident.ruleName | }}" } },
+        { "name": "pd", "type": "pagerduty", "routingKey": "k",
+          "template": { "title": "{{ incident.ruleName }}\n{{ rule.field }}" } }
+    ]));
+    let out = bp_alerter(&["check-config", file.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let text = stdout(&out);
+    let line = |needle: &str| text.lines().find(|l| l.contains(needle)).map(str::to_owned);
+    let syntax =
+        line("pro.alerting.notifiers[0].template.text").unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        syntax.contains("notifier \"ops-slack\"") && syntax.contains("line 3"),
+        "{syntax}"
+    );
+    let var = line("pro.alerting.notifiers[1].template.title").unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        var.contains("notifier \"pd\"") && var.contains("\"rule.field\"") && var.contains("line 2"),
+        "{var}"
+    );
+    assert!(!text.contains("SECRETPATH"));
+
+    write(&json!([
+        { "name": "ops-slack", "type": "slack", "url": "https://hooks.slack.example/T/B/SECRETPATH",
+          "sendResolved": false }
+    ]));
+    let out = bp_alerter(&["check-config", file.to_str().unwrap()], "");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("notifier \"ops-slack\": slack to https://hooks.slack.example (opens only)"),
+        "{text}"
+    );
+    assert!(!text.contains("SECRETPATH"), "{text}");
+}

@@ -57,7 +57,11 @@ pub fn load_config_text(
         .unwrap_or(&value)
         .get("alerting")
         .and_then(|a| a.get("hooks"));
-    let hooks = HooksConfig::from_optional(raw_hooks, hooks_path);
+    let hooks = with_notifiers(
+        HooksConfig::from_optional(raw_hooks, hooks_path),
+        value.get("pro").unwrap_or(&value).get("alerting"),
+        hooks_path.trim_end_matches(".hooks"),
+    );
     match (config, hooks) {
         (Ok(c), Ok(mut h)) => {
             if raw_hooks.and_then(|h| h.get("directory")).is_some() {
@@ -86,6 +90,40 @@ pub fn load_config_text(
             let mut problems = c.err().map(|e| e.problems()).unwrap_or_default();
             problems.extend(h.err().unwrap_or_default().iter().map(ToString::to_string));
             Err(problems)
+        }
+    }
+}
+
+/// `alerting.notifiers` and `alerting.externalUrl` (under `prefix`), added
+/// to the hooks: every problem of both is returned.
+fn with_notifiers(
+    hooks: Result<HooksConfig, Vec<rules_engine::Problem>>,
+    alerting: Option<&serde_json::Value>,
+    prefix: &str,
+) -> Result<HooksConfig, Vec<rules_engine::Problem>> {
+    let mut problems = Vec::new();
+    let external = incidents::notifiers::parse_external_url(
+        alerting.and_then(|a| a.get("externalUrl")),
+        &format!("{prefix}.externalUrl"),
+    )
+    .map_err(|p| problems.push(p))
+    .ok()
+    .flatten();
+    let notifiers = incidents::notifiers::parse_notifiers(
+        alerting.and_then(|a| a.get("notifiers")),
+        &format!("{prefix}.notifiers"),
+        external.as_deref(),
+    );
+    match (hooks, notifiers) {
+        (Ok(mut h), Ok(n)) if problems.is_empty() => {
+            h.notifiers = n;
+            Ok(h)
+        }
+        (h, n) => {
+            let mut all = h.err().unwrap_or_default();
+            all.extend(n.err().unwrap_or_default());
+            all.extend(problems);
+            Err(all)
         }
     }
 }

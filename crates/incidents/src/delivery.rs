@@ -264,6 +264,13 @@ impl Dispatcher {
         if let Some(am) = &alertmanager {
             static_hooks.push(Arc::new(am.clone()));
         }
+        for n in &config.notifiers {
+            static_hooks.push(Arc::new(crate::notifiers::NotifierHook::new(
+                n.clone(),
+                client.clone(),
+                config.timeout,
+            )));
+        }
         static_hooks.extend(options.extra_hooks);
         let concurrency = config.concurrency.max(1);
         let context = Arc::new(Context {
@@ -646,7 +653,9 @@ async fn deliver_with_retries(
                         attempts: attempt,
                     });
                 }
-                let delay = backoff(context.retry_backoff, attempt);
+                // A receiver's Retry-After is a floor under the backoff.
+                let delay = backoff(context.retry_backoff, attempt)
+                    .max(e.retry_after().unwrap_or_default());
                 tracing::warn!(hook = %name, seq = d.seq, key = %d.idempotency_key, attempt, retry_in_ms = delay.as_millis() as u64, error = %e, "hook delivery failed; will retry");
                 counters.retries.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(delay).await;

@@ -19,6 +19,7 @@
 
 pub mod delivery;
 pub mod hooks;
+pub mod notifiers;
 pub mod persist;
 pub mod view;
 pub mod watchdog;

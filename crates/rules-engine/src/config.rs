@@ -85,7 +85,7 @@ impl Default for AlertingConfig {
 }
 
 /// Keys of the alerting section.
-pub const ALERTING_KEYS: [&str; 9] = [
+pub const ALERTING_KEYS: [&str; 11] = [
     "enabled",
     "watcherInterval",
     "retentionPeriod",
@@ -95,6 +95,8 @@ pub const ALERTING_KEYS: [&str; 9] = [
     "rules",
     "hooks",
     "maintenance",
+    "notifiers",
+    "externalUrl",
 ];
 
 impl Config {

@@ -86,6 +86,9 @@ pub struct HooksConfig {
     pub alertmanager: Option<AlertmanagerConfig>,
     /// The watchdog URL pinged after every successful evaluation, if any.
     pub watchdog: Option<WatchdogConfig>,
+    /// `alerting.notifiers` (parsed beside the hooks object, see
+    /// [`crate::notifiers::parse_notifiers`]).
+    pub notifiers: Vec<crate::notifiers::NotifierConfig>,
 }
 
 impl Default for HooksConfig {
@@ -100,6 +103,7 @@ impl Default for HooksConfig {
             webhooks: Vec::new(),
             alertmanager: None,
             watchdog: None,
+            notifiers: Vec::new(),
         }
     }
 }
@@ -223,10 +227,10 @@ impl HooksConfig {
 }
 
 #[derive(Default)]
-struct Problems(Vec<Problem>);
+pub(crate) struct Problems(pub(crate) Vec<Problem>);
 
 impl Problems {
-    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(Problem {
             path: path.into(),
             message: message.into(),
@@ -237,15 +241,20 @@ impl Problems {
 
 use rules_engine::error::json_kind as kind;
 
-fn present<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+pub(crate) fn present<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     obj.get(key).filter(|v| !v.is_null())
 }
 
-fn check_keys(obj: &Map<String, Value>, path: &str, valid: &[&str], p: &mut Problems) {
+pub(crate) fn check_keys(obj: &Map<String, Value>, path: &str, valid: &[&str], p: &mut Problems) {
     p.0.extend(rules_engine::error::unknown_keys(obj, path, valid, None));
 }
 
-fn string_key(obj: &Map<String, Value>, path: &str, key: &str, p: &mut Problems) -> Option<String> {
+pub(crate) fn string_key(
+    obj: &Map<String, Value>,
+    path: &str,
+    key: &str,
+    p: &mut Problems,
+) -> Option<String> {
     match present(obj, key)? {
         Value::String(s) if s.trim().is_empty() => {
             p.push(format!("{path}.{key}"), "must not be empty");
@@ -262,7 +271,7 @@ fn string_key(obj: &Map<String, Value>, path: &str, key: &str, p: &mut Problems)
     }
 }
 
-fn duration_key(
+pub(crate) fn duration_key(
     obj: &Map<String, Value>,
     path: &str,
     key: &str,
@@ -289,7 +298,7 @@ fn duration_key(
     }
 }
 
-fn positive_duration(
+pub(crate) fn positive_duration(
     obj: &Map<String, Value>,
     path: &str,
     key: &str,
@@ -303,7 +312,7 @@ fn positive_duration(
     Some(d)
 }
 
-fn integer_key(
+pub(crate) fn integer_key(
     obj: &Map<String, Value>,
     path: &str,
     key: &str,
@@ -356,7 +365,7 @@ fn url_key(obj: &Map<String, Value>, path: &str, p: &mut Problems) -> Option<Sec
     }
 }
 
-fn headers_key(obj: &Map<String, Value>, path: &str, p: &mut Problems) -> Headers {
+pub(crate) fn headers_key(obj: &Map<String, Value>, path: &str, p: &mut Problems) -> Headers {
     let mut headers = Headers::default();
     let Some(v) = present(obj, "headers") else {
         return headers;

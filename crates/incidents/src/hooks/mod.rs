@@ -188,6 +188,20 @@ pub enum HookError {
         /// The start of the response body, if any.
         body: String,
     },
+    /// The receiver asks to slow down: HTTP 429, or 503 with `Retry-After`.
+    #[error("hook {hook}: {origin} answered HTTP {status} (rate limited{}){}", retry_suffix(*.retry_after_ms), body_suffix(.body))]
+    RateLimited {
+        /// The hook.
+        hook: String,
+        /// `scheme://host:port` of the target.
+        origin: String,
+        /// The status code.
+        status: u16,
+        /// What `Retry-After` asked (ms), if it said.
+        retry_after_ms: Option<u64>,
+        /// The start of the response body, if any.
+        body: String,
+    },
     /// The hook directory could not be read.
     #[error("hook directory {directory}: cannot read it: {message}")]
     Directory {
@@ -211,6 +225,22 @@ impl HookError {
     pub fn is_timeout(&self) -> bool {
         matches!(self, HookError::Timeout { .. })
     }
+
+    /// The least wait before the next attempt the receiver asked for.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            HookError::RateLimited {
+                retry_after_ms: Some(ms),
+                ..
+            } => Some(std::time::Duration::from_millis(*ms)),
+            _ => None,
+        }
+    }
+}
+
+fn retry_suffix(ms: Option<u64>) -> String {
+    ms.map(|ms| format!("; Retry-After {} s", ms / 1000))
+        .unwrap_or_default()
 }
 
 fn last_stderr_suffix(line: Option<&String>) -> String {

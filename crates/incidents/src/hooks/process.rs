@@ -44,11 +44,31 @@ pub const REMOVED_ENV: [&str; 4] = [
     "REDISCLI_AUTH",
 ];
 
+/// Names of variables the configuration reads secrets from (a notifier's
+/// `{"env": NAME}`): kept from hooks as well.
+static SECRET_ENV: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+
+/// Marks `name` as holding a secret: hooks never see it.
+pub fn register_secret_env(name: &str) {
+    if let Ok(mut names) = SECRET_ENV.write()
+        && !names.iter().any(|n| n == name)
+    {
+        names.push(name.to_owned());
+    }
+}
+
 /// Whether the environment variable `name` is kept from hooks: one of
-/// [`REMOVED_ENV`], or a `BP_*` name containing `TOKEN`, `PASSWORD`,
+/// [`REMOVED_ENV`], a variable a notifier's secret is read from
+/// ([`register_secret_env`]), or a `BP_*` name containing `TOKEN`, `PASSWORD`,
 /// `PASS`, `SECRET`, `KEY` or `CREDENTIAL` (case-insensitive).
 pub fn is_secret_env(name: &str) -> bool {
     if REMOVED_ENV.contains(&name) {
+        return true;
+    }
+    if SECRET_ENV
+        .read()
+        .is_ok_and(|names| names.iter().any(|n| n == name))
+    {
         return true;
     }
     let upper = name.to_ascii_uppercase();
@@ -77,6 +97,8 @@ mod secret_env_tests {
         for n in ["PATH", "HOME", "BP_NODE_NAME", "BP_CONFIG", "MY_TOKEN"] {
             assert!(!is_secret_env(n), "{n}");
         }
+        super::register_secret_env("SLACK_WEBHOOK_URL_FOR_TEST");
+        assert!(is_secret_env("SLACK_WEBHOOK_URL_FOR_TEST"));
     }
 }
 

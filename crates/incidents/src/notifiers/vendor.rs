@@ -1,0 +1,338 @@
+//! Each notifier type's request, following the vendor's documented API, and
+//! the [`NotifierHook`] that sends it as a hook of the dispatcher (outbox,
+//! at least once, per-(rule, host) order, retries, dead letters,
+//! `bp_hook_*` counters by notifier name).
+//!
+//! A `429`, or a `503` with `Retry-After`, is [`HookError::RateLimited`]:
+//! the dispatcher waits at least the time the vendor asked before retrying.
+
+use std::sync::Arc;
+
+use metrics_model::Duration;
+use reqwest::Client;
+use rules_engine::{Event, Transition};
+use serde_json::{Value, json};
+
+use super::config::{Extra, NotifierConfig, NotifierKind, scrub};
+use crate::hooks::webhook::error_chain;
+use crate::hooks::{Delivery, Hook, HookError, HookFuture};
+
+/// Slack attachment colours: red while firing, green once resolved.
+const RED: &str = "#d00000";
+const GREEN: &str = "#2eb886";
+
+/// The longest `Retry-After` honoured (a vendor asking for more is retried
+/// after this, by the normal backoff from then on).
+pub const RETRY_AFTER_MAX: std::time::Duration = std::time::Duration::from_mins(5);
+
+/// One notifier as a hook.
+#[derive(Debug, Clone)]
+pub struct NotifierHook {
+    config: Arc<NotifierConfig>,
+    client: Client,
+    timeout: Duration,
+}
+
+impl NotifierHook {
+    /// The hook of `config`, each request bounded by `timeout`.
+    pub fn new(config: NotifierConfig, client: Client, timeout: Duration) -> NotifierHook {
+        NotifierHook {
+            config: Arc::new(config),
+            client,
+            timeout,
+        }
+    }
+
+    /// Whether `tr` goes to this notifier at all (route and `sendResolved`).
+    pub fn wants(&self, tr: &Transition) -> bool {
+        self.config.route.matches(&tr.incident)
+            && (tr.event == Event::Opened || self.config.send_resolved)
+    }
+
+    fn fail(&self, message: &str) -> HookError {
+        HookError::Other {
+            hook: self.config.name.clone(),
+            message: scrub(message, &self.config.secrets),
+        }
+    }
+
+    fn render(&self, key: &str, tr: &Transition) -> Result<String, HookError> {
+        self.config
+            .templates
+            .render(key, tr)
+            .map_err(|e| self.fail(&format!("template {key}: {e}")))
+    }
+
+    /// The request for `d` (method, URL, headers, body).
+    #[allow(clippy::too_many_lines)] // one arm per vendor, each as its doc says
+    pub fn request(&self, d: &Delivery) -> Result<reqwest::RequestBuilder, HookError> {
+        let tr = &d.transition;
+        let c = &self.config;
+        let resolved = tr.event == Event::Resolved;
+        let url = c.url.0.clone();
+        let post_json = |url: url::Url, body: Value| self.client.post(url).json(&body);
+        Ok(match (&c.kind, &c.extra) {
+            // https://api.slack.com/messaging/webhooks, Block Kit in a
+            // coloured attachment (https://api.slack.com/reference/messaging/attachments).
+            (NotifierKind::Slack, _) => {
+                let title = self.render("title", tr)?;
+                let text = self.render("text", tr)?;
+                post_json(
+                    url,
+                    json!({
+                        "text": title,
+                        "attachments": [{
+                            "color": if resolved { GREEN } else { RED },
+                            "blocks": [
+                                { "type": "section", "text": { "type": "mrkdwn", "text": format!("*{title}*") } },
+                                { "type": "section", "text": { "type": "mrkdwn", "text": cut(&text, 3000) } }
+                            ]
+                        }]
+                    }),
+                )
+            }
+            // https://learn.microsoft.com/en-us/microsoftteams/platform/webhooks-and-connectors/how-to/connectors-using
+            // (Adaptive Card in a message, as Workflows webhooks take it).
+            (NotifierKind::Teams, _) => {
+                let title = self.render("title", tr)?;
+                let text = self.render("text", tr)?;
+                post_json(
+                    url,
+                    json!({
+                        "type": "message",
+                        "attachments": [{
+                            "contentType": "application/vnd.microsoft.card.adaptive",
+                            "contentUrl": null,
+                            "content": {
+                                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                                "type": "AdaptiveCard",
+                                "version": "1.4",
+                                "body": [
+                                    { "type": "TextBlock", "text": title, "weight": "Bolder", "size": "Medium",
+                                      "color": if resolved { "Good" } else { "Attention" }, "wrap": true },
+                                    { "type": "TextBlock", "text": text, "wrap": true }
+                                ]
+                            }
+                        }]
+                    }),
+                )
+            }
+            // https://discord.com/developers/docs/resources/webhook#execute-webhook
+            // (embed limits: title 256, description 4096; no mentions parsed).
+            (NotifierKind::Discord, _) => {
+                let title = self.render("title", tr)?;
+                let text = self.render("text", tr)?;
+                post_json(
+                    url,
+                    json!({
+                        "allowed_mentions": { "parse": [] },
+                        "embeds": [{
+                            "title": cut(&title, 256),
+                            "description": cut(&text, 4096),
+                            "color": if resolved { 0x2e_b8_86 } else { 0xd0_00_00 },
+                            "timestamp": metrics_model::time::format_rfc3339(tr.at),
+                        }]
+                    }),
+                )
+            }
+            // https://core.telegram.org/bots/api#sendmessage (HTML parse mode;
+            // values escaped by the template formatter; 4096 characters).
+            (NotifierKind::Telegram, Extra::Telegram { bot_token, chat_id }) => {
+                let title = self.render("title", tr)?;
+                let text = self.render("text", tr)?;
+                let mut u = url;
+                let base = u.path().trim_end_matches('/').to_owned();
+                u.set_path(&format!("{base}/bot{}/sendMessage", bot_token.0));
+                post_json(
+                    u,
+                    json!({
+                        "chat_id": chat_id,
+                        "text": cut(&format!("<b>{title}</b>\n{text}"), 4096),
+                        "parse_mode": "HTML",
+                        "disable_web_page_preview": true,
+                    }),
+                )
+            }
+            // https://developer.pagerduty.com/docs/events-api-v2/trigger-events/
+            // and .../resolve-events/: dedup_key = incident id.
+            (NotifierKind::PagerDuty, Extra::PagerDuty { routing_key }) => {
+                let body = if resolved {
+                    json!({ "routing_key": routing_key.0, "event_action": "resolve",
+                            "dedup_key": tr.incident.id.to_string() })
+                } else {
+                    let mut body = json!({
+                        "routing_key": routing_key.0,
+                        "event_action": "trigger",
+                        "dedup_key": tr.incident.id.to_string(),
+                        "payload": {
+                            "summary": cut(&self.render("title", tr)?, 1024),
+                            "source": tr.incident.host_name.as_str(),
+                            "severity": pagerduty_severity(tr.incident.severity.as_deref()),
+                            "timestamp": metrics_model::time::format_rfc3339(tr.incident.start_time),
+                            "component": tr.incident.instance.as_ref().map(metrics_model::Instance::as_str),
+                            "class": &*tr.incident.rule_name,
+                            "custom_details": {
+                                "text": self.render("text", tr)?,
+                                "triggerValue": tr.incident.trigger_value,
+                                "labels": tr.incident.labels.as_deref(),
+                            }
+                        },
+                        "client": "bp-monitoring",
+                    });
+                    if let Some(link) = c.templates.incident_url(tr) {
+                        body["client_url"] = json!(link);
+                    }
+                    body
+                };
+                post_json(url, body)
+            }
+            // https://docs.opsgenie.com/docs/alert-api (create; close by alias).
+            (NotifierKind::Opsgenie, Extra::Opsgenie { api_key }) => {
+                let mut u = url;
+                let base = u.path().trim_end_matches('/').to_owned();
+                let alias = tr.incident.id.to_string();
+                let body = if resolved {
+                    u.set_path(&format!("{base}/v2/alerts/{alias}/close"));
+                    u.set_query(Some("identifierType=alias"));
+                    json!({ "source": "bp-monitoring", "note": cut(&self.render("title", tr)?, 25_000) })
+                } else {
+                    u.set_path(&format!("{base}/v2/alerts"));
+                    json!({
+                        "message": cut(&self.render("title", tr)?, 130),
+                        "alias": alias,
+                        "description": cut(&self.render("text", tr)?, 15_000),
+                        "priority": opsgenie_priority(tr.incident.severity.as_deref()),
+                        "entity": tr.incident.host_name.as_str(),
+                        "source": "bp-monitoring",
+                        "details": tr.incident.labels.as_deref(),
+                    })
+                };
+                self.client
+                    .post(u)
+                    .header("Authorization", format!("GenieKey {}", api_key.0))
+                    .json(&body)
+            }
+            (
+                NotifierKind::Webhook,
+                Extra::Webhook {
+                    method,
+                    headers,
+                    content_type,
+                },
+            ) => {
+                let body = self.render("body", tr)?;
+                let mut r = self
+                    .client
+                    .request(method.clone(), url)
+                    .header("Content-Type", content_type.as_str())
+                    .body(body);
+                for (name, value) in &headers.0 {
+                    r = r.header(name.clone(), value.clone());
+                }
+                r
+            }
+            (kind, _) => {
+                return Err(self.fail(&format!("the {} notifier lacks its settings", kind.as_str())));
+            }
+        }
+        .header("Idempotency-Key", &d.idempotency_key))
+    }
+
+    async fn send(&self, d: &Delivery) -> Result<(), HookError> {
+        let name = &self.config.name;
+        let response = self
+            .request(d)?
+            .timeout(self.timeout.to_std())
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_timeout() {
+                    HookError::Timeout {
+                        hook: name.clone(),
+                        timeout: self.timeout.to_string(),
+                        killed: false,
+                    }
+                } else {
+                    HookError::Http {
+                        hook: name.clone(),
+                        origin: self.config.url.origin(),
+                        message: scrub(&error_chain(&e), &self.config.secrets),
+                    }
+                }
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map(|s| std::time::Duration::from_secs(s).min(RETRY_AFTER_MAX));
+        let body = response.text().await.unwrap_or_default();
+        let body = scrub(&cut(body.trim(), 200), &self.config.secrets);
+        if status.as_u16() == 429 || (status.as_u16() == 503 && retry_after.is_some()) {
+            return Err(HookError::RateLimited {
+                hook: name.clone(),
+                origin: self.config.url.origin(),
+                status: status.as_u16(),
+                retry_after_ms: retry_after.map(|d| d.as_millis() as u64),
+                body,
+            });
+        }
+        Err(HookError::Status {
+            hook: name.clone(),
+            origin: self.config.url.origin(),
+            status: status.as_u16(),
+            body,
+        })
+    }
+}
+
+impl Hook for NotifierHook {
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn deliver<'a>(&'a self, delivery: &'a Delivery) -> HookFuture<'a> {
+        Box::pin(async move {
+            if !self.wants(&delivery.transition) {
+                return Ok(());
+            }
+            self.send(delivery).await
+        })
+    }
+}
+
+/// PagerDuty's severities: critical, error, warning, info (the rule's
+/// severity when it is one of them; `error` otherwise).
+pub fn pagerduty_severity(severity: Option<&str>) -> &'static str {
+    match severity.map(str::to_ascii_lowercase).as_deref() {
+        Some("critical" | "fatal" | "page") => "critical",
+        Some("warning" | "warn") => "warning",
+        Some("info" | "informational" | "notice") => "info",
+        _ => "error",
+    }
+}
+
+/// Opsgenie's priorities P1 (highest) … P5.
+pub fn opsgenie_priority(severity: Option<&str>) -> &'static str {
+    match severity.map(str::to_ascii_lowercase).as_deref() {
+        Some("critical" | "fatal" | "page") => "P1",
+        Some("error" | "high") => "P2",
+        Some("info" | "informational" | "notice") => "P5",
+        // warning, and anything else
+        _ => "P3",
+    }
+}
+
+/// `text` cut to at most `max` characters (an ellipsis marks the cut).
+fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
