@@ -129,7 +129,16 @@ pub struct SecretUrl(pub Url);
 impl SecretUrl {
     /// `scheme://host[:port]`, safe to log.
     pub fn origin(&self) -> String {
-        self.0.origin().ascii_serialization()
+        let origin = self.0.origin();
+        if origin.is_tuple() {
+            return origin.ascii_serialization();
+        }
+        // Non-web schemes (smtp://, smtps://) have an opaque origin.
+        match (self.0.host_str(), self.0.port()) {
+            (Some(h), Some(p)) => format!("{}://{h}:{p}", self.0.scheme()),
+            (Some(h), None) => format!("{}://{h}", self.0.scheme()),
+            _ => format!("{}:", self.0.scheme()),
+        }
     }
 }
 

@@ -47,11 +47,13 @@ pub enum NotifierKind {
     Opsgenie,
     /// Any URL, templated body.
     Webhook,
+    /// Email over SMTP (`lettre`): a plain-text and an HTML part.
+    Email,
 }
 
 impl NotifierKind {
     /// Every type, as written in the configuration.
-    pub const ALL: [(&'static str, NotifierKind); 7] = [
+    pub const ALL: [(&'static str, NotifierKind); 8] = [
         ("slack", NotifierKind::Slack),
         ("teams", NotifierKind::Teams),
         ("discord", NotifierKind::Discord),
@@ -59,6 +61,7 @@ impl NotifierKind {
         ("pagerduty", NotifierKind::PagerDuty),
         ("opsgenie", NotifierKind::Opsgenie),
         ("webhook", NotifierKind::Webhook),
+        ("email", NotifierKind::Email),
     ];
 
     /// Its name in the configuration.
@@ -83,14 +86,21 @@ impl NotifierKind {
     pub fn template_keys(self) -> &'static [&'static str] {
         match self {
             NotifierKind::Webhook => &["body"],
+            NotifierKind::Email => &["subject", "text", "html"],
             _ => &["title", "text"],
         }
     }
 
     /// The keys of its configuration object.
     fn keys(self) -> Vec<&'static str> {
-        let mut keys = vec!["name", "type", "url", "match", "sendResolved", "template"];
+        let mut keys = vec!["name", "type", "match", "sendResolved", "template"];
+        if self != NotifierKind::Email {
+            keys.push("url");
+        }
         match self {
+            NotifierKind::Email => keys.extend([
+                "smtp", "starttls", "caFile", "username", "password", "from", "to", "cc",
+            ]),
             NotifierKind::Telegram => keys.extend(["botToken", "chatId"]),
             NotifierKind::PagerDuty => keys.push("routingKey"),
             NotifierKind::Opsgenie => keys.push("apiKey"),
@@ -175,6 +185,8 @@ pub enum Extra {
         /// `apiKey`.
         api_key: Secret,
     },
+    /// Email: the SMTP server and the addresses.
+    Email(Box<EmailSettings>),
     /// Webhook: method, headers and content type.
     Webhook {
         /// `POST` (default) or `PUT`.
@@ -184,6 +196,41 @@ pub enum Extra {
         /// `application/json` (default) or any other.
         content_type: String,
     },
+}
+
+/// How the email notifier reaches its server and whom it writes to.
+#[derive(Debug, Clone)]
+pub struct EmailSettings {
+    /// `smtp://host:port` (STARTTLS as `starttls` says) or `smtps://host:port`
+    /// (TLS from the first byte).
+    pub implicit_tls: bool,
+    /// The server's host name (also the name its certificate must have).
+    pub host: String,
+    /// Its port (default 587 for smtp://, 465 for smtps://).
+    pub port: u16,
+    /// For `smtp://`: `opportunistic`, `required` or `off`.
+    pub starttls: StartTls,
+    /// An extra trusted root certificate (PEM), e.g. a private CA.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Login, if the server wants one.
+    pub credentials: Option<(String, Secret)>,
+    /// `From`.
+    pub from: lettre::message::Mailbox,
+    /// `To` (at least one).
+    pub to: Vec<lettre::message::Mailbox>,
+    /// `Cc`.
+    pub cc: Vec<lettre::message::Mailbox>,
+}
+
+/// STARTTLS on an `smtp://` server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartTls {
+    /// Upgrade when the server offers it.
+    Opportunistic,
+    /// Refuse to send unless the connection is upgraded.
+    Required,
+    /// Never (a local relay on loopback).
+    Off,
 }
 
 /// One notifier.
@@ -343,6 +390,12 @@ fn notifier(
     };
     let mut secrets = Vec::new();
     let url = match present(obj, "url") {
+        _ if kind == NotifierKind::Email => present(obj, "smtp")
+            .and_then(|v| match v {
+                Value::String(s) => Url::parse(s).ok().map(SecretUrl),
+                _ => None,
+            })
+            .or_else(|| Url::parse("smtp://invalid").ok().map(SecretUrl)),
         Some(v) => secret(v, &format!("{at}.url"), p).and_then(|s| {
             let u = parse_url(&s.0, &format!("{at}.url"), p);
             secrets.push(s);
@@ -409,6 +462,9 @@ fn notifier(
         NotifierKind::Opsgenie => {
             required("apiKey").map_or(Extra::None, |api_key| Extra::Opsgenie { api_key })
         }
+        NotifierKind::Email => {
+            email(obj, at, p, &mut secrets).map_or(Extra::None, |e| Extra::Email(Box::new(e)))
+        }
         NotifierKind::Webhook => {
             let method = match string_key(obj, at, "method", p).as_deref() {
                 None | Some("POST") => reqwest::Method::POST,
@@ -471,6 +527,158 @@ fn notifier(
         templates: templates?,
         extra,
         secrets,
+    })
+}
+
+/// The email notifier's settings.
+#[allow(clippy::too_many_lines, clippy::single_match_else)] // one check per key, in order
+fn email(
+    obj: &serde_json::Map<String, Value>,
+    at: &str,
+    p: &mut Problems,
+    secrets: &mut Vec<Secret>,
+) -> Option<EmailSettings> {
+    let before = p.0.len();
+    let smtp = string_key(obj, at, "smtp", p);
+    if smtp.is_none() && !obj.contains_key("smtp") {
+        p.push(
+            format!("{at}.smtp"),
+            "missing; the server as smtp://host:port (STARTTLS) or smtps://host:port (TLS)",
+        );
+    }
+    let server = smtp.and_then(|s| match Url::parse(&s) {
+        Ok(u) if matches!(u.scheme(), "smtp" | "smtps") && u.host_str().is_some() => {
+            let implicit = u.scheme() == "smtps";
+            let port = u.port().unwrap_or(if implicit { 465 } else { 587 });
+            Some((
+                implicit,
+                u.host_str()
+                    .unwrap_or_default()
+                    .trim_matches(['[', ']'])
+                    .to_owned(),
+                port,
+            ))
+        }
+        Ok(_) => {
+            p.push(
+                format!("{at}.smtp"),
+                "expected smtp://host:port or smtps://host:port",
+            );
+            None
+        }
+        Err(e) => {
+            p.push(format!("{at}.smtp"), format!("not a valid URL: {e}"));
+            None
+        }
+    });
+    let username = string_key(obj, at, "username", p);
+    let password = present(obj, "password").and_then(|v| secret(v, &format!("{at}.password"), p));
+    let credentials = match (username, password) {
+        (Some(u), Some(pw)) => {
+            secrets.push(pw.clone());
+            Some((u, pw))
+        }
+        (None, None) => None,
+        (Some(_), None) => {
+            p.push(format!("{at}.password"), "missing; username is set");
+            None
+        }
+        (None, Some(_)) => {
+            p.push(format!("{at}.username"), "missing; password is set");
+            None
+        }
+    };
+    let starttls = match string_key(obj, at, "starttls", p).as_deref() {
+        None | Some("required") => StartTls::Required,
+        Some("opportunistic") => StartTls::Opportunistic,
+        Some("off") => StartTls::Off,
+        Some(other) => {
+            p.push(
+                format!("{at}.starttls"),
+                format!("{other:?}: opportunistic, required or off"),
+            );
+            StartTls::Required
+        }
+    };
+    if starttls != StartTls::Required && credentials.is_some() {
+        p.push(
+            format!("{at}.starttls"),
+            "a password is never sent over an unencrypted connection: with username/password use \"required\" (the default) or smtps://",
+        );
+    }
+    let ca_pem = string_key(obj, at, "caFile", p).and_then(|f| match std::fs::read(&f) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            p.push(format!("{at}.caFile"), format!("cannot read {f}: {e}"));
+            None
+        }
+    });
+    let mailbox = |v: &Value, path: &str, p: &mut Problems| -> Option<lettre::message::Mailbox> {
+        match v {
+            Value::String(s) => match s.parse::<lettre::message::Mailbox>() {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    p.push(path, format!("{s:?} is not an email address: {e}"));
+                    None
+                }
+            },
+            other => {
+                p.push(
+                    path,
+                    format!("expected an email address, got {}", kind(other)),
+                );
+                None
+            }
+        }
+    };
+    let from = match present(obj, "from") {
+        Some(v) => mailbox(v, &format!("{at}.from"), p),
+        None => {
+            p.push(format!("{at}.from"), "missing; the sender address");
+            None
+        }
+    };
+    let list = |key: &str, required: bool, p: &mut Problems| -> Vec<lettre::message::Mailbox> {
+        match present(obj, key) {
+            None if required => {
+                p.push(format!("{at}.{key}"), "missing; a list of addresses");
+                Vec::new()
+            }
+            None => Vec::new(),
+            Some(Value::Array(items)) if required && items.is_empty() => {
+                p.push(format!("{at}.{key}"), "give at least one address");
+                Vec::new()
+            }
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| mailbox(v, &format!("{at}.{key}[{i}]"), p))
+                .collect(),
+            Some(other) => {
+                p.push(
+                    format!("{at}.{key}"),
+                    format!("expected a list of addresses, got {}", kind(other)),
+                );
+                Vec::new()
+            }
+        }
+    };
+    let to = list("to", true, p);
+    let cc = list("cc", false, p);
+    if p.0.len() > before {
+        return None;
+    }
+    let (implicit_tls, host, port) = server?;
+    Some(EmailSettings {
+        implicit_tls,
+        host,
+        port,
+        starttls,
+        ca_pem,
+        credentials,
+        from: from?,
+        to,
+        cc,
     })
 }
 

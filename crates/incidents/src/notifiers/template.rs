@@ -74,8 +74,24 @@ fn defaults(kind: NotifierKind) -> &'static [(&'static str, &'static str)] {
     const BODY: &str = "{\"event\": {{ event | tojson }}, \"status\": {{ status | tojson }}, \
         \"incident\": {{ incident | tojson }}, \"acknowledgedBy\": {{ acknowledgedBy | tojson }}, \
         \"dashboardUrl\": {{ dashboardUrl | tojson }}}";
+    const HTML: &str = "<div style=\"font-family:sans-serif\">\
+        <h2 style=\"color:{% if event == 'resolved' %}#2eb886{% else %}#d00000{% endif %}\">\
+        {% if event == 'resolved' %}Resolved{% else %}Firing{% endif %}: {{ incident.ruleName }}</h2>\
+        <table cellpadding=\"4\">\
+        <tr><th align=\"left\">Host</th><td>{{ incident.hostName }}</td></tr>\
+        {% if incident.instance %}<tr><th align=\"left\">Instance</th><td>{{ incident.instance }}</td></tr>{% endif %}\
+        {% if incident.severity %}<tr><th align=\"left\">Severity</th><td>{{ incident.severity }}</td></tr>{% endif %}\
+        <tr><th align=\"left\">Value when it opened</th><td>{{ incident.triggerValue | value }}</td></tr>\
+        <tr><th align=\"left\">Started</th><td>{{ incident.startTime }}</td></tr>\
+        {% if incident.endTime %}<tr><th align=\"left\">Resolved</th><td>{{ incident.endTime }} (after {{ durationMs | duration }})</td></tr>{% endif %}\
+        {% if acknowledgedBy %}<tr><th align=\"left\">Acknowledged by</th><td>{{ acknowledgedBy }}</td></tr>{% endif %}\
+        </table>\
+        {% if incident.description %}<p>{{ incident.description }}</p>{% endif %}\
+        {% if incidentUrl %}<p><a href=\"{{ incidentUrl }}\">Open the dashboard</a></p>{% endif %}\
+        </div>";
     match kind {
         NotifierKind::Webhook => &[("body", BODY)],
+        NotifierKind::Email => &[("subject", TITLE), ("text", TEXT), ("html", HTML)],
         _ => &[("title", TITLE), ("text", TEXT)],
     }
 }
@@ -135,9 +151,18 @@ fn environment(kind: NotifierKind) -> Environment<'static> {
     env.set_keep_trailing_newline(false);
     env.add_filter("value", value_filter);
     env.add_filter("duration", duration_filter);
+    // The email's HTML part: every value HTML-escaped.
+    env.set_auto_escape_callback(|name| {
+        if name == "html" {
+            minijinja::AutoEscape::Html
+        } else {
+            minijinja::AutoEscape::None
+        }
+    });
     env.set_formatter(move |out, state, value| {
         if let Some(s) = value.as_str()
             && !value.is_safe()
+            && matches!(kind, NotifierKind::Slack | NotifierKind::Telegram)
         {
             out.write_str(&escape(kind, s))
                 .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write"))

@@ -290,6 +290,114 @@ impl NotifierHook {
     }
 }
 
+/// The `Message-ID` of a transition: its idempotency key as an address
+/// (`<incident id>.<event>@bp-monitoring>`), so a redelivery is the same
+/// message and the resolve threads under the open.
+pub fn message_id(incident: &uuid::Uuid, event: Event) -> String {
+    format!("<{incident}.{}@bp-monitoring>", event.as_str())
+}
+
+impl NotifierHook {
+    /// The email of `d` (both parts; threaded under the open).
+    pub fn email(
+        &self,
+        settings: &super::config::EmailSettings,
+        d: &Delivery,
+    ) -> Result<lettre::Message, HookError> {
+        use lettre::message::{MultiPart, header::ContentType};
+        let tr = &d.transition;
+        let mut b = lettre::Message::builder()
+            .from(settings.from.clone())
+            .subject(self.render("subject", tr)?.replace(['\r', '\n'], " "))
+            .message_id(Some(message_id(&tr.incident.id, tr.event)))
+            .date(std::time::SystemTime::now());
+        for to in &settings.to {
+            b = b.to(to.clone());
+        }
+        for cc in &settings.cc {
+            b = b.cc(cc.clone());
+        }
+        if tr.event == Event::Resolved {
+            let open = message_id(&tr.incident.id, Event::Opened);
+            b = b.in_reply_to(open.clone()).references(open);
+        }
+        let text = self.render("text", tr)?;
+        let html = self.render("html", tr)?;
+        b.multipart(
+            MultiPart::alternative()
+                .singlepart(
+                    lettre::message::SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(text),
+                )
+                .singlepart(
+                    lettre::message::SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(html),
+                ),
+        )
+        .map_err(|e| self.fail(&format!("cannot build the email: {e}")))
+    }
+
+    async fn send_email(
+        &self,
+        settings: &super::config::EmailSettings,
+        d: &Delivery,
+    ) -> Result<(), HookError> {
+        use lettre::AsyncTransport as _;
+        use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+        let message = self.email(settings, d)?;
+        let tls = if settings.implicit_tls || settings.starttls != super::config::StartTls::Off {
+            let mut params = TlsParameters::builder(settings.host.clone());
+            if let Some(pem) = &settings.ca_pem {
+                let cert =
+                    Certificate::from_pem(pem).map_err(|e| self.fail(&format!("caFile: {e}")))?;
+                params = params.add_root_certificate(cert);
+            }
+            let params = params
+                .build_rustls()
+                .map_err(|e| self.fail(&format!("TLS settings: {e}")))?;
+            if settings.implicit_tls {
+                Tls::Wrapper(params)
+            } else if settings.starttls == super::config::StartTls::Required {
+                Tls::Required(params)
+            } else {
+                Tls::Opportunistic(params)
+            }
+        } else {
+            Tls::None
+        };
+        let mut transport =
+            lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous(
+                settings.host.clone(),
+            )
+            .port(settings.port)
+            .tls(tls)
+            .timeout(Some(self.timeout.to_std()));
+        if let Some((user, password)) = &settings.credentials {
+            transport =
+                transport.credentials(lettre::transport::smtp::authentication::Credentials::new(
+                    user.clone(),
+                    password.0.clone(),
+                ));
+        }
+        transport
+            .build()
+            .send(message)
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                // lettre's message already holds its sources.
+                let text = e.to_string();
+                HookError::Http {
+                    hook: self.config.name.clone(),
+                    origin: self.config.url.origin(),
+                    message: scrub(&text, &self.config.secrets),
+                }
+            })
+    }
+}
+
 impl Hook for NotifierHook {
     fn name(&self) -> &str {
         &self.config.name
@@ -299,6 +407,9 @@ impl Hook for NotifierHook {
         Box::pin(async move {
             if !self.wants(&delivery.transition) {
                 return Ok(());
+            }
+            if let Extra::Email(settings) = &self.config.extra {
+                return self.send_email(settings, delivery).await;
             }
             self.send(delivery).await
         })
