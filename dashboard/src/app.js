@@ -2,6 +2,11 @@
 // Every name that comes from the data (nodes, rules, fields) is put in the
 // page with textContent or as a uPlot series label (also textContent), never
 // as HTML.
+//
+// Writes (silences, acknowledgements) need a write token: asked in the page
+// on the first write, kept in this tab's sessionStorage only (never in
+// localStorage, never in a URL), sent as `Authorization: Bearer`; forgotten
+// on a 401 and asked again.
 "use strict";
 
 (function () {
@@ -26,6 +31,8 @@
     timer: null,
     loading: false,
     again: null,          // a refresh asked for while one was under way
+    skew: 0,              // server clock minus this browser's (from /silences)
+    silences: [],         // the last /silences list
   };
   // For tests and debugging.
   window.bpDashboard = state;
@@ -449,7 +456,37 @@
     if (!sev) return td("–");
     return el("td", null, [el("span", { className: "badge sev " + (SEVERITY_CLASS[sev] || "sev-other"), text: sev })]);
   }
-  function instanceCell(inst) { return inst == null ? td("–") : td(inst, "instance"); }
+  function instanceCell(inst) { return inst == null ? td("–") : el("td", { className: "instance", title: inst, text: inst }); }
+
+  // What mutes or marks an incident: "silenced" (what mutes it now, in the
+  // tooltip), "held" (muted when it opened, not notified yet),
+  // "acknowledged by X" (when and why in the tooltip).
+  function flagsCell(i) {
+    const cell = el("td", { className: "flags" });
+    const add = (className, text, title) => {
+      cell.appendChild(el("span", { className: "badge " + className, text, title }));
+      cell.appendChild(document.createTextNode(" "));
+    };
+    if (i.silencedBy && i.silencedBy.length) {
+      const by = i.silencedBy.map((m) => m.maintenance != null ? "maintenance window '" + m.maintenance + "'" : "silence " + m.silence);
+      add("silenced", "silenced", "muted now by " + by.join(", "));
+    }
+    if (i.held) add("held", "held", "muted when it opened: not notified yet (notified when nothing mutes it any more)");
+    if (i.acknowledged) {
+      const a = i.acknowledged;
+      add("acked", "acknowledged by " + a.by, "at " + fmtTime(Date.parse(a.at)) + (a.comment ? ": " + a.comment : ""));
+    }
+    if (!cell.childNodes.length) cell.textContent = "–";
+    return cell;
+  }
+
+  function actionsCell(i) {
+    const silence = el("button", { type: "button", "data-action": "silence", text: "Silence", title: "Create a silence for this incident" });
+    silence.addEventListener("click", () => openSilenceForm(i));
+    const ack = el("button", { type: "button", "data-action": "ack", text: "Ack", title: "Acknowledge this incident" });
+    ack.addEventListener("click", () => openAck(i));
+    return el("td", { className: "actions" }, [silence, " ", ack]);
+  }
 
   function renderIncidents(resp) {
     const active = $("incidents-active").querySelector("tbody");
@@ -458,22 +495,324 @@
     resolved.replaceChildren();
     $("active-count").textContent = "(" + resp.open.length + ")";
     $("resolved-count").textContent = "(" + resp.resolved.length + ")";
-    if (!resp.open.length) active.appendChild(el("tr", null, [el("td", { className: "empty", colspan: "7", text: "No active incident." })]));
+    if (!resp.open.length) active.appendChild(el("tr", null, [el("td", { className: "empty", colspan: "9", text: "No active incident." })]));
     for (const i of resp.open) {
       active.appendChild(el("tr", { "data-incident": i.id }, [
         td(i.ruleName), td(i.hostName), instanceCell(i.instance), severityCell(i.severity),
         td(fmtTime(Date.parse(i.startTime))),
         td(fmtDur(i.durationMs)), td(fmtNum(i.triggerValue), "num"),
+        flagsCell(i), actionsCell(i),
       ]));
     }
-    if (!resp.resolved.length) resolved.appendChild(el("tr", null, [el("td", { className: "empty", colspan: "8", text: "No incident resolved in this time frame." })]));
+    if (!resp.resolved.length) resolved.appendChild(el("tr", null, [el("td", { className: "empty", colspan: "9", text: "No incident resolved in this time frame." })]));
     for (const i of resp.resolved) {
       resolved.appendChild(el("tr", { "data-incident": i.id }, [
         td(i.ruleName), td(i.hostName), instanceCell(i.instance), severityCell(i.severity),
         td(fmtTime(Date.parse(i.startTime))),
         td(fmtTime(Date.parse(i.endTime))), td(fmtDur(i.durationMs)), td(fmtNum(i.triggerValue), "num"),
+        flagsCell(i),
       ]));
     }
+  }
+
+  // ---- silences ------------------------------------------------------------
+
+  const MATCHER_KEYS = ["rule", "host", "instance", "severity"];
+  const SILENCE_STATUS = { active: "st-active", pending: "st-pending", expired: "st-expired" };
+  const EXPIRED_SHOWN = 20;
+
+  // A literal text as a glob matching only itself: `*`, `?` and `\` escaped.
+  function globEscape(text) { return String(text).replace(/[\\*?]/g, "\\$&"); }
+
+  // "rule=… host=…" with each pattern as text; "(everything)" when none.
+  function matchersNode(m, skip) {
+    const span = el("span", { className: "matchers" });
+    for (const k of MATCHER_KEYS) {
+      if (!m || m[k] == null || k === skip) continue;
+      if (span.childNodes.length) span.appendChild(document.createTextNode(" "));
+      span.appendChild(el("span", { className: "matcher", "data-key": k }, [k + "=", el("code", { text: m[k] })]));
+    }
+    if (!span.childNodes.length && !skip) span.textContent = "(everything)";
+    return span;
+  }
+
+  function renderSilences(resp) {
+    state.skew = resp.now - Date.now();
+    state.silences = resp.silences;
+    const body = $("silences").querySelector("tbody");
+    body.replaceChildren();
+    const count = { active: 0, pending: 0, expired: 0 };
+    for (const s of resp.silences) count[s.status] = (count[s.status] || 0) + 1;
+    $("silences-count").textContent = "(" + count.active + " active, " + count.pending + " pending, " + count.expired + " expired)";
+    // Active, then pending, then the most recently expired (the server's order).
+    const live = resp.silences.filter((s) => s.status !== "expired");
+    const expired = resp.silences.filter((s) => s.status === "expired");
+    const shown = live.concat(expired.slice(0, EXPIRED_SHOWN));
+    const more = $("silences-more");
+    const notes = [];
+    if (expired.length > EXPIRED_SHOWN) notes.push("Showing the " + EXPIRED_SHOWN + " most recently expired of " + expired.length + ".");
+    if (resp.unreadableRecords) notes.push(resp.unreadableRecords + " stored silence(s) cannot be read.");
+    more.hidden = !notes.length;
+    more.textContent = notes.join(" ");
+    if (!shown.length) {
+      body.appendChild(el("tr", null, [el("td", { className: "empty", colspan: "7", text: "No silence." })]));
+      return;
+    }
+    for (const s of shown) {
+      const actions = el("td", { className: "actions" });
+      if (s.status === "active" || s.status === "pending") {
+        const b = el("button", { type: "button", "data-action": "expire", text: "Expire", title: "End this silence now" });
+        b.addEventListener("click", () => expireSilence(s, b));
+        actions.appendChild(b);
+      }
+      const ends = Date.parse(s.endsAt);
+      const endsCell = td(fmtTime(ends));
+      if (s.status === "active") endsCell.appendChild(el("span", { className: "muted", text: " (in " + fmtDur(ends - resp.now) + ")" }));
+      body.appendChild(el("tr", { "data-silence": s.id, className: "silence " + (SILENCE_STATUS[s.status] || "") }, [
+        el("td", null, [el("span", { className: "badge silence-status " + (SILENCE_STATUS[s.status] || ""), text: s.status })]),
+        el("td", null, [matchersNode(s.matchers)]),
+        td(fmtTime(Date.parse(s.startsAt))), endsCell,
+        td(s.createdBy), td(s.comment, "comment"),
+        actions,
+      ]));
+    }
+  }
+
+  // Durations such as 90s, 30m, 2h, 1d, 1h30m.
+  function parseSpan(text) {
+    const t = String(text).trim();
+    if (!/^(\d+[smhdw])+$/.test(t)) return NaN;
+    let ms = 0;
+    for (const [, n, u] of t.matchAll(/(\d+)([smhdw])/g)) ms += Number(n) * (u === "w" ? 7 * DUR.d : DUR[u]);
+    return ms;
+  }
+
+  function formError(id, message, parameter, form) {
+    const p = $(id);
+    p.textContent = message || "";
+    p.hidden = !message;
+    if (form) {
+      for (const input of form.querySelectorAll("input")) {
+        const param = input.dataset.param;
+        input.classList.toggle("invalid", !!parameter && !!param && (param === parameter || parameter.startsWith(param + ".")));
+      }
+    }
+  }
+
+  // Opens the create form, pre-filled from `incident` when given (its rule,
+  // host and instance as literal globs).
+  function openSilenceForm(incident) {
+    const form = $("silence-form");
+    form.reset();
+    formError("silence-error", "", null, form);
+    if (incident) {
+      form.elements.rule.value = globEscape(incident.ruleName);
+      form.elements.host.value = globEscape(incident.hostName);
+      if (incident.instance != null) form.elements.instance.value = globEscape(incident.instance);
+    }
+    form.hidden = false;
+    form.scrollIntoView({ block: "nearest" });
+    (incident ? form.elements.comment : form.elements.rule).focus({ preventScroll: true });
+  }
+
+  function closeSilenceForm() {
+    const form = $("silence-form");
+    form.reset();
+    formError("silence-error", "", null, form);
+    form.hidden = true;
+  }
+
+  // The request body the form describes; throws (with the field) when a
+  // value cannot be read.
+  function silenceBody(form) {
+    const f = form.elements;
+    const bad = (parameter, message) => { const e = new Error(message); e.parameter = parameter; return e; };
+    const matchers = {};
+    for (const k of MATCHER_KEYS) if (f[k].value !== "") matchers[k] = f[k].value;
+    if (!Object.keys(matchers).length) throw bad("matchers.rule", "Set at least one matcher (a rule of * mutes every incident).");
+    const body = { matchers };
+    const now = Date.now() + state.skew;
+    let starts = now;
+    if (f.startsAt.value) {
+      starts = new Date(f.startsAt.value).getTime();
+      if (!isFinite(starts)) throw bad("startsAt", "Starts: not a date and time.");
+      body.startsAt = starts;
+    }
+    if (f.endsAt.value) {
+      const ends = new Date(f.endsAt.value).getTime();
+      if (!isFinite(ends)) throw bad("endsAt", "Ends at: not a date and time.");
+      body.endsAt = ends;
+    } else {
+      const d = parseSpan(f.duration.value);
+      if (!(d > 0)) throw bad("endsAt", "Duration: expected a duration such as 30m, 2h, 1d or 1h30m (or give an end time).");
+      body.endsAt = Math.max(starts, now) + d;
+    }
+    body.comment = f.comment.value;
+    if (f.createdBy.value.trim()) body.createdBy = f.createdBy.value.trim();
+    return body;
+  }
+
+  async function submitSilence(ev) {
+    ev.preventDefault();
+    const form = $("silence-form");
+    const button = $("silence-submit");
+    let body;
+    try {
+      body = silenceBody(form);
+    } catch (e) {
+      formError("silence-error", e.message, e.parameter, form);
+      return;
+    }
+    formError("silence-error", "", null, form);
+    button.disabled = true;
+    try {
+      const s = await write("silences", body);
+      closeSilenceForm();
+      notify("Silence " + s.id + " created (" + s.status + ").", "ok");
+      reload();
+    } catch (e) {
+      formError("silence-error", "Not created: " + e.message, e.parameter, form);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  async function expireSilence(s, button) {
+    button.disabled = true;
+    try {
+      await write("silences/" + encodeURIComponent(s.id) + "/expire", { version: s.version });
+      notify("Silence " + s.id + " expired.", "ok");
+      reload();
+    } catch (e) {
+      notify("Silence " + s.id + " not expired: " + e.message, "bad");
+      button.disabled = false;
+    }
+  }
+
+  // ---- acknowledgements ----------------------------------------------------
+
+  let acking = null;  // the incident the dialog is for
+
+  function openAck(incident) {
+    acking = incident;
+    $("ack-what").textContent = incident.ruleName + " on " + incident.hostName +
+      (incident.instance != null ? " (" + incident.instance + ")" : "") + ", since " + fmtTime(Date.parse(incident.startTime));
+    $("ack-comment").value = "";
+    $("ack-by").value = "";
+    formError("ack-error", "", null, $("ack-form"));
+    $("ack-dialog").showModal();
+    $("ack-comment").focus();
+  }
+
+  async function submitAck(ev) {
+    ev.preventDefault();
+    if (!acking) return;
+    const body = { comment: $("ack-comment").value };
+    if ($("ack-by").value.trim()) body.by = $("ack-by").value.trim();
+    const button = $("ack-submit");
+    button.disabled = true;
+    try {
+      const a = await write("incidents/" + encodeURIComponent(acking.id) + "/ack", body);
+      $("ack-dialog").close();
+      acking = null;
+      notify("Acknowledged by " + a.by + ".", "ok");
+      reload();
+    } catch (e) {
+      formError("ack-error", "Not acknowledged: " + e.message, e.parameter, $("ack-form"));
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // ---- writes and the write token -----------------------------------------
+
+  const TOKEN_KEY = "bp-monitoring.writeToken";
+  let memoryToken = null;  // when this browser refuses sessionStorage
+
+  function getToken() {
+    try { return sessionStorage.getItem(TOKEN_KEY); } catch (_) { return memoryToken; }
+  }
+  function setToken(t) {
+    try { sessionStorage.setItem(TOKEN_KEY, t); } catch (_) { memoryToken = t; }
+    $("token-forget").hidden = false;
+  }
+  function forgetToken() {
+    try { sessionStorage.removeItem(TOKEN_KEY); } catch (_) { /* not stored there */ }
+    memoryToken = null;
+    $("token-forget").hidden = true;
+  }
+
+  let tokenAsk = null;  // {resolve, reject} while the dialog is open
+
+  // Asks for the write token in the page (`why`: the server's refusal of
+  // the last one); resolves with it, rejects when cancelled.
+  function askToken(why) {
+    $("token-error").textContent = why ? "The write token was refused: " + why : "";
+    $("token-error").hidden = !why;
+    if (tokenAsk) return tokenAsk.promise;
+    const d = $("token-dialog");
+    $("token-input").value = "";
+    let resolve, reject;
+    const promise = new Promise((res, rej) => { resolve = res; reject = rej; });
+    tokenAsk = { promise, resolve, reject };
+    d.showModal();
+    $("token-input").focus();
+    return promise;
+  }
+
+  function tokenDone(token) {
+    const ask = tokenAsk;
+    tokenAsk = null;
+    $("token-input").value = "";
+    if ($("token-dialog").open) $("token-dialog").close();
+    if (!ask) return;
+    if (token) ask.resolve(token);
+    else ask.reject(new Error("no write token given"));
+  }
+
+  // POSTs `body` to api/v1/`path` with the write token (asked when there is
+  // none); answers the response's JSON, or throws with the server's `error`
+  // (and `parameter`). A 401 forgets the token and asks again.
+  async function write(path, body) {
+    let why = null;
+    for (;;) {
+      const token = getToken() || await askToken(why);
+      // credentials "omit": no cookie or cached basic auth, and no browser
+      // login prompt on a 401 (writes check only the write token).
+      const r = await fetch("api/v1/" + path, {
+        method: "POST", credentials: "omit", cache: "no-store",
+        headers: { Accept: "application/json", "Content-Type": "application/json", Authorization: "Bearer " + token },
+        body: JSON.stringify(body),
+      });
+      let j = null;
+      try { j = await r.json(); } catch (_) { /* not JSON */ }
+      const msg = j && typeof j.error === "string" ? j.error : r.status + " " + r.statusText;
+      if (r.status === 401) {
+        forgetToken();
+        why = msg;
+        continue;
+      }
+      if (!r.ok) {
+        const e = new Error(msg);
+        e.status = r.status;
+        e.parameter = j && typeof j.parameter === "string" ? j.parameter : null;
+        throw e;
+      }
+      return j;
+    }
+  }
+
+  const NOTIFY_CLASS = { ok: "toast ok", bad: "toast bad" };
+  let notifyTimer = null;
+  // A message about a write (set as text); errors stay until dismissed.
+  function notify(text, kind) {
+    const b = $("write-banner");
+    $("write-message").textContent = text;
+    b.className = NOTIFY_CLASS[kind] || "toast";
+    b.dataset.kind = kind;
+    b.hidden = false;
+    clearTimeout(notifyTimer);
+    if (kind === "ok") notifyTimer = setTimeout(() => { b.hidden = true; }, 6000);
   }
 
   function renderRules(resp) {
@@ -489,7 +828,7 @@
       // A cluster-wide rule's one row per series is node "*": always shown.
       const shown = r.nodes.filter((n) => n.node === "*" || nodes.has(n.node));
       if (!shown.length) {
-        body.appendChild(el("tr", null, [td(rule.name), td(cond), el("td", { className: "empty", colspan: "6", text: "no data from the selected nodes" })]));
+        body.appendChild(el("tr", null, [td(rule.name), td(cond), el("td", { className: "empty", colspan: "6", text: "no data from the selected nodes" }), maintenanceCell(r.maintenance)]));
         rows++;
         continue;
       }
@@ -499,11 +838,31 @@
           td(fmtNum(n.value), "num"),
           el("td", null, [el("span", { className: n.holds ? "badge holds" : "badge ok", text: n.holds ? "holds" : "no" })]),
           el("td", null, [n.openIncident ? el("span", { className: "badge open", text: "open" }) : "–"]),
+          maintenanceCell(r.maintenance),
         ]));
         rows++;
       }
     }
-    if (!rows) body.appendChild(el("tr", null, [el("td", { className: "empty", colspan: "8", text: "No rule is configured." })]));
+    if (!rows) body.appendChild(el("tr", null, [el("td", { className: "empty", colspan: "9", text: "No rule is configured." })]));
+  }
+
+  // The maintenance windows that may mute a rule's incidents, each with its
+  // current opening ("open until …") or its next one ("next: … – …"), and
+  // its matchers other than the rule.
+  function maintenanceCell(list) {
+    if (!list || !list.length) return td("–");
+    const cell = el("td", { className: "maintenance" });
+    for (const w of list) {
+      let text = "maintenance '" + w.name + "'";
+      if (w.open && w.endsAt) text += " open until " + fmtTime(Date.parse(w.endsAt));
+      else if (w.startsAt) text += " next: " + fmtTime(Date.parse(w.startsAt)) + " – " + fmtTime(Date.parse(w.endsAt));
+      else text += ": no opening within a week";
+      const span = el("span", { className: "window" + (w.open ? " open" : ""), "data-window": w.name, text });
+      const others = matchersNode(w.matchers, "rule");
+      if (others.childNodes.length) span.append(" (", others, ")");
+      cell.appendChild(span);
+    }
+    return cell;
   }
 
   // ---- refresh loop ----------------------------------------------------------
@@ -531,17 +890,19 @@
       const overviewParams = { range };
       if (state.selected) overviewParams.nodes = sel.join(",");
       const disksParams = Object.assign({ limit: String(DISKS_SHOWN) }, overviewParams);
-      const [overview, disks, incidents, rules] = await Promise.all([
+      const [overview, disks, incidents, rules, silences] = await Promise.all([
         sel.length ? api("overview", overviewParams) : Promise.resolve({ nodes: [], now: Date.now() }),
         sel.length ? api("disks", disksParams) : Promise.resolve({ disks: [], total: 0 }),
         api("incidents", { range: $("incident-frame").value }),
         api("rules"),
+        api("silences"),
         loadCharts(full),
       ]);
       renderOverview(overview);
       renderDisks(disks);
       renderIncidents(incidents);
       renderRules(rules);
+      renderSilences(silences);
       setBanner("");
       $("status").textContent = "updated " + fmtTime(Date.now()) + " in " + Math.round(performance.now() - started) + " ms";
       document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
@@ -575,6 +936,24 @@
     $("node-search").addEventListener("input", renderNodeList);
     $("nodes-all").addEventListener("click", () => { state.selected = null; reload(); });
     $("nodes-none").addEventListener("click", () => { state.selected = new Set(); reload(); });
+    $("silence-new").addEventListener("click", () => openSilenceForm(null));
+    $("silence-cancel").addEventListener("click", closeSilenceForm);
+    $("silence-form").addEventListener("submit", submitSilence);
+    $("ack-form").addEventListener("submit", submitAck);
+    $("ack-cancel").addEventListener("click", () => { acking = null; $("ack-dialog").close(); });
+    $("token-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const t = $("token-input").value.trim();
+      if (!t) { $("token-error").textContent = "Enter the write token, or cancel."; $("token-error").hidden = false; return; }
+      setToken(t);
+      tokenDone(t);
+    });
+    $("token-cancel").addEventListener("click", () => tokenDone(null));
+    // Escape closes the dialog: the write waiting for it is abandoned.
+    $("token-dialog").addEventListener("close", () => { if (!$("token-dialog").open) tokenDone(null); });
+    $("token-forget").addEventListener("click", () => { forgetToken(); notify("The write token is forgotten.", "ok"); });
+    $("token-forget").hidden = !getToken();
+    $("write-dismiss").addEventListener("click", () => { $("write-banner").hidden = true; });
     let resizeTimer = null;
     window.addEventListener("resize", () => {
       clearTimeout(resizeTimer);

@@ -15,6 +15,11 @@
 //! exceptions, failed loads, CSP violations). Saves
 //! `test-artifacts/dashboard.png`.
 //!
+//! A second test, `silences_and_acks_in_headless_chromium`, runs the alerter
+//! with alerting on and a write token, and drives silences, maintenance
+//! windows, acknowledgements and the write-token dialog in the page (see its
+//! doc comment). Saves `test-artifacts/silences.png`.
+//!
 //! Fails (never skips) when `chromium` is missing.
 
 use std::io::{BufRead, BufReader};
@@ -263,6 +268,28 @@ impl Cdp {
         r["result"]["value"].clone()
     }
 
+    /// Removes the one error the page's refused request to `path` (ending
+    /// with it) logged, failing unless it is there (with `status`).
+    fn expect_refused_load(&mut self, status: u16, path: &str) {
+        let matches = |e: &String| {
+            e.starts_with("log: ")
+                && serde_json::from_str::<Value>(&e[5..]).is_ok_and(|v| {
+                    v["source"] == "network"
+                        && v["url"].as_str().is_some_and(|u| u.ends_with(path))
+                        && v["text"]
+                            .as_str()
+                            .is_some_and(|t| t.contains(&format!("status of {status} ")))
+                })
+        };
+        let found = self.errors.iter().filter(|e| matches(e)).count();
+        assert_eq!(
+            found, 1,
+            "one refused load of {path} ({status}): {:#?}",
+            self.errors
+        );
+        self.errors.retain(|e| !matches(e));
+    }
+
     /// Polls `expression` until it is `true`.
     fn wait_for(&mut self, expression: &str, what: &str) {
         let start = Instant::now();
@@ -342,6 +369,66 @@ fn base64_decode(text: &str) -> Vec<u8> {
     out
 }
 
+fn spawn_alerter(config: &std::path::Path, redis_url: &str, port: u16, extra: &[&str]) -> Killed {
+    let alerter = Killed(
+        Command::new(env!("CARGO_BIN_EXE_bp-alerter"))
+            .args(["--config"])
+            .arg(config)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--statsd", "off"])
+            .args(extra)
+            .env("REDIS_URL", redis_url)
+            .env("CLUSTER_ENABLED", "true")
+            .env("BP_REDIS_SCOPE", "bp")
+            .env_remove("BP_API_TOKEN")
+            .env_remove("BP_API_WRITE_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(
+        test_support::wait_until(DEADLINE, || http_status(port, "/readyz") == Some(200)),
+        "bp-alerter did not become ready"
+    );
+    alerter
+}
+
+/// Chromium's profile directory, Chromium with one page attached (console,
+/// log and page events on), and the DevTools client (bind them in this
+/// order: Chromium stops before its profile is removed).
+fn open_browser() -> (tempfile::TempDir, Killed, Cdp) {
+    let profile = tempfile::tempdir().unwrap();
+    let (chromium, browser_url) = start_chromium(profile.path());
+    let mut cdp = Cdp::connect(&browser_url);
+    let target = cdp.call("Target.createTarget", json!({ "url": "about:blank" }));
+    let attached = cdp.call(
+        "Target.attachToTarget",
+        json!({ "targetId": target["targetId"], "flatten": true }),
+    );
+    cdp.session = attached["sessionId"].as_str().map(str::to_owned);
+    cdp.call("Runtime.enable", json!({}));
+    cdp.call("Log.enable", json!({}));
+    cdp.call("Page.enable", json!({}));
+    cdp.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({ "width": 1440, "height": 900, "deviceScaleFactor": 1, "mobile": false }),
+    );
+    (profile, chromium, cdp)
+}
+
+/// Loads the dashboard of the alerter on `port` and waits for its first
+/// refresh.
+fn open_dashboard(cdp: &mut Cdp, port: u16) {
+    cdp.call(
+        "Page.navigate",
+        json!({ "url": format!("http://127.0.0.1:{port}/") }),
+    );
+    cdp.wait_for(
+        "!!document.body && Number(document.body.dataset.loaded || 0) >= 1",
+        "the first refresh",
+    );
+}
+
 // One scenario, step by step: splitting it would hide the order that matters.
 #[allow(clippy::too_many_lines)]
 #[test]
@@ -360,49 +447,10 @@ fn dashboard_in_headless_chromium() {
     )
     .unwrap();
     let port = free_port();
-    let alerter = Killed(
-        Command::new(env!("CARGO_BIN_EXE_bp-alerter"))
-            .args(["--config"])
-            .arg(&config)
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--statsd", "off"])
-            .env("REDIS_URL", redis.url())
-            .env("CLUSTER_ENABLED", "true")
-            .env("BP_REDIS_SCOPE", "bp")
-            .env_remove("BP_API_TOKEN")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    assert!(
-        test_support::wait_until(DEADLINE, || http_status(port, "/readyz") == Some(200)),
-        "bp-alerter did not become ready"
-    );
+    let alerter = spawn_alerter(&config, &redis.url(), port, &[]);
 
-    let profile = tempfile::tempdir().unwrap();
-    let (_chromium, browser_url) = start_chromium(profile.path());
-    let mut cdp = Cdp::connect(&browser_url);
-    let target = cdp.call("Target.createTarget", json!({ "url": "about:blank" }));
-    let attached = cdp.call(
-        "Target.attachToTarget",
-        json!({ "targetId": target["targetId"], "flatten": true }),
-    );
-    cdp.session = attached["sessionId"].as_str().map(str::to_owned);
-    cdp.call("Runtime.enable", json!({}));
-    cdp.call("Log.enable", json!({}));
-    cdp.call("Page.enable", json!({}));
-    cdp.call(
-        "Emulation.setDeviceMetricsOverride",
-        json!({ "width": 1440, "height": 900, "deviceScaleFactor": 1, "mobile": false }),
-    );
-    cdp.call(
-        "Page.navigate",
-        json!({ "url": format!("http://127.0.0.1:{port}/") }),
-    );
-    cdp.wait_for(
-        "!!document.body && Number(document.body.dataset.loaded || 0) >= 1",
-        "the first refresh",
-    );
+    let (_profile, _chromium, mut cdp) = open_browser();
+    open_dashboard(&mut cdp, port);
 
     // Both main charts draw series with values: 2 averages + CPU and memory
     // of 3 nodes; 6 counter totals.
@@ -666,5 +714,514 @@ fn dashboard_in_headless_chromium() {
     // Let an auto-refresh pass run, then check the console.
     cdp.eval("new Promise(r => setTimeout(r, 500)).then(() => true)");
     assert!(cdp.errors.is_empty(), "console errors: {:#?}", cdp.errors);
+    drop(alerter);
+}
+
+/// The write token the alerter of the silences test accepts (named: it is
+/// the default `createdBy` and `by`).
+const WRITE_TOKEN: &str = "w-secret";
+/// A rule only the alerter has (not the seeder): it opens on node-b at the
+/// alerter's first evaluation, inside the seeded silence, so it is held.
+const HELD_RULE: &str = "Memory watch";
+const SEEDED_COMMENT: &str = "<img src=x onerror=window.__pwned=4> seeded";
+const SILENCE_COMMENT: &str = "disk swap <img src=x onerror=window.__pwned=5>";
+const ACK_COMMENT: &str = "rebooting <b onmouseover=window.__pwned=6>now</b>";
+const ACK_DIALOG: &str = "document.getElementById('ack-dialog').open";
+const TOKEN_DIALOG: &str = "document.getElementById('token-dialog').open";
+const TOKEN_KEY: &str = "bp-monitoring.writeToken";
+
+/// `GET path` as JSON.
+fn get_json(port: u16, path: &str) -> Value {
+    let body = test_support::harness::http_get(port, path)
+        .unwrap_or_else(|| panic!("GET {path}: no answer"));
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+}
+
+/// `POST path` (same-origin: no `Origin`), with `token` as the bearer
+/// token when given: the status and the JSON body.
+fn post_json(port: u16, path: &str, body: &str, token: Option<&str>) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n{auth}\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let json = text.split_once("\r\n\r\n").map_or(Value::Null, |(_, b)| {
+        serde_json::from_str(b).unwrap_or(Value::Null)
+    });
+    (status, json)
+}
+
+/// A JS string literal.
+fn js(text: &str) -> String {
+    serde_json::to_string(text).unwrap()
+}
+
+/// `HH:MM` (UTC) `minutes` from `now`.
+fn hhmm(now: Millis, minutes: i64) -> String {
+    let m = (now / 60_000 + minutes).rem_euclid(1440);
+    format!("{:02}:{:02}", m / 60, m % 60)
+}
+
+/// An RFC 3339 UTC time as the page shows it in UTC (`2025-01-01 02:00:00`).
+fn shown_time(rfc3339: &str) -> String {
+    assert!(rfc3339.ends_with('Z'), "{rfc3339}");
+    rfc3339[..19].replace('T', " ")
+}
+
+/// The text glob matching only `text` (as the page pre-fills it).
+fn glob_escaped(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('*', "\\*")
+        .replace('?', "\\?")
+}
+
+/// Page helpers: an open incident's row by rule, its badges and their
+/// tooltips, a silence's row by comment.
+const PAGE_HELPERS: &str = "window.__t = {
+  row: (rule) => Array.from(document.querySelectorAll('#incidents-active tbody tr[data-incident]')).find(r => r.cells[0].textContent === rule),
+  flags: (rule) => { const r = window.__t.row(rule); return r ? Array.from(r.querySelectorAll('td.flags .badge')).map(b => b.textContent) : null; },
+  titles: (rule) => { const r = window.__t.row(rule); return r ? Array.from(r.querySelectorAll('td.flags .badge')).map(b => b.title) : null; },
+  silence: (comment) => Array.from(document.querySelectorAll('#silences tbody tr[data-silence]')).find(r => r.cells[5].textContent === comment),
+  cells: (r) => r ? Array.from(r.cells).map(c => c.textContent) : null,
+  field: (name) => document.getElementById('silence-form').elements[name].value,
+}; true";
+
+/// Silences, maintenance windows and acknowledgements in the page, against
+/// an alerter with alerting on and a write token: the `Silence` action
+/// pre-fills the form from an incident (globs escaped), the write token is
+/// asked in the page (a wrong one refused with the server's message and
+/// forgotten), the silence is listed and mutes the incident, `Ack` marks the
+/// incident, `Expire` ends the silence; a held incident, a maintenance
+/// window open now and one to come; every text from the data as literal
+/// text; and an alerter without a write token refuses with its message.
+#[allow(clippy::too_many_lines)] // one scenario, in order
+#[test]
+fn silences_and_acks_in_headless_chromium() {
+    let _lock = heavy_test_lock();
+    let redis = RedisServer::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(seed(&redis.url()));
+    let now = now_ms();
+    // A silence on the rule only the alerter has, stored before it starts:
+    // its incident opens muted (held).
+    let seeded = rules_engine::Silence {
+        id: uuid::Uuid::new_v4(),
+        matchers: rules_engine::silence::Matchers {
+            rule: Some(metrics_model::glob::Glob::with_escapes(HELD_RULE)),
+            ..Default::default()
+        },
+        starts_at: now - 60_000,
+        ends_at: now + 3_600_000,
+        comment: SEEDED_COMMENT.into(),
+        created_by: "seed".into(),
+        created_at: now,
+        updated_at: now,
+    };
+    rt.block_on(async {
+        let url = metrics_model::RedisUrl::parse(&redis.url()).unwrap();
+        let store = RedisStore::connect(RedisOptions::new(url, "bp"))
+            .await
+            .unwrap();
+        store
+            .put_record(
+                metrics_model::store::RecordKind::Silence,
+                &seeded.id.to_string(),
+                &seeded.to_json().to_string(),
+                seeded.ends_at,
+                0,
+            )
+            .await
+            .unwrap();
+    });
+    let mut rules = rules_json();
+    rules.as_array_mut().unwrap().push(json!({
+        "name": HELD_RULE, "field": "mem.usage", "aggregation": "avg",
+        "operand": "equalOrMoreThan", "value": 35, "timeframe": "1m" }));
+    // "nightly" opens in 2 hours (on the disk rule), "open-now" opened an
+    // hour ago (on the cluster rule): it mutes the cluster incident.
+    let maintenance = json!([
+        { "name": "nightly", "start": hhmm(now, 120), "end": hhmm(now, 180),
+          "matchers": { "rule": "Disk almost full" } },
+        { "name": "open-now", "start": hhmm(now, -60), "end": hhmm(now, 60),
+          "matchers": { "rule": "Requests across the cluster" } },
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        json!({ "monitoring": { "enabled": true },
+                "alerting": { "enabled": true, "watcherInterval": "1s", "rules": rules,
+                              "maintenance": maintenance } })
+        .to_string(),
+    )
+    .unwrap();
+    let port = free_port();
+    let alerter = spawn_alerter(
+        &config,
+        &redis.url(),
+        port,
+        &["--write-token", &format!("ops:{WRITE_TOKEN}")],
+    );
+    // The alerter (the leader) evaluates: the held incident opens beside the
+    // three seeded ones.
+    let open_of = |v: &Value, rule: &str| {
+        v["open"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["ruleName"] == rule)
+            .cloned()
+    };
+    assert!(
+        test_support::wait_until(DEADLINE, || {
+            let v = get_json(port, "/api/v1/incidents");
+            v["open"].as_array().is_some_and(|o| o.len() == 4)
+                && open_of(&v, HELD_RULE).is_some_and(|i| i["held"] == json!(true))
+        }),
+        "the held incident did not open: {}",
+        get_json(port, "/api/v1/incidents")
+    );
+
+    let (_profile, _chromium, mut cdp) = open_browser();
+    cdp.call(
+        "Emulation.setTimezoneOverride",
+        json!({ "timezoneId": "UTC" }),
+    );
+    open_dashboard(&mut cdp, port);
+    cdp.eval(PAGE_HELPERS);
+    cdp.wait_for(
+        "document.querySelectorAll('#incidents-active tbody tr[data-incident]').length === 4",
+        "the four open incidents",
+    );
+    let flags = |cdp: &mut Cdp, rule: &str| cdp.eval(&format!("window.__t.flags({})", js(rule)));
+    let titles = |cdp: &mut Cdp, rule: &str| cdp.eval(&format!("window.__t.titles({})", js(rule)));
+    // Badges as the API says: held and silenced by the seeded silence;
+    // silenced by the open maintenance window; nothing on the others.
+    assert_eq!(flags(&mut cdp, HELD_RULE), json!(["silenced", "held"]));
+    assert_eq!(
+        titles(&mut cdp, HELD_RULE)[0],
+        json!(format!("muted now by silence {}", seeded.id))
+    );
+    let cluster = "Requests across the cluster";
+    assert_eq!(flags(&mut cdp, cluster), json!(["silenced"]));
+    assert_eq!(
+        titles(&mut cdp, cluster),
+        json!(["muted now by maintenance window 'open-now'"])
+    );
+    assert_eq!(flags(&mut cdp, NASTY_RULE), json!([]));
+    assert_eq!(flags(&mut cdp, "Disk almost full"), json!([]));
+
+    // The seeded silence: active, its comment as literal text.
+    let seeded_row = format!(
+        "window.__t.cells(window.__t.silence({}))",
+        js(SEEDED_COMMENT)
+    );
+    let row = cdp.eval(&seeded_row);
+    assert_eq!(row[0], json!("active"), "{row}");
+    assert_eq!(row[1], json!(format!("rule={HELD_RULE}")));
+    assert_eq!(row[4], json!("seed"));
+    assert_eq!(row[6], json!("Expire"));
+
+    // The rules view: each rule's windows, with times from the API.
+    let api_rules = get_json(port, "/api/v1/rules");
+    let window_of = |rule: &str| {
+        api_rules["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["rule"]["name"] == rule)
+            .unwrap()["maintenance"][0]
+            .clone()
+    };
+    let nightly = window_of("Disk almost full");
+    assert_eq!(nightly["open"], json!(false), "{nightly}");
+    let starts = nightly["startsAt"].as_str().unwrap();
+    assert_eq!(&starts[11..16], hhmm(now, 120), "{nightly}");
+    let open_now = window_of(cluster);
+    assert_eq!(open_now["open"], json!(true), "{open_now}");
+    let maintenance_texts = |rule: &str| {
+        format!(
+            "Array.from(document.querySelectorAll('#rules tbody tr')).filter(r => r.cells[0].textContent === {}).map(r => r.cells[r.cells.length - 1].textContent)",
+            js(rule)
+        )
+    };
+    let disk_windows = cdp.eval(&maintenance_texts("Disk almost full"));
+    let expected = format!(
+        "maintenance 'nightly' next: {} – {}",
+        shown_time(starts),
+        shown_time(nightly["endsAt"].as_str().unwrap())
+    );
+    assert!(
+        !disk_windows.as_array().unwrap().is_empty()
+            && disk_windows
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|t| t == &json!(expected)),
+        "{disk_windows} vs {expected}"
+    );
+    assert_eq!(
+        cdp.eval(&maintenance_texts(cluster)),
+        json!([format!(
+            "maintenance 'open-now' open until {}",
+            shown_time(open_now["endsAt"].as_str().unwrap())
+        )])
+    );
+    let cpu_windows = cdp.eval(&maintenance_texts(NASTY_RULE));
+    assert!(
+        cpu_windows
+            .as_array()
+            .is_some_and(|a| !a.is_empty() && a.iter().all(|t| t == "–")),
+        "no window on the CPU rule: {cpu_windows}"
+    );
+
+    // "Silence" on the cluster incident: its host `*` escaped, no instance.
+    let click_in_row = |cdp: &mut Cdp, rule: &str, action: &str| {
+        cdp.eval(&format!(
+            "window.__t.row({}).querySelector('button[data-action=\"{action}\"]').click(); true",
+            js(rule)
+        ));
+    };
+    let form_fields =
+        "['rule','host','instance','severity','comment','createdBy'].map(window.__t.field)";
+    click_in_row(&mut cdp, cluster, "silence");
+    assert_eq!(
+        cdp.eval("document.getElementById('silence-form').hidden"),
+        json!(false)
+    );
+    assert_eq!(
+        cdp.eval(form_fields),
+        json!([cluster, "\\*", "", "", "", ""])
+    );
+    // On the disk incident: its instance's `*` and `?` escaped.
+    click_in_row(&mut cdp, "Disk almost full", "silence");
+    let escaped_mount = glob_escaped(NASTY_MOUNT);
+    assert_ne!(escaped_mount, NASTY_MOUNT);
+    assert_eq!(
+        cdp.eval(form_fields),
+        json!(["Disk almost full", "node-a", escaped_mount, "", "", ""])
+    );
+    assert_eq!(
+        cdp.eval(&format!("sessionStorage.getItem({})", js(TOKEN_KEY))),
+        Value::Null
+    );
+    cdp.eval(&format!(
+        "(() => {{ const f = document.getElementById('silence-form').elements; \
+         f.comment.value = {}; f.duration.value = '1h'; \
+         document.getElementById('silence-submit').click(); return true; }})()",
+        js(SILENCE_COMMENT)
+    ));
+    // The first write asks for the token; a wrong one is refused with the
+    // server's message, forgotten, and asked again.
+    cdp.wait_for(TOKEN_DIALOG, "the write token dialog");
+    cdp.eval(
+        "document.getElementById('token-input').value = 'not-the-token'; \
+         document.getElementById('token-submit').click(); true",
+    );
+    let (status, refused) = post_json(port, "/api/v1/silences", "{}", Some("not-the-token"));
+    assert_eq!(status, 401, "{refused}");
+    let refused = format!(
+        "The write token was refused: {}",
+        refused["error"].as_str().unwrap()
+    );
+    cdp.wait_for(
+        &format!(
+            "{TOKEN_DIALOG} && document.getElementById('token-error').textContent === {}",
+            js(&refused)
+        ),
+        "the wrong token refused in the page",
+    );
+    assert_eq!(
+        cdp.eval(&format!("sessionStorage.getItem({})", js(TOKEN_KEY))),
+        Value::Null
+    );
+    cdp.expect_refused_load(401, "/api/v1/silences");
+    cdp.eval(&format!(
+        "document.getElementById('token-input').value = {}; \
+         document.getElementById('token-submit').click(); true",
+        js(WRITE_TOKEN)
+    ));
+    let new_row = format!(
+        "window.__t.cells(window.__t.silence({}))",
+        js(SILENCE_COMMENT)
+    );
+    cdp.wait_for(&format!("!!{new_row}"), "the new silence in the table");
+    let row = cdp.eval(&new_row);
+    assert_eq!(row[0], json!("active"), "{row}");
+    assert_eq!(
+        row[1],
+        json!(format!(
+            "rule=Disk almost full host=node-a instance={escaped_mount}"
+        ))
+    );
+    assert_eq!(row[4], json!("ops"));
+    assert_eq!(row[5], json!(SILENCE_COMMENT));
+    assert_eq!(
+        cdp.eval("document.getElementById('silence-form').hidden"),
+        json!(true)
+    );
+    // The token: in this tab's sessionStorage only, never in a URL.
+    assert_eq!(
+        cdp.eval(&format!("sessionStorage.getItem({})", js(TOKEN_KEY))),
+        json!(WRITE_TOKEN)
+    );
+    assert_eq!(cdp.eval("localStorage.length"), json!(0));
+    assert_eq!(
+        cdp.eval(&format!(
+            "[location.href].concat(performance.getEntriesByType('resource').map(e => e.name)).some(u => u.includes({}))",
+            js(WRITE_TOKEN)
+        )),
+        json!(false)
+    );
+    // As the API lists it.
+    let listed = get_json(port, "/api/v1/silences");
+    let created = listed["silences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["comment"] == SILENCE_COMMENT)
+        .unwrap_or_else(|| panic!("{listed}"))
+        .clone();
+    assert_eq!(created["status"], json!("active"), "{created}");
+    assert_eq!(created["createdBy"], json!("ops"));
+    assert_eq!(
+        created["matchers"],
+        json!({ "rule": "Disk almost full", "host": "node-a", "instance": escaped_mount })
+    );
+    let span = metrics_model::time::parse_rfc3339(created["endsAt"].as_str().unwrap()).unwrap()
+        - metrics_model::time::parse_rfc3339(created["startsAt"].as_str().unwrap()).unwrap();
+    assert!((3_590_000..=3_610_000).contains(&span), "1h: {created}");
+    let created_id = created["id"].as_str().unwrap().to_owned();
+    // It mutes the disk incident (and only it: the escaped globs).
+    cdp.wait_for(
+        &format!(
+            "JSON.stringify(window.__t.flags('Disk almost full')) === '[\"silenced\"]' \
+             && window.__t.titles('Disk almost full')[0] === {}",
+            js(&format!("muted now by silence {created_id}"))
+        ),
+        "the disk incident silenced",
+    );
+    assert_eq!(flags(&mut cdp, NASTY_RULE), json!([]));
+
+    // Ack the CPU incident with a comment: no token asked this time.
+    click_in_row(&mut cdp, NASTY_RULE, "ack");
+    cdp.wait_for(ACK_DIALOG, "the ack dialog");
+    cdp.eval(&format!(
+        "document.getElementById('ack-comment').value = {}; \
+         document.getElementById('ack-submit').click(); true",
+        js(ACK_COMMENT)
+    ));
+    cdp.wait_for(
+        &format!(
+            "!{ACK_DIALOG} && JSON.stringify(window.__t.flags({})) === '[\"acknowledged by ops\"]'",
+            js(NASTY_RULE)
+        ),
+        "the CPU incident acknowledged by ops",
+    );
+    assert_eq!(cdp.eval(TOKEN_DIALOG), json!(false));
+    let acked = open_of(&get_json(port, "/api/v1/incidents"), NASTY_RULE).unwrap();
+    assert_eq!(acked["acknowledged"]["by"], json!("ops"), "{acked}");
+    assert_eq!(acked["acknowledged"]["comment"], json!(ACK_COMMENT));
+    assert_eq!(
+        titles(&mut cdp, NASTY_RULE),
+        json!([format!(
+            "at {}: {ACK_COMMENT}",
+            shown_time(acked["acknowledged"]["at"].as_str().unwrap())
+        )])
+    );
+
+    // Expire the new silence: listed as expired, without its button; the
+    // disk incident is no longer silenced.
+    cdp.eval(&format!(
+        "window.__t.silence({}).querySelector('button[data-action=\"expire\"]').click(); true",
+        js(SILENCE_COMMENT)
+    ));
+    cdp.wait_for(
+        &format!(
+            "(() => {{ const c = window.__t.cells(window.__t.silence({})); return !!c && c[0] === 'expired' && c[6] === ''; }})()",
+            js(SILENCE_COMMENT)
+        ),
+        "the silence expired",
+    );
+    cdp.wait_for(
+        "JSON.stringify(window.__t.flags('Disk almost full')) === '[]'",
+        "the disk incident no longer silenced",
+    );
+    let listed = get_json(port, &format!("/api/v1/silences/{created_id}"));
+    assert_eq!(listed["status"], json!("expired"), "{listed}");
+
+    // The screenshot: the incidents with their badges, the silences.
+    cdp.eval("document.getElementById('incidents-active').scrollIntoView(); true");
+    let shot = cdp.call("Page.captureScreenshot", json!({ "format": "png" }));
+    let png = base64_decode(shot["data"].as_str().unwrap());
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    std::fs::write(artifacts.join("silences.png"), &png).unwrap();
+
+    // Nothing from the data ran or became an element.
+    assert_eq!(
+        cdp.eval("document.querySelectorAll('body img, body script, #content b').length"),
+        json!(0)
+    );
+    assert_eq!(cdp.eval("typeof window.__pwned"), json!("undefined"));
+    assert!(cdp.errors.is_empty(), "console errors: {:#?}", cdp.errors);
+
+    // An alerter without a write token: the page shows its refusal.
+    let config_ro = dir.path().join("config-ro.json");
+    std::fs::write(
+        &config_ro,
+        json!({ "monitoring": { "enabled": true }, "alerting": { "enabled": false, "rules": rules_json() } })
+            .to_string(),
+    )
+    .unwrap();
+    let port_ro = free_port();
+    let read_only = spawn_alerter(&config_ro, &redis.url(), port_ro, &[]);
+    let incident = open_of(&get_json(port_ro, "/api/v1/incidents"), HELD_RULE).unwrap();
+    let (status, disabled) = post_json(
+        port_ro,
+        &format!("/api/v1/incidents/{}/ack", incident["id"].as_str().unwrap()),
+        "{}",
+        Some(WRITE_TOKEN),
+    );
+    assert_eq!(status, 403, "{disabled}");
+    let disabled = disabled["error"].as_str().unwrap().to_owned();
+    assert!(disabled.starts_with("writes are disabled"), "{disabled}");
+    open_dashboard(&mut cdp, port_ro);
+    cdp.eval(PAGE_HELPERS);
+    cdp.wait_for(
+        &format!("!!window.__t.row({})", js(HELD_RULE)),
+        "the held incident on the read-only alerter",
+    );
+    click_in_row(&mut cdp, HELD_RULE, "ack");
+    cdp.wait_for(ACK_DIALOG, "the ack dialog (read-only alerter)");
+    cdp.eval("document.getElementById('ack-submit').click(); true");
+    // Another origin: its own sessionStorage, so the token is asked again.
+    cdp.wait_for(TOKEN_DIALOG, "the write token dialog (read-only alerter)");
+    cdp.eval(&format!(
+        "document.getElementById('token-input').value = {}; \
+         document.getElementById('token-submit').click(); true",
+        js(WRITE_TOKEN)
+    ));
+    cdp.wait_for(
+        &format!(
+            "{ACK_DIALOG} && !document.getElementById('ack-error').hidden \
+             && document.getElementById('ack-error').textContent === {}",
+            js(&format!("Not acknowledged: {disabled}"))
+        ),
+        "the server's refusal in the page",
+    );
+    cdp.expect_refused_load(403, "/ack");
+    assert!(cdp.errors.is_empty(), "console errors: {:#?}", cdp.errors);
+    drop(read_only);
     drop(alerter);
 }
