@@ -517,6 +517,22 @@ fn redis_restarted_empty_while_an_open_is_held_keeps_the_silence_the_ack_and_the
     );
     assert!(held(), "the held flag was not written back");
     assert_eq!(open_ids(&url, "bp"), BTreeSet::from([id.clone()]));
+    // `bp-alerter incidents` shows the hold and the acknowledgement.
+    let listed = incidents(&url, "bp").unwrap();
+    assert_eq!(listed["open"][0]["held"], true, "{listed}");
+    assert_eq!(listed["open"][0]["acknowledged"]["by"], "ops", "{listed}");
+    assert_eq!(
+        listed["open"][0]["acknowledged"]["comment"], "looking",
+        "{listed}"
+    );
+    let table = cli(&url, &["incidents"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.lines().any(|l| l.contains(&id)
+            && l.contains("held (muted, not notified yet)")
+            && l.contains("acknowledged by ops")),
+        "{table}"
+    );
     std::thread::sleep(Duration::from_secs(2));
     assert!(
         setup.calls().is_empty(),

@@ -1,5 +1,6 @@
-//! `bp-alerter incidents`: open and recent incidents, outbox depth, dead
-//! letters and the active alerter, read from the store.
+//! `bp-alerter incidents`: open and recent incidents (with their ids, held
+//! opens and acknowledgements), outbox depth, dead letters and the active
+//! alerter, read from the store.
 
 use std::fmt::Write as _;
 
@@ -42,10 +43,46 @@ pub async fn incidents<A: AlertStore>(store: &A, options: ListOptions) -> anyhow
     let dead = store.dead_letters(options.limit).await?;
     let outbox = store.outbox_len().await?;
     let lease = store.lease().await?;
+    let acks: std::collections::HashMap<uuid::Uuid, rules_engine::Acknowledgement> = store
+        .records(metrics_model::store::RecordKind::Acknowledgement)
+        .await?
+        .iter()
+        .filter_map(|r| {
+            let v: serde_json::Value = serde_json::from_str(&r.json).ok()?;
+            let a = rules_engine::Acknowledgement::from_json(&v)?;
+            Some((a.incident_id, a))
+        })
+        .collect();
+    let held = &view.held;
+    let note = |i: &Incident| {
+        let mut parts = Vec::new();
+        if held.contains(&i.id) {
+            parts.push("held (muted, not notified yet)".to_owned());
+        }
+        if let Some(a) = acks.get(&i.id) {
+            parts.push(format!("acknowledged by {}", sanitize(&a.by)));
+        }
+        parts.join(", ")
+    };
+    let with_extras = |i: &Incident| {
+        let mut v = serde_json::to_value(i).unwrap_or(serde_json::Value::Null);
+        if let Some(o) = v.as_object_mut() {
+            if held.contains(&i.id) {
+                o.insert("held".into(), json!(true));
+            }
+            if let Some(a) = acks.get(&i.id) {
+                o.insert(
+                    "acknowledged".into(),
+                    json!({ "by": a.by, "at": format_rfc3339(a.at), "comment": a.comment }),
+                );
+            }
+        }
+        v
+    };
     if options.json {
         let value = json!({
-            "open": open,
-            "resolved": resolved,
+            "open": open.iter().map(with_extras).collect::<Vec<_>>(),
+            "resolved": resolved.iter().map(with_extras).collect::<Vec<_>>(),
             "outboxDepth": outbox,
             "deadLetters": dead.iter().map(|d| json!({ "at": format_rfc3339(d.at), "hook": d.hook, "error": d.error, "transition": serde_json::from_str::<serde_json::Value>(&d.payload).unwrap_or(serde_json::Value::Null) })).collect::<Vec<_>>(),
             "activeAlerter": lease.as_ref().map(|l| json!({ "holder": l.holder, "token": l.token })),
@@ -56,14 +93,14 @@ pub async fn incidents<A: AlertStore>(store: &A, options: ListOptions) -> anyhow
     }
     let mut out = String::new();
     let _ = writeln!(out, "OPEN INCIDENTS ({})", open.len());
-    table(&mut out, &open, now);
+    table(&mut out, &open, now, &note);
     let _ = writeln!(
         out,
         "\nRESOLVED IN THE LAST {} ({})",
         options.since,
         resolved.len()
     );
-    table(&mut out, &resolved, now);
+    table(&mut out, &resolved, now, &note);
     let _ = writeln!(
         out,
         "\nactive alerter: {}",
@@ -95,7 +132,12 @@ pub async fn incidents<A: AlertStore>(store: &A, options: ListOptions) -> anyhow
     Ok(out)
 }
 
-fn table(out: &mut String, incidents: &[Incident], now: Millis) {
+fn table(
+    out: &mut String,
+    incidents: &[Incident],
+    now: Millis,
+    note: &dyn Fn(&Incident) -> String,
+) {
     if incidents.is_empty() {
         out.push_str("  (none)\n");
         return;
@@ -136,7 +178,8 @@ fn table(out: &mut String, incidents: &[Incident], now: Millis) {
     };
     let _ = writeln!(
         out,
-        "  {:<rule_w$}  {:<host_w$}{}  {:<24}  {:<24}  {:>10}  {:>14}",
+        "  {:<36}  {:<rule_w$}  {:<host_w$}{}  {:<24}  {:<24}  {:>10}  {:>14}  NOTE",
+        "ID",
         "RULE",
         "HOST",
         extra("INSTANCE", "SEVERITY"),
@@ -154,7 +197,8 @@ fn table(out: &mut String, incidents: &[Incident], now: Millis) {
             .map_or("-".to_owned(), |d| d.to_string());
         let _ = writeln!(
             out,
-            "  {:<rule_w$}  {:<host_w$}{}  {:<24}  {:<24}  {:>10}  {:>14}",
+            "  {:<36}  {:<rule_w$}  {:<host_w$}{}  {:<24}  {:<24}  {:>10}  {:>14}  {}",
+            i.id,
             sanitize(&i.rule_name),
             i.host_name,
             extra(
@@ -166,7 +210,8 @@ fn table(out: &mut String, incidents: &[Incident], now: Millis) {
             format_rfc3339(i.start_time),
             end,
             took,
-            i.trigger_value
+            i.trigger_value,
+            note(i)
         );
     }
 }
