@@ -25,6 +25,7 @@ pub struct ListOptions {
 }
 
 /// Prints the listing; returns the text.
+#[allow(clippy::too_many_lines)] // one listing, section by section
 pub async fn incidents<A: AlertStore>(store: &A, options: ListOptions) -> anyhow::Result<String> {
     let now = now_ms();
     let snapshot = store.load().await?;
