@@ -3,9 +3,9 @@
 //! ever making its caller wait on a hook.
 //!
 //! ```text
-//! alerter ──submit(seq, transition)──▶ queue per (rule, host) ──▶ one task per key
-//!    ▲                                                          │ every hook at once,
-//!    └──────────── Completion { seq, failures } ◀───────────────┘ retries with backoff
+//! alerter ──submit(seq, transition)──▶ queue per (lane, rule, host) ──▶ one task per queue
+//!    ▲                                                                 │ every hook of the lane
+//!    └──── Completion { seq, failures } once every lane is done ◀──────┘ at once, retries
 //! ```
 //!
 //! - [`Dispatcher::submit`] never blocks: it refuses with
@@ -15,8 +15,13 @@
 //!   a no-op (`Ok(false)`).
 //! - Order: entries with the same (rule, host) are delivered one after the
 //!   other in submission (seq) order — a resolve is never delivered before
-//!   its open; the next starts when every hook is done with the previous
-//!   one (delivered or given up). Different keys run in parallel.
+//!   its open — within each *lane*: the next starts when every hook of the
+//!   lane is done with the previous one (delivered or given up). Different
+//!   keys run in parallel, and so do lanes: the file hooks, webhooks,
+//!   Alertmanager and embedders' hooks share the main lane; each notifier
+//!   has its own, which gets only the transitions its route matches. A
+//!   slow or rate-limited notifier therefore holds back only itself. An
+//!   entry completes when every lane is done with it.
 //! - For one entry, every hook (webhooks, Alertmanager, embedders' hooks,
 //!   and the files found in the hook directory at that moment) is called at
 //!   once; each failure is retried after `retryBackoff`, doubled every time
@@ -205,10 +210,22 @@ impl Stats {
     }
 }
 
+/// Hooks delivered in order per (rule, host), independently of other lanes.
+#[derive(Debug)]
+struct Lane {
+    /// Its hooks.
+    hooks: Vec<Arc<dyn Hook>>,
+    /// Whether the hook directory's files are part of it (the main lane).
+    files: bool,
+    /// A notifier's lane takes only what the notifier wants.
+    notifier: Option<Arc<crate::notifiers::NotifierHook>>,
+}
+
 /// Everything a delivery task needs.
 #[derive(Debug)]
 struct Context {
     static_hooks: Vec<Arc<dyn Hook>>,
+    lanes: Vec<Lane>,
     directory: HookDirectory,
     timeout: Duration,
     max_attempts: u32,
@@ -264,17 +281,29 @@ impl Dispatcher {
         if let Some(am) = &alertmanager {
             static_hooks.push(Arc::new(am.clone()));
         }
+        static_hooks.extend(options.extra_hooks);
+        let mut lanes = vec![Lane {
+            hooks: static_hooks.clone(),
+            files: true,
+            notifier: None,
+        }];
         for n in &config.notifiers {
-            static_hooks.push(Arc::new(crate::notifiers::NotifierHook::new(
+            let hook = Arc::new(crate::notifiers::NotifierHook::new(
                 n.clone(),
                 client.clone(),
                 config.timeout,
-            )));
+            ));
+            static_hooks.push(hook.clone());
+            lanes.push(Lane {
+                hooks: vec![hook.clone()],
+                files: false,
+                notifier: Some(hook),
+            });
         }
-        static_hooks.extend(options.extra_hooks);
         let concurrency = config.concurrency.max(1);
         let context = Arc::new(Context {
             static_hooks,
+            lanes,
             directory: HookDirectory::new(
                 config.directory.clone(),
                 config.node.clone(),
@@ -453,8 +482,19 @@ impl Dispatcher {
     }
 }
 
-/// Receives submissions, keeps one delivery in flight per key, emits
-/// completions. Returns the seqs abandoned at shutdown.
+/// An entry on its way through the lanes.
+struct Progress {
+    delivery: Arc<Delivery>,
+    remaining: usize,
+    failures: Vec<DeadLetterInfo>,
+}
+
+/// A queue: one lane's deliveries of one (rule, host).
+type LaneKey = (usize, Key);
+
+/// Receives submissions, keeps one delivery in flight per (lane, key),
+/// emits a completion when every lane is done with an entry. Returns the
+/// seqs abandoned at shutdown.
 async fn main_loop(
     context: Arc<Context>,
     shared: Arc<Shared>,
@@ -462,32 +502,43 @@ async fn main_loop(
     done_tx: mpsc::UnboundedSender<Completion>,
     mut shutdown_rx: watch::Receiver<Option<tokio::time::Instant>>,
 ) -> Vec<u64> {
-    let mut queues: HashMap<Key, VecDeque<Delivery>> = HashMap::new();
-    let mut running: JoinSet<(Key, Completion)> = JoinSet::new();
-    let mut in_flight: HashMap<tokio::task::Id, u64> = HashMap::new();
+    let mut queues: HashMap<LaneKey, VecDeque<Arc<Delivery>>> = HashMap::new();
+    let mut progress: HashMap<u64, Progress> = HashMap::new();
+    let mut running: JoinSet<(LaneKey, u64, Vec<DeadLetterInfo>)> = JoinSet::new();
     let deadline = loop {
         tokio::select! {
             msg = submit_rx.recv() => {
                 let Some(d) = msg else { break None };
+                let d = Arc::new(d);
                 let key: Key = (
                     d.transition.incident.rule_name.clone(),
                     d.transition.incident.host_name.clone(),
                 );
-                if let Some(queue) = queues.get_mut(&key) {
-                    queue.push_back(d);
-                } else {
-                    queues.insert(key.clone(), VecDeque::new());
-                    spawn_delivery(&mut running, &mut in_flight, &context, key, d);
+                let lanes: Vec<usize> = context
+                    .lanes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| l.notifier.as_ref().is_none_or(|n| n.wants(&d.transition)))
+                    .map(|(i, _)| i)
+                    .collect();
+                progress.insert(d.seq, Progress { delivery: d.clone(), remaining: lanes.len(), failures: Vec::new() });
+                for lane in lanes {
+                    let lk = (lane, key.clone());
+                    if let Some(queue) = queues.get_mut(&lk) {
+                        queue.push_back(d.clone());
+                    } else {
+                        queues.insert(lk.clone(), VecDeque::new());
+                        spawn_delivery(&mut running, &context, lk, d.clone());
+                    }
                 }
             }
-            Some(joined) = running.join_next_with_id(), if !running.is_empty() => {
-                let Ok((id, (key, completion))) = joined else { continue };
-                in_flight.remove(&id);
-                finish(&shared, &done_tx, completion);
-                let next = queues.get_mut(&key).and_then(VecDeque::pop_front);
+            Some(joined) = running.join_next(), if !running.is_empty() => {
+                let Ok((lk, seq, failures)) = joined else { continue };
+                lane_done(&shared, &done_tx, &mut progress, seq, failures);
+                let next = queues.get_mut(&lk).and_then(VecDeque::pop_front);
                 match next {
-                    Some(d) => spawn_delivery(&mut running, &mut in_flight, &context, key, d),
-                    None => { queues.remove(&key); }
+                    Some(d) => spawn_delivery(&mut running, &context, lk, d),
+                    None => { queues.remove(&lk); }
                 }
             }
             changed = shutdown_rx.changed() => {
@@ -497,18 +548,17 @@ async fn main_loop(
         }
     };
     // Shutting down: nothing new starts; in-flight deliveries get until the
-    // deadline.
+    // deadline. An entry some lane did not finish stays in the outbox (the
+    // lanes that did will see it again: at least once).
     submit_rx.close();
     let mut abandoned: Vec<u64> = Vec::new();
     while let Ok(d) = submit_rx.try_recv() {
         abandoned.push(d.seq);
     }
-    abandoned.extend(queues.values().flatten().map(|d| d.seq));
     let drain = async {
-        while let Some(joined) = running.join_next_with_id().await {
-            if let Ok((id, (_, completion))) = joined {
-                in_flight.remove(&id);
-                finish(&shared, &done_tx, completion);
+        while let Some(joined) = running.join_next().await {
+            if let Ok((_, seq, failures)) = joined {
+                lane_done(&shared, &done_tx, &mut progress, seq, failures);
             }
         }
     };
@@ -519,7 +569,7 @@ async fn main_loop(
         None => drain.await,
     }
     running.abort_all();
-    abandoned.extend(in_flight.values().copied());
+    abandoned.extend(progress.keys().copied());
     let mut pending = shared
         .pending
         .lock()
@@ -528,6 +578,39 @@ async fn main_loop(
         pending.remove(seq);
     }
     abandoned
+}
+
+/// One lane is done with entry `seq`; the last one completes it.
+fn lane_done(
+    shared: &Shared,
+    done_tx: &mpsc::UnboundedSender<Completion>,
+    progress: &mut HashMap<u64, Progress>,
+    seq: u64,
+    failures: Vec<DeadLetterInfo>,
+) {
+    let Some(p) = progress.get_mut(&seq) else {
+        return;
+    };
+    p.failures.extend(failures);
+    p.remaining = p.remaining.saturating_sub(1);
+    if p.remaining > 0 {
+        return;
+    }
+    let Some(mut p) = progress.remove(&seq) else {
+        return;
+    };
+    p.failures.sort_by(|a, b| a.hook.cmp(&b.hook));
+    let d = &p.delivery;
+    finish(
+        shared,
+        done_tx,
+        Completion {
+            seq,
+            idempotency_key: d.idempotency_key.clone(),
+            payload: d.transition.to_json_line(),
+            failures: p.failures,
+        },
+    );
 }
 
 fn finish(shared: &Shared, done_tx: &mpsc::UnboundedSender<Completion>, completion: Completion) {
@@ -542,30 +625,37 @@ fn finish(shared: &Shared, done_tx: &mpsc::UnboundedSender<Completion>, completi
 }
 
 fn spawn_delivery(
-    running: &mut JoinSet<(Key, Completion)>,
-    in_flight: &mut HashMap<tokio::task::Id, u64>,
+    running: &mut JoinSet<(LaneKey, u64, Vec<DeadLetterInfo>)>,
     context: &Arc<Context>,
-    key: Key,
-    d: Delivery,
+    lk: LaneKey,
+    d: Arc<Delivery>,
 ) {
-    let seq = d.seq;
     let context = context.clone();
-    let handle = running.spawn(async move {
-        let completion = deliver_to_all(context, d).await;
-        (key, completion)
+    running.spawn(async move {
+        let seq = d.seq;
+        let failures = deliver_in_lane(context, lk.0, d).await;
+        (lk, seq, failures)
     });
-    in_flight.insert(handle.id(), seq);
 }
 
-/// Delivers one entry to every hook (the static ones and the files in the
-/// directory now), each with its retries.
-async fn deliver_to_all(context: Arc<Context>, d: Delivery) -> Completion {
-    let d = Arc::new(d);
+/// Delivers one entry to every hook of lane `lane` (the main lane: the
+/// static hooks and the files in the directory now), each with its
+/// retries; returns the hooks that gave up.
+async fn deliver_in_lane(
+    context: Arc<Context>,
+    lane: usize,
+    d: Arc<Delivery>,
+) -> Vec<DeadLetterInfo> {
     let mut failures = Vec::new();
-    let mut hooks = context.static_hooks.clone();
-    match scan_with_retries(&context).await {
-        Ok(files) => hooks.extend(files),
-        Err(info) => failures.push(info),
+    let Some(l) = context.lanes.get(lane) else {
+        return failures;
+    };
+    let mut hooks = l.hooks.clone();
+    if l.files {
+        match scan_with_retries(&context).await {
+            Ok(files) => hooks.extend(files),
+            Err(info) => failures.push(info),
+        }
     }
     let mut calls: JoinSet<Option<DeadLetterInfo>> = JoinSet::new();
     for hook in hooks {
@@ -582,13 +672,7 @@ async fn deliver_to_all(context: Arc<Context>, d: Delivery) -> Completion {
             }),
         }
     }
-    failures.sort_by(|a, b| a.hook.cmp(&b.hook));
-    Completion {
-        seq: d.seq,
-        idempotency_key: d.idempotency_key.clone(),
-        payload: d.transition.to_json_line(),
-        failures,
-    }
+    failures
 }
 
 async fn scan_with_retries(context: &Context) -> Result<Vec<Arc<dyn Hook>>, DeadLetterInfo> {

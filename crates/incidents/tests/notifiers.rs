@@ -500,3 +500,52 @@ fn bad_notifiers_are_named_by_path() {
     let e = parse_notifiers(Some(&dup), "alerting.notifiers", None).unwrap_err();
     assert_eq!(e[0].path, "alerting.notifiers[1].name");
 }
+
+/// Each notifier has its own lane: one told to wait (429, Retry-After 3)
+/// holds back only itself; the webhook in the main lane gets the open and
+/// the resolve of the same incident meanwhile, in order; the entries
+/// complete once the notifier is done too, and it too gets them in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_notifier_never_stalls_another_hook() {
+    capture_logs();
+    let (slow, s) = vendor(vec![(429, Some("3"))]).await;
+    let (fast, f) = vendor(vec![]).await;
+    let config = hooks_with(
+        &json!([{ "name": "slow-chat", "type": "discord", "url": format!("{slow}/w") }]),
+        &json!({ "webhooks": [{ "name": "fast", "url": format!("{fast}/hook") }] }),
+    );
+    let inc = incident("Lanes", "node-l", 1_700_000_000_000, 1.0);
+    let (dispatcher, mut rx) = start(&config);
+    let started = Instant::now();
+    dispatcher.submit(1, opened(&inc)).unwrap();
+    dispatcher
+        .submit(2, resolved(&inc, 1_700_000_010_000))
+        .unwrap();
+    let done = completions(&mut rx, 2).await;
+    dispatcher.shutdown(DEADLINE).await;
+    assert!(done.iter().all(|c| c.failures.is_empty()), "{done:?}");
+    let fast = got(&f);
+    let events: Vec<String> = fast
+        .iter()
+        .map(|r| r.json()["event"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(events, ["opened", "resolved"]);
+    assert!(
+        fast[1].at - started < std::time::Duration::from_secs(2),
+        "the webhook waited for the rate-limited notifier: {:?}",
+        fast[1].at - started
+    );
+    let slow = got(&s);
+    assert_eq!(slow.len(), 3, "429, then the open, then the resolve");
+    assert!(slow[1].at - slow[0].at >= std::time::Duration::from_millis(2900));
+    let colours: Vec<i64> = slow[1..]
+        .iter()
+        .map(|r| r.json()["embeds"][0]["color"].as_i64().unwrap())
+        .collect();
+    assert_eq!(colours, [0xd0_00_00, 0x2e_b8_86], "open then resolve");
+    assert!(
+        done.iter()
+            .all(|_| started.elapsed() >= std::time::Duration::from_millis(2900)),
+        "entries complete when every lane is done"
+    );
+}
