@@ -167,6 +167,14 @@ enum Command {
         #[arg(long, env = "BP_API_URL")]
         api: Option<String>,
     },
+    /// Send a test incident (its open, then its resolve) through the
+    /// notifiers of --config, or the one named; print each outcome; exit 1
+    /// if one failed.
+    NotifyTest {
+        /// Only this notifier.
+        #[arg(long)]
+        notifier: Option<String>,
+    },
     /// Run rule unit tests (see docs/test-rules.md); exit 1 if one fails, 2 on a bad file.
     TestRules {
         /// Test files.
@@ -294,6 +302,14 @@ fn main() -> ExitCode {
         Command::Incidents { since, limit, json } => {
             list_incidents(&cli.run, alerter::list::ListOptions { since, limit, json })
         }
+        Command::NotifyTest { notifier } => offline::notify_test(
+            cli.run.config.as_deref(),
+            notifier.as_deref(),
+            &cli.run
+                .node
+                .clone()
+                .unwrap_or_else(|| "bp-alerter".to_owned()),
+        ),
         Command::Silence { action, api } => match silence_op(action) {
             Ok(op) => silence_command(&cli.run, api.as_deref(), &op),
             Err(e) => bad(&e),

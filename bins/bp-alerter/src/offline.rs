@@ -383,3 +383,85 @@ pub fn test_rules(files: &[std::path::PathBuf]) -> u8 {
         u8::from(failed > 0)
     }
 }
+
+/// `notify-test`: sends a test incident's open and resolve through each
+/// configured notifier (or the one named), bypassing its route, and prints
+/// each outcome (the receiver's status, or the error with secrets
+/// removed). 0 when every send succeeded, 1 when one failed, 2 on a bad
+/// configuration or an unknown notifier.
+pub fn notify_test(config: Option<&Path>, only: Option<&str>, host: &str) -> u8 {
+    let Some(path) = config else {
+        eprintln!(
+            "bp-alerter notify-test: give the configuration file with --config (its alerting.notifiers)"
+        );
+        return crate::EXIT_BAD_INPUT;
+    };
+    let hooks = match alerter::load_config(path) {
+        Ok(l) => l.hooks,
+        Err(problems) => {
+            for p in problems {
+                eprintln!("{p}");
+            }
+            return crate::EXIT_BAD_INPUT;
+        }
+    };
+    let chosen: Vec<_> = hooks
+        .notifiers
+        .iter()
+        .filter(|n| only.is_none_or(|o| o == n.name))
+        .cloned()
+        .collect();
+    if chosen.is_empty() {
+        let names: Vec<&str> = hooks.notifiers.iter().map(|n| n.name.as_str()).collect();
+        eprintln!(
+            "bp-alerter notify-test: {} (configured: {})",
+            only.map_or_else(
+                || format!("{} has no alerting.notifiers", path.display()),
+                |o| format!("no notifier named {o:?}")
+            ),
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        );
+        return crate::EXIT_BAD_INPUT;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("bp-alerter notify-test: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    let Ok(client) = incidents::hooks::webhook::http_client() else {
+        eprintln!("bp-alerter notify-test: cannot build an HTTP client");
+        return 1;
+    };
+    let mut failed = false;
+    for n in chosen {
+        let label = format!("{} ({}, {})", n.name, n.kind.as_str(), n.url.origin());
+        let hook = incidents::notifiers::NotifierHook::new(n, client.clone(), hooks.timeout);
+        let mut outcomes = Vec::new();
+        for (i, tr) in incidents::notifiers::template::test_transitions(host)
+            .into_iter()
+            .enumerate()
+        {
+            let event = tr.event.as_str();
+            let d = incidents::hooks::Delivery::new(i as u64 + 1, tr);
+            match runtime.block_on(hook.send_now(&d)) {
+                Ok(status) => outcomes.push(format!("{event}: sent ({status})")),
+                Err(e) => {
+                    failed = true;
+                    outcomes.push(format!("{event}: failed: {e}"));
+                    break;
+                }
+            }
+        }
+        println!("{label}: {}", outcomes.join("; "));
+    }
+    u8::from(failed)
+}

@@ -720,3 +720,108 @@ fn check_config_names_bad_notifier_templates_and_lists_good_ones() {
     );
     assert!(!text.contains("SECRETPATH"), "{text}");
 }
+
+/// A tiny HTTP server on loopback: answers every request with `status` and
+/// the request itself as the body (as some vendors echo what they got);
+/// returns its URL and the requests' first lines and bodies.
+fn echo_server(status: u16) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead as _, BufReader, Read as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut first = String::new();
+            reader.read_line(&mut first).unwrap();
+            let mut length = 0usize;
+            loop {
+                let mut h = String::new();
+                reader.read_line(&mut h).unwrap();
+                if h.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let text = format!("{} {}", first.trim(), String::from_utf8_lossy(&body));
+            log.lock().unwrap().push(text.clone());
+            let reply = format!(
+                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                text.len()
+            );
+            let _ = std::io::Write::write_all(&mut stream, reply.as_bytes());
+        }
+    });
+    (url, seen)
+}
+
+/// `notify-test`: a test open and resolve through each notifier, bypassing
+/// its route; each outcome printed (a vendor's error with the secret
+/// removed); exit 1 when one failed, 2 for an unknown notifier.
+#[test]
+fn notify_test_sends_a_test_incident_and_reports_each_outcome() {
+    let (ok_url, ok_seen) = echo_server(200);
+    let (bad_url, _) = echo_server(400);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.json");
+    std::fs::write(
+        &file,
+        json!({ "alerting": { "notifiers": [
+            { "name": "chat", "type": "slack", "url": format!("{ok_url}/services/x"),
+              "match": { "rule": "never-matches-this" } },
+            { "name": "pager", "type": "pagerduty", "url": bad_url, "routingKey": "RK-SECRET-555" }
+        ] } })
+        .to_string(),
+    )
+    .unwrap();
+    let cfg = file.to_str().unwrap();
+    let out = bp_alerter(&["notify-test", "--config", cfg], "");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("chat (slack, http://127.0.0.1:")
+            && text.contains("opened: sent (200); resolved: sent (200)"),
+        "{text}"
+    );
+    let pager = text
+        .lines()
+        .find(|l| l.starts_with("pager (pagerduty"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        pager.contains("opened: failed:") && pager.contains("HTTP 400"),
+        "{pager}"
+    );
+    assert!(
+        !text.contains("RK-SECRET-555"),
+        "the routing key was printed: {text}"
+    );
+    let seen = ok_seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(
+        seen[0].starts_with("POST /services/x ")
+            && seen[0].contains("bp-monitoring test notification"),
+        "{seen:?}"
+    );
+
+    let out = bp_alerter(&["notify-test", "--config", cfg, "--notifier", "chat"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let out = bp_alerter(&["notify-test", "--config", cfg, "--notifier", "nope"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no notifier named \"nope\" (configured: chat, pager)"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -292,6 +292,32 @@ fn describe(e: &minijinja::Error) -> String {
     format!("{line}{}{detail}", e.kind())
 }
 
+/// What `bp-alerter notify-test` sends: an open and its resolve of a test
+/// incident on `host`, stamped now.
+pub fn test_transitions(host: &str) -> Vec<Transition> {
+    let now = metrics_model::time::now_ms();
+    let inc = Incident {
+        id: uuid::Uuid::new_v4(),
+        rule_name: "bp-monitoring test notification".into(),
+        host_name: host
+            .parse()
+            .unwrap_or_else(|_| "bp-alerter".parse().expect("a valid host name")),
+        instance: None,
+        severity: Some("info".into()),
+        labels: None,
+        description: Some("Sent by bp-alerter notify-test: no action needed.".into()),
+        start_time: now,
+        end_time: None,
+        trigger_value: 42.0,
+    };
+    let mut resolved = inc.clone();
+    resolved.end_time = Some(now + 1000);
+    vec![
+        Transition::new(Event::Opened, now, inc),
+        Transition::new(Event::Resolved, now + 1000, resolved),
+    ]
+}
+
 /// Sample transitions the templates are checked against: a version-1 open
 /// and resolve, and a version-2 resolve with every optional field.
 fn samples() -> Vec<Transition> {

@@ -43,6 +43,11 @@ impl NotifierHook {
         }
     }
 
+    /// Its configuration.
+    pub fn config(&self) -> &NotifierConfig {
+        &self.config
+    }
+
     /// Whether `tr` goes to this notifier at all (route and `sendResolved`).
     pub fn wants(&self, tr: &Transition) -> bool {
         self.config.route.matches(&tr.incident)
@@ -238,7 +243,16 @@ impl NotifierHook {
         .header("Idempotency-Key", &d.idempotency_key))
     }
 
-    async fn send(&self, d: &Delivery) -> Result<(), HookError> {
+    /// Sends `d` now, whatever the route says (`bp-alerter notify-test`);
+    /// returns the receiver's status (an SMTP server's: 250).
+    pub async fn send_now(&self, d: &Delivery) -> Result<u16, HookError> {
+        if let Extra::Email(settings) = &self.config.extra {
+            return self.send_email(settings, d).await.map(|()| 250);
+        }
+        self.send(d).await
+    }
+
+    async fn send(&self, d: &Delivery) -> Result<u16, HookError> {
         let name = &self.config.name;
         let response = self
             .request(d)?
@@ -262,7 +276,7 @@ impl NotifierHook {
             })?;
         let status = response.status();
         if status.is_success() {
-            return Ok(());
+            return Ok(status.as_u16());
         }
         let retry_after = response
             .headers()
@@ -408,10 +422,7 @@ impl Hook for NotifierHook {
             if !self.wants(&delivery.transition) {
                 return Ok(());
             }
-            if let Extra::Email(settings) = &self.config.extra {
-                return self.send_email(settings, delivery).await;
-            }
-            self.send(delivery).await
+            self.send_now(delivery).await.map(|_| ())
         })
     }
 }
