@@ -762,6 +762,7 @@ async fn attempt_once(context: &Context, hook: &dyn Hook, d: &Delivery) -> Resul
                 .await
                 .unwrap_or_else(|_| Err(timed_out(hook, context.timeout, true)))
         }
+        HookKind::Paced => hook.deliver(d).await,
         HookKind::Task => {
             let _permit = context.tasks.acquire().await.map_err(|_| closed(hook))?;
             tokio::time::timeout(timeout, hook.deliver(d))

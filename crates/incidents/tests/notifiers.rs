@@ -408,6 +408,7 @@ async fn a_429_retry_after_is_honoured_and_a_500_ends_in_a_dead_letter_without_s
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // a table of cases
 fn bad_notifiers_are_named_by_path() {
     // SAFETY-free: a variable only this test reads.
     let file = tempfile::NamedTempFile::new().unwrap();
@@ -486,6 +487,18 @@ fn bad_notifiers_are_named_by_path() {
             json!({ "name": "a", "type": "webhook", "url": "http://x", "method": "GET" }),
             "alerting.notifiers[0].method",
         ),
+        (
+            json!({ "name": "a", "type": "slack", "url": "http://x", "rateLimit": { "max": 0, "per": "1m" } }),
+            "alerting.notifiers[0].rateLimit.max",
+        ),
+        (
+            json!({ "name": "a", "type": "slack", "url": "http://x", "rateLimit": { "max": 5, "per": "0s" } }),
+            "alerting.notifiers[0].rateLimit.per",
+        ),
+        (
+            json!({ "name": "a", "type": "slack", "url": "http://x", "rateLimit": { "max": 5, "per": "1m", "burst": 2 } }),
+            "alerting.notifiers[0].rateLimit.burst",
+        ),
     ];
     for (entry, path) in cases {
         let e = parse_notifiers(Some(&json!([entry])), "alerting.notifiers", None).unwrap_err();
@@ -548,4 +561,126 @@ async fn a_rate_limited_notifier_never_stalls_another_hook() {
             .all(|_| started.elapsed() >= std::time::Duration::from_millis(2900)),
         "entries complete when every lane is done"
     );
+}
+
+/// Sliding-window check: no `per` span holds more than `max` requests.
+fn within_rate(times: &[Instant], max: usize, per: std::time::Duration) -> bool {
+    let slack = std::time::Duration::from_millis(60);
+    times.windows(max + 1).all(|w| w[max] - w[0] + slack >= per)
+}
+
+/// A storm: 100 incidents open and resolve (200 transitions) on a chat
+/// notifier limited to 10 messages per 2 s: it never sends more than 10
+/// messages in any 2 s, digests list the rest, every transition is in
+/// exactly one message, and every incident's open reaches the receiver
+/// before its resolve. The same storm to PagerDuty limited to 50 per 1 s:
+/// every event sent (queued, never combined), within the rate, trigger
+/// before resolve for each dedup_key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines)] // one storm, two receivers
+async fn a_storm_is_rate_limited_into_digests_with_every_pair_complete() {
+    capture_logs();
+    let (chat, c) = vendor(vec![]).await;
+    let (pd, p) = vendor(vec![]).await;
+    let config = hooks_with(
+        &json!([
+            { "name": "storm-chat", "type": "discord", "url": format!("{chat}/w"),
+              "rateLimit": { "max": 10, "per": "2s" } },
+            { "name": "storm-pd", "type": "pagerduty", "url": pd, "routingKey": "rk",
+              "rateLimit": { "max": 50, "per": "1s" } }
+        ]),
+        &json!({ "maxAttempts": 3 }),
+    );
+    let incidents: Vec<rules_engine::Incident> = (0..100)
+        .map(|i| incident("Storm", &format!("n-{i:03}"), 1_700_000_000_000, 1.0))
+        .collect();
+    let (dispatcher, mut rx) = start(&config);
+    let mut seq = 0;
+    for inc in &incidents {
+        seq += 1;
+        dispatcher.submit(seq, opened(inc)).unwrap();
+    }
+    for inc in &incidents {
+        seq += 1;
+        dispatcher
+            .submit(seq, resolved(inc, 1_700_000_060_000))
+            .unwrap();
+    }
+    let done = completions(&mut rx, 200).await;
+    dispatcher.shutdown(DEADLINE).await;
+    assert!(
+        done.iter().all(|c| c.failures.is_empty()),
+        "{:?}",
+        done.iter().find(|c| !c.failures.is_empty())
+    );
+
+    let msgs = got(&c);
+    let times: Vec<Instant> = msgs.iter().map(|r| r.at).collect();
+    assert!(
+        within_rate(&times, 10, std::time::Duration::from_secs(2)),
+        "more than 10 chat messages in 2 s: {:?}",
+        times.iter().map(|t| *t - times[0]).collect::<Vec<_>>()
+    );
+    // Every transition in exactly one message, in the receiver's order.
+    let mut seen: Vec<(String, &'static str)> = Vec::new();
+    let mut digests = 0;
+    for m in &msgs {
+        let e = &m.json()["embeds"][0];
+        let title = e["title"].as_str().unwrap();
+        let lines: Vec<&str> = if title.contains("notifications in one message") {
+            digests += 1;
+            e["description"].as_str().unwrap().lines().collect()
+        } else {
+            vec![title]
+        };
+        for l in lines {
+            let host = l.split(" on ").nth(1).unwrap().to_owned();
+            seen.push((
+                host,
+                if l.starts_with("[RESOLVED]") {
+                    "resolved"
+                } else {
+                    "opened"
+                },
+            ));
+        }
+    }
+    assert!(digests > 0, "no digest was sent");
+    assert!(
+        msgs.len() < 200,
+        "{} messages: nothing was combined",
+        msgs.len()
+    );
+    assert_eq!(seen.len(), 200, "every transition exactly once: {seen:?}");
+    for inc in &incidents {
+        let host = inc.host_name.as_str();
+        let mine: Vec<&str> = seen
+            .iter()
+            .filter(|(h, _)| h == host)
+            .map(|(_, e)| *e)
+            .collect();
+        assert_eq!(mine, ["opened", "resolved"], "{host}: the pair, open first");
+    }
+
+    let events = got(&p);
+    assert_eq!(
+        events.len(),
+        200,
+        "PagerDuty gets every event, never combined"
+    );
+    let times: Vec<Instant> = events.iter().map(|r| r.at).collect();
+    assert!(
+        within_rate(&times, 50, std::time::Duration::from_secs(1)),
+        "PagerDuty over its rate"
+    );
+    for inc in &incidents {
+        let id = inc.id.to_string();
+        let actions: Vec<String> = events
+            .iter()
+            .map(Request::json)
+            .filter(|b| b["dedup_key"] == id.as_str())
+            .map(|b| b["event_action"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(actions, ["trigger", "resolve"], "{id}");
+    }
 }

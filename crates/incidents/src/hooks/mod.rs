@@ -106,6 +106,11 @@ pub enum HookKind {
     /// Anything else (HTTP, in-process code): the dispatcher bounds the call
     /// with the timeout.
     Task,
+    /// It paces itself (a rate limit: it may wait for a slot, or for the
+    /// digest it joined to be sent) and bounds each request with the
+    /// timeout itself: the dispatcher holds no slot and applies no timeout
+    /// around the call (notifiers).
+    Paced,
 }
 
 /// A future returned by [`Hook::deliver`].

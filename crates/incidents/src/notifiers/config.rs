@@ -93,7 +93,14 @@ impl NotifierKind {
 
     /// The keys of its configuration object.
     fn keys(self) -> Vec<&'static str> {
-        let mut keys = vec!["name", "type", "match", "sendResolved", "template"];
+        let mut keys = vec![
+            "name",
+            "type",
+            "match",
+            "sendResolved",
+            "template",
+            "rateLimit",
+        ];
         if self != NotifierKind::Email {
             keys.push("url");
         }
@@ -233,6 +240,28 @@ pub enum StartTls {
     Off,
 }
 
+/// `rateLimit: {"max": 30, "per": "1m"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Messages per period (1–10,000).
+    pub max: u32,
+    /// The period (> 0).
+    pub per: metrics_model::Duration,
+}
+
+impl NotifierKind {
+    /// Whether, beyond its rate limit, it combines transitions into digest
+    /// messages (chat and webhook types) rather than queueing them
+    /// (PagerDuty, Opsgenie, email: one alert, thread or dedup key per
+    /// incident).
+    pub fn digests(self) -> bool {
+        !matches!(
+            self,
+            NotifierKind::PagerDuty | NotifierKind::Opsgenie | NotifierKind::Email
+        )
+    }
+}
+
 /// One notifier.
 #[derive(Debug, Clone)]
 pub struct NotifierConfig {
@@ -252,6 +281,8 @@ pub struct NotifierConfig {
     pub templates: TemplateSet,
     /// Type-specific settings.
     pub extra: Extra,
+    /// At most this many messages per period (`rateLimit`), if limited.
+    pub rate_limit: Option<RateLimit>,
     /// Every secret of this notifier, to scrub from error texts.
     pub secrets: Vec<Secret>,
     /// A hash of the entry as written and of its secrets: two configurations
@@ -497,6 +528,8 @@ fn notifier(
             true
         }
     };
+    let rate_limit =
+        present(obj, "rateLimit").and_then(|v| rate_limit(v, &format!("{at}.rateLimit"), p));
     let templates = compile_templates(
         kind,
         present(obj, "template"),
@@ -526,6 +559,7 @@ fn notifier(
         send_resolved,
         templates: templates?,
         extra,
+        rate_limit,
         secrets,
     })
 }
@@ -679,6 +713,49 @@ fn email(
         from: from?,
         to,
         cc,
+    })
+}
+
+#[allow(clippy::single_match_else)] // each arm names its problem
+fn rate_limit(v: &Value, at: &str, p: &mut Problems) -> Option<RateLimit> {
+    let Value::Object(obj) = v else {
+        p.push(
+            at,
+            format!("expected {{\"max\": N, \"per\": \"1m\"}}, got {}", kind(v)),
+        );
+        return None;
+    };
+    check_keys(obj, at, &["max", "per"], p);
+    let max = match obj.get("max").and_then(Value::as_u64) {
+        Some(n) if (1..=10_000).contains(&n) => u32::try_from(n).ok(),
+        _ => {
+            p.push(
+                format!("{at}.max"),
+                "expected a whole number from 1 to 10000",
+            );
+            None
+        }
+    };
+    let per = match obj.get("per") {
+        Some(Value::String(s)) => match metrics_model::Duration::parse_config(s) {
+            Ok(d) if !d.is_zero() => Some(d),
+            Ok(_) => {
+                p.push(format!("{at}.per"), "must be greater than 0");
+                None
+            }
+            Err(e) => {
+                p.push(format!("{at}.per"), e.to_string());
+                None
+            }
+        },
+        _ => {
+            p.push(format!("{at}.per"), "expected a duration such as \"1m\"");
+            None
+        }
+    };
+    Some(RateLimit {
+        max: max?,
+        per: per?,
     })
 }
 

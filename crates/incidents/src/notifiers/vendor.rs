@@ -25,12 +25,41 @@ const GREEN: &str = "#2eb886";
 /// after this, by the normal backoff from then on).
 pub const RETRY_AFTER_MAX: std::time::Duration = std::time::Duration::from_mins(5);
 
+/// Requests one notifier has in flight at most.
+pub const SENDS_PER_NOTIFIER: usize = 8;
+
+/// Transitions one digest message lists at most (more make more digests).
+pub const DIGEST_MAX: usize = 50;
+
 /// One notifier as a hook.
 #[derive(Debug, Clone)]
 pub struct NotifierHook {
     config: Arc<NotifierConfig>,
     client: Client,
     timeout: Duration,
+    pacing: Arc<Pacing>,
+}
+
+/// A notifier's pace: requests in flight, its rate limit's window, and the
+/// transitions waiting for a digest.
+#[derive(Debug)]
+struct Pacing {
+    sends: tokio::sync::Semaphore,
+    window: std::sync::Mutex<std::collections::VecDeque<tokio::time::Instant>>,
+    digest: std::sync::Mutex<DigestQueue>,
+}
+
+#[derive(Debug, Default)]
+struct DigestQueue {
+    waiting: Vec<Waiting>,
+    flushing: bool,
+}
+
+/// A transition held for the next digest; told when the digest is sent.
+#[derive(Debug)]
+struct Waiting {
+    delivery: Delivery,
+    done: tokio::sync::oneshot::Sender<Result<(), String>>,
 }
 
 impl NotifierHook {
@@ -40,7 +69,163 @@ impl NotifierHook {
             config: Arc::new(config),
             client,
             timeout,
+            pacing: Arc::new(Pacing {
+                sends: tokio::sync::Semaphore::new(SENDS_PER_NOTIFIER),
+                window: std::sync::Mutex::new(std::collections::VecDeque::new()),
+                digest: std::sync::Mutex::new(DigestQueue::default()),
+            }),
         }
+    }
+
+    /// Takes a slot of the rate limit now, if one is free.
+    fn try_take(&self) -> bool {
+        let Some(limit) = self.config.rate_limit else {
+            return true;
+        };
+        let now = tokio::time::Instant::now();
+        let per = limit.per.to_std();
+        let mut w = self
+            .pacing
+            .window
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while w.front().is_some_and(|t| *t + per <= now) {
+            w.pop_front();
+        }
+        if w.len() < limit.max as usize {
+            w.push_back(now);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Waits for a slot of the rate limit.
+    async fn take(&self) {
+        loop {
+            if self.try_take() {
+                return;
+            }
+            let (Some(limit), Some(oldest)) = (
+                self.config.rate_limit,
+                self.pacing
+                    .window
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .front()
+                    .copied(),
+            ) else {
+                continue;
+            };
+            tokio::time::sleep_until(oldest + limit.per.to_std()).await;
+        }
+    }
+
+    /// Joins the next digest and waits until it is sent.
+    async fn join_digest(&self, d: &Delivery) -> Result<(), HookError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let start_flusher = {
+            let mut q = self
+                .pacing
+                .digest
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            q.waiting.push(Waiting {
+                delivery: d.clone(),
+                done: tx,
+            });
+            !std::mem::replace(&mut q.flushing, true)
+        };
+        if start_flusher {
+            let me = self.clone();
+            tokio::spawn(async move { me.flush_digests().await });
+        }
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(self.fail(&message)),
+            Err(_) => Err(self.fail("the digest was dropped before it was sent")),
+        }
+    }
+
+    /// Sends digests (each taking one slot of the rate limit) while
+    /// transitions wait for one.
+    async fn flush_digests(&self) {
+        loop {
+            self.take().await;
+            let batch: Vec<Waiting> = {
+                let mut q = self
+                    .pacing
+                    .digest
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if q.waiting.is_empty() {
+                    q.flushing = false;
+                    // The slot was not used.
+                    self.pacing
+                        .window
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .pop_back();
+                    return;
+                }
+                let n = q.waiting.len().min(DIGEST_MAX);
+                q.waiting.drain(..n).collect()
+            };
+            let result = self
+                .send_digest(&batch)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            if let Err(e) = &result {
+                tracing::warn!(notifier = %self.config.name, transitions = batch.len(), error = %e, "digest not sent; its transitions are retried");
+            }
+            for w in batch {
+                let _ = w.done.send(result.clone());
+            }
+        }
+    }
+
+    /// One message listing `batch` (chat: a line per transition; webhook: a
+    /// JSON array of the bodies when they are JSON, else one per line).
+    async fn send_digest(&self, batch: &[Waiting]) -> Result<u16, HookError> {
+        let Some(first) = batch.first() else {
+            return Ok(200);
+        };
+        let key = format!("digest:{}:{}", first.delivery.idempotency_key, batch.len());
+        let request = if let Extra::Webhook { .. } = &self.config.extra {
+            let bodies = batch
+                .iter()
+                .map(|w| self.render("body", &w.delivery.transition))
+                .collect::<Result<Vec<_>, _>>()?;
+            let parsed: Option<Vec<Value>> = bodies
+                .iter()
+                .map(|b| serde_json::from_str(b).ok())
+                .collect();
+            let body = match parsed {
+                Some(values) => Value::Array(values).to_string(),
+                None => bodies.join("\n"),
+            };
+            self.webhook_request(body)?
+        } else {
+            let lines = batch
+                .iter()
+                .map(|w| self.render("title", &w.delivery.transition))
+                .collect::<Result<Vec<_>, _>>()?;
+            let limit = self.config.rate_limit.map_or(String::new(), |l| {
+                format!(" (rate limit: {} per {})", l.max, l.per)
+            });
+            let title = format!("{} notifications in one message{limit}", batch.len());
+            let all_resolved = batch
+                .iter()
+                .all(|w| w.delivery.transition.event == Event::Resolved);
+            self.chat_request(
+                &title,
+                &lines.join("\n"),
+                all_resolved,
+                metrics_model::time::now_ms(),
+            )?
+        };
+        self.execute(request.header("Idempotency-Key", key)).await
     }
 
     /// Its configuration.
@@ -77,86 +262,16 @@ impl NotifierHook {
         let url = c.url.0.clone();
         let post_json = |url: url::Url, body: Value| self.client.post(url).json(&body);
         Ok(match (&c.kind, &c.extra) {
-            // https://api.slack.com/messaging/webhooks, Block Kit in a
-            // coloured attachment (https://api.slack.com/reference/messaging/attachments).
-            (NotifierKind::Slack, _) => {
+            (
+                NotifierKind::Slack
+                | NotifierKind::Teams
+                | NotifierKind::Discord
+                | NotifierKind::Telegram,
+                _,
+            ) => {
                 let title = self.render("title", tr)?;
                 let text = self.render("text", tr)?;
-                post_json(
-                    url,
-                    json!({
-                        "text": title,
-                        "attachments": [{
-                            "color": if resolved { GREEN } else { RED },
-                            "blocks": [
-                                { "type": "section", "text": { "type": "mrkdwn", "text": format!("*{title}*") } },
-                                { "type": "section", "text": { "type": "mrkdwn", "text": cut(&text, 3000) } }
-                            ]
-                        }]
-                    }),
-                )
-            }
-            // https://learn.microsoft.com/en-us/microsoftteams/platform/webhooks-and-connectors/how-to/connectors-using
-            // (Adaptive Card in a message, as Workflows webhooks take it).
-            (NotifierKind::Teams, _) => {
-                let title = self.render("title", tr)?;
-                let text = self.render("text", tr)?;
-                post_json(
-                    url,
-                    json!({
-                        "type": "message",
-                        "attachments": [{
-                            "contentType": "application/vnd.microsoft.card.adaptive",
-                            "contentUrl": null,
-                            "content": {
-                                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-                                "type": "AdaptiveCard",
-                                "version": "1.4",
-                                "body": [
-                                    { "type": "TextBlock", "text": title, "weight": "Bolder", "size": "Medium",
-                                      "color": if resolved { "Good" } else { "Attention" }, "wrap": true },
-                                    { "type": "TextBlock", "text": text, "wrap": true }
-                                ]
-                            }
-                        }]
-                    }),
-                )
-            }
-            // https://discord.com/developers/docs/resources/webhook#execute-webhook
-            // (embed limits: title 256, description 4096; no mentions parsed).
-            (NotifierKind::Discord, _) => {
-                let title = self.render("title", tr)?;
-                let text = self.render("text", tr)?;
-                post_json(
-                    url,
-                    json!({
-                        "allowed_mentions": { "parse": [] },
-                        "embeds": [{
-                            "title": cut(&title, 256),
-                            "description": cut(&text, 4096),
-                            "color": if resolved { 0x2e_b8_86 } else { 0xd0_00_00 },
-                            "timestamp": metrics_model::time::format_rfc3339(tr.at),
-                        }]
-                    }),
-                )
-            }
-            // https://core.telegram.org/bots/api#sendmessage (HTML parse mode;
-            // values escaped by the template formatter; 4096 characters).
-            (NotifierKind::Telegram, Extra::Telegram { bot_token, chat_id }) => {
-                let title = self.render("title", tr)?;
-                let text = self.render("text", tr)?;
-                let mut u = url;
-                let base = u.path().trim_end_matches('/').to_owned();
-                u.set_path(&format!("{base}/bot{}/sendMessage", bot_token.0));
-                post_json(
-                    u,
-                    json!({
-                        "chat_id": chat_id,
-                        "text": cut(&format!("<b>{title}</b>\n{text}"), 4096),
-                        "parse_mode": "HTML",
-                        "disable_web_page_preview": true,
-                    }),
-                )
+                self.chat_request(&title, &text, resolved, tr.at)?
             }
             // https://developer.pagerduty.com/docs/events-api-v2/trigger-events/
             // and .../resolve-events/: dedup_key = incident id.
@@ -217,24 +332,8 @@ impl NotifierHook {
                     .header("Authorization", format!("GenieKey {}", api_key.0))
                     .json(&body)
             }
-            (
-                NotifierKind::Webhook,
-                Extra::Webhook {
-                    method,
-                    headers,
-                    content_type,
-                },
-            ) => {
-                let body = self.render("body", tr)?;
-                let mut r = self
-                    .client
-                    .request(method.clone(), url)
-                    .header("Content-Type", content_type.as_str())
-                    .body(body);
-                for (name, value) in &headers.0 {
-                    r = r.header(name.clone(), value.clone());
-                }
-                r
+            (NotifierKind::Webhook, Extra::Webhook { .. }) => {
+                self.webhook_request(self.render("body", tr)?)?
             }
             (kind, _) => {
                 return Err(self.fail(&format!("the {} notifier lacks its settings", kind.as_str())));
@@ -252,10 +351,133 @@ impl NotifierHook {
         self.send(d).await
     }
 
+    /// A chat message (Slack, Teams, Discord, Telegram) of `title` and
+    /// `text`, coloured as firing or resolved.
+    fn chat_request(
+        &self,
+        title: &str,
+        text: &str,
+        resolved: bool,
+        at: metrics_model::time::Millis,
+    ) -> Result<reqwest::RequestBuilder, HookError> {
+        let c = &self.config;
+        let url = c.url.0.clone();
+        let post_json = |url: url::Url, body: Value| self.client.post(url).json(&body);
+        Ok(match (&c.kind, &c.extra) {
+            // https://api.slack.com/messaging/webhooks, Block Kit in a
+            // coloured attachment (https://api.slack.com/reference/messaging/attachments).
+            (NotifierKind::Slack, _) => post_json(
+                url,
+                json!({
+                    "text": title,
+                    "attachments": [{
+                        "color": if resolved { GREEN } else { RED },
+                        "blocks": [
+                            { "type": "section", "text": { "type": "mrkdwn", "text": format!("*{title}*") } },
+                            { "type": "section", "text": { "type": "mrkdwn", "text": cut(text, 3000) } }
+                        ]
+                    }]
+                }),
+            ),
+            // https://learn.microsoft.com/en-us/microsoftteams/platform/webhooks-and-connectors/how-to/connectors-using
+            // (Adaptive Card in a message, as Workflows webhooks take it).
+            (NotifierKind::Teams, _) => post_json(
+                url,
+                json!({
+                    "type": "message",
+                    "attachments": [{
+                        "contentType": "application/vnd.microsoft.card.adaptive",
+                        "contentUrl": null,
+                        "content": {
+                            "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                            "type": "AdaptiveCard",
+                            "version": "1.4",
+                            "body": [
+                                { "type": "TextBlock", "text": title, "weight": "Bolder", "size": "Medium",
+                                  "color": if resolved { "Good" } else { "Attention" }, "wrap": true },
+                                { "type": "TextBlock", "text": text, "wrap": true }
+                            ]
+                        }
+                    }]
+                }),
+            ),
+            // https://discord.com/developers/docs/resources/webhook#execute-webhook
+            // (embed limits: title 256, description 4096; no mentions parsed).
+            (NotifierKind::Discord, _) => post_json(
+                url,
+                json!({
+                    "allowed_mentions": { "parse": [] },
+                    "embeds": [{
+                        "title": cut(title, 256),
+                        "description": cut(text, 4096),
+                        "color": if resolved { 0x2e_b8_86 } else { 0xd0_00_00 },
+                        "timestamp": metrics_model::time::format_rfc3339(at),
+                    }]
+                }),
+            ),
+            // https://core.telegram.org/bots/api#sendmessage (HTML parse mode;
+            // values escaped by the template formatter; 4096 characters).
+            (NotifierKind::Telegram, Extra::Telegram { bot_token, chat_id }) => {
+                let mut u = url;
+                let base = u.path().trim_end_matches('/').to_owned();
+                u.set_path(&format!("{base}/bot{}/sendMessage", bot_token.0));
+                post_json(
+                    u,
+                    json!({
+                        "chat_id": chat_id,
+                        "text": cut(&format!("<b>{title}</b>\n{text}"), 4096),
+                        "parse_mode": "HTML",
+                        "disable_web_page_preview": true,
+                    }),
+                )
+            }
+            (kind, _) => {
+                return Err(self.fail(&format!(
+                    "the {} notifier sends no chat message",
+                    kind.as_str()
+                )));
+            }
+        })
+    }
+
+    /// The templated webhook's request with `body`.
+    fn webhook_request(&self, body: String) -> Result<reqwest::RequestBuilder, HookError> {
+        let Extra::Webhook {
+            method,
+            headers,
+            content_type,
+        } = &self.config.extra
+        else {
+            return Err(self.fail("not a webhook notifier"));
+        };
+        let mut r = self
+            .client
+            .request(method.clone(), self.config.url.0.clone())
+            .header("Content-Type", content_type.as_str())
+            .body(body);
+        for (name, value) in &headers.0 {
+            r = r.header(name.clone(), value.clone());
+        }
+        Ok(r)
+    }
+
     async fn send(&self, d: &Delivery) -> Result<u16, HookError> {
+        let request = self.request(d)?;
+        self.execute(request).await
+    }
+
+    /// Sends a request (at most [`SENDS_PER_NOTIFIER`] at once), bounded by
+    /// the timeout; 2xx is success, 429 (or 503 with `Retry-After`) is
+    /// [`HookError::RateLimited`].
+    async fn execute(&self, request: reqwest::RequestBuilder) -> Result<u16, HookError> {
         let name = &self.config.name;
-        let response = self
-            .request(d)?
+        let _permit = self
+            .pacing
+            .sends
+            .acquire()
+            .await
+            .map_err(|_| self.fail("closed"))?;
+        let response = request
             .timeout(self.timeout.to_std())
             .send()
             .await
@@ -417,12 +639,31 @@ impl Hook for NotifierHook {
         &self.config.name
     }
 
+    fn kind(&self) -> crate::hooks::HookKind {
+        crate::hooks::HookKind::Paced
+    }
+
     fn deliver<'a>(&'a self, delivery: &'a Delivery) -> HookFuture<'a> {
         Box::pin(async move {
             if !self.wants(&delivery.transition) {
                 return Ok(());
             }
-            self.send_now(delivery).await.map(|_| ())
+            match self.config.rate_limit {
+                None => self.send_now(delivery).await.map(|_| ()),
+                // PagerDuty, Opsgenie, email: queued, each in its turn.
+                Some(_) if !self.config.kind.digests() => {
+                    self.take().await;
+                    self.send_now(delivery).await.map(|_| ())
+                }
+                // Chat and webhooks: beyond the limit, one digest per slot.
+                Some(_) => {
+                    if self.try_take() {
+                        self.send_now(delivery).await.map(|_| ())
+                    } else {
+                        self.join_digest(delivery).await
+                    }
+                }
+            }
         })
     }
 }
