@@ -64,6 +64,7 @@ pub fn load_config_text(
     );
     match (config, hooks) {
         (Ok(c), Ok(mut h)) => {
+            incidents::notifiers::attach_rules(&mut h.notifiers, &c.alerting.rules);
             if raw_hooks.and_then(|h| h.get("directory")).is_some() {
                 h.directory = relative_to(base, &h.directory);
             }

@@ -430,6 +430,12 @@ impl Dispatcher {
         if let Some(am) = &self.alertmanager {
             am.seed_open(incidents).await;
         }
+        // Notifiers with repeatInterval remind of them from now on.
+        for lane in &self.context.lanes {
+            if let Some(n) = &lane.notifier {
+                n.seed_open(incidents);
+            }
+        }
     }
 
     /// A snapshot of the counters.

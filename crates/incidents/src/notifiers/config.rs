@@ -100,6 +100,7 @@ impl NotifierKind {
             "sendResolved",
             "template",
             "rateLimit",
+            "repeatInterval",
         ];
         if self != NotifierKind::Email {
             keys.push("url");
@@ -283,11 +284,35 @@ pub struct NotifierConfig {
     pub extra: Extra,
     /// At most this many messages per period (`rateLimit`), if limited.
     pub rate_limit: Option<RateLimit>,
+    /// A reminder every this long while an incident it told stays open
+    /// (`repeatInterval`; off when absent).
+    pub repeat_interval: Option<metrics_model::Duration>,
     /// Every secret of this notifier, to scrub from error texts.
     pub secrets: Vec<Secret>,
     /// A hash of the entry as written and of its secrets: two configurations
     /// are equal when these are (a SIGHUP reload compares them).
     pub fingerprint: u64,
+}
+
+/// Gives every notifier's templates the configured rules (the `rule`
+/// variable), and makes a change of them a change of the notifiers.
+pub fn attach_rules(notifiers: &mut [NotifierConfig], rules: &rules_engine::RuleSet) {
+    let map: std::collections::BTreeMap<String, Value> = rules
+        .rules()
+        .iter()
+        .map(|r| (r.name().to_owned(), r.to_json()))
+        .collect();
+    let hash = {
+        use std::hash::{Hash as _, Hasher as _};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        serde_json::to_string(&map).unwrap_or_default().hash(&mut h);
+        h.finish()
+    };
+    let map = std::sync::Arc::new(map);
+    for n in notifiers {
+        n.templates.set_rules(map.clone());
+        n.fingerprint ^= hash;
+    }
 }
 
 impl PartialEq for NotifierConfig {
@@ -530,6 +555,17 @@ fn notifier(
     };
     let rate_limit =
         present(obj, "rateLimit").and_then(|v| rate_limit(v, &format!("{at}.rateLimit"), p));
+    let repeat_interval = crate::hooks::config::positive_duration(obj, at, "repeatInterval", p);
+    if repeat_interval.is_some() && matches!(kind, NotifierKind::PagerDuty | NotifierKind::Opsgenie)
+    {
+        p.push(
+            format!("{at}.repeatInterval"),
+            format!(
+                "a {} incident stays open and escalates by itself: no reminders",
+                kind.as_str()
+            ),
+        );
+    }
     let templates = compile_templates(
         kind,
         present(obj, "template"),
@@ -560,6 +596,7 @@ fn notifier(
         templates: templates?,
         extra,
         rate_limit,
+        repeat_interval,
         secrets,
     })
 }

@@ -12,5 +12,7 @@ pub mod config;
 pub mod template;
 pub mod vendor;
 
-pub use config::{NotifierConfig, NotifierKind, Route, parse_external_url, parse_notifiers};
+pub use config::{
+    NotifierConfig, NotifierKind, Route, attach_rules, parse_external_url, parse_notifiers,
+};
 pub use vendor::NotifierHook;

@@ -19,8 +19,10 @@ use super::config::NotifierKind;
 use crate::hooks::config::Problems;
 
 /// The variables a template may use (and the fields of `incident`).
-pub const VARIABLES: [&str; 10] = [
+pub const VARIABLES: [&str; 12] = [
     "incident",
+    "rule",
+    "reminder",
     "event",
     "status",
     "at",
@@ -46,11 +48,30 @@ pub const INCIDENT_FIELDS: [&str; 10] = [
     "triggerValue",
 ];
 
+/// The fields of `rule` (the incident's rule as configured; each `none`
+/// when the rule does not set it, or is no longer configured).
+pub const RULE_FIELDS: [&str; 13] = [
+    "name",
+    "field",
+    "aggregation",
+    "operand",
+    "value",
+    "timeframe",
+    "cooldown",
+    "hosts",
+    "scope",
+    "severity",
+    "labels",
+    "description",
+    "staleAfter",
+];
+
 /// The compiled templates of one notifier.
 #[derive(Clone)]
 pub struct TemplateSet {
     env: Arc<Environment<'static>>,
     external_url: Option<String>,
+    rules: Arc<std::collections::BTreeMap<String, Value>>,
 }
 
 impl std::fmt::Debug for TemplateSet {
@@ -61,7 +82,8 @@ impl std::fmt::Debug for TemplateSet {
 
 /// The default templates of a type.
 fn defaults(kind: NotifierKind) -> &'static [(&'static str, &'static str)] {
-    const TITLE: &str = "{% if event == 'resolved' %}[RESOLVED]{% else %}[FIRING]{% endif %} \
+    const TITLE: &str = "{% if reminder %}[STILL FIRING, reminder {{ reminder }}]\
+        {% elif event == 'resolved' %}[RESOLVED]{% else %}[FIRING]{% endif %} \
         {{ incident.ruleName }} on {{ incident.hostName }}{% if incident.instance %} \
         ({{ incident.instance }}){% endif %}";
     const TEXT: &str = "{% if incident.severity %}Severity: {{ incident.severity }}\n{% endif %}\
@@ -239,9 +261,10 @@ pub(crate) fn compile_templates(
                 p.push(
                     at.clone(),
                     format!(
-                        "notifier {notifier:?}: {line}{var:?} is not a template variable; the variables are {} and incident.{{{}}}",
+                        "notifier {notifier:?}: {line}{var:?} is not a template variable; the variables are {}, incident.{{{}}} and rule.{{{}}}",
                         VARIABLES.join(", "),
-                        INCIDENT_FIELDS.join(", ")
+                        INCIDENT_FIELDS.join(", "),
+                        RULE_FIELDS.join(", ")
                     ),
                 );
             }
@@ -253,6 +276,7 @@ pub(crate) fn compile_templates(
     let set = TemplateSet {
         env: Arc::new(env),
         external_url: external_url.map(str::to_owned),
+        rules: Arc::default(),
     };
     for sample in samples() {
         for (key, _) in defaults(kind) {
@@ -282,6 +306,7 @@ fn documented(var: &str) -> bool {
     }
     match (top, parts.next()) {
         ("incident", Some(field)) => INCIDENT_FIELDS.contains(&field),
+        ("rule", Some(field)) => RULE_FIELDS.contains(&field),
         (_, _) => true,
     }
 }
@@ -356,13 +381,39 @@ fn samples() -> Vec<Transition> {
 impl TemplateSet {
     /// Renders template `key` for `tr`.
     pub fn render(&self, key: &str, tr: &Transition) -> Result<String, String> {
+        self.render_reminder(key, tr, None)
+    }
+
+    /// Renders template `key` for `tr`, as reminder `n` when given.
+    pub fn render_reminder(
+        &self,
+        key: &str,
+        tr: &Transition,
+        reminder: Option<u64>,
+    ) -> Result<String, String> {
         let t = self.env.get_template(key).map_err(|e| describe(&e))?;
-        t.render(JValue::from_serialize(context(
-            tr,
-            self.external_url.as_deref(),
-        )))
-        .map(|s| s.trim().to_owned())
-        .map_err(|e| describe(&e))
+        let mut ctx = context(tr, self.external_url.as_deref());
+        ctx["reminder"] = json!(reminder);
+        let mut rule = serde_json::Map::new();
+        let configured = self.rules.get(&*tr.incident.rule_name);
+        for f in RULE_FIELDS {
+            rule.insert(
+                f.to_owned(),
+                configured
+                    .and_then(|r| r.get(f))
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            );
+        }
+        ctx["rule"] = Value::Object(rule);
+        t.render(JValue::from_serialize(ctx))
+            .map(|s| s.trim().to_owned())
+            .map_err(|e| describe(&e))
+    }
+
+    /// The rules `rule` is looked up in (by name), as configured.
+    pub fn set_rules(&mut self, rules: Arc<std::collections::BTreeMap<String, Value>>) {
+        self.rules = rules;
     }
 
     /// The incident's link on the dashboard (`externalUrl`), if configured.
@@ -481,6 +532,40 @@ mod tests {
             json!({ "text": "{% if incident.labels %}{{ incident.labels.team }}{% endif %}{{ incident.instance or '-' }}" }),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn rule_and_reminder_variables() {
+        let mut t = compile(
+            NotifierKind::Webhook,
+            json!({ "body": "{{ rule.field }}|{{ rule.severity or '-' }}|{{ reminder or 0 }}" }),
+        )
+        .unwrap();
+        let s = samples().remove(0);
+        assert_eq!(
+            t.render("body", &s).unwrap(),
+            "None|-|0",
+            "no rules attached: none"
+        );
+        t.set_rules(Arc::new(
+            [(
+                "High CPU".to_owned(),
+                json!({ "name": "High CPU", "field": "cpu.usage" }),
+            )]
+            .into(),
+        ));
+        assert_eq!(t.render("body", &s).unwrap(), "cpu.usage|-|0");
+        assert_eq!(
+            t.render_reminder("body", &s, Some(3)).unwrap(),
+            "cpu.usage|-|3"
+        );
+        assert!(
+            compile(
+                NotifierKind::Slack,
+                json!({ "title": "{{ rule.threshold }}" })
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -44,6 +44,10 @@ pub struct NotifierHook {
 /// transitions waiting for a digest.
 #[derive(Debug)]
 struct Pacing {
+    /// Incidents whose open this notifier sent and whose resolve it has
+    /// not handled, with the last reminder number sent (repeatInterval).
+    open: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, (Transition, u64)>>,
+    reminders_running: std::sync::atomic::AtomicBool,
     sends: tokio::sync::Semaphore,
     window: std::sync::Mutex<std::collections::VecDeque<tokio::time::Instant>>,
     digest: std::sync::Mutex<DigestQueue>,
@@ -70,11 +74,161 @@ impl NotifierHook {
             client,
             timeout,
             pacing: Arc::new(Pacing {
+                open: std::sync::Mutex::new(std::collections::HashMap::new()),
+                reminders_running: std::sync::atomic::AtomicBool::new(false),
                 sends: tokio::sync::Semaphore::new(SENDS_PER_NOTIFIER),
                 window: std::sync::Mutex::new(std::collections::VecDeque::new()),
                 digest: std::sync::Mutex::new(DigestQueue::default()),
             }),
         }
+    }
+
+    /// The reminder number due for an incident that opened at `start`:
+    /// one per whole `repeatInterval` since.
+    fn reminder_due(
+        &self,
+        start: metrics_model::time::Millis,
+        now: metrics_model::time::Millis,
+    ) -> u64 {
+        self.config.repeat_interval.map_or(0, |r| {
+            u64::try_from((now - start).max(0) / r.as_millis_i64().max(1)).unwrap_or(0)
+        })
+    }
+
+    /// Remembers (or forgets) an incident for reminders, after its open
+    /// was sent (or its resolve handled).
+    fn track(&self, tr: &Transition) {
+        if self.config.repeat_interval.is_none() {
+            return;
+        }
+        let mut open = self
+            .pacing
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if tr.event == Event::Resolved {
+            open.remove(&tr.incident.id);
+            return;
+        }
+        let n = self.reminder_due(tr.incident.start_time, metrics_model::time::now_ms());
+        open.insert(tr.incident.id, (tr.clone(), n));
+        drop(open);
+        self.start_reminders();
+    }
+
+    /// Open incidents found in the store at start-up: reminded from the
+    /// next whole `repeatInterval` on (no burst after a restart).
+    pub fn seed_open(&self, incidents: &[rules_engine::Incident]) {
+        for inc in incidents {
+            let tr = Transition::new(Event::Opened, inc.start_time, inc.clone());
+            if self.wants(&tr) {
+                self.track(&tr);
+            }
+        }
+    }
+
+    fn start_reminders(&self) {
+        let Some(every) = self.config.repeat_interval else {
+            return;
+        };
+        if self
+            .pacing
+            .reminders_running
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let weak = Arc::downgrade(&self.pacing);
+        let (config, client, timeout) = (self.config.clone(), self.client.clone(), self.timeout);
+        let tick = every.to_std().div_f64(4.0).clamp(
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_secs(15),
+        );
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(tick).await;
+                // The dispatcher dropped this notifier (shutdown, reload).
+                let Some(pacing) = weak.upgrade() else { return };
+                let me = NotifierHook {
+                    config: config.clone(),
+                    client: client.clone(),
+                    timeout,
+                    pacing,
+                };
+                me.remind_due().await;
+            }
+        });
+    }
+
+    /// Sends the reminders that are due (best effort: a failed one is tried
+    /// again at the next tick; a rate limit without a free slot defers it).
+    async fn remind_due(&self) {
+        let now = metrics_model::time::now_ms();
+        let due: Vec<(Transition, u64)> = self
+            .pacing
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .filter_map(|(tr, last)| {
+                let n = self.reminder_due(tr.incident.start_time, now);
+                (n > *last).then(|| (tr.clone(), n))
+            })
+            .collect();
+        for (tr, n) in due {
+            if !self.try_take() {
+                return;
+            }
+            match self.send_reminder(&tr, n).await {
+                Ok(_) => {
+                    if let Some(entry) = self
+                        .pacing
+                        .open
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .get_mut(&tr.incident.id)
+                    {
+                        entry.1 = n;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(notifier = %self.config.name, id = %tr.incident.id, reminder = n, error = %e, "reminder not sent; tried again at the next tick");
+                }
+            }
+        }
+    }
+
+    /// Reminder `n` of the open incident of `tr`, with idempotency key
+    /// `<incident id>:reminder:<n>`.
+    pub async fn send_reminder(&self, tr: &Transition, n: u64) -> Result<u16, HookError> {
+        let key = format!("{}:reminder:{n}", tr.incident.id);
+        let render = |k: &str| {
+            self.config
+                .templates
+                .render_reminder(k, tr, Some(n))
+                .map_err(|e| self.fail(&format!("template {k}: {e}")))
+        };
+        let request = match &self.config.extra {
+            Extra::Email(settings) => {
+                let d = Delivery {
+                    seq: 0,
+                    idempotency_key: key,
+                    transition: tr.clone(),
+                };
+                return self
+                    .send_email_as(settings, &d, Some(n))
+                    .await
+                    .map(|()| 250);
+            }
+            Extra::Webhook { .. } => self.webhook_request(render("body")?)?,
+            _ => self.chat_request(
+                &render("title")?,
+                &render("text")?,
+                false,
+                metrics_model::time::now_ms(),
+            )?,
+        };
+        self.execute(request.header("Idempotency-Key", key)).await
     }
 
     /// Takes a slot of the rate limit now, if one is free.
@@ -539,13 +693,24 @@ impl NotifierHook {
         &self,
         settings: &super::config::EmailSettings,
         d: &Delivery,
+        reminder: Option<u64>,
     ) -> Result<lettre::Message, HookError> {
         use lettre::message::{MultiPart, header::ContentType};
         let tr = &d.transition;
+        let render = |k: &str| {
+            self.config
+                .templates
+                .render_reminder(k, tr, reminder)
+                .map_err(|e| self.fail(&format!("template {k}: {e}")))
+        };
+        let id = match reminder {
+            Some(n) => format!("<{}.reminder.{n}@bp-monitoring>", tr.incident.id),
+            None => message_id(&tr.incident.id, tr.event),
+        };
         let mut b = lettre::Message::builder()
             .from(settings.from.clone())
-            .subject(self.render("subject", tr)?.replace(['\r', '\n'], " "))
-            .message_id(Some(message_id(&tr.incident.id, tr.event)))
+            .subject(render("subject")?.replace(['\r', '\n'], " "))
+            .message_id(Some(id))
             .date(std::time::SystemTime::now());
         for to in &settings.to {
             b = b.to(to.clone());
@@ -553,12 +718,12 @@ impl NotifierHook {
         for cc in &settings.cc {
             b = b.cc(cc.clone());
         }
-        if tr.event == Event::Resolved {
+        if tr.event == Event::Resolved || reminder.is_some() {
             let open = message_id(&tr.incident.id, Event::Opened);
             b = b.in_reply_to(open.clone()).references(open);
         }
-        let text = self.render("text", tr)?;
-        let html = self.render("html", tr)?;
+        let text = render("text")?;
+        let html = render("html")?;
         b.multipart(
             MultiPart::alternative()
                 .singlepart(
@@ -580,9 +745,18 @@ impl NotifierHook {
         settings: &super::config::EmailSettings,
         d: &Delivery,
     ) -> Result<(), HookError> {
+        self.send_email_as(settings, d, None).await
+    }
+
+    async fn send_email_as(
+        &self,
+        settings: &super::config::EmailSettings,
+        d: &Delivery,
+        reminder: Option<u64>,
+    ) -> Result<(), HookError> {
         use lettre::AsyncTransport as _;
         use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-        let message = self.email(settings, d)?;
+        let message = self.email(settings, d, reminder)?;
         let tls = if settings.implicit_tls || settings.starttls != super::config::StartTls::Off {
             let mut params = TlsParameters::builder(settings.host.clone());
             if let Some(pem) = &settings.ca_pem {
@@ -648,7 +822,11 @@ impl Hook for NotifierHook {
             if !self.wants(&delivery.transition) {
                 return Ok(());
             }
-            match self.config.rate_limit {
+            if delivery.transition.event == Event::Resolved {
+                // No reminder once the resolve is on its way.
+                self.track(&delivery.transition);
+            }
+            let result = match self.config.rate_limit {
                 None => self.send_now(delivery).await.map(|_| ()),
                 // PagerDuty, Opsgenie, email: queued, each in its turn.
                 Some(_) if !self.config.kind.digests() => {
@@ -663,7 +841,11 @@ impl Hook for NotifierHook {
                         self.join_digest(delivery).await
                     }
                 }
+            };
+            if result.is_ok() && delivery.transition.event == Event::Opened {
+                self.track(&delivery.transition);
             }
+            result
         })
     }
 }
