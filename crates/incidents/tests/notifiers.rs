@@ -757,3 +757,86 @@ async fn reminders_while_open_stop_at_the_resolve() {
         "no burst of reminders 1-3 after a restart"
     );
 }
+
+/// Every HTTP type, each against its own endpoint: a 429 with
+/// `Retry-After: 1` once is honoured (the retry a second later, not after
+/// the 10 ms backoff); a receiver that always answers 500 is retried
+/// `maxAttempts` times, then a dead letter naming the notifier, without
+/// its secrets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_type_honours_retry_after_and_dead_letters_after_500s() {
+    capture_logs();
+    let entry = |name: &str, kind: &str, url: &str| match kind {
+        "telegram" => {
+            json!({ "name": name, "type": kind, "url": url, "botToken": "SECRET-T-1", "chatId": 1 })
+        }
+        "pagerduty" => {
+            json!({ "name": name, "type": kind, "url": url, "routingKey": "SECRET-R-2" })
+        }
+        "opsgenie" => json!({ "name": name, "type": kind, "url": url, "apiKey": "SECRET-A-3" }),
+        _ => json!({ "name": name, "type": kind, "url": format!("{url}/SECRET-PATH-4") }),
+    };
+    let kinds = [
+        "slack",
+        "teams",
+        "discord",
+        "telegram",
+        "pagerduty",
+        "opsgenie",
+        "webhook",
+    ];
+    for (answers, attempts) in [(vec![(429, Some("1"))], 2usize), (vec![(500, None); 9], 3)] {
+        let mut vendors = Vec::new();
+        let mut entries = Vec::new();
+        for k in kinds {
+            let (url, v) = vendor(answers.clone()).await;
+            entries.push(entry(&format!("n-{k}"), k, &url));
+            vendors.push((k, v));
+        }
+        let config = hooks_with(
+            &json!(entries),
+            &json!({ "maxAttempts": 3, "retryBackoff": "10ms" }),
+        );
+        let inc = incident("Every type", "node-e", 1_700_000_000_000, 1.0);
+        let (dispatcher, mut rx) = start(&config);
+        dispatcher.submit(1, opened(&inc)).unwrap();
+        let c = completions(&mut rx, 1).await.remove(0);
+        dispatcher.shutdown(DEADLINE).await;
+        for (k, v) in &vendors {
+            let r = got(v);
+            assert_eq!(r.len(), attempts, "{k}: {r:?}");
+            if answers[0].0 == 429 {
+                assert!(
+                    r[1].at - r[0].at >= std::time::Duration::from_millis(950),
+                    "{k}: Retry-After ignored"
+                );
+            }
+        }
+        if answers[0].0 == 429 {
+            assert!(c.failures.is_empty(), "{:?}", c.failures);
+        } else {
+            let names: Vec<&str> = c.failures.iter().map(|f| f.hook.as_str()).collect();
+            let mut want: Vec<String> = kinds.iter().map(|k| format!("n-{k}")).collect();
+            want.sort();
+            assert_eq!(names, want.iter().map(String::as_str).collect::<Vec<_>>());
+            for f in &c.failures {
+                assert!(
+                    f.error.starts_with(&format!("hook {}: ", f.hook))
+                        && f.error.contains("HTTP 500"),
+                    "{}",
+                    f.error
+                );
+                assert!(
+                    !f.error.contains("SECRET"),
+                    "a secret in the dead letter: {}",
+                    f.error
+                );
+            }
+        }
+    }
+    assert!(
+        log_lines_with("SECRET-").is_empty(),
+        "{:#?}",
+        log_lines_with("SECRET-")
+    );
+}

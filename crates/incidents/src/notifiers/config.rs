@@ -454,6 +454,16 @@ fn notifier(
             .or_else(|| Url::parse("smtp://invalid").ok().map(SecretUrl)),
         Some(v) => secret(v, &format!("{at}.url"), p).and_then(|s| {
             let u = parse_url(&s.0, &format!("{at}.url"), p);
+            // A webhook URL's path and query are its token: a receiver
+            // echoing the request path must not leak them either.
+            if let Some(u) = &u {
+                if u.0.path().len() > 1 {
+                    secrets.push(Secret(u.0.path().to_owned()));
+                }
+                if let Some(q) = u.0.query() {
+                    secrets.push(Secret(q.to_owned()));
+                }
+            }
             secrets.push(s);
             u
         }),
@@ -978,7 +988,10 @@ fn route(v: &Value, at: &str, p: &mut Problems) -> Route {
 /// Removes every secret of `secrets` from `text` (vendor error bodies).
 pub fn scrub(text: &str, secrets: &[Secret]) -> String {
     let mut out = text.to_owned();
-    for s in secrets {
+    let mut sorted: Vec<&Secret> = secrets.iter().collect();
+    // The whole URL before its path.
+    sorted.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
+    for s in sorted {
         if s.0.len() >= 4 {
             out = out.replace(&s.0, "<redacted>");
         }
