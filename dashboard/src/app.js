@@ -513,7 +513,24 @@
         flagsCell(i),
       ]));
     }
+    highlightLinked();
   }
+
+  // A notifier's link (`externalUrl/#incident=<id>`): that incident's row is
+  // marked, and scrolled to the first time it is shown.
+  function highlightLinked() {
+    const m = /^#incident=([0-9a-fA-F-]{36})$/.exec(location.hash);
+    for (const row of document.querySelectorAll("tr.linked")) row.classList.remove("linked");
+    if (!m) return;
+    const row = document.querySelector('tr[data-incident="' + m[1].toLowerCase() + '"]');
+    if (!row) return;
+    row.classList.add("linked");
+    if (state.linkedShown !== m[1]) {
+      state.linkedShown = m[1];
+      row.scrollIntoView({ block: "center" });
+    }
+  }
+  window.addEventListener("hashchange", highlightLinked);
 
   // ---- silences ------------------------------------------------------------
 

@@ -1198,6 +1198,16 @@ fn silences_and_acks_in_headless_chromium() {
     assert!(disabled.starts_with("writes are disabled"), "{disabled}");
     open_dashboard(&mut cdp, port_ro);
     cdp.eval(PAGE_HELPERS);
+    // A notifier's link to the incident marks its row.
+    let id = incident["id"].as_str().unwrap();
+    cdp.eval(&format!(
+        "location.hash = {}",
+        js(&format!("#incident={id}"))
+    ));
+    cdp.wait_for(
+        &format!("!!document.querySelector('tr.linked[data-incident=\"{id}\"]') && document.querySelectorAll('tr.linked').length === 1"),
+        "the linked incident's row marked",
+    );
     cdp.wait_for(
         &format!("!!window.__t.row({})", js(HELD_RULE)),
         "the held incident on the read-only alerter",
