@@ -682,7 +682,7 @@ fn check_config_names_bad_notifier_templates_and_lists_good_ones() {
         { "name": "ops-slack", "type": "slack", "url": "https://hooks.slack.example/T/B/SECRETPATH",
           "template": { "title": "{{ incident.ruleName }}", "text": "first line\nsecond\n{{ incident.ruleName | }}" } },
         { "name": "pd", "type": "pagerduty", "routingKey": "k",
-          "template": { "title": "{{ incident.ruleName }}\n{{ rule.field }}" } }
+          "template": { "title": "{{ incident.ruleName }}\n{{ rule.threshold }}" } }
     ]));
     let out = bp_alerter(&["check-config", file.to_str().unwrap()], "");
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
@@ -696,7 +696,7 @@ fn check_config_names_bad_notifier_templates_and_lists_good_ones() {
     );
     let var = line("pro.alerting.notifiers[1].template.title").unwrap_or_else(|| panic!("{text}"));
     assert!(
-        var.contains("notifier \"pd\"") && var.contains("\"rule.field\"") && var.contains("line 2"),
+        var.contains("notifier \"pd\"") && var.contains("\"rule.threshold\"") && var.contains("line 2"),
         "{var}"
     );
     assert!(!text.contains("SECRETPATH"));
