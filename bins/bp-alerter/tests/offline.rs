@@ -696,7 +696,9 @@ fn check_config_names_bad_notifier_templates_and_lists_good_ones() {
     );
     let var = line("pro.alerting.notifiers[1].template.title").unwrap_or_else(|| panic!("{text}"));
     assert!(
-        var.contains("notifier \"pd\"") && var.contains("\"rule.threshold\"") && var.contains("line 2"),
+        var.contains("notifier \"pd\"")
+            && var.contains("\"rule.threshold\"")
+            && var.contains("line 2"),
         "{var}"
     );
     assert!(!text.contains("SECRETPATH"));
