@@ -305,8 +305,7 @@ impl NotifierHook {
     /// transitions wait for one.
     async fn flush_digests(&self) {
         loop {
-            self.take().await;
-            let batch: Vec<Waiting> = {
+            {
                 let mut q = self
                     .pacing
                     .digest
@@ -314,14 +313,18 @@ impl NotifierHook {
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 if q.waiting.is_empty() {
                     q.flushing = false;
-                    // The slot was not used.
-                    self.pacing
-                        .window
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .pop_back();
                     return;
                 }
+            }
+            // Only this task takes waiting transitions out: there are still
+            // some once the slot is ours.
+            self.take().await;
+            let batch: Vec<Waiting> = {
+                let mut q = self
+                    .pacing
+                    .digest
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 let n = q.waiting.len().min(DIGEST_MAX);
                 q.waiting.drain(..n).collect()
             };
