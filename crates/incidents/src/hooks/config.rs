@@ -352,7 +352,12 @@ fn url_key(obj: &Map<String, Value>, path: &str, p: &mut Problems) -> Option<Sec
         p.push(at, format!("expected a URL string, got {}", kind(v)));
         return None;
     };
-    // The URL itself is never echoed: it may hold a token.
+    http_url(text, &at, p)
+}
+
+/// An http(s) URL with a host at `at` (the URL itself is never echoed: it
+/// may hold a token).
+pub(crate) fn http_url(text: &str, at: &str, p: &mut Problems) -> Option<SecretUrl> {
     match Url::parse(text) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
             Some(SecretUrl(url))

@@ -453,7 +453,7 @@ fn notifier(
             })
             .or_else(|| Url::parse("smtp://invalid").ok().map(SecretUrl)),
         Some(v) => secret(v, &format!("{at}.url"), p).and_then(|s| {
-            let u = parse_url(&s.0, &format!("{at}.url"), p);
+            let u = crate::hooks::config::http_url(&s.0, &format!("{at}.url"), p);
             // A webhook URL's path and query are its token: a receiver
             // echoing the request path must not leak them either.
             if let Some(u) = &u {
@@ -508,7 +508,7 @@ fn notifier(
                         format!("{at}.chatId"),
                         format!(
                             "expected a chat id (a number or \"@channel\"), got {}",
-                            kind_of(other)
+                            rules_engine::error::json_kind(other)
                         ),
                     );
                     None
@@ -558,7 +558,10 @@ fn notifier(
         Some(other) => {
             p.push(
                 format!("{at}.sendResolved"),
-                format!("expected true or false, got {}", kind_of(other)),
+                format!(
+                    "expected true or false, got {}",
+                    rules_engine::error::json_kind(other)
+                ),
             );
             true
         }
@@ -763,7 +766,6 @@ fn email(
     })
 }
 
-#[allow(clippy::single_match_else)] // each arm names its problem
 fn rate_limit(v: &Value, at: &str, p: &mut Problems) -> Option<RateLimit> {
     let Value::Object(obj) = v else {
         p.push(
@@ -783,31 +785,14 @@ fn rate_limit(v: &Value, at: &str, p: &mut Problems) -> Option<RateLimit> {
             None
         }
     };
-    let per = match obj.get("per") {
-        Some(Value::String(s)) => match metrics_model::Duration::parse_config(s) {
-            Ok(d) if !d.is_zero() => Some(d),
-            Ok(_) => {
-                p.push(format!("{at}.per"), "must be greater than 0");
-                None
-            }
-            Err(e) => {
-                p.push(format!("{at}.per"), e.to_string());
-                None
-            }
-        },
-        _ => {
-            p.push(format!("{at}.per"), "expected a duration such as \"1m\"");
-            None
-        }
-    };
+    if !obj.contains_key("per") {
+        p.push(format!("{at}.per"), "missing; a duration such as \"1m\"");
+    }
+    let per = crate::hooks::config::positive_duration(obj, at, "per", p);
     Some(RateLimit {
         max: max?,
         per: per?,
     })
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    kind(v)
 }
 
 fn type_list() -> String {
@@ -872,26 +857,6 @@ fn secret(v: &Value, at: &str, p: &mut Problems) -> Option<Secret> {
         return None;
     }
     Some(Secret(text))
-}
-
-fn parse_url(text: &str, at: &str, p: &mut Problems) -> Option<SecretUrl> {
-    // The URL itself is never echoed: it may hold a token.
-    match Url::parse(text) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
-            Some(SecretUrl(url))
-        }
-        Ok(url) => {
-            p.push(
-                at,
-                format!("the URL scheme is {:?}; only http and https", url.scheme()),
-            );
-            None
-        }
-        Err(e) => {
-            p.push(at, format!("not a valid URL: {e}"));
-            None
-        }
-    }
 }
 
 /// A glob, or a list of globs.

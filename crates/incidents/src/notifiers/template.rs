@@ -49,22 +49,9 @@ pub const INCIDENT_FIELDS: [&str; 10] = [
 ];
 
 /// The fields of `rule` (the incident's rule as configured; each `none`
-/// when the rule does not set it, or is no longer configured).
-pub const RULE_FIELDS: [&str; 13] = [
-    "name",
-    "field",
-    "aggregation",
-    "operand",
-    "value",
-    "timeframe",
-    "cooldown",
-    "hosts",
-    "scope",
-    "severity",
-    "labels",
-    "description",
-    "staleAfter",
-];
+/// when the rule does not set it, or is no longer configured): the keys a
+/// rule object may have.
+pub use rules_engine::rule::RULE_KEYS as RULE_FIELDS;
 
 /// The compiled templates of one notifier.
 #[derive(Clone)]
