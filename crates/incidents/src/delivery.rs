@@ -224,7 +224,6 @@ struct Lane {
 /// Everything a delivery task needs.
 #[derive(Debug)]
 struct Context {
-    static_hooks: Vec<Arc<dyn Hook>>,
     lanes: Vec<Lane>,
     directory: HookDirectory,
     timeout: Duration,
@@ -266,9 +265,9 @@ impl Dispatcher {
         options: DispatcherOptions,
     ) -> Result<(Dispatcher, mpsc::UnboundedReceiver<Completion>), HookError> {
         let client = http_client()?;
-        let mut static_hooks: Vec<Arc<dyn Hook>> = Vec::new();
+        let mut main_hooks: Vec<Arc<dyn Hook>> = Vec::new();
         for w in &config.webhooks {
-            static_hooks.push(Arc::new(WebhookHook::new(
+            main_hooks.push(Arc::new(WebhookHook::new(
                 w.clone(),
                 client.clone(),
                 config.timeout,
@@ -279,11 +278,11 @@ impl Dispatcher {
             .as_ref()
             .map(|am| AlertmanagerHook::new(am.clone(), client.clone(), config.timeout));
         if let Some(am) = &alertmanager {
-            static_hooks.push(Arc::new(am.clone()));
+            main_hooks.push(Arc::new(am.clone()));
         }
-        static_hooks.extend(options.extra_hooks);
+        main_hooks.extend(options.extra_hooks);
         let mut lanes = vec![Lane {
-            hooks: static_hooks.clone(),
+            hooks: main_hooks,
             files: true,
             notifier: None,
         }];
@@ -293,7 +292,6 @@ impl Dispatcher {
                 client.clone(),
                 config.timeout,
             ));
-            static_hooks.push(hook.clone());
             lanes.push(Lane {
                 hooks: vec![hook.clone()],
                 files: false,
@@ -302,7 +300,6 @@ impl Dispatcher {
         }
         let concurrency = config.concurrency.max(1);
         let context = Arc::new(Context {
-            static_hooks,
             lanes,
             directory: HookDirectory::new(
                 config.directory.clone(),
@@ -399,12 +396,13 @@ impl Dispatcher {
     }
 
     /// The names of the configured hooks (webhooks, Alertmanager, the
-    /// embedder's; file hooks are read from the directory at each
-    /// delivery and are not listed).
+    /// embedder's, then the notifiers; file hooks are read from the
+    /// directory at each delivery and are not listed).
     pub fn hook_names(&self) -> Vec<String> {
         self.context
-            .static_hooks
+            .lanes
             .iter()
+            .flat_map(|l| &l.hooks)
             .map(|h| h.name().to_owned())
             .collect()
     }
