@@ -93,15 +93,38 @@ pub(crate) async fn send(
     for (name, value) in &headers.0 {
         request = request.header(name.clone(), value.clone());
     }
+    send_request(hook, url, request, timeout).await.map(|_| ())
+}
+
+/// The longest `Retry-After` honoured (a receiver asking for more is
+/// retried after this, then by the normal backoff).
+pub const RETRY_AFTER_MAX: std::time::Duration = std::time::Duration::from_mins(5);
+
+/// Sends a request bounded by `timeout`: the 2xx status, or the error — a
+/// `429` (or a `503` with `Retry-After`) is [`HookError::RateLimited`], so
+/// the dispatcher waits what the receiver asked; any other status is
+/// [`HookError::Status`] with the start of the body.
+pub(crate) async fn send_request(
+    hook: &str,
+    url: &SecretUrl,
+    request: reqwest::RequestBuilder,
+    timeout: Duration,
+) -> Result<u16, HookError> {
     let response = request
         .timeout(timeout.to_std())
         .send()
         .await
         .map_err(|e| http_error(hook, url, &e, timeout))?;
-    let status = response.status();
-    if status.is_success() {
-        return Ok(());
+    let status = response.status().as_u16();
+    if response.status().is_success() {
+        return Ok(status);
     }
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(|s| std::time::Duration::from_secs(s).min(RETRY_AFTER_MAX));
     let body = match response.text().await {
         Ok(text) => {
             let text = text.trim();
@@ -113,10 +136,19 @@ pub(crate) async fn send(
         }
         Err(_) => String::new(),
     };
+    if status == 429 || (status == 503 && retry_after.is_some()) {
+        return Err(HookError::RateLimited {
+            hook: hook.to_owned(),
+            origin: url.origin(),
+            status,
+            retry_after_ms: retry_after.map(|d| d.as_millis() as u64),
+            body,
+        });
+    }
     Err(HookError::Status {
         hook: hook.to_owned(),
         origin: url.origin(),
-        status: status.as_u16(),
+        status,
         body,
     })
 }

@@ -14,16 +14,11 @@ use rules_engine::{Event, Transition};
 use serde_json::{Value, json};
 
 use super::config::{Extra, NotifierConfig, NotifierKind, scrub};
-use crate::hooks::webhook::error_chain;
 use crate::hooks::{Delivery, Hook, HookError, HookFuture};
 
 /// Slack attachment colours: red while firing, green once resolved.
 const RED: &str = "#d00000";
 const GREEN: &str = "#2eb886";
-
-/// The longest `Retry-After` honoured (a vendor asking for more is retried
-/// after this, by the normal backoff from then on).
-pub const RETRY_AFTER_MAX: std::time::Duration = std::time::Duration::from_mins(5);
 
 /// Requests one notifier has in flight at most.
 pub const SENDS_PER_NOTIFIER: usize = 8;
@@ -627,59 +622,66 @@ impl NotifierHook {
     /// the timeout; 2xx is success, 429 (or 503 with `Retry-After`) is
     /// [`HookError::RateLimited`].
     async fn execute(&self, request: reqwest::RequestBuilder) -> Result<u16, HookError> {
-        let name = &self.config.name;
         let _permit = self
             .pacing
             .sends
             .acquire()
             .await
             .map_err(|_| self.fail("closed"))?;
-        let response = request
-            .timeout(self.timeout.to_std())
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    HookError::Timeout {
-                        hook: name.clone(),
-                        timeout: self.timeout.to_string(),
-                        killed: false,
-                    }
-                } else {
-                    HookError::Http {
-                        hook: name.clone(),
-                        origin: self.config.url.origin(),
-                        message: scrub(&error_chain(&e), &self.config.secrets),
-                    }
-                }
-            })?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(status.as_u16());
-        }
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .map(|s| std::time::Duration::from_secs(s).min(RETRY_AFTER_MAX));
-        let body = response.text().await.unwrap_or_default();
-        let body = scrub(&cut(body.trim(), 200), &self.config.secrets);
-        if status.as_u16() == 429 || (status.as_u16() == 503 && retry_after.is_some()) {
-            return Err(HookError::RateLimited {
-                hook: name.clone(),
-                origin: self.config.url.origin(),
-                status: status.as_u16(),
-                retry_after_ms: retry_after.map(|d| d.as_millis() as u64),
+        crate::hooks::webhook::send_request(
+            &self.config.name,
+            &self.config.url,
+            request,
+            self.timeout,
+        )
+        .await
+        .map_err(|e| self.scrubbed(e))
+    }
+
+    /// `e` with this notifier's secrets removed from its texts (a vendor may
+    /// echo what it got).
+    fn scrubbed(&self, e: HookError) -> HookError {
+        let s = |t: String| scrub(&t, &self.config.secrets);
+        match e {
+            HookError::Status {
+                hook,
+                origin,
+                status,
                 body,
-            });
+            } => HookError::Status {
+                hook,
+                origin,
+                status,
+                body: s(body),
+            },
+            HookError::RateLimited {
+                hook,
+                origin,
+                status,
+                retry_after_ms,
+                body,
+            } => HookError::RateLimited {
+                hook,
+                origin,
+                status,
+                retry_after_ms,
+                body: s(body),
+            },
+            HookError::Http {
+                hook,
+                origin,
+                message,
+            } => HookError::Http {
+                hook,
+                origin,
+                message: s(message),
+            },
+            HookError::Other { hook, message } => HookError::Other {
+                hook,
+                message: s(message),
+            },
+            other => other,
         }
-        Err(HookError::Status {
-            hook: name.clone(),
-            origin: self.config.url.origin(),
-            status: status.as_u16(),
-            body,
-        })
     }
 }
 
