@@ -488,10 +488,7 @@ async fn read_muting<C, A: AlertStore>(
         silences: silences
             .iter()
             .filter_map(|r| {
-                let parsed = serde_json::from_str(&r.json)
-                    .map_err(|e| e.to_string())
-                    .and_then(|v| Silence::from_stored(&v));
-                parsed
+                Silence::from_record(r)
                     .map_err(|e| warn!(id = %r.id, error = %e, "ignoring an unreadable silence"))
                     .ok()
             })
@@ -501,9 +498,7 @@ async fn read_muting<C, A: AlertStore>(
     leader.acks = acks
         .iter()
         .filter_map(|r| {
-            let a = serde_json::from_str(&r.json)
-                .ok()
-                .and_then(|v| Acknowledgement::from_json(&v))?;
+            let a = Acknowledgement::from_record(r)?;
             Some((a.incident_id, (a, r.version)))
         })
         .collect();

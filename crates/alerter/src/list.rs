@@ -44,16 +44,11 @@ pub async fn incidents<A: AlertStore>(store: &A, options: ListOptions) -> anyhow
     let dead = store.dead_letters(options.limit).await?;
     let outbox = store.outbox_len().await?;
     let lease = store.lease().await?;
-    let acks: std::collections::HashMap<uuid::Uuid, rules_engine::Acknowledgement> = store
-        .records(metrics_model::store::RecordKind::Acknowledgement)
-        .await?
-        .iter()
-        .filter_map(|r| {
-            let v: serde_json::Value = serde_json::from_str(&r.json).ok()?;
-            let a = rules_engine::Acknowledgement::from_json(&v)?;
-            Some((a.incident_id, a))
-        })
-        .collect();
+    let acks = rules_engine::Acknowledgement::by_incident(
+        &store
+            .records(metrics_model::store::RecordKind::Acknowledgement)
+            .await?,
+    );
     let held = &view.held;
     let note = |i: &Incident| {
         let mut parts = Vec::new();

@@ -223,6 +223,13 @@ impl Silence {
         })
     }
 
+    /// A silence record of the store (its JSON as [`Silence::to_json`]
+    /// wrote it).
+    pub fn from_record(record: &metrics_model::store::Record) -> Result<Silence, String> {
+        let v: Value = serde_json::from_str(&record.json).map_err(|e| e.to_string())?;
+        Silence::from_stored(&v)
+    }
+
     /// Reads a stored silence back (as [`Silence::to_json`] wrote it).
     pub fn from_stored(value: &Value) -> Result<Silence, String> {
         let id = value
@@ -924,6 +931,22 @@ impl Acknowledgement {
             "at": format_rfc3339(self.at),
             "comment": self.comment,
         })
+    }
+
+    /// An acknowledgement record of the store, if readable.
+    pub fn from_record(record: &metrics_model::store::Record) -> Option<Acknowledgement> {
+        Acknowledgement::from_json(&serde_json::from_str(&record.json).ok()?)
+    }
+
+    /// The readable acknowledgement records, by incident id.
+    pub fn by_incident(
+        records: &[metrics_model::store::Record],
+    ) -> std::collections::HashMap<Uuid, Acknowledgement> {
+        records
+            .iter()
+            .filter_map(Acknowledgement::from_record)
+            .map(|a| (a.incident_id, a))
+            .collect()
     }
 
     /// Reads one back.

@@ -40,11 +40,6 @@ pub const BODY_MAX: usize = 64 * 1024;
 /// Longest acknowledgement author (bytes), as a silence's `createdBy`.
 pub const ACK_BY_MAX: usize = rules_engine::silence::CREATED_BY_MAX;
 
-/// Who is writing: the write token's name, if it has one.
-fn writer_name(writer: &Writer) -> Option<String> {
-    writer.name.clone()
-}
-
 fn read_error<T, A>(state: &AppState<T, A>, e: &StoreError) -> ApiError {
     state
         .store_errors
@@ -112,8 +107,7 @@ async fn stored<A: AlertStore>(alerts: &A) -> Result<(Vec<(Silence, u64)>, usize
 }
 
 fn parse_record(r: &Record) -> Option<Silence> {
-    let v: Value = serde_json::from_str(&r.json).ok()?;
-    Silence::from_stored(&v).ok()
+    Silence::from_record(r).ok()
 }
 
 fn parse_id(text: &str) -> Result<Uuid, ApiError> {
@@ -219,7 +213,7 @@ pub async fn create<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'sta
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let value = body_json(&body)?;
-    let (shown, id) = create_silence(&state.alerts, &value, writer_name(&writer), now_ms()).await?;
+    let (shown, id) = create_silence(&state.alerts, &value, writer.name, now_ms()).await?;
     let mut r = (StatusCode::CREATED, Json(shown)).into_response();
     if let Ok(loc) = format!("/api/v1/silences/{id}").parse() {
         r.headers_mut().insert(axum::http::header::LOCATION, loc);
@@ -283,6 +277,17 @@ async fn current<A: AlertStore>(alerts: &A, id: Uuid) -> Result<(Silence, u64), 
         .ok_or_else(|| ApiError::with_status(StatusCode::NOT_FOUND, format!("no silence {id}")))
 }
 
+/// 409 unless the body's `version` (when it names one) is the stored one.
+fn check_version(id: Uuid, expected: Option<u64>, version: u64) -> Result<(), ApiError> {
+    match expected {
+        Some(e) if e != version => Err(ApiError::with_status(
+            StatusCode::CONFLICT,
+            format!("silence {id} is at version {version}, not {e}: read it again"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The `version` a body asks to change, if it names one.
 fn expected_version(value: &Value) -> Result<Option<u64>, ApiError> {
     match value.get("version") {
@@ -336,14 +341,7 @@ pub async fn update<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'sta
     }
     let (old, version) = current(&state.alerts, id).await?;
     let now = now_ms();
-    if let Some(e) = expected
-        && e != version
-    {
-        return Err(ApiError::with_status(
-            StatusCode::CONFLICT,
-            format!("silence {id} is at version {version}, not {e}: read it again"),
-        ));
-    }
+    check_version(id, expected, version)?;
     if old.status(now) == SilenceStatus::Expired {
         return Err(ApiError::with_status(
             StatusCode::CONFLICT,
@@ -411,12 +409,7 @@ pub async fn expire_silence<A: AlertStore>(
     }
     let expected = expected_version(value)?;
     let (old, version) = current(alerts, id).await?;
-    if expected.is_some_and(|e| e != version) {
-        return Err(ApiError::with_status(
-            StatusCode::CONFLICT,
-            format!("silence {id} is at version {version}: read it again"),
-        ));
-    }
+    check_version(id, expected, version)?;
     let silence = match old.status(now) {
         SilenceStatus::Expired => return Ok(shown(&old, version, now)),
         SilenceStatus::Pending => Silence {
@@ -448,7 +441,7 @@ pub async fn ack<T: TickStore + Clone + 'static, A: AlertStore + Clone + 'static
         .parse()
         .map_err(|_| ApiError::bad("id", format!("{id:?} is not an incident id (a UUID)")))?;
     let value = body_json(&body)?;
-    let v = ack_incident(&state.alerts, id, &value, writer_name(&writer), now_ms()).await?;
+    let v = ack_incident(&state.alerts, id, &value, writer.name, now_ms()).await?;
     Ok(Json(v).into_response())
 }
 
@@ -544,16 +537,9 @@ pub async fn ack_incident<A: AlertStore>(
 pub async fn acknowledgements<A: AlertStore>(
     alerts: &A,
 ) -> Result<std::collections::HashMap<Uuid, Acknowledgement>, StoreError> {
-    Ok(alerts
-        .records(RecordKind::Acknowledgement)
-        .await?
-        .iter()
-        .filter_map(|r| {
-            let v: Value = serde_json::from_str(&r.json).ok()?;
-            let a = Acknowledgement::from_json(&v)?;
-            Some((a.incident_id, a))
-        })
-        .collect())
+    Ok(Acknowledgement::by_incident(
+        &alerts.records(RecordKind::Acknowledgement).await?,
+    ))
 }
 
 /// Every readable silence (for the incidents view's "silenced by").
