@@ -535,6 +535,7 @@ async fn a_rate_limited_notifier_never_stalls_another_hook() {
         .submit(2, resolved(&inc, 1_700_000_010_000))
         .unwrap();
     let done = completions(&mut rx, 2).await;
+    let completed_after = started.elapsed();
     dispatcher.shutdown(DEADLINE).await;
     assert!(done.iter().all(|c| c.failures.is_empty()), "{done:?}");
     let fast = got(&f);
@@ -557,9 +558,8 @@ async fn a_rate_limited_notifier_never_stalls_another_hook() {
         .collect();
     assert_eq!(colours, [0xd0_00_00, 0x2e_b8_86], "open then resolve");
     assert!(
-        done.iter()
-            .all(|_| started.elapsed() >= std::time::Duration::from_millis(2900)),
-        "entries complete when every lane is done"
+        completed_after >= std::time::Duration::from_millis(2900),
+        "entries complete when every lane is done, not when the fast one is: {completed_after:?}"
     );
 }
 
