@@ -63,6 +63,22 @@ pub enum Storage {
     Disk(disk_store::DiskStore),
 }
 
+/// Copies the on-disk store's I/O failure count and ticks kept in memory
+/// into the stats (for /metrics), every second.
+fn copy_store_gauges(store: disk_store::DiskStore, stats: Arc<alerter::AlerterStats>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            stats.store_io_failures.store(store.io_failures(), Relaxed);
+            stats
+                .store_ticks_in_memory
+                .store(store.ticks_in_memory() as u64, Relaxed);
+        }
+    });
+}
+
 /// Runs the alerter until `shutdown` resolves.
 pub async fn run(
     cfg: RunConfig,
@@ -128,17 +144,7 @@ pub async fn run(
                 .await
             }
             Storage::Disk(store) => {
-                // The store's I/O failure count, for /metrics.
-                let (counted, stats) = (store.clone(), setup.stats.clone());
-                tokio::spawn(async move {
-                    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
-                    loop {
-                        every.tick().await;
-                        stats
-                            .store_io_failures
-                            .store(counted.io_failures(), std::sync::atomic::Ordering::Relaxed);
-                    }
-                });
+                copy_store_gauges(store.clone(), setup.stats.clone());
                 info!(node = %cfg.node, rules = cfg.config.alerting.rules.len(), file = %store.path().display(), "standalone mode: this machine only, state on disk");
                 let rooms = standalone_rooms(&cfg, store.clone(), http_server, hooks_rx, &stopped);
                 serve(store.clone(), store.clone(), setup, &cfg, stopped(), rooms).await

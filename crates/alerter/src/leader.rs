@@ -21,7 +21,7 @@ use metrics_model::store::{
 use metrics_model::time::{Millis, floor_to, now_ms};
 use rules_engine::silence::Acknowledgement;
 use rules_engine::{Config, Engine, EngineOptions, Event, Muting, NotifyGate, Silence, Transition};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
@@ -62,9 +62,14 @@ struct Leader<C> {
     epoch: String,
     engine: Engine,
     cursor: C,
-    /// An evaluated instant whose commit failed: committed first next pass
-    /// (the engine has moved past it already).
-    pending: Option<Pending>,
+    /// Evaluated instants whose commits failed, in order: committed first
+    /// at the next pass (the engine has moved past them already). While the
+    /// store refuses writes (`Unavailable`: a full disk, Redis down)
+    /// evaluation goes on and its commits wait here, up to [`PENDING_MAX`].
+    pending: VecDeque<Pending>,
+    /// Whether the silences and acknowledgements were read once: later
+    /// passes keep the last ones read while the store cannot be read.
+    muting_read: bool,
     /// Opens held by silences and maintenance windows (also flagged in the
     /// incident states, so they survive restarts and takeovers).
     gate: NotifyGate,
@@ -78,7 +83,26 @@ struct Pending {
     at: Millis,
     commit: metrics_model::store::AlertCommit,
     transitions: Vec<Transition>,
+    /// Held opens released at this instant (in the outbox without a
+    /// transition: the delivery task must be woken).
+    released: bool,
 }
+
+impl Pending {
+    /// Nothing but the evaluated instant changes.
+    fn is_empty(&self) -> bool {
+        self.transitions.is_empty()
+            && !self.released
+            && self.commit.states.is_empty()
+            && self.commit.outbox.is_empty()
+            && self.commit.resolved.is_empty()
+    }
+}
+
+/// Evaluated instants kept at most while their commits fail (instants
+/// without changes share one entry). Past it evaluation pauses, and
+/// catch-up (`catchUpLimit`) covers the rest once the store takes writes.
+pub const PENDING_MAX: usize = 10_000;
 
 /// What the lease grant means for the state in memory.
 enum Standing {
@@ -262,6 +286,9 @@ async fn lead<T: TickStore, A: AlertStore>(
             }
         } else if matches!(e, StoreError::Fenced { .. }) {
             warn!(error = %e, "the lease was lost before a commit; the commit waits for the next lease grant");
+        } else if matches!(e, StoreError::Unavailable(_)) && !l.pending.is_empty() {
+            // Logged when commits start and stop waiting (evaluate_due).
+            debug!(error = %e, queued = l.pending.len(), "commits wait for the store");
         } else {
             warn!(error = %e, "evaluation not committed; retrying it");
         }
@@ -367,15 +394,19 @@ async fn build_leader<T: TickStore, A: AlertStore>(
         epoch: epoch.to_owned(),
         engine,
         cursor,
-        pending: None,
+        pending: VecDeque::new(),
+        muting_read: false,
         gate,
         muting: Muting::default(),
         acks: HashMap::new(),
     })
 }
 
-/// One pass of the leader: read the ticks that arrived, then evaluate and
-/// commit every due instant (catching up within a time budget).
+/// One pass of the leader: commit what waits, read the ticks that arrived,
+/// then evaluate and commit every due instant (catching up within a time
+/// budget). While the store refuses commits (`Unavailable`), evaluation
+/// goes on from memory and the commits queue in order; the pass returns
+/// the store's error so that the next one comes soon.
 async fn evaluate_due<T: TickStore, A: AlertStore>(
     ticks: &T,
     alerts: &Mirrored<A>,
@@ -386,43 +417,154 @@ async fn evaluate_due<T: TickStore, A: AlertStore>(
 ) -> Result<(), StoreError> {
     let w = config.alerting.watcher_interval.as_millis_i64();
     let delay = config.alerting.evaluation_delay.as_millis_i64();
-    if let Some(p) = leader.pending.take() {
-        let started = Instant::now();
-        if let Err(e) = alerts.commit(&setup.holder, leader.token, &p.commit).await {
-            leader.pending = Some(p);
-            return Err(e);
-        }
-        after_commit(setup, p.at, &p.transitions, started.elapsed());
+    // A long catch-up (or queue) yields every third of the lease TTL so the
+    // lease is renewed in time; the next pass continues where this stopped.
+    let budget = std::time::Duration::from_millis(lease_ttl_ms(w) / 3);
+    let started = Instant::now();
+    let mut refused = match flush_pending(alerts, leader, setup, started, budget).await {
+        Ok(()) => None,
+        Err(e @ StoreError::Unavailable(_)) => Some(e),
+        Err(e) => return Err(e),
+    };
+    if !leader.pending.is_empty() && refused.is_none() {
+        return Ok(()); // out of budget: the next pass goes on
     }
     let due = floor_to(now - delay, w);
     let last = leader.engine.last_evaluated();
     let mut next = first_instant(last, due, config);
-    if next > due {
-        return Ok(());
+    if next > due || leader.pending.len() >= PENDING_MAX {
+        return refused.map_or(Ok(()), Err);
     }
-    let started = Instant::now();
     ingest_new_ticks(ticks, leader, &setup.stats, w, now).await?;
-    read_muting(alerts, config, leader).await?;
+    match read_muting(alerts, config, leader).await {
+        Ok(()) => leader.muting_read = true,
+        Err(e @ StoreError::Unavailable(_)) if leader.muting_read => {
+            debug!(error = %e, "cannot read the silences now; the ones read before apply");
+        }
+        Err(e) => return Err(e),
+    }
     if last.is_some_and(|l| next > l + w) {
         leader.engine.resume_after(next - w);
     }
-    // A long catch-up yields every third of the lease TTL so the lease is
-    // renewed in time; the next pass continues where this one stopped.
-    let budget = std::time::Duration::from_millis(lease_ttl_ms(w) / 3);
     let mut evaluated = 0u32;
-    while next <= due && (evaluated == 0 || started.elapsed() < budget) {
+    while next <= due
+        && (evaluated == 0 || started.elapsed() < budget)
+        && leader.pending.len() < PENDING_MAX
+    {
         evaluated += 1;
         let instant_started = Instant::now();
-        let transitions = commit_instant(alerts, leader, setup, next).await?;
-        let took = if next == due {
-            started.elapsed()
-        } else {
-            instant_started.elapsed()
-        };
-        after_commit(setup, next, &transitions, took);
+        let mut p = evaluate_instant(leader, setup, next);
         next += w;
+        if !leader.pending.is_empty() {
+            queue(leader, p);
+            continue;
+        }
+        // The store must still hold the previous commit (a failover to a
+        // replica that had not caught up would have lost it).
+        p.commit.expect_last_evaluated = alerts.last_evaluated();
+        match alerts.commit(&setup.holder, leader.token, &p.commit).await {
+            Ok(_) => {
+                let took = if p.at == due {
+                    started.elapsed()
+                } else {
+                    instant_started.elapsed()
+                };
+                finish_commit(alerts, leader, setup, &p, took).await;
+            }
+            Err(e @ StoreError::Unavailable(_)) => {
+                warn!(
+                    error = %e,
+                    at = p.at,
+                    "the store refuses commits: evaluation goes on from memory, and its commits wait in order (hooks run once they are stored)"
+                );
+                queue(leader, p);
+                refused = Some(e);
+            }
+            Err(e) => {
+                queue(leader, p);
+                return Err(e);
+            }
+        }
+    }
+    setup
+        .stats
+        .commits_waiting
+        .store(leader.pending.len() as u64, Ordering::Relaxed);
+    refused.map_or(Ok(()), Err)
+}
+
+/// Queues an evaluated instant whose commit waits; consecutive instants
+/// without changes share one entry (the later instant).
+fn queue<C>(leader: &mut Leader<C>, p: Pending) {
+    if p.is_empty()
+        && let Some(last) = leader.pending.back_mut()
+        && last.is_empty()
+    {
+        last.at = p.at;
+        last.commit.evaluated_at = p.commit.evaluated_at;
+        return;
+    }
+    leader.pending.push_back(p);
+}
+
+/// Commits the queued instants in order, within `budget` of `started`;
+/// stops at the first failure.
+async fn flush_pending<C, A: AlertStore>(
+    alerts: &Mirrored<A>,
+    leader: &mut Leader<C>,
+    setup: &AlerterSetup,
+    started: Instant,
+    budget: std::time::Duration,
+) -> Result<(), StoreError> {
+    let waited = leader.pending.len();
+    let mut stored = 0usize;
+    while let Some(mut p) = leader.pending.pop_front() {
+        if stored > 0 && started.elapsed() >= budget {
+            leader.pending.push_front(p);
+            break;
+        }
+        let commit_started = Instant::now();
+        p.commit.expect_last_evaluated = alerts.last_evaluated();
+        if let Err(e) = alerts.commit(&setup.holder, leader.token, &p.commit).await {
+            leader.pending.push_front(p);
+            setup
+                .stats
+                .commits_waiting
+                .store(leader.pending.len() as u64, Ordering::Relaxed);
+            return Err(e);
+        }
+        stored += 1;
+        finish_commit(alerts, leader, setup, &p, commit_started.elapsed()).await;
+    }
+    setup
+        .stats
+        .commits_waiting
+        .store(leader.pending.len() as u64, Ordering::Relaxed);
+    if waited > 0 && leader.pending.is_empty() {
+        info!(
+            commits = waited,
+            "the store takes commits again: the evaluations that waited are stored"
+        );
     }
     Ok(())
+}
+
+/// What follows a stored commit: the log lines, counters and callback
+/// (`after_commit`), the delivery task's wake-up for released opens, and
+/// the acknowledgements of resolved incidents marked for pruning.
+async fn finish_commit<C, A: AlertStore>(
+    alerts: &Mirrored<A>,
+    leader: &mut Leader<C>,
+    setup: &AlerterSetup,
+    p: &Pending,
+    took: std::time::Duration,
+) {
+    after_commit(setup, p.at, &p.transitions, took);
+    if p.released {
+        // Released opens are in the outbox without a transition this instant.
+        setup.committed.notify_one();
+    }
+    keep_acks_for_retention(alerts, leader, &p.transitions).await;
 }
 
 /// Reads the ticks that arrived since the last read into the engine,
@@ -505,18 +647,13 @@ async fn read_muting<C, A: AlertStore>(
     Ok(())
 }
 
-/// Evaluates instant `t` and commits its transitions with the incident
-/// states in one atomic step, fenced by the lease: silences and
+/// Evaluates instant `t`: its transitions and the commit that stores them
+/// with the incident states in one atomic step (fenced by the lease; the
+/// caller sets `expect_last_evaluated` when it commits). Silences and
 /// maintenance windows decide which transitions go to the outbox (held
 /// opens flagged in their states, released ones with `notifiedAt`), and a
-/// resolve carries its acknowledgement. When the commit fails, the
-/// evaluated instant is kept as the leader's pending commit.
-async fn commit_instant<C, A: AlertStore>(
-    alerts: &Mirrored<A>,
-    leader: &mut Leader<C>,
-    setup: &AlerterSetup,
-    t: Millis,
-) -> Result<Vec<Transition>, StoreError> {
+/// resolve carries its acknowledgement.
+fn evaluate_instant<C>(leader: &mut Leader<C>, setup: &AlerterSetup, t: Millis) -> Pending {
     let transitions = leader.engine.evaluate(t).unwrap_or_default();
     let mut step = leader.gate.step(t, &transitions, &leader.muting);
     for (tr, held) in step
@@ -559,30 +696,19 @@ async fn commit_instant<C, A: AlertStore>(
     for tr in &step.released {
         info!(rule = %tr.incident.rule_name, host = %tr.incident.host_name, id = %tr.incident.id, "held open released: nothing mutes it any more");
     }
-    let mut commit = persist::commit_with(
+    let commit = persist::commit_with(
         t,
         &transitions,
         &step.notify,
         &step.released,
         &leader.engine,
     );
-    // The store must still hold the previous commit (a failover to a
-    // replica that had not caught up would have lost it).
-    commit.expect_last_evaluated = alerts.last_evaluated();
-    if let Err(e) = alerts.commit(&setup.holder, leader.token, &commit).await {
-        leader.pending = Some(Pending {
-            at: t,
-            commit,
-            transitions,
-        });
-        return Err(e);
+    Pending {
+        at: t,
+        commit,
+        transitions,
+        released: !step.released.is_empty(),
     }
-    if !step.released.is_empty() {
-        // Released opens are in the outbox without a transition this instant.
-        setup.committed.notify_one();
-    }
-    keep_acks_for_retention(alerts, leader, &transitions).await;
-    Ok(transitions)
 }
 
 /// An acknowledgement is kept while its incident is open; once the incident

@@ -32,6 +32,11 @@ pub struct AlerterStats {
     /// Operations of an on-disk store that failed with an I/O error (disk
     /// full, read-only file system), copied from the store (standalone).
     pub store_io_failures: AtomicU64,
+    /// Ticks an on-disk store keeps in memory because its file refuses
+    /// writes (standalone), copied from the store.
+    pub store_ticks_in_memory: AtomicU64,
+    /// Evaluated instants whose commits wait for the store (leader only).
+    pub commits_waiting: AtomicU64,
     /// Outbox entries seen waiting at the last read.
     pub outbox_depth: AtomicU64,
     /// Silences active at the last evaluated instant.

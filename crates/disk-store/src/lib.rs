@@ -31,6 +31,7 @@
 //! per stored tick only in `ticks`: 5.0 bytes per sample with the standard
 //! tick (docs/benchmarks.md).
 
+use std::collections::{HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -178,6 +179,12 @@ struct Inner {
     /// The lease `(holder, token)`: in memory, since the lock file admits
     /// one process.
     lease: Mutex<Option<(String, u64)>>,
+    /// The store epoch and when it began (written once, when the file is
+    /// created): renewing a held lease needs no disk.
+    epoch: Mutex<(String, Millis)>,
+    /// Ticks the file could not take, kept in memory; also the arrival
+    /// sequence (held across every tick write and arrival read).
+    spill: Mutex<Spill>,
     /// Held for the store's lifetime: the directory lock.
     _lock: File,
 }
@@ -187,6 +194,50 @@ impl std::fmt::Debug for DiskStore {
         f.debug_struct("DiskStore")
             .field("path", &self.inner.path)
             .finish_non_exhaustive()
+    }
+}
+
+/// Ticks kept in memory at most while the file refuses writes (disk full,
+/// read-only): an hour of one-second ticks. Past it appends fail
+/// (`Unavailable`), and the caller buffers (the writer's outage buffer).
+pub const SPILL_MAX: usize = 3_600;
+
+/// Ticks the file could not take (a full or read-only disk), in memory with
+/// the arrival seqs they were given: readers by arrival and by range see
+/// them, so evaluation goes on; the next append that succeeds writes them
+/// first, under the same seqs. Lost if the process dies before that.
+#[derive(Debug, Default)]
+struct Spill {
+    /// `(arrival seq, tick)`, in arrival order.
+    ticks: VecDeque<(u64, Tick)>,
+    /// The keys in `ticks` (a tick with the same host and ts is a duplicate).
+    keys: HashSet<(HostName, Millis)>,
+    /// The greatest arrival seq in the file.
+    persisted: u64,
+    /// The greatest arrival seq given (≥ `persisted`).
+    last: u64,
+}
+
+impl Spill {
+    fn take(&mut self, ticks: &[Tick]) -> AppendOutcome {
+        let mut out = AppendOutcome::default();
+        for t in ticks {
+            if self.keys.insert((t.host.clone(), t.ts)) {
+                self.last += 1;
+                self.ticks.push_back((self.last, t.clone()));
+                out.written += 1;
+            } else {
+                out.duplicates += 1;
+            }
+        }
+        out
+    }
+
+    fn written(&mut self, seq: u64) {
+        self.ticks.clear();
+        self.keys.clear();
+        self.persisted = seq;
+        self.last = seq;
     }
 }
 
@@ -328,6 +379,8 @@ impl DiskStore {
                 last_warned: Mutex::new(None),
                 path,
                 lease: Mutex::new(None),
+                epoch: Mutex::new((String::new(), 0)),
+                spill: Mutex::new(Spill::default()),
                 _lock: lock,
             }),
         };
@@ -383,6 +436,17 @@ impl DiskStore {
                     });
                 }
             }
+            let epoch = meta
+                .get("epoch")
+                .map_err(|e| unreadable(&e))?
+                .map(|v| String::from_utf8_lossy(v.value()).into_owned())
+                .unwrap_or_default();
+            let at = meta_i64(&meta, "epoch_at")
+                .map_err(|e| unreadable(&e))?
+                .unwrap_or(0);
+            *self.epoch_lock() = (epoch, at);
+            let seq = meta_u64(&meta, "arrival_seq").map_err(|e| unreadable(&e))?;
+            self.spill_lock().written(seq);
             // Create every table, so that readers never meet a missing one.
             txn.open_table(TICKS).map_err(|e| unreadable(&e))?;
             txn.open_table(ARRIVAL).map_err(|e| unreadable(&e))?;
@@ -393,6 +457,26 @@ impl DiskStore {
             txn.open_table(DEAD).map_err(|e| unreadable(&e))?;
         }
         txn.commit().map_err(|e| unreadable(&e))
+    }
+
+    fn epoch_lock(&self) -> MutexGuard<'_, (String, Millis)> {
+        self.inner
+            .epoch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn spill_lock(&self) -> MutexGuard<'_, Spill> {
+        self.inner
+            .spill
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Ticks kept in memory because the file refused them (written first
+    /// once it takes writes again).
+    pub fn ticks_in_memory(&self) -> usize {
+        self.spill_lock().ticks.len()
     }
 
     fn lease_lock(&self) -> MutexGuard<'_, Option<(String, u64)>> {
@@ -409,12 +493,7 @@ impl DiskStore {
     ) -> impl Future<Output = Result<T, StoreError>> + Send {
         let store = self.clone();
         async move {
-            match tokio::task::spawn_blocking(move || {
-                store.reopen_if_broken()?;
-                f(&store)
-            })
-            .await
-            {
+            match tokio::task::spawn_blocking(move || f(&store)).await {
                 Ok(r) => r,
                 Err(e) => Err(StoreError::Other(format!(
                     "the store's worker thread failed: {e}"
@@ -456,7 +535,7 @@ impl DiskStore {
             Ok(fresh) => {
                 *db = Some(fresh);
                 self.inner.broken.store(false, Ordering::Release);
-                tracing::info!(file = %self.inner.path.display(), "the store file is writable again (reopened after an I/O error)");
+                tracing::debug!(file = %self.inner.path.display(), "the store file is open again after an I/O error");
                 Ok(())
             }
             Err(e) => Err(self.io_failed(format!(
@@ -508,6 +587,7 @@ impl DiskStore {
     }
 
     fn write(&self) -> Result<redb::WriteTransaction, StoreError> {
+        self.reopen_if_broken()?;
         let mut txn = self
             .db()
             .as_ref()
@@ -520,6 +600,7 @@ impl DiskStore {
     }
 
     fn read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        self.reopen_if_broken()?;
         self.db()
             .as_ref()
             .ok_or_else(|| self.closed())?
@@ -566,11 +647,50 @@ fn meta_i64(
 // ----- ticks ---------------------------------------------------------------
 
 impl DiskStore {
+    /// Appends `ticks` after the ticks kept in memory (if any). When the
+    /// file refuses the write (an I/O error: disk full, read-only), the
+    /// ticks are kept in memory instead, up to [`SPILL_MAX`].
     fn append_sync(&self, ticks: &[Tick]) -> Result<AppendOutcome, StoreError> {
         check_ticks(ticks)?;
+        let mut spill = self.spill_lock();
+        match self.append_txn(&spill, ticks) {
+            Ok((out, seq)) => {
+                let kept = spill.ticks.len();
+                spill.written(seq);
+                if kept > 0 {
+                    tracing::info!(
+                        file = %self.inner.path.display(),
+                        ticks = kept,
+                        "the ticks kept in memory while the store file refused writes are written"
+                    );
+                }
+                Ok(out)
+            }
+            Err(StoreError::Unavailable(msg)) => {
+                if spill.ticks.len() + ticks.len() > SPILL_MAX {
+                    return Err(StoreError::Unavailable(format!(
+                        "{msg} ({} ticks kept in memory already)",
+                        spill.ticks.len()
+                    )));
+                }
+                Ok(spill.take(ticks))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One write transaction: the ticks kept in memory (under their seqs),
+    /// then `ticks`. Returns what was written of `ticks` and the greatest
+    /// arrival seq.
+    fn append_txn(
+        &self,
+        spill: &Spill,
+        ticks: &[Tick],
+    ) -> Result<(AppendOutcome, u64), StoreError> {
         let e = |e: redb::StorageError| self.err("appending ticks", e);
         let txn = self.write()?;
         let mut out = AppendOutcome::default();
+        let seq;
         {
             let mut table = txn
                 .open_table(TICKS)
@@ -584,33 +704,40 @@ impl DiskStore {
             let mut meta = txn
                 .open_table(META)
                 .map_err(|x| self.err("appending ticks", x))?;
-            let mut seq = meta_u64(&meta, "arrival_seq").map_err(e)?;
+            let mut last = meta_u64(&meta, "arrival_seq").map_err(e)?.max(spill.last);
             let mut buf = Vec::new();
             let now = now_ms();
-            for t in ticks {
+            let kept = spill.ticks.iter().map(|(s, t)| (Some(*s), t));
+            for (kept_seq, t) in kept.chain(ticks.iter().map(|t| (None, t))) {
                 let key = (t.host.as_str(), t.ts);
                 if table.get(key).map_err(e)?.is_some() {
-                    out.duplicates += 1;
+                    if kept_seq.is_none() {
+                        out.duplicates += 1;
+                    }
                     continue;
                 }
                 buf.clear();
                 codec::encode(t.values(), &mut buf);
                 table.insert(key, buf.as_slice()).map_err(e)?;
-                seq += 1;
-                arrival
-                    .insert(seq, (t.host.as_str(), t.ts, now))
-                    .map_err(e)?;
-                let last = hosts.get(t.host.as_str()).map_err(e)?.map(|v| v.value());
-                if last.is_none_or(|l| l < t.ts) {
+                let s = kept_seq.unwrap_or_else(|| {
+                    last += 1;
+                    last
+                });
+                arrival.insert(s, (t.host.as_str(), t.ts, now)).map_err(e)?;
+                let newest = hosts.get(t.host.as_str()).map_err(e)?.map(|v| v.value());
+                if newest.is_none_or(|l| l < t.ts) {
                     hosts.insert(t.host.as_str(), t.ts).map_err(e)?;
                 }
-                out.written += 1;
+                if kept_seq.is_none() {
+                    out.written += 1;
+                }
             }
+            seq = last;
             meta.insert("arrival_seq", seq.to_le_bytes().as_slice())
                 .map_err(e)?;
         }
         txn.commit().map_err(|x| self.err("appending ticks", x))?;
-        Ok(out)
+        Ok((out, seq))
     }
 
     fn decode(&self, host: &str, ts: i64, bytes: &[u8]) -> Result<Tick, StoreError> {
@@ -645,43 +772,63 @@ impl DiskStore {
             let (h, ts) = k.value();
             out.push(self.decode(h, ts, v.value())?);
         }
+        // Ticks kept in memory are not in the file (a tick with the same
+        // key never is: the file wins when they are written).
+        let spill = self.spill_lock();
+        let before = out.len();
+        out.extend(
+            spill
+                .ticks
+                .iter()
+                .filter(|(_, t)| &t.host == host && (from..=to).contains(&t.ts))
+                .map(|(_, t)| t.clone()),
+        );
+        if out.len() > before {
+            out.sort_by_key(|t| t.ts);
+        }
         Ok(out)
     }
 
+    /// The ticks that arrived after `cursor`: from the file (only when it
+    /// holds some: a reader that is up to date needs no disk), then the
+    /// ticks kept in memory.
     fn read_new_sync(&self, cursor: DiskCursor) -> Result<NewTicks<DiskCursor>, StoreError> {
-        let e = |e: redb::StorageError| self.err("reading new ticks", e);
-        let txn = self.read()?;
-        let arrival = txn
-            .open_table(ARRIVAL)
-            .map_err(|x| self.err("reading new ticks", x))?;
-        let table = txn
-            .open_table(TICKS)
-            .map_err(|x| self.err("reading new ticks", x))?;
+        let spill = self.spill_lock();
         let mut out = Vec::new();
         let mut last = cursor.0;
-        for item in arrival.range(cursor.0.saturating_add(1)..).map_err(e)? {
-            let (seq, key) = item.map_err(e)?;
-            last = seq.value();
-            let (h, ts, _) = key.value();
-            // A tick pruned since its arrival has no values left: skip it.
-            if let Some(v) = table.get((h, ts)).map_err(e)? {
-                out.push(self.decode(h, ts, v.value())?);
+        if cursor.0 < spill.persisted {
+            let e = |e: redb::StorageError| self.err("reading new ticks", e);
+            let txn = self.read()?;
+            let arrival = txn
+                .open_table(ARRIVAL)
+                .map_err(|x| self.err("reading new ticks", x))?;
+            let table = txn
+                .open_table(TICKS)
+                .map_err(|x| self.err("reading new ticks", x))?;
+            for item in arrival.range(cursor.0.saturating_add(1)..).map_err(e)? {
+                let (seq, key) = item.map_err(e)?;
+                last = seq.value();
+                let (h, ts, _) = key.value();
+                // A tick pruned since its arrival has no values left: skip it.
+                if let Some(v) = table.get((h, ts)).map_err(e)? {
+                    out.push(self.decode(h, ts, v.value())?);
+                }
+            }
+        }
+        for (seq, t) in &spill.ticks {
+            if *seq > last {
+                out.push(t.clone());
             }
         }
         Ok(NewTicks {
             ticks: out,
-            cursor: DiskCursor(last),
+            cursor: DiskCursor(spill.last.max(last)),
         })
     }
 
+    #[allow(clippy::unnecessary_wraps)] // the trait's shape
     fn cursor_now_sync(&self) -> Result<DiskCursor, StoreError> {
-        let txn = self.read()?;
-        let meta = txn
-            .open_table(META)
-            .map_err(|x| self.err("reading the cursor", x))?;
-        Ok(DiskCursor(
-            meta_u64(&meta, "arrival_seq").map_err(|x| self.err("reading the cursor", x))?,
-        ))
+        Ok(DiskCursor(self.spill_lock().last))
     }
 
     fn hosts_sync(&self) -> Result<Vec<HostInfo>, StoreError> {
@@ -703,12 +850,33 @@ impl DiskStore {
                 }
             }
         }
+        for (_, t) in &self.spill_lock().ticks {
+            match out.iter_mut().find(|h| h.host == t.host) {
+                Some(h) => h.last_seen = h.last_seen.max(t.ts),
+                None => out.push(HostInfo {
+                    host: t.host.clone(),
+                    last_seen: t.ts,
+                }),
+            }
+        }
         out.sort_by(|a, b| a.host.cmp(&b.host));
         Ok(out)
     }
 
     fn prune_sync(&self, before: Millis) -> Result<PruneOutcome, StoreError> {
         let mut out = PruneOutcome::default();
+        {
+            let mut spill = self.spill_lock();
+            let Spill { ticks, keys, .. } = &mut *spill;
+            ticks.retain(|(_, t)| {
+                let keep = t.ts >= before;
+                if !keep {
+                    keys.remove(&(t.host.clone(), t.ts));
+                    out.ticks_removed += 1;
+                }
+                keep
+            });
+        }
         let cut_entries;
         let e = |e: redb::StorageError| self.err("pruning ticks", e);
         let txn = self.write()?;
@@ -906,19 +1074,7 @@ impl DiskStore {
         grace_ms: u64,
     ) -> Result<LeaseGrant, StoreError> {
         let e = |e: redb::StorageError| self.err("taking the lease", e);
-        let (epoch, epoch_at, counter) = {
-            let txn = self.read()?;
-            let meta = txn
-                .open_table(META)
-                .map_err(|x| self.err("taking the lease", x))?;
-            let epoch = meta
-                .get("epoch")
-                .map_err(e)?
-                .map(|v| String::from_utf8_lossy(v.value()).into_owned())
-                .unwrap_or_default();
-            let at = meta_i64(&meta, "epoch_at").map_err(e)?.unwrap_or(0);
-            (epoch, at, meta_u64(&meta, "token").map_err(e)?)
-        };
+        let (epoch, epoch_at) = self.epoch_lock().clone();
         let mut grant = LeaseGrant {
             token: None,
             renewed: false,
@@ -937,12 +1093,13 @@ impl DiskStore {
                 if known.is_some_and(|k| k != epoch) && age < grace_ms {
                     grant.waiting_ms = Some(grace_ms - age);
                 } else {
-                    let token = counter + 1;
                     let txn = self.write()?;
+                    let token;
                     {
                         let mut meta = txn
                             .open_table(META)
                             .map_err(|x| self.err("taking the lease", x))?;
+                        token = meta_u64(&meta, "token").map_err(e)? + 1;
                         meta.insert("token", token.to_le_bytes().as_slice())
                             .map_err(e)?;
                     }

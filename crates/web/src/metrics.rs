@@ -10,6 +10,7 @@
 //!   `bp_last_evaluated_timestamp_seconds`, `bp_late_ticks_total`,
 //!   `bp_future_ticks_total`, `bp_hook_removed_dead_letters_total`,
 //!   `bp_alert_store_write_backs_total`, `bp_store_io_failures_total`,
+//!   `bp_store_ticks_in_memory`, `bp_commits_waiting`,
 //!   `bp_silences_active`, `bp_notifications_held`, `bp_notifications_suppressed_total`,
 //!   `bp_store_errors_total{component}`,
 //!   `bp_outbox_entries`, `bp_hook_deliveries_total{hook,outcome}`,
@@ -239,7 +240,7 @@ async fn alerter_health<T: TickStore, A: AlertStore>(state: &AppState<T, A>, out
 type Meta = (&'static str, &'static str, &'static str);
 
 #[allow(clippy::too_many_lines)] // a table, one entry per metric
-fn evaluation_values(s: &AlerterStats) -> [(Meta, String); 13] {
+fn evaluation_values(s: &AlerterStats) -> [(Meta, String); 15] {
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let secs = |us: u64| num(us as f64 / 1e6);
     [
@@ -322,6 +323,22 @@ fn evaluation_values(s: &AlerterStats) -> [(Meta, String); 13] {
                 "Operations of the on-disk store (standalone) that failed with an I/O error: disk full, read-only file system.",
             ),
             load(&s.store_io_failures).to_string(),
+        ),
+        (
+            (
+                "bp_store_ticks_in_memory",
+                "gauge",
+                "Ticks the on-disk store (standalone) keeps in memory because its file refuses writes; written first once it takes them again.",
+            ),
+            load(&s.store_ticks_in_memory).to_string(),
+        ),
+        (
+            (
+                "bp_commits_waiting",
+                "gauge",
+                "Evaluated instants whose commits wait for the store (it refuses writes); their hooks run once they are stored.",
+            ),
+            load(&s.commits_waiting).to_string(),
         ),
         (
             (

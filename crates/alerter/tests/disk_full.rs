@@ -1,0 +1,239 @@
+//! The alerter on the standalone on-disk store while its disk is full
+//! (every write of the file fails with `ENOSPC`, from a backend wrapping
+//! redb's own): ticks are kept in memory and evaluation goes on from them;
+//! the commits of the instants evaluated meanwhile wait in order (nothing
+//! reaches the outbox, so no hook runs before its commit is stored); when
+//! space returns every waiting commit is stored in order, the ticks kept in
+//! memory are written, and nothing stored before is lost.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use alerter::{AlerterSetup, AlerterStats, Mirrored, run_alerter};
+use disk_store::DiskStore;
+use metrics_model::store::{AlertStore, TickStore};
+use metrics_model::time::{floor_to, now_ms};
+use metrics_model::{HostName, Key, Tick};
+use redb::StorageBackend;
+use redb::backends::FileBackend;
+use rules_engine::{Config, Event};
+use tokio::sync::{Notify, watch};
+
+const CONFIG: &str = r#"{
+  "monitoring": { "collectionInterval": "200ms" },
+  "alerting": {
+    "watcherInterval": "200ms",
+    "evaluationDelay": "100ms",
+    "rules": [
+      { "name": "High CPU", "field": "cpu.usage", "aggregation": "avg",
+        "operand": "equalOrMoreThan", "value": 80, "timeframe": "1s" }
+    ]
+  }
+}"#;
+
+#[derive(Debug)]
+struct Full {
+    inner: FileBackend,
+    full: Arc<AtomicBool>,
+}
+
+fn enospc() -> io::Error {
+    io::Error::from_raw_os_error(28) // ENOSPC
+}
+
+impl StorageBackend for Full {
+    fn len(&self) -> Result<u64, io::Error> {
+        self.inner.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
+        self.inner.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> Result<(), io::Error> {
+        if self.full.load(Ordering::SeqCst) && len > self.inner.len()? {
+            return Err(enospc());
+        }
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> Result<(), io::Error> {
+        if self.full.load(Ordering::SeqCst) {
+            return Err(enospc());
+        }
+        self.inner.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+        if self.full.load(Ordering::SeqCst) {
+            return Err(enospc());
+        }
+        self.inner.write(offset, data)
+    }
+    fn close(&self) -> Result<(), io::Error> {
+        self.inner.close()
+    }
+}
+
+/// Polls `cond` every 50 ms for up to `secs` seconds.
+async fn eventually<F: Future<Output = bool>>(secs: u64, mut cond: impl FnMut() -> F) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if cond().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines)] // one scenario, checked step by step
+async fn evaluation_goes_on_from_memory_and_every_commit_lands_in_order_when_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = Arc::new(AtomicBool::new(false));
+    let flag = full.clone();
+    let store = DiskStore::open_with(
+        &dir.path().join("data"),
+        Box::new(move |path| {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(redb::StorageError::from)?;
+            redb::Database::builder().create_with_backend(Full {
+                inner: FileBackend::new(file)?,
+                full: flag.clone(),
+            })
+        }),
+    )
+    .unwrap();
+    let config = Arc::new(Config::from_json_text(CONFIG, "test").expect("valid config"));
+    let cpu = Arc::new(AtomicU64::new(10f64.to_bits()));
+    let host: HostName = "node-a".parse().unwrap();
+    // A collector: one tick every 200 ms with the current CPU value.
+    let feeder = {
+        let (store, cpu, host) = (store.clone(), cpu.clone(), host.clone());
+        tokio::spawn(async move {
+            let field: Key = "cpu.usage".parse().unwrap();
+            loop {
+                let v = f64::from_bits(cpu.load(Ordering::Relaxed));
+                let tick = Tick::new(host.clone(), floor_to(now_ms(), 200), [(field.clone(), v)]);
+                store
+                    .append(&[tick])
+                    .await
+                    .expect("kept, on disk or in memory");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let (_config_tx, config_rx) = watch::channel(config);
+    let stats = Arc::new(AlerterStats::default());
+    let evaluated = Arc::new(AtomicU64::new(0));
+    let seen = evaluated.clone();
+    let setup = AlerterSetup {
+        holder: "test:1:00000000".into(),
+        config: config_rx,
+        stats: stats.clone(),
+        committed: Arc::new(Notify::new()),
+        on_evaluated: Box::new(move |t, _| seen.store(u64::try_from(t).unwrap(), Ordering::SeqCst)),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let alerter = tokio::spawn(run_alerter(
+        store.clone(),
+        Mirrored::new(store.clone()),
+        setup,
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    assert!(
+        eventually(20, || async { evaluated.load(Ordering::SeqCst) > 0 }).await,
+        "nothing evaluated"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let before_full = store.range(&host, 0, i64::MAX).await.unwrap().len();
+    assert!(before_full >= 3, "{before_full} ticks stored");
+
+    // The disk fills; the CPU goes up, then down again, while it is full.
+    full.store(true, Ordering::SeqCst);
+    let full_from = now_ms();
+    cpu.store(90f64.to_bits(), Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cpu.store(10f64.to_bits(), Ordering::Relaxed);
+    // Evaluation goes on: more commits wait than the one that failed first
+    // (the open and the resolve each need their own).
+    assert!(
+        eventually(20, || async {
+            stats.commits_waiting.load(Ordering::Relaxed) >= 2
+        })
+        .await,
+        "evaluation did not go on: {} commits waiting",
+        stats.commits_waiting.load(Ordering::Relaxed)
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        store.ticks_in_memory() >= 15,
+        "{} ticks in memory",
+        store.ticks_in_memory()
+    );
+    assert!(store.io_failures() > 0);
+    // Nothing was committed meanwhile (so nothing reached the outbox, and
+    // no hook could run): the callback runs after each stored commit only.
+    let waiting = stats.commits_waiting.load(Ordering::Relaxed);
+    let committed_while_full = evaluated.load(Ordering::SeqCst);
+    assert!(
+        i64::try_from(committed_while_full).unwrap() < full_from,
+        "an instant after the disk filled was reported committed"
+    );
+
+    // Space returns.
+    let full_until = now_ms();
+    full.store(false, Ordering::SeqCst);
+    assert!(
+        eventually(20, || async {
+            stats.commits_waiting.load(Ordering::Relaxed) == 0 && store.ticks_in_memory() == 0
+        })
+        .await,
+        "still {} commits waiting, {} ticks in memory",
+        stats.commits_waiting.load(Ordering::Relaxed),
+        store.ticks_in_memory()
+    );
+    let _ = stop_tx.send(());
+    alerter.await.unwrap();
+    feeder.abort();
+    assert!(waiting >= 2);
+
+    // The open and the resolve, in order, one incident, evaluated from the
+    // ticks kept in memory.
+    let outbox = store.outbox(100).await.unwrap();
+    let events: Vec<(Event, String, i64)> = outbox
+        .iter()
+        .map(|e| {
+            let t = incidents::persist::decode_transition(&e.payload).unwrap();
+            (t.event, t.incident.id.to_string(), t.at)
+        })
+        .collect();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!((events[0].0, events[1].0), (Event::Opened, Event::Resolved));
+    assert_eq!(events[0].1, events[1].1, "one incident");
+    assert!(
+        events
+            .iter()
+            .all(|(_, _, at)| (full_from..=full_until).contains(at)),
+        "both evaluated while the disk was full: {events:?} in {full_from}..={full_until}"
+    );
+    let resolved = store.resolved(0, i64::MAX, 10).await.unwrap();
+    assert_eq!(resolved.len(), 1);
+    // Every tick is on disk: before, during (kept in memory, then written)
+    // and after; none twice, no gap of more than one interval.
+    let ticks = store.range(&host, 0, i64::MAX).await.unwrap();
+    assert!(ticks.len() > before_full + 15, "{} ticks", ticks.len());
+    let ts: Vec<i64> = ticks.iter().map(|t| t.ts).collect();
+    assert!(
+        ts.windows(2).all(|w| w[1] > w[0] && w[1] - w[0] <= 400),
+        "gaps or repeats: {ts:?}"
+    );
+    let snapshot = store.load().await.unwrap();
+    assert!(snapshot.last_evaluated.unwrap() >= full_until - 1_000);
+}
