@@ -408,7 +408,7 @@ fn run(args: &RunArgs) -> u8 {
     // same directory, or a file it cannot read, stops here with exit 2.
     let storage = match deployment.mode {
         Mode::Standalone if !args.ephemeral => match disk_store::DiskStore::open(&args.data_dir) {
-            Ok(store) => Storage::Disk(store),
+            Ok(store) => Storage::Disk(store.keeping_ticks_in_memory_when_full()),
             Err(e) => return bad(&e.to_string()),
         },
         _ => Storage::Memory,

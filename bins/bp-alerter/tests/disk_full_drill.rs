@@ -112,20 +112,35 @@ fn a_real_full_disk_loses_nothing_and_recovers() {
     };
     std::thread::sleep(Duration::from_secs(2));
 
-    // The disk fills; errors come in while it is full.
+    // The disk fills; errors come in while it is full, with 90 custom
+    // gauges whose values change every time: ticks of some 3 KB, so that
+    // the file must grow soon (until then redb reuses its free pages, and
+    // writes still succeed on a full disk).
     let filler = fill(&inside);
     let mut sent = 0u32;
+    let mut round = 0u32;
+    let mut send = |errors: bool| {
+        round += 1;
+        let mut lines: Vec<String> = (0..90)
+            .map(|i| format!("custom.drill_gauge_{i}:{}.{round}|g", i * 7 + round))
+            .collect();
+        if errors {
+            lines.push("bp.errors:1|c".to_owned());
+            sent += 1;
+        }
+        for chunk in lines.chunks(30) {
+            send_statsd(statsd, chunk.join("\n").as_bytes()).unwrap();
+        }
+    };
     for _ in 0..12 {
-        send_statsd(statsd, b"bp.errors:1|c").unwrap();
-        sent += 1;
+        send(true);
         std::thread::sleep(Duration::from_millis(250));
     }
     assert!(
-        wait_until(Duration::from_secs(20), || metric(
-            http,
-            "bp_store_io_failures_total"
-        )
-        .is_some_and(|n| n > 0.0)),
+        wait_until(Duration::from_secs(30), || {
+            send(false);
+            metric(http, "bp_store_io_failures_total").is_some_and(|n| n > 0.0)
+        }),
         "no I/O failure counted on a full disk\n{}",
         alerter.log()
     );

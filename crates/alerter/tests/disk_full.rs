@@ -107,7 +107,8 @@ async fn evaluation_goes_on_from_memory_and_every_commit_lands_in_order_when_spa
             })
         }),
     )
-    .unwrap();
+    .unwrap()
+    .keeping_ticks_in_memory_when_full();
     let config = Arc::new(Config::from_json_text(CONFIG, "test").expect("valid config"));
     let cpu = Arc::new(AtomicU64::new(10f64.to_bits()));
     let host: HostName = "node-a".parse().unwrap();

@@ -185,6 +185,10 @@ struct Inner {
     /// Ticks the file could not take, kept in memory; also the arrival
     /// sequence (held across every tick write and arrival read).
     spill: Mutex<Spill>,
+    /// Whether ticks the file refuses are kept in memory (the running
+    /// alerter) or the append fails (tools: an import must not report
+    /// ticks stored that only memory holds).
+    spill_enabled: AtomicBool,
     /// Held for the store's lifetime: the directory lock.
     _lock: File,
 }
@@ -381,6 +385,7 @@ impl DiskStore {
                 lease: Mutex::new(None),
                 epoch: Mutex::new((String::new(), 0)),
                 spill: Mutex::new(Spill::default()),
+                spill_enabled: AtomicBool::new(false),
                 _lock: lock,
             }),
         };
@@ -471,6 +476,17 @@ impl DiskStore {
             .spill
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// From now on, ticks the file refuses (an I/O error: disk full,
+    /// read-only) are kept in memory, up to [`SPILL_MAX`], instead of the
+    /// append failing: for the running alerter, whose evaluation reads
+    /// them. Off by default, so that a tool's append never reports stored
+    /// what only its memory holds.
+    #[must_use]
+    pub fn keeping_ticks_in_memory_when_full(self) -> DiskStore {
+        self.inner.spill_enabled.store(true, Ordering::Relaxed);
+        self
     }
 
     /// Ticks kept in memory because the file refused them (written first
@@ -666,7 +682,9 @@ impl DiskStore {
                 }
                 Ok(out)
             }
-            Err(StoreError::Unavailable(msg)) => {
+            Err(StoreError::Unavailable(msg))
+                if self.inner.spill_enabled.load(Ordering::Relaxed) =>
+            {
                 if spill.ticks.len() + ticks.len() > SPILL_MAX {
                     return Err(StoreError::Unavailable(format!(
                         "{msg} ({} ticks kept in memory already)",

@@ -87,7 +87,8 @@ async fn writes_fail_as_unavailable_nothing_stored_is_lost_and_it_recovers() {
             })
         }),
     )
-    .unwrap();
+    .unwrap()
+    .keeping_ticks_in_memory_when_full();
     let host: HostName = "box".parse().unwrap();
     store
         .append(&[tick(1_000, 1.0), tick(2_000, 2.0)])
@@ -206,7 +207,8 @@ async fn past_the_memory_bound_appends_fail_so_that_the_caller_buffers() {
             })
         }),
     )
-    .unwrap();
+    .unwrap()
+    .keeping_ticks_in_memory_when_full();
     full.store(true, Ordering::SeqCst);
     let ticks: Vec<Tick> = (0..disk_store::SPILL_MAX as i64)
         .map(|i| tick(1_000 * (i + 1), 1.0))
@@ -230,4 +232,37 @@ async fn past_the_memory_bound_appends_fail_so_that_the_caller_buffers() {
         store.range(&host, 0, i64::MAX).await.unwrap().len(),
         disk_store::SPILL_MAX - 100
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_memory_keeping_an_append_on_a_full_disk_fails() {
+    // Tools (import) open the store without it: their appends must not
+    // report stored what only memory would hold.
+    let dir = tempfile::tempdir().unwrap();
+    let full = Arc::new(AtomicBool::new(false));
+    let flag = full.clone();
+    let store = DiskStore::open_with(
+        &dir.path().join("data"),
+        Box::new(move |path| {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(redb::StorageError::from)?;
+            redb::Database::builder().create_with_backend(Full {
+                inner: FileBackend::new(file)?,
+                full: flag.clone(),
+            })
+        }),
+    )
+    .unwrap();
+    full.store(true, Ordering::SeqCst);
+    let err = store.append(&[tick(1_000, 1.0)]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert_eq!(store.ticks_in_memory(), 0);
+    full.store(false, Ordering::SeqCst);
+    let host: HostName = "box".parse().unwrap();
+    assert!(store.range(&host, 0, i64::MAX).await.unwrap().is_empty());
 }
