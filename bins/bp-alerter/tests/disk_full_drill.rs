@@ -119,7 +119,7 @@ fn a_real_full_disk_loses_nothing_and_recovers() {
     let filler = fill(&inside);
     let mut sent = 0u32;
     let mut round = 0u32;
-    let mut send = |errors: bool| {
+    let mut send_round = |errors: bool| {
         round += 1;
         let mut lines: Vec<String> = (0..90)
             .map(|i| format!("custom.drill_gauge_{i}:{}.{round}|g", i * 7 + round))
@@ -133,12 +133,12 @@ fn a_real_full_disk_loses_nothing_and_recovers() {
         }
     };
     for _ in 0..12 {
-        send(true);
+        send_round(true);
         std::thread::sleep(Duration::from_millis(250));
     }
     assert!(
         wait_until(Duration::from_secs(30), || {
-            send(false);
+            send_round(false);
             metric(http, "bp_store_io_failures_total").is_some_and(|n| n > 0.0)
         }),
         "no I/O failure counted on a full disk\n{}",
