@@ -1,25 +1,24 @@
 //! The alerter on the standalone on-disk store while its disk is full
-//! (every write of the file fails with `ENOSPC`, from a backend wrapping
-//! redb's own): ticks are kept in memory and evaluation goes on from them;
-//! the commits of the instants evaluated meanwhile wait in order (nothing
+//! (every write of the file fails with `ENOSPC`: `disk_store::fault`):
+//! ticks are kept in memory and evaluation goes on from them; the commits of the instants evaluated meanwhile wait in order (nothing
 //! reaches the outbox, so no hook runs before its commit is stored); when
 //! space returns every waiting commit is stored in order, the ticks kept in
 //! memory are written, and nothing stored before is lost.
 
-use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use alerter::{AlerterSetup, AlerterStats, Mirrored, run_alerter};
-use disk_store::DiskStore;
+use disk_store::fault::open_with_full_switch;
 use metrics_model::store::{AlertStore, TickStore};
 use metrics_model::time::{floor_to, now_ms};
 use metrics_model::{HostName, Key, Tick};
-use redb::StorageBackend;
-use redb::backends::FileBackend;
 use rules_engine::{Config, Event};
 use tokio::sync::{Notify, watch};
+
+mod common;
+use common::eventually;
 
 const CONFIG: &str = r#"{
   "monitoring": { "collectionInterval": "200ms" },
@@ -33,82 +32,12 @@ const CONFIG: &str = r#"{
   }
 }"#;
 
-#[derive(Debug)]
-struct Full {
-    inner: FileBackend,
-    full: Arc<AtomicBool>,
-}
-
-fn enospc() -> io::Error {
-    io::Error::from_raw_os_error(28) // ENOSPC
-}
-
-impl StorageBackend for Full {
-    fn len(&self) -> Result<u64, io::Error> {
-        self.inner.len()
-    }
-    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
-        self.inner.read(offset, out)
-    }
-    fn set_len(&self, len: u64) -> Result<(), io::Error> {
-        if self.full.load(Ordering::SeqCst) && len > self.inner.len()? {
-            return Err(enospc());
-        }
-        self.inner.set_len(len)
-    }
-    fn sync_data(&self) -> Result<(), io::Error> {
-        if self.full.load(Ordering::SeqCst) {
-            return Err(enospc());
-        }
-        self.inner.sync_data()
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
-        if self.full.load(Ordering::SeqCst) {
-            return Err(enospc());
-        }
-        self.inner.write(offset, data)
-    }
-    fn close(&self) -> Result<(), io::Error> {
-        self.inner.close()
-    }
-}
-
-/// Polls `cond` every 50 ms for up to `secs` seconds.
-async fn eventually<F: Future<Output = bool>>(secs: u64, mut cond: impl FnMut() -> F) -> bool {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while tokio::time::Instant::now() < deadline {
-        if cond().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[allow(clippy::too_many_lines)] // one scenario, checked step by step
 async fn evaluation_goes_on_from_memory_and_every_commit_lands_in_order_when_space_returns() {
     let dir = tempfile::tempdir().unwrap();
-    let full = Arc::new(AtomicBool::new(false));
-    let flag = full.clone();
-    let store = DiskStore::open_with(
-        &dir.path().join("data"),
-        Box::new(move |path| {
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(path)
-                .map_err(redb::StorageError::from)?;
-            redb::Database::builder().create_with_backend(Full {
-                inner: FileBackend::new(file)?,
-                full: flag.clone(),
-            })
-        }),
-    )
-    .unwrap()
-    .keeping_ticks_in_memory_when_full();
+    let (store, full) = open_with_full_switch(&dir.path().join("data")).unwrap();
+    let store = store.keeping_ticks_in_memory_when_full();
     let config = Arc::new(Config::from_json_text(CONFIG, "test").expect("valid config"));
     let cpu = Arc::new(AtomicU64::new(10f64.to_bits()));
     let host: HostName = "node-a".parse().unwrap();

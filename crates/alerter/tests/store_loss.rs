@@ -14,6 +14,9 @@ use metrics_model::{HostName, Key, MemoryAlertStore, MemoryStore, Tick};
 use rules_engine::{Config, Event};
 use tokio::sync::{Notify, watch};
 
+mod common;
+use common::eventually;
+
 const CONFIG: &str = r#"{
   "monitoring": { "collectionInterval": "200ms" },
   "alerting": {
@@ -34,18 +37,6 @@ async fn open_id(alerts: &MemoryAlertStore) -> Option<String> {
         .states
         .into_iter()
         .find_map(|s| s.state.open.map(|i| i.id.to_string()))
-}
-
-/// Polls `cond` every 50 ms for up to `secs` seconds.
-async fn eventually<F: Future<Output = bool>>(secs: u64, mut cond: impl FnMut() -> F) -> bool {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while tokio::time::Instant::now() < deadline {
-        if cond().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -660,6 +660,91 @@ fn meta_i64(
     Ok(meta.get(key)?.and_then(|v| i64_of(v.value())))
 }
 
+/// Fault injection for tests and drills: a store on a file that refuses
+/// every write (`ENOSPC`, as a full disk does) while a switch is on.
+pub mod fault {
+    use std::io;
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use redb::StorageBackend;
+    use redb::backends::FileBackend;
+
+    use super::{DiskStore, DiskStoreError};
+
+    /// redb's file backend, failing writes, syncs and growth while `full`.
+    #[derive(Debug)]
+    struct Full {
+        inner: FileBackend,
+        full: Arc<AtomicBool>,
+    }
+
+    fn enospc() -> io::Error {
+        io::Error::from_raw_os_error(28) // ENOSPC
+    }
+
+    impl StorageBackend for Full {
+        fn len(&self) -> Result<u64, io::Error> {
+            self.inner.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
+            self.inner.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> Result<(), io::Error> {
+            if self.full.load(Ordering::SeqCst) && len > self.inner.len()? {
+                return Err(enospc());
+            }
+            self.inner.set_len(len)
+        }
+        fn sync_data(&self) -> Result<(), io::Error> {
+            if self.full.load(Ordering::SeqCst) {
+                return Err(enospc());
+            }
+            self.inner.sync_data()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+            if self.full.load(Ordering::SeqCst) {
+                return Err(enospc());
+            }
+            self.inner.write(offset, data)
+        }
+        fn close(&self) -> Result<(), io::Error> {
+            self.inner.close()
+        }
+    }
+
+    /// [`DiskStore::open`] of `dir` on a file whose writes fail with
+    /// `ENOSPC` while the returned switch is on (off at first), reopens
+    /// included.
+    ///
+    /// # Errors
+    /// As [`DiskStore::open`].
+    pub fn open_with_full_switch(
+        dir: &Path,
+    ) -> Result<(DiskStore, Arc<AtomicBool>), DiskStoreError> {
+        let full = Arc::new(AtomicBool::new(false));
+        let flag = full.clone();
+        let store = DiskStore::open_with(
+            dir,
+            Box::new(move |path| {
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(path)
+                    .map_err(redb::StorageError::from)?;
+                redb::Database::builder().create_with_backend(Full {
+                    inner: FileBackend::new(file)?,
+                    full: flag.clone(),
+                })
+            }),
+        )?;
+        Ok((store, full))
+    }
+}
+
 // ----- ticks ---------------------------------------------------------------
 
 impl DiskStore {

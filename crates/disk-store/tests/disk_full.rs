@@ -1,5 +1,6 @@
 //! A full (or read-only) disk under the store: every write fails with
-//! `ENOSPC` from a backend wrapping redb's own file backend. Alert writes
+//! `ENOSPC` from a backend wrapping redb's own file backend
+//! (`disk_store::fault`). Alert writes
 //! fail as `Unavailable` (callers retry) and are counted; ticks are kept in
 //! memory (up to `SPILL_MAX`), where readers by arrival see them, so
 //! evaluation goes on; a held lease is renewed without the disk; what was
@@ -9,55 +10,12 @@
 //! wait: after an I/O error redb needs the file reopened, and this backend
 //! refuses the write that opening makes.)
 
-use std::io;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use disk_store::DiskStore;
+use disk_store::fault::open_with_full_switch;
 use metrics_model::store::{AlertCommit, AlertStore, StoreError, TickStore};
 use metrics_model::{HostName, StandardField, Tick};
-use redb::StorageBackend;
-use redb::backends::FileBackend;
-
-#[derive(Debug)]
-struct Full {
-    inner: FileBackend,
-    full: Arc<AtomicBool>,
-}
-
-fn enospc() -> io::Error {
-    io::Error::from_raw_os_error(28) // ENOSPC
-}
-
-impl StorageBackend for Full {
-    fn len(&self) -> Result<u64, io::Error> {
-        self.inner.len()
-    }
-    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
-        self.inner.read(offset, out)
-    }
-    fn set_len(&self, len: u64) -> Result<(), io::Error> {
-        if self.full.load(Ordering::SeqCst) && len > self.inner.len()? {
-            return Err(enospc());
-        }
-        self.inner.set_len(len)
-    }
-    fn sync_data(&self) -> Result<(), io::Error> {
-        if self.full.load(Ordering::SeqCst) {
-            return Err(enospc());
-        }
-        self.inner.sync_data()
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
-        if self.full.load(Ordering::SeqCst) {
-            return Err(enospc());
-        }
-        self.inner.write(offset, data)
-    }
-    fn close(&self) -> Result<(), io::Error> {
-        self.inner.close()
-    }
-}
 
 fn tick(ts: i64, errors: f64) -> Tick {
     let host: HostName = "box".parse().unwrap();
@@ -69,26 +27,8 @@ fn tick(ts: i64, errors: f64) -> Tick {
 async fn writes_fail_as_unavailable_nothing_stored_is_lost_and_it_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let full = Arc::new(AtomicBool::new(false));
-    let flag = full.clone();
-    let store = DiskStore::open_with(
-        &data,
-        Box::new(move |path| {
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(path)
-                .map_err(redb::StorageError::from)?;
-            redb::Database::builder().create_with_backend(Full {
-                inner: FileBackend::new(file)?,
-                full: flag.clone(),
-            })
-        }),
-    )
-    .unwrap()
-    .keeping_ticks_in_memory_when_full();
+    let (store, full) = open_with_full_switch(&data).unwrap();
+    let store = store.keeping_ticks_in_memory_when_full();
     let host: HostName = "box".parse().unwrap();
     store
         .append(&[tick(1_000, 1.0), tick(2_000, 2.0)])
@@ -189,26 +129,8 @@ async fn writes_fail_as_unavailable_nothing_stored_is_lost_and_it_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_memory_bound_appends_fail_so_that_the_caller_buffers() {
     let dir = tempfile::tempdir().unwrap();
-    let full = Arc::new(AtomicBool::new(false));
-    let flag = full.clone();
-    let store = DiskStore::open_with(
-        &dir.path().join("data"),
-        Box::new(move |path| {
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(path)
-                .map_err(redb::StorageError::from)?;
-            redb::Database::builder().create_with_backend(Full {
-                inner: FileBackend::new(file)?,
-                full: flag.clone(),
-            })
-        }),
-    )
-    .unwrap()
-    .keeping_ticks_in_memory_when_full();
+    let (store, full) = open_with_full_switch(&dir.path().join("data")).unwrap();
+    let store = store.keeping_ticks_in_memory_when_full();
     full.store(true, Ordering::SeqCst);
     let ticks: Vec<Tick> = (0..disk_store::SPILL_MAX as i64)
         .map(|i| tick(1_000 * (i + 1), 1.0))
@@ -239,25 +161,7 @@ async fn without_memory_keeping_an_append_on_a_full_disk_fails() {
     // Tools (import) open the store without it: their appends must not
     // report stored what only memory would hold.
     let dir = tempfile::tempdir().unwrap();
-    let full = Arc::new(AtomicBool::new(false));
-    let flag = full.clone();
-    let store = DiskStore::open_with(
-        &dir.path().join("data"),
-        Box::new(move |path| {
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(path)
-                .map_err(redb::StorageError::from)?;
-            redb::Database::builder().create_with_backend(Full {
-                inner: FileBackend::new(file)?,
-                full: flag.clone(),
-            })
-        }),
-    )
-    .unwrap();
+    let (store, full) = open_with_full_switch(&dir.path().join("data")).unwrap();
     full.store(true, Ordering::SeqCst);
     let err = store.append(&[tick(1_000, 1.0)]).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
