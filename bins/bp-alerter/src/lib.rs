@@ -6,10 +6,13 @@
 //! API, `/metrics`) and, standalone, the `agent` crate collecting this
 //! machine.
 //!
+//! - [`cli`]: the command line (clap), also rendered into man pages and
+//!   completions;
 //! - [`local`]: standalone mode's own collector for this machine;
 //! - [`offline`]: `check-config`, `replay`, `test-rules`;
 //! - [`silence_cli`]: `silence add|list|expire` and `ack`.
 
+pub mod cli;
 pub mod local;
 pub mod offline;
 pub mod silence_cli;

@@ -6,10 +6,8 @@
 
 use std::process::ExitCode;
 
-mod cli;
-
+use bp_collector::cli::{self, Cli, Command};
 use clap::Parser;
-use cli::{Cli, Command};
 use metrics_model::Deployment;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
