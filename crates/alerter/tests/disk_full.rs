@@ -18,19 +18,7 @@ use rules_engine::{Config, Event};
 use tokio::sync::{Notify, watch};
 
 mod common;
-use common::eventually;
-
-const CONFIG: &str = r#"{
-  "monitoring": { "collectionInterval": "200ms" },
-  "alerting": {
-    "watcherInterval": "200ms",
-    "evaluationDelay": "100ms",
-    "rules": [
-      { "name": "High CPU", "field": "cpu.usage", "aggregation": "avg",
-        "operand": "equalOrMoreThan", "value": 80, "timeframe": "1s" }
-    ]
-  }
-}"#;
+use common::{CONFIG, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[allow(clippy::too_many_lines)] // one scenario, checked step by step

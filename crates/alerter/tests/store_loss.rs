@@ -15,19 +15,7 @@ use rules_engine::{Config, Event};
 use tokio::sync::{Notify, watch};
 
 mod common;
-use common::eventually;
-
-const CONFIG: &str = r#"{
-  "monitoring": { "collectionInterval": "200ms" },
-  "alerting": {
-    "watcherInterval": "200ms",
-    "evaluationDelay": "100ms",
-    "rules": [
-      { "name": "High CPU", "field": "cpu.usage", "aggregation": "avg",
-        "operand": "equalOrMoreThan", "value": 80, "timeframe": "1s" }
-    ]
-  }
-}"#;
+use common::{CONFIG, eventually};
 
 /// The open incident's id in the store, if any.
 async fn open_id(alerts: &MemoryAlertStore) -> Option<String> {
