@@ -31,7 +31,7 @@
 //! per stored tick only in `ticks`: 5.0 bytes per sample with the standard
 //! tick (docs/benchmarks.md).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -40,15 +40,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use metrics_model::codec;
 use metrics_model::memory::check_ticks;
 use metrics_model::store::{
     AlertCommit, AlertRestore, AlertSnapshot, AlertStore, AppendOutcome, DeadLetter, HostInfo,
     LeaseGrant, LeaseInfo, LeaseRequest, NewTicks, OutboxEntry, PruneOutcome, RECORDS_MAX, Record,
-    RecordKind, StoreError, TickStore,
+    RecordKind, SealOutcome, StoreError, TickStore,
 };
 use metrics_model::time::{Millis, now_ms};
-use metrics_model::{HostName, Tick};
+use metrics_model::{HostName, Tick, Values};
+use metrics_model::{chunk, codec};
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
@@ -61,7 +61,11 @@ pub const DEAD_LETTERS_MAX: usize = metrics_model::memory_alerts::DEAD_LETTERS_M
 /// layout-1 value is one); a layout-1 file is marked 2 when opened (no
 /// data changes), so that an older bp-alerter refuses it instead of
 /// misreading ticks with instances.
-pub const LAYOUT_VERSION: u64 = 2;
+///
+/// Layout 3 adds the `chunks` table: sealed ticks, compressed
+/// ([`metrics_model::chunk`]). Files of layouts 1 and 2 are marked 3 when
+/// opened; their ticks are sealed by the janitor's next pass.
+pub const LAYOUT_VERSION: u64 = 3;
 /// The oldest layout this version reads (and upgrades in place).
 pub const OLDEST_LAYOUT: u64 = 1;
 
@@ -89,6 +93,8 @@ pub const LOCK_NAME: &str = "lock";
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const TICKS: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("ticks");
 const ARRIVAL: TableDefinition<u64, (&str, i64, i64)> = TableDefinition::new("arrival");
+/// Sealed chunks: (host, window start) → [`metrics_model::chunk`] blob.
+const CHUNKS: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("chunks");
 const HOSTS: TableDefinition<&str, i64> = TableDefinition::new("hosts");
 const STATES: TableDefinition<&str, &str> = TableDefinition::new("states");
 const OUTBOX: TableDefinition<u64, &str> = TableDefinition::new("outbox");
@@ -432,7 +438,7 @@ impl DiskStore {
                 Some(v) if readable_layout(&v) => {
                     meta.insert("layout", LAYOUT_VERSION.to_le_bytes().as_slice())
                         .map_err(|e| unreadable(&e))?;
-                    tracing::info!(file = %path.display(), "store layout 1 marked 2 (keys with instances); older bp-alerters refuse this file");
+                    tracing::info!(file = %path.display(), layout = LAYOUT_VERSION, "store layout {} marked {LAYOUT_VERSION} (keys with instances, sealed chunks); older bp-alerters refuse this file", describe_layout(&v));
                 }
                 Some(v) => {
                     return Err(DiskStoreError::Version {
@@ -454,6 +460,7 @@ impl DiskStore {
             self.spill_lock().written(seq);
             // Create every table, so that readers never meet a missing one.
             txn.open_table(TICKS).map_err(|e| unreadable(&e))?;
+            txn.open_table(CHUNKS).map_err(|e| unreadable(&e))?;
             txn.open_table(ARRIVAL).map_err(|e| unreadable(&e))?;
             txn.open_table(HOSTS).map_err(|e| unreadable(&e))?;
             txn.open_table(STATES).map_err(|e| unreadable(&e))?;
@@ -807,13 +814,40 @@ impl DiskStore {
             let mut meta = txn
                 .open_table(META)
                 .map_err(|x| self.err("appending ticks", x))?;
+            let chunks = txn
+                .open_table(CHUNKS)
+                .map_err(|x| self.err("appending ticks", x))?;
             let mut last = meta_u64(&meta, "arrival_seq").map_err(e)?.max(spill.last);
             let mut buf = Vec::new();
             let now = now_ms();
+            // The timestamps of the sealed chunks met, by (host, window).
+            let mut sealed: HashMap<(String, Millis), HashSet<Millis>> = HashMap::new();
             let kept = spill.ticks.iter().map(|(s, t)| (Some(*s), t));
             for (kept_seq, t) in kept.chain(ticks.iter().map(|t| (None, t))) {
                 let key = (t.host.as_str(), t.ts);
-                if table.get(key).map_err(e)?.is_some() {
+                let newest = hosts.get(t.host.as_str()).map_err(e)?.map(|v| v.value());
+                // Only a tick not newer than the host's newest can be in a
+                // sealed chunk.
+                let in_chunk = newest.is_some_and(|n| t.ts <= n) && {
+                    let w = chunk::window_of(t.ts);
+                    let set = match sealed.entry((t.host.as_str().to_owned(), w)) {
+                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            let stamps = match chunks.get((t.host.as_str(), w)).map_err(e)? {
+                                Some(blob) => chunk::timestamps(blob.value()).map_err(|x| {
+                                    self.err(
+                                        "appending ticks",
+                                        format!("sealed chunk of {} at {w}: {x}", t.host),
+                                    )
+                                })?,
+                                None => Vec::new(),
+                            };
+                            v.insert(stamps.into_iter().collect())
+                        }
+                    };
+                    set.contains(&t.ts)
+                };
+                if in_chunk || table.get(key).map_err(e)?.is_some() {
                     if kept_seq.is_none() {
                         out.duplicates += 1;
                     }
@@ -827,7 +861,6 @@ impl DiskStore {
                     last
                 });
                 arrival.insert(s, (t.host.as_str(), t.ts, now)).map_err(e)?;
-                let newest = hosts.get(t.host.as_str()).map_err(e)?.map(|v| v.value());
                 if newest.is_none_or(|l| l < t.ts) {
                     hosts.insert(t.host.as_str(), t.ts).map_err(e)?;
                 }
@@ -861,12 +894,39 @@ impl DiskStore {
         if from > to {
             return Ok(Vec::new());
         }
+        // Held through the file read: an append that writes the kept ticks
+        // meanwhile would otherwise hide them from both.
+        let spill = self.spill_lock();
         let e = |e: redb::StorageError| self.err("reading ticks", e);
         let txn = self.read()?;
         let table = txn
             .open_table(TICKS)
             .map_err(|x| self.err("reading ticks", x))?;
+        let chunks = txn
+            .open_table(CHUNKS)
+            .map_err(|x| self.err("reading ticks", x))?;
         let mut out = Vec::new();
+        let first = chunk::window_of(from.max(0));
+        for item in chunks
+            .range((host.as_str(), first)..=(host.as_str(), to))
+            .map_err(e)?
+        {
+            let (k, v) = item.map_err(e)?;
+            let (_, w) = k.value();
+            let ticks = chunk::decode(v.value()).map_err(|x| {
+                self.err(
+                    "reading ticks",
+                    format!("sealed chunk of {host} at {w}: {x}"),
+                )
+            })?;
+            out.extend(
+                ticks
+                    .into_iter()
+                    .filter(|(ts, _)| (from..=to).contains(ts))
+                    .map(|(ts, values)| Tick::from_values(host.clone(), ts, values)),
+            );
+        }
+        let sealed = out.len();
         for item in table
             .range((host.as_str(), from)..=(host.as_str(), to))
             .map_err(e)?
@@ -875,9 +935,11 @@ impl DiskStore {
             let (h, ts) = k.value();
             out.push(self.decode(h, ts, v.value())?);
         }
+        if sealed > 0 {
+            out.sort_by_key(|t| t.ts);
+        }
         // Ticks kept in memory are not in the file (a tick with the same
         // key never is: the file wins when they are written).
-        let spill = self.spill_lock();
         let before = out.len();
         out.extend(
             spill
@@ -908,13 +970,41 @@ impl DiskStore {
             let table = txn
                 .open_table(TICKS)
                 .map_err(|x| self.err("reading new ticks", x))?;
+            let chunks = txn
+                .open_table(CHUNKS)
+                .map_err(|x| self.err("reading new ticks", x))?;
+            let mut sealed: HashMap<(String, Millis), Vec<(Millis, Values)>> = HashMap::new();
             for item in arrival.range(cursor.0.saturating_add(1)..).map_err(e)? {
                 let (seq, key) = item.map_err(e)?;
                 last = seq.value();
                 let (h, ts, _) = key.value();
-                // A tick pruned since its arrival has no values left: skip it.
                 if let Some(v) = table.get((h, ts)).map_err(e)? {
                     out.push(self.decode(h, ts, v.value())?);
+                    continue;
+                }
+                // Sealed since its arrival: read it from its chunk. A tick
+                // pruned since has no values left: skip it.
+                let w = chunk::window_of(ts);
+                let ticks = match sealed.entry((h.to_owned(), w)) {
+                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        let decoded = match chunks.get((h, w)).map_err(e)? {
+                            Some(blob) => chunk::decode(blob.value()).map_err(|x| {
+                                self.err(
+                                    "reading new ticks",
+                                    format!("sealed chunk of {h} at {w}: {x}"),
+                                )
+                            })?,
+                            None => Vec::new(),
+                        };
+                        slot.insert(decoded)
+                    }
+                };
+                if let Ok(i) = ticks.binary_search_by_key(&ts, |(t, _)| *t) {
+                    let host: HostName = h.parse().map_err(|x| {
+                        self.err("reading new ticks", format!("stored host {h:?}: {x}"))
+                    })?;
+                    out.push(Tick::from_values(host, ts, ticks[i].1.clone()));
                 }
             }
         }
@@ -935,6 +1025,8 @@ impl DiskStore {
     }
 
     fn hosts_sync(&self) -> Result<Vec<HostInfo>, StoreError> {
+        // Held through the file read, as in `range_sync`.
+        let spill = self.spill_lock();
         let e = |e: redb::StorageError| self.err("reading hosts", e);
         let txn = self.read()?;
         let hosts = txn
@@ -953,7 +1045,7 @@ impl DiskStore {
                 }
             }
         }
-        for (_, t) in &self.spill_lock().ticks {
+        for (_, t) in &spill.ticks {
             match out.iter_mut().find(|h| h.host == t.host) {
                 Some(h) => h.last_seen = h.last_seen.max(t.ts),
                 None => out.push(HostInfo {
@@ -993,6 +1085,9 @@ impl DiskStore {
             let mut arrival = txn
                 .open_table(ARRIVAL)
                 .map_err(|x| self.err("pruning ticks", x))?;
+            let mut chunks = txn
+                .open_table(CHUNKS)
+                .map_err(|x| self.err("pruning ticks", x))?;
             let names: Vec<String> = hosts
                 .iter()
                 .map_err(e)?
@@ -1010,11 +1105,17 @@ impl DiskStore {
                     table.remove((h.as_str(), *ts)).map_err(e)?;
                 }
                 out.ticks_removed += old.len();
+                out.ticks_removed += self.prune_chunks(&mut chunks, h, before)?;
                 let left = table
                     .range((h.as_str(), i64::MIN)..=(h.as_str(), i64::MAX))
                     .map_err(e)?
                     .next()
-                    .is_some();
+                    .is_some()
+                    || chunks
+                        .range((h.as_str(), i64::MIN)..=(h.as_str(), i64::MAX))
+                        .map_err(e)?
+                        .next()
+                        .is_some();
                 if !left {
                     hosts.remove(h.as_str()).map_err(e)?;
                     out.hosts_removed += 1;
@@ -1030,6 +1131,124 @@ impl DiskStore {
         }
         txn.commit().map_err(|x| self.err("pruning ticks", x))?;
         if out.ticks_removed + cut_entries >= COMPACT_AFTER {
+            self.compact();
+        }
+        Ok(out)
+    }
+
+    /// Prunes `host`'s sealed chunks: whole windows before `before` go; the
+    /// one that straddles it is written again without its older ticks.
+    /// Returns the ticks removed.
+    fn prune_chunks(
+        &self,
+        chunks: &mut redb::Table<(&str, i64), &[u8]>,
+        h: &str,
+        before: Millis,
+    ) -> Result<usize, StoreError> {
+        let e = |e: redb::StorageError| self.err("pruning ticks", e);
+        let mut removed = 0;
+        let old_chunks: Vec<(i64, Vec<u8>)> = chunks
+            .range((h, i64::MIN)..(h, before))
+            .map_err(e)?
+            .map(|i| i.map(|(k, v)| (k.value().1, v.value().to_vec())))
+            .collect::<Result<_, _>>()
+            .map_err(e)?;
+        for (w, blob) in old_chunks {
+            let bad = |x: metrics_model::codec::DecodeError| {
+                self.err("pruning ticks", format!("sealed chunk of {h} at {w}: {x}"))
+            };
+            if w + chunk::CHUNK_MS <= before {
+                removed += chunk::tick_count(&blob).map_err(bad)?;
+                chunks.remove((h, w)).map_err(e)?;
+                continue;
+            }
+            let ticks = chunk::decode(&blob).map_err(bad)?;
+            let n = ticks.len();
+            let kept: Vec<(Millis, &Values)> = ticks
+                .iter()
+                .filter(|(ts, _)| *ts >= before)
+                .map(|(ts, v)| (*ts, v))
+                .collect();
+            removed += n - kept.len();
+            if kept.is_empty() {
+                chunks.remove((h, w)).map_err(e)?;
+            } else if kept.len() < n {
+                chunks
+                    .insert((h, w), chunk::encode(&kept).as_slice())
+                    .map_err(e)?;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Seals every host's ticks with `ts < before` (a window boundary) into
+    /// chunks, merged with the chunk already sealed for their window (its
+    /// ticks win: they were stored first). One write transaction.
+    fn seal_sync(&self, before: Millis) -> Result<SealOutcome, StoreError> {
+        let mut out = SealOutcome::default();
+        let before = chunk::window_of(before.max(0));
+        if before <= 0 {
+            return Ok(out);
+        }
+        let e = |e: redb::StorageError| self.err("sealing ticks", e);
+        let txn = self.write()?;
+        {
+            let mut table = txn
+                .open_table(TICKS)
+                .map_err(|x| self.err("sealing ticks", x))?;
+            let mut chunks = txn
+                .open_table(CHUNKS)
+                .map_err(|x| self.err("sealing ticks", x))?;
+            let hosts = txn
+                .open_table(HOSTS)
+                .map_err(|x| self.err("sealing ticks", x))?;
+            let names: Vec<String> = hosts
+                .iter()
+                .map_err(e)?
+                .map(|i| i.map(|(k, _)| k.value().to_owned()))
+                .collect::<Result<_, _>>()
+                .map_err(e)?;
+            for h in &names {
+                let mut by_window: BTreeMap<Millis, Vec<(Millis, Values)>> = BTreeMap::new();
+                for item in table
+                    .range((h.as_str(), i64::MIN)..(h.as_str(), before))
+                    .map_err(e)?
+                {
+                    let (k, v) = item.map_err(e)?;
+                    let ts = k.value().1;
+                    let values = codec::decode(v.value())
+                        .map_err(|x| self.err("sealing ticks", format!("tick {h} at {ts}: {x}")))?;
+                    by_window
+                        .entry(chunk::window_of(ts))
+                        .or_default()
+                        .push((ts, values));
+                }
+                if by_window.is_empty() {
+                    continue;
+                }
+                for (w, ticks) in by_window {
+                    for (ts, _) in &ticks {
+                        table.remove((h.as_str(), *ts)).map_err(e)?;
+                    }
+                    out.ticks_sealed += ticks.len();
+                    let old = match chunks.get((h.as_str(), w)).map_err(e)? {
+                        Some(blob) => chunk::decode(blob.value()).map_err(|x| {
+                            self.err("sealing ticks", format!("sealed chunk of {h} at {w}: {x}"))
+                        })?,
+                        None => Vec::new(),
+                    };
+                    let (merged, _) = chunk::merge(old, ticks);
+                    let refs: Vec<(Millis, &Values)> =
+                        merged.iter().map(|(t, v)| (*t, v)).collect();
+                    chunks
+                        .insert((h.as_str(), w), chunk::encode(&refs).as_slice())
+                        .map_err(e)?;
+                }
+                out.hosts_sealed += 1;
+            }
+        }
+        txn.commit().map_err(|x| self.err("sealing ticks", x))?;
+        if out.ticks_sealed >= COMPACT_AFTER {
             self.compact();
         }
         Ok(out)
@@ -1126,6 +1345,10 @@ impl TickStore for DiskStore {
         before: Millis,
     ) -> impl Future<Output = Result<PruneOutcome, StoreError>> + Send {
         self.blocking(move |s| s.prune_sync(before))
+    }
+
+    fn seal(&self, before: Millis) -> impl Future<Output = Result<SealOutcome, StoreError>> + Send {
+        self.blocking(move |s| s.seal_sync(before))
     }
 }
 

@@ -275,7 +275,8 @@ fn get_str<'a>(input: &mut &'a [u8]) -> Result<&'a str, DecodeError> {
 fn put_number(out: &mut Vec<u8>, v: f64) {
     for (scale, &p) in POW10.iter().enumerate() {
         let m = (v * p).round();
-        if m.abs() <= MAX_EXACT && m / p == v {
+        // `-0.0` has no exact decimal form (`0` reads back as `+0.0`): raw.
+        if m.abs() <= MAX_EXACT && m / p == v && (m != 0.0 || v.is_sign_positive()) {
             let m = m as i64;
             let zigzag = ((m << 1) ^ (m >> 63)) as u64;
             put_varint(out, (zigzag << 3) | scale as u64);

@@ -22,6 +22,7 @@
 //! variable. Callers pass those values in.
 #![deny(missing_docs)]
 
+pub mod chunk;
 pub mod codec;
 pub mod config;
 pub mod deployment;

@@ -206,6 +206,31 @@ pub trait TickStore: Send + Sync {
         &self,
         before: Millis,
     ) -> impl Future<Output = Result<PruneOutcome, StoreError>> + Send;
+
+    /// Moves ticks older than `before` (rounded down to a chunk window,
+    /// [`crate::chunk`]) into compressed, sealed chunks. Reads are
+    /// unchanged by it: `range` returns sealed ticks, a later duplicate of
+    /// a sealed tick is a duplicate. `read_new` may no longer return a
+    /// sealed tick that a reader had not read yet, so stores seal only what
+    /// every reader has long read ([`crate::chunk::seal_boundary`]). Safe
+    /// to run from several processes at once. Stores without chunks (the
+    /// in-memory store) have nothing to do.
+    fn seal(&self, before: Millis) -> impl Future<Output = Result<SealOutcome, StoreError>> + Send {
+        let _ = before;
+        std::future::ready(Ok(SealOutcome::default()))
+    }
+}
+
+/// What a [`TickStore::seal`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SealOutcome {
+    /// Ticks moved into chunks.
+    pub ticks_sealed: usize,
+    /// Hosts whose chunks were written.
+    pub hosts_sealed: usize,
+    /// Hosts skipped because their ticks changed while being sealed (the
+    /// next pass seals them).
+    pub hosts_skipped: usize,
 }
 
 /// The active alerter's lease: who holds it and its fencing token.

@@ -95,8 +95,9 @@ impl RedisStore {
     }
 
     /// Writes layout `1` on an empty Redis (moved to `2` by the first tick
-    /// that needs it, [`RedisStore::ensure_layout_2`]); accepts `1` and `2`;
-    /// refuses any other layout.
+    /// that needs it and to `3` by the first seal,
+    /// [`RedisStore::ensure_layout`]); accepts `1` to `3`; refuses any other
+    /// layout.
     pub(crate) async fn check_layout(&self) -> Result<(), RedisStoreError> {
         let url = &self.inner.url;
         let key = self.inner.keys.layout();
@@ -112,20 +113,21 @@ impl RedisStore {
             .await
             .map_err(|e| connect_error(&e, url))?;
         if set.is_some() {
+            self.inner
+                .layout
+                .store(OLDEST_LAYOUT, std::sync::atomic::Ordering::Relaxed);
             return Ok(());
         }
         let found: Option<String> = client.get(&key).await.map_err(|e| connect_error(&e, url))?;
         match found.as_deref().map(str::parse::<u32>) {
             Some(Ok(v)) if (OLDEST_LAYOUT..=LAYOUT_VERSION).contains(&v) => {
-                if v == LAYOUT_VERSION {
-                    self.inner
-                        .layout_2
-                        .store(true, std::sync::atomic::Ordering::Relaxed);
-                }
+                self.inner
+                    .layout
+                    .store(v, std::sync::atomic::Ordering::Relaxed);
                 Ok(())
             }
             Some(_) => Err(RedisStoreError::Incompatible(format!(
-                "redis {url}: key {key} says key layout {:?}, but this bp-monitoring reads layouts {OLDEST_LAYOUT} and {LAYOUT_VERSION} only; upgrade bp-monitoring or use another BP_REDIS_SCOPE",
+                "redis {url}: key {key} says key layout {:?}, but this bp-monitoring reads layouts {OLDEST_LAYOUT} to {LAYOUT_VERSION} only; upgrade bp-monitoring or use another BP_REDIS_SCOPE",
                 found.unwrap_or_default()
             ))),
             None => Err(RedisStoreError::Redis(format!(
@@ -134,38 +136,60 @@ impl RedisStore {
         }
     }
 
-    /// Marks the scope as layout 2 before the first tick that needs it is
-    /// written (a layout-1 bp-monitoring then refuses the scope with a
-    /// clear message at start, instead of misreading it). Once per store.
-    pub(crate) async fn ensure_layout_2(&self) -> Result<(), metrics_model::store::StoreError> {
+    /// Raises the scope's layout to `want` (2: before the first tick that
+    /// needs the keyed section; 3: before the first sealed chunk), so that
+    /// an older bp-monitoring refuses the scope with a clear message at
+    /// start instead of misreading it. A higher layout already there is
+    /// kept. Once per store and level.
+    pub(crate) async fn ensure_layout(
+        &self,
+        want: u32,
+    ) -> Result<(), metrics_model::store::StoreError> {
         use std::sync::atomic::Ordering;
-        if self.inner.layout_2.load(Ordering::Relaxed) {
+        if self.inner.layout.load(Ordering::Relaxed) >= want {
             return Ok(());
         }
         let key = self.inner.keys.layout();
         let client = &self.inner.client;
         let old: Option<String> = client
-            .set(&key, LAYOUT_VERSION.to_string(), None, None, true)
+            .set(&key, want.to_string(), None, None, true)
             .await
-            .map_err(|e| self.err("marking the key layout 2", &e))?;
-        match old.as_deref() {
-            None | Some("1" | "2") => {}
-            Some(other) => {
+            .map_err(|e| self.err(&format!("marking the key layout {want}"), &e))?;
+        let old_level = old.as_deref().map(str::parse::<u32>);
+        match old_level {
+            None => {}
+            // Another process raised it further meanwhile: keep that.
+            Some(Ok(v)) if (OLDEST_LAYOUT..=LAYOUT_VERSION).contains(&v) && v > want => {
+                let _: Result<(), _> = client.set(&key, v.to_string(), None, None, false).await;
+                self.inner.layout.store(v, Ordering::Relaxed);
+                return Ok(());
+            }
+            Some(Ok(v)) if (OLDEST_LAYOUT..=LAYOUT_VERSION).contains(&v) => {}
+            Some(_) => {
+                let other = old.unwrap_or_default();
                 // Put back what another version wrote: not ours to change.
-                let _: Result<(), _> = client.set(&key, other, None, None, false).await;
+                let _: Result<(), _> = client.set(&key, other.as_str(), None, None, false).await;
                 return Err(metrics_model::store::StoreError::Other(format!(
                     "redis {}: key {key} says key layout {other:?}, which this bp-monitoring does not write",
                     self.inner.url
                 )));
             }
         }
-        if old.as_deref() != Some("2") {
-            tracing::info!(
-                key = %key,
-                "key layout is now 2 (ticks with instances or version-2 fields); bp-monitoring before rules version 2 refuses this scope: upgrade alerters first"
-            );
+        if old.as_deref() != Some(want.to_string().as_str()) {
+            if want == 2 {
+                tracing::info!(
+                    key = %key,
+                    "key layout is now 2 (ticks with instances or version-2 fields); bp-monitoring before rules version 2 refuses this scope: upgrade alerters first"
+                );
+            } else {
+                tracing::info!(
+                    key = %key,
+                    layout = want,
+                    "key layout is now {want} (sealed compressed chunks); older bp-monitoring refuses this scope: upgrade alerters first"
+                );
+            }
         }
-        self.inner.layout_2.store(true, Ordering::Relaxed);
+        self.inner.layout.store(want, Ordering::Relaxed);
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! The retention janitor: every `janitorInterval`, remove ticks older than
-//! `retentionPeriod` from any [`TickStore`] (Redis or in-memory).
+//! `retentionPeriod` from any [`TickStore`] (Redis or in-memory), then seal
+//! ticks older than [`chunk::seal_boundary`] into compressed chunks.
 //!
 //! Several processes may run it against one Redis at once: `prune` counts
 //! each removed tick and host in exactly one of them.
@@ -7,6 +8,7 @@
 use std::future::Future;
 
 use metrics_model::Duration;
+use metrics_model::chunk;
 use metrics_model::store::{PruneOutcome, TickStore};
 use metrics_model::time::Millis;
 
@@ -65,6 +67,18 @@ where
             Ok(_) => tracing::debug!("janitor: nothing to remove"),
             Err(e) => {
                 tracing::warn!(error = %e, "janitor pass failed; retrying at the next interval");
+            }
+        }
+        match store.seal(chunk::seal_boundary(now())).await {
+            Ok(out) if out.ticks_sealed > 0 || out.hosts_skipped > 0 => tracing::info!(
+                ticks_sealed = out.ticks_sealed,
+                hosts_sealed = out.hosts_sealed,
+                hosts_skipped = out.hosts_skipped,
+                "janitor sealed older ticks into compressed chunks"
+            ),
+            Ok(_) => tracing::debug!("janitor: nothing to seal"),
+            Err(e) => {
+                tracing::warn!(error = %e, "janitor could not seal ticks; retrying at the next interval");
             }
         }
     }

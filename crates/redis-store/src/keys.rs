@@ -6,10 +6,11 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `<scope>:layout` | string | the layout version, `1` or `2` |
+//! | `<scope>:layout` | string | the layout version, `1`, `2` or `3` |
 //! | `<scope>:hosts` | sorted set | host → greatest stored `ts` (the node registry) |
 //! | `<scope>:ticks:{<host>}` | stream | the host's ticks in arrival order |
 //! | `<scope>:late:{<host>}` | sorted set | late ticks: stream entry ID scored by `ts` |
+//! | `<scope>:chunks:{<host>}` | hash | sealed chunks: window start (ms) → chunk; `h` the sealed horizon, `g` the generation (layout 3) |
 //!
 //! Keys of one host share the hash tag `{<host>}`, so the scripts that
 //! touch both work on Redis Cluster. Host names cannot contain `{`, `}` or
@@ -21,10 +22,12 @@ use metrics_model::HostName;
 /// The layout this version writes (and the newest it reads): layout 2 is
 /// layout 1 plus keys with instances and the version-2 fields (the
 /// keyed section of [`metrics_model::codec`]); every layout-1 entry is a
-/// layout-2 entry. An empty scope is marked `1` until the first tick that
-/// needs layout 2 is written, so that layout-1 readers keep working while
-/// no tick needs more (docs/storage.md, "Upgrading").
-pub const LAYOUT_VERSION: u32 = 2;
+/// layout-2 entry. Layout 3 is layout 2 plus sealed chunks
+/// ([`metrics_model::chunk`]) in a hash per host. An empty scope is marked
+/// `1` until the first tick that needs layout 2 is written, and `3` by the
+/// first seal, so that older readers keep working while nothing needs more
+/// (docs/storage.md, "Upgrading").
+pub const LAYOUT_VERSION: u32 = 3;
 /// The oldest layout this version reads.
 pub const OLDEST_LAYOUT: u32 = 1;
 
@@ -65,6 +68,11 @@ impl Keys {
     /// `host`'s late-tick index.
     pub fn late(&self, host: &HostName) -> String {
         format!("{}:late:{{{host}}}", self.scope)
+    }
+
+    /// `host`'s sealed chunks (layout 3).
+    pub fn chunks(&self, host: &HostName) -> String {
+        format!("{}:chunks:{{{host}}}", self.scope)
     }
 }
 

@@ -4,53 +4,205 @@
 //! alert store's (`scripts::alerts`, used by [`crate::alerts`]) take
 //! [`crate::keys::AlertKeys`].
 
-/// `KEYS`: ticks stream, late index. `ARGV`: `ts1, values1, ts2, values2…`
-/// sorted by `ts`. Returns `{written, duplicates}`.
+/// Lua helpers shared by the scripts that read a sealed chunk's timestamps
+/// (`metrics_model::chunk`: version byte 1, tick count, first `ts`, then
+/// zigzag delta-of-deltas, all LEB128 varints). `chunk_ts(blob)` returns
+/// the set of its timestamps, or nil for a chunk of an unknown version;
+/// `chunk_n(blob)` its tick count.
+const CHUNK_LUA: &str = r"
+local CHUNK_MS = 7200000
+local function varint(s, pos)
+  local v, mul = 0, 1
+  while true do
+    local b = string.byte(s, pos)
+    if b == nil then return nil, pos end
+    pos = pos + 1
+    if b < 128 then return v + b * mul, pos end
+    v = v + (b - 128) * mul
+    mul = mul * 128
+  end
+end
+local function chunk_n(blob)
+  if string.byte(blob, 1) ~= 1 then return nil end
+  local n = varint(blob, 2)
+  return n
+end
+local function chunk_ts(blob)
+  if string.byte(blob, 1) ~= 1 then return nil end
+  local set = {}
+  local n, pos = varint(blob, 2)
+  local ts, delta = 0, 0
+  for i = 1, n do
+    local v
+    v, pos = varint(blob, pos)
+    if v == nil then return nil end
+    if i == 1 then
+      ts = v
+    else
+      if v % 2 == 0 then delta = delta + v / 2 else delta = delta - (v + 1) / 2 end
+      ts = ts + delta
+    end
+    set[ts] = true
+  end
+  return set
+end
+local function last_id(stream)
+  if redis.call('EXISTS', stream) == 0 then return '0-0' end
+  local info = redis.call('XINFO', 'STREAM', stream)
+  for j = 1, #info, 2 do
+    if info[j] == 'last-generated-id' then return info[j + 1] end
+  end
+  return '0-0'
+end
+";
+
+/// `KEYS`: ticks stream, late index, chunks hash. `ARGV`: `ts1, values1,
+/// ts2, values2…` sorted by `ts`. Returns `{written, duplicates}`.
 ///
-/// In-order ticks (`ts` above the stream's last ID) are added with the ID
-/// `<ts>-0` and one field `v`. A tick at or below the last ID is a duplicate
-/// when `<ts>-0` is in the stream or `ts` is in the late index; otherwise it
-/// is added with the next ID after the stream's last one and fields `t`
-/// (its `ts`) and `v`, and indexed in the late index by `ts`.
-pub const APPEND: &str = r"
-local stream, late = KEYS[1], KEYS[2]
+/// A tick whose `ts` lies in a sealed window (below the chunks hash's `h`,
+/// with a chunk for its window) is a duplicate when the chunk holds its
+/// `ts`. Otherwise: in-order ticks (`ts` above the stream's last ID) are
+/// added with the ID `<ts>-0` and one field `v`. A tick at or below the
+/// last ID is a duplicate when `<ts>-0` is in the stream or `ts` is in the
+/// late index; otherwise it is added with the next ID after the stream's
+/// last one and fields `t` (its `ts`) and `v`, and indexed in the late
+/// index by `ts`.
+pub fn append() -> String {
+    format!("{CHUNK_LUA}{APPEND_BODY}")
+}
+
+const APPEND_BODY: &str = r"
+local stream, late, chunks = KEYS[1], KEYS[2], KEYS[3]
 local written, dups = 0, 0
 local top_ms, top_seq = nil, nil
+local sealed_to = tonumber(redis.call('HGET', chunks, 'h') or '-1')
+local sealed = {}
+local function in_chunk(t)
+  local w = t - t % CHUNK_MS
+  local set = sealed[w]
+  if set == nil then
+    local blob = redis.call('HGET', chunks, string.format('%d', w))
+    if blob then
+      set = chunk_ts(blob)
+      if set == nil then
+        return redis.error_reply('chunk ' .. string.format('%d', w) .. ' of ' .. chunks .. ' has an unknown version (written by a newer bp-monitoring?)')
+      end
+    else
+      set = {}
+    end
+    sealed[w] = set
+  end
+  return set[t] == true
+end
 for i = 1, #ARGV, 2 do
   local ts, enc = ARGV[i], ARGV[i + 1]
-  local ok = redis.pcall('XADD', stream, ts .. '-0', 'v', enc)
-  if type(ok) == 'table' and ok.err then
-    if not (string.find(ok.err, 'equal or smaller', 1, true) or string.find(ok.err, '0-0', 1, true)) then
-      return redis.error_reply(ok.err)
-    end
-    if #redis.call('XRANGE', stream, ts .. '-0', ts .. '-0') > 0
-      or #redis.call('ZRANGEBYSCORE', late, ts, ts, 'LIMIT', 0, 1) > 0 then
-      dups = dups + 1
-    else
-      if top_ms == nil then
-        top_ms, top_seq = '0', 0
-        if redis.call('EXISTS', stream) == 1 then
-          local info = redis.call('XINFO', 'STREAM', stream)
-          for j = 1, #info, 2 do
-            if info[j] == 'last-generated-id' then
-              local ms, seq = string.match(info[j + 1], '^(%d+)-(%d+)$')
-              top_ms, top_seq = ms, tonumber(seq)
-            end
-          end
-        end
+  local t = tonumber(ts)
+  local dup = false
+  if t < sealed_to then
+    dup = in_chunk(t)
+    if type(dup) == 'table' then return dup end
+  end
+  if dup then
+    dups = dups + 1
+  else
+    local ok = redis.pcall('XADD', stream, ts .. '-0', 'v', enc)
+    if type(ok) == 'table' and ok.err then
+      if not (string.find(ok.err, 'equal or smaller', 1, true) or string.find(ok.err, '0-0', 1, true)) then
+        return redis.error_reply(ok.err)
       end
-      top_seq = top_seq + 1
-      local id = top_ms .. '-' .. top_seq
-      redis.call('XADD', stream, id, 't', ts, 'v', enc)
-      redis.call('ZADD', late, ts, id)
+      if #redis.call('XRANGE', stream, ts .. '-0', ts .. '-0') > 0
+        or #redis.call('ZRANGEBYSCORE', late, ts, ts, 'LIMIT', 0, 1) > 0 then
+        dups = dups + 1
+      else
+        if top_ms == nil then
+          local ms, seq = string.match(last_id(stream), '^(%d+)-(%d+)$')
+          top_ms, top_seq = ms, tonumber(seq)
+        end
+        top_seq = top_seq + 1
+        local id = top_ms .. '-' .. top_seq
+        redis.call('XADD', stream, id, 't', ts, 'v', enc)
+        redis.call('ZADD', late, ts, id)
+        written = written + 1
+      end
+    else
+      top_ms, top_seq = ts, 0
       written = written + 1
     end
-  else
-    top_ms, top_seq = ts, 0
-    written = written + 1
   end
 end
 return {written, dups}
+";
+
+/// `KEYS`: ticks stream, late index, chunks hash. `ARGV`: `before` (a
+/// window boundary). What sealing the entries with a stream ID below
+/// `before` needs, read at one instant: `{last generated ID, generation,
+/// entries (as XRANGE gives them), window1, chunk1, window2, chunk2…}` —
+/// the existing chunks of the windows those entries fall in.
+pub fn seal_read() -> String {
+    format!("{CHUNK_LUA}{SEAL_READ_BODY}")
+}
+
+const SEAL_READ_BODY: &str = r"
+local stream, late, chunks, before = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
+local entries = redis.call('XRANGE', stream, '-', '(' .. before .. '-0')
+local out = {last_id(stream), redis.call('HGET', chunks, 'g') or '0', entries}
+local seen = {}
+for _, e in ipairs(entries) do
+  local ms = tonumber(string.match(e[1], '^(%d+)-'))
+  local f = e[2]
+  for j = 1, #f, 2 do
+    if f[j] == 't' then ms = tonumber(f[j + 1]) end
+  end
+  local w = ms - ms % CHUNK_MS
+  if not seen[w] then
+    seen[w] = true
+    local blob = redis.call('HGET', chunks, string.format('%d', w))
+    if blob then
+      out[#out + 1] = string.format('%d', w)
+      out[#out + 1] = blob
+    end
+  end
+end
+return out
+";
+
+/// `KEYS`: ticks stream, late index, chunks hash. `ARGV`: the last
+/// generated ID and the generation read before (`''`: do not check the
+/// stream), `before` (`''`: write chunks only), late IDs sealed (`n`, then
+/// `n` IDs), then `window1, chunk1, …` (an empty chunk deletes the window).
+/// Returns 1 when written, 0 when the stream or the chunks changed since
+/// the read (nothing written; the caller retries later).
+///
+/// Sealing trims every entry with an ID below `before`, removes the
+/// sealed late entries from the late index, raises `h` (the sealed
+/// horizon) to `before`, writes the chunks and bumps the generation `g`.
+pub fn seal_commit() -> String {
+    format!("{CHUNK_LUA}{SEAL_COMMIT_BODY}")
+}
+
+const SEAL_COMMIT_BODY: &str = r"
+local stream, late, chunks = KEYS[1], KEYS[2], KEYS[3]
+if ARGV[1] ~= '' and last_id(stream) ~= ARGV[1] then return 0 end
+if (redis.call('HGET', chunks, 'g') or '0') ~= ARGV[2] then return 0 end
+local before = ARGV[3]
+local n = tonumber(ARGV[4])
+if before ~= '' then
+  redis.call('XTRIM', stream, 'MINID', before)
+  for i = 5, 4 + n, 500 do
+    redis.call('ZREM', late, unpack(ARGV, i, math.min(i + 499, 4 + n)))
+  end
+  local h = tonumber(redis.call('HGET', chunks, 'h') or '0')
+  if tonumber(before) > h then redis.call('HSET', chunks, 'h', before) end
+end
+for i = 5 + n, #ARGV, 2 do
+  if ARGV[i + 1] == '' then
+    redis.call('HDEL', chunks, ARGV[i])
+  else
+    redis.call('HSET', chunks, ARGV[i], ARGV[i + 1])
+  end
+end
+redis.call('HINCRBY', chunks, 'g', 1)
+return 1
 ";
 
 /// `KEYS`: ticks stream, late index. `ARGV`: `from, to`. Returns the late
@@ -76,27 +228,51 @@ end
 return out
 ";
 
-/// `KEYS`: ticks stream, late index. `ARGV`: `before` (≥ 0). Removes the
-/// ticks with `ts < before`; deletes both keys when no tick is left.
-/// Returns `{ticks removed, 1 if the host has no tick left else 0}`.
-pub const PRUNE: &str = r"
-local stream, late, before = KEYS[1], KEYS[2], ARGV[1]
+/// `KEYS`: ticks stream, late index, chunks hash. `ARGV`: `before` (≥ 0).
+/// Removes the ticks with `ts < before`: stream entries, and sealed chunks
+/// whose whole window is before it; deletes every key when no tick is
+/// left. Returns `{ticks removed, 1 if the host has no tick left else 0,
+/// generation, window1, window2…}` — the chunks that straddle `before`, for
+/// the caller to rewrite (it cannot decode their values here).
+pub fn prune() -> String {
+    format!("{CHUNK_LUA}{PRUNE_BODY}")
+}
+
+const PRUNE_BODY: &str = r"
+local stream, late, chunks, before = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
+local b = tonumber(before)
 local removed = 0
 local ids = redis.call('ZRANGEBYSCORE', late, '-inf', '(' .. before)
 for i = 1, #ids, 500 do
   removed = removed + redis.call('XDEL', stream, unpack(ids, i, math.min(i + 499, #ids)))
 end
 redis.call('ZREMRANGEBYSCORE', late, '-inf', '(' .. before)
-if redis.call('EXISTS', stream) == 0 then
-  redis.call('DEL', late)
-  return {removed, 1}
-end
 removed = removed + redis.call('XTRIM', stream, 'MINID', before)
-if redis.call('XLEN', stream) == 0 then
-  redis.call('DEL', stream, late)
-  return {removed, 1}
+local straddle = {}
+local windows = 0
+local changed = false
+for _, f in ipairs(redis.call('HKEYS', chunks)) do
+  local w = tonumber(f)
+  if w and string.match(f, '^%d+$') then
+    if w + CHUNK_MS <= b then
+      local blob = redis.call('HGET', chunks, f)
+      removed = removed + (chunk_n(blob) or 0)
+      redis.call('HDEL', chunks, f)
+      changed = true
+    else
+      windows = windows + 1
+      if w < b then straddle[#straddle + 1] = f end
+    end
+  end
 end
-return {removed, 0}
+if changed then redis.call('HINCRBY', chunks, 'g', 1) end
+if windows == 0 and (redis.call('EXISTS', stream) == 0 or redis.call('XLEN', stream) == 0) then
+  redis.call('DEL', stream, late, chunks)
+  return {removed, 1, '0'}
+end
+local out = {removed, 0, redis.call('HGET', chunks, 'g') or '0'}
+for _, f in ipairs(straddle) do out[#out + 1] = f end
+return out
 ";
 
 /// `KEYS`: the registry. `ARGV`: `before, host1, host2…`. Removes each host

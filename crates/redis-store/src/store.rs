@@ -41,9 +41,11 @@ pub(crate) struct Inner {
     pub(crate) range_late: Script,
     pub(crate) prune: Script,
     pub(crate) forget: Script,
-    /// The scope's layout key says 2 (checked at connect, set by the first
-    /// tick that needs it).
-    pub(crate) layout_2: std::sync::atomic::AtomicBool,
+    pub(crate) seal_read: Script,
+    pub(crate) seal_commit: Script,
+    /// The layout the scope's layout key says (checked at connect, raised
+    /// by the first tick that needs 2 and the first seal, 3).
+    pub(crate) layout: std::sync::atomic::AtomicU32,
 }
 
 impl fmt::Debug for RedisStore {
@@ -81,11 +83,13 @@ impl RedisStore {
                 keys: Keys::new(&opts.scope),
                 url: opts.url,
                 scope: opts.scope,
-                append: Script::from_lua(scripts::APPEND),
+                append: Script::from_lua(scripts::append()),
                 range_late: Script::from_lua(scripts::RANGE_LATE),
-                prune: Script::from_lua(scripts::PRUNE),
+                prune: Script::from_lua(scripts::prune()),
                 forget: Script::from_lua(scripts::FORGET),
-                layout_2: std::sync::atomic::AtomicBool::new(false),
+                seal_read: Script::from_lua(scripts::seal_read()),
+                seal_commit: Script::from_lua(scripts::seal_commit()),
+                layout: std::sync::atomic::AtomicU32::new(0),
             }),
         };
         store.check_server().await?;

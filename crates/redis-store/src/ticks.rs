@@ -11,12 +11,13 @@ use fred::prelude::*;
 use fred::types::scripts::Script;
 use fred::types::{ClusterHash, CustomCommand};
 use fred::util::redis_keyslot;
+use metrics_model::chunk;
 use metrics_model::memory::check_ticks;
 use metrics_model::store::{
-    AppendOutcome, HostInfo, NewTicks, PruneOutcome, StoreError, TickStore,
+    AppendOutcome, HostInfo, NewTicks, PruneOutcome, SealOutcome, StoreError, TickStore,
 };
 use metrics_model::time::Millis;
-use metrics_model::{HostName, Tick};
+use metrics_model::{HostName, Tick, Values};
 
 use crate::codec;
 use crate::store::RedisStore;
@@ -27,6 +28,15 @@ const APPEND_CHUNK: usize = 1000;
 
 /// Stream entries read per host per round trip by [`TickStore::read_new`].
 const READ_PAGE: u64 = 10_000;
+
+/// Windows a range read asks for by name (`HMGET`); a longer range reads
+/// the whole chunks hash (`HGETALL`).
+const CHUNK_HMGET_MAX: i64 = 128;
+
+/// Whether a chunks-hash field is a window (not `h` or `g`).
+fn is_window_field(field: &[u8]) -> bool {
+    !field.is_empty() && field.iter().all(u8::is_ascii_digit)
+}
 
 /// A position in a stream: `<ms>-<seq>`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -66,7 +76,14 @@ impl RedisStore {
     /// Loads the tick scripts (at start-up, and again after `NOSCRIPT`).
     pub(crate) async fn load_scripts(&self) -> Result<(), Error> {
         let i = &self.inner;
-        for s in [&i.append, &i.range_late, &i.prune, &i.forget] {
+        for s in [
+            &i.append,
+            &i.range_late,
+            &i.prune,
+            &i.forget,
+            &i.seal_read,
+            &i.seal_commit,
+        ] {
             s.load(&i.client).await?;
         }
         Ok(())
@@ -277,13 +294,13 @@ impl RedisStore {
                 }
                 calls.push((
                     &self.inner.append,
-                    vec![keys.ticks(host), keys.late(host)],
+                    vec![keys.ticks(host), keys.late(host), keys.chunks(host)],
                     args,
                 ));
             }
         }
         if keyed {
-            self.ensure_layout_2().await?;
+            self.ensure_layout(2).await?;
         }
         let mut out = AppendOutcome::default();
         for r in self.eval_many(&calls).await {
@@ -346,8 +363,12 @@ impl RedisStore {
             }
             Err(e) => Err(e),
         };
+        let queued = match queued {
+            Ok(()) => self.queue_chunk_read(&pipeline, host, from, to).await,
+            Err(e) => Err(e),
+        };
         queued.map_err(|e| self.err("reading ticks", &e))?;
-        let mut results = replies(&pipeline, 2).await.into_iter();
+        let mut results = replies(&pipeline, 3).await.into_iter();
         let entries = results
             .next()
             .unwrap_or_else(|| Ok(Value::Null))
@@ -367,10 +388,15 @@ impl RedisStore {
             other => other,
         }
         .map_err(|e| self.err("reading late ticks", &e))?;
-        let mut ticks = Vec::new();
+        let chunks = results
+            .next()
+            .unwrap_or_else(|| Ok(Value::Null))
+            .map_err(|e| self.err("reading sealed chunks", &e))?;
+        let mut ticks = self.chunk_ticks(host, chunks, from, to)?;
+        let sealed: std::collections::HashSet<Millis> = ticks.iter().map(|t| t.ts).collect();
         for entry in entries.into_array() {
             let e = parse_entry(&entry).map_err(|m| self.corrupt(&stream, &m))?;
-            if e.late_ts.is_none() {
+            if e.late_ts.is_none() && !sealed.contains(&(e.id.ms as Millis)) {
                 ticks.push(e.into_tick(host).map_err(|m| self.corrupt(&stream, &m))?);
             }
         }
@@ -378,6 +404,10 @@ impl RedisStore {
         for pair in late.chunks_exact(2) {
             let ts =
                 value_i64(&pair[0]).ok_or_else(|| self.corrupt(&stream, "late tick without ts"))?;
+            if sealed.contains(&ts) {
+                // The sealed tick was stored first: it wins.
+                continue;
+            }
             let values = codec::decode(pair[1].as_bytes().unwrap_or_default())
                 .map_err(|e| self.corrupt(&stream, &e.to_string()))?;
             ticks.push(Tick::from_values(host.clone(), ts, values));
@@ -388,6 +418,84 @@ impl RedisStore {
 
     fn corrupt(&self, key: &str, what: &str) -> StoreError {
         StoreError::Other(format!("redis {}: key {key}: {what}", self.inner.url))
+    }
+
+    /// Queues the read of `host`'s chunks whose windows meet `from..=to`:
+    /// `HMGET` of those windows, or `HGETALL` when they are many (the reply
+    /// is then field/value pairs).
+    async fn queue_chunk_read(
+        &self,
+        pipeline: &fred::clients::Pipeline<Client>,
+        host: &HostName,
+        from: Millis,
+        to: Millis,
+    ) -> Result<(), Error> {
+        let key = self.inner.keys.chunks(host);
+        let first = chunk::window_of(from);
+        let last = chunk::window_of(to);
+        if (last - first) / chunk::CHUNK_MS + 1 > CHUNK_HMGET_MAX {
+            return pipeline
+                .custom::<(), _>(
+                    CustomCommand::new("HGETALL", ClusterHash::FirstKey, false),
+                    vec![Value::from(key)],
+                )
+                .await;
+        }
+        let mut args: Vec<Value> = vec![key.into()];
+        let mut w = first;
+        while w <= last {
+            args.push(Value::Integer(w));
+            w += chunk::CHUNK_MS;
+        }
+        pipeline
+            .custom::<(), _>(
+                CustomCommand::new("HMGET", ClusterHash::FirstKey, false),
+                args,
+            )
+            .await
+    }
+
+    /// The ticks of the chunks read by [`Self::queue_chunk_read`], within
+    /// `from..=to`, ascending by `ts`.
+    fn chunk_ticks(
+        &self,
+        host: &HostName,
+        reply: Value,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<Tick>, StoreError> {
+        let whole =
+            (chunk::window_of(to) - chunk::window_of(from)) / chunk::CHUNK_MS + 1 > CHUNK_HMGET_MAX;
+        let blobs: Vec<Value> = match reply {
+            Value::Map(m) => m
+                .inner()
+                .into_iter()
+                .filter(|(k, _)| is_window_field(k.as_bytes()))
+                .map(|(_, v)| v)
+                .collect(),
+            other if whole => other
+                .into_array()
+                .chunks_exact(2)
+                .filter(|p| is_window_field(p[0].as_bytes().unwrap_or_default()))
+                .map(|p| p[1].clone())
+                .collect(),
+            other => other.into_array(),
+        };
+        let mut out = Vec::new();
+        for blob in blobs {
+            let Some(bytes) = blob.as_bytes() else {
+                continue;
+            };
+            let ticks = chunk::decode(bytes)
+                .map_err(|e| self.corrupt(&self.inner.keys.chunks(host), &e.to_string()))?;
+            for (ts, values) in ticks {
+                if (from..=to).contains(&ts) {
+                    out.push(Tick::from_values(host.clone(), ts, values));
+                }
+            }
+        }
+        out.sort_by_key(|t| t.ts);
+        Ok(out)
     }
 
     /// Steady state costs one round trip per shard: the registry and the
@@ -532,12 +640,13 @@ impl RedisStore {
             return Ok(out);
         }
         let keys = &self.inner.keys;
+        let host_keys = |h: &HostName| vec![keys.ticks(h), keys.late(h), keys.chunks(h)];
         let calls: Vec<_> = hosts
             .iter()
             .map(|h| {
                 (
                     &self.inner.prune,
-                    vec![keys.ticks(&h.host), keys.late(&h.host)],
+                    host_keys(&h.host),
                     vec![Value::Integer(before)],
                 )
             })
@@ -545,15 +654,43 @@ impl RedisStore {
         let mut gone = Vec::new();
         for (h, r) in hosts.iter().zip(self.eval_many(&calls).await) {
             let v = r.map_err(|e| self.err("pruning ticks", &e))?;
-            let (removed, empty) = pair_of_ints(&v).ok_or_else(|| {
-                StoreError::Other(format!(
-                    "redis {}: unexpected reply to prune: {v:?}",
+            let parts = v.into_array();
+            let (Some(removed), Some(empty), Some(generation)) = (
+                parts.first().and_then(value_i64),
+                parts.get(1).and_then(value_i64),
+                parts.get(2).and_then(Value::as_string),
+            ) else {
+                return Err(StoreError::Other(format!(
+                    "redis {}: unexpected reply to prune: {parts:?}",
                     self.inner.url
-                ))
-            })?;
+                )));
+            };
             out.ticks_removed += removed as usize;
+            let straddling: Vec<Millis> = parts[3..].iter().filter_map(value_i64).collect();
+            let mut now_empty = false;
+            if !straddling.is_empty() {
+                let (cut, left) = self
+                    .cut_chunks(&h.host, &straddling, &generation, before)
+                    .await?;
+                out.ticks_removed += cut;
+                now_empty = left == 0;
+            }
             if empty == 1 {
                 gone.push(h.host.as_str().into());
+            } else if now_empty {
+                // The rewritten chunks were the host's last ticks: one more
+                // pass of the script removes its keys.
+                let calls = [(
+                    &self.inner.prune,
+                    host_keys(&h.host),
+                    vec![Value::Integer(before)],
+                )];
+                let again = self.eval_many(&calls).await.pop();
+                if let Some(Ok(v)) = again
+                    && v.into_array().get(1).and_then(value_i64) == Some(1)
+                {
+                    gone.push(h.host.as_str().into());
+                }
             }
         }
         if !gone.is_empty() {
@@ -570,7 +707,194 @@ impl RedisStore {
         }
         Ok(out)
     }
+
+    /// Rewrites `host`'s chunks of `windows` without their ticks before
+    /// `before` (chunks that straddle the retention cut), if the chunks did
+    /// not change since `generation`. Returns the ticks removed and how many
+    /// ticks those chunks still hold (0 when a changed hash made it skip:
+    /// the next pass retries).
+    async fn cut_chunks(
+        &self,
+        host: &HostName,
+        windows: &[Millis],
+        generation: &str,
+        before: Millis,
+    ) -> Result<(usize, usize), StoreError> {
+        let keys = &self.inner.keys;
+        let mut args: Vec<Value> = vec![keys.chunks(host).into()];
+        args.extend(windows.iter().map(|w| Value::Integer(*w)));
+        let blobs: Vec<Value> = self
+            .inner
+            .client
+            .custom::<Value, _>(
+                CustomCommand::new("HMGET", ClusterHash::FirstKey, false),
+                args,
+            )
+            .await
+            .map_err(|e| self.err("reading sealed chunks", &e))?
+            .into_array();
+        let mut commit: Vec<Value> =
+            vec!["".into(), generation.into(), "".into(), Value::Integer(0)];
+        let (mut cut, mut left) = (0, 0);
+        for (w, blob) in windows.iter().zip(blobs) {
+            let Some(bytes) = blob.as_bytes() else {
+                continue;
+            };
+            let ticks = chunk::decode(bytes)
+                .map_err(|e| self.corrupt(&keys.chunks(host), &e.to_string()))?;
+            let n = ticks.len();
+            let kept: Vec<(Millis, Values)> =
+                ticks.into_iter().filter(|(ts, _)| *ts >= before).collect();
+            cut += n - kept.len();
+            left += kept.len();
+            commit.push(Value::Integer(*w));
+            commit.push(if kept.is_empty() {
+                Value::Bytes(Vec::new().into())
+            } else {
+                let refs: Vec<(Millis, &Values)> = kept.iter().map(|(t, v)| (*t, v)).collect();
+                Value::Bytes(chunk::encode(&refs).into())
+            });
+        }
+        let calls = [(
+            &self.inner.seal_commit,
+            vec![keys.ticks(host), keys.late(host), keys.chunks(host)],
+            commit,
+        )];
+        let v = self
+            .eval_many(&calls)
+            .await
+            .pop()
+            .unwrap_or_else(|| Ok(Value::Null))
+            .map_err(|e| self.err("pruning sealed chunks", &e))?;
+        if value_i64(&v) == Some(1) {
+            Ok((cut, left))
+        } else {
+            Ok((0, 1))
+        }
+    }
+
+    /// Seals every host's stream entries with an ID below `before` (a
+    /// window boundary) into chunks, [`SEAL_HOSTS_PER_ROUND`] hosts per
+    /// round trip (one read, one commit).
+    async fn seal_streams(&self, before: Millis) -> Result<SealOutcome, StoreError> {
+        let mut out = SealOutcome::default();
+        let before = chunk::window_of(before.max(0));
+        if before <= 0 {
+            return Ok(out);
+        }
+        let hosts = self.registry().await?;
+        let keys = &self.inner.keys;
+        for group in hosts.chunks(SEAL_HOSTS_PER_ROUND) {
+            let calls: Vec<_> = group
+                .iter()
+                .map(|h| {
+                    (
+                        &self.inner.seal_read,
+                        vec![
+                            keys.ticks(&h.host),
+                            keys.late(&h.host),
+                            keys.chunks(&h.host),
+                        ],
+                        vec![Value::Integer(before)],
+                    )
+                })
+                .collect();
+            let mut commits = Vec::new();
+            for (h, r) in group.iter().zip(self.eval_many(&calls).await) {
+                let v = r.map_err(|e| self.err("reading ticks to seal", &e))?;
+                if let Some((args, sealed)) = self.seal_plan(&h.host, v, before)? {
+                    out.ticks_sealed += sealed;
+                    commits.push((
+                        &self.inner.seal_commit,
+                        vec![
+                            keys.ticks(&h.host),
+                            keys.late(&h.host),
+                            keys.chunks(&h.host),
+                        ],
+                        args,
+                    ));
+                }
+            }
+            if commits.is_empty() {
+                continue;
+            }
+            self.ensure_layout(3).await?;
+            for r in self.eval_many(&commits).await {
+                let v = r.map_err(|e| self.err("sealing ticks", &e))?;
+                if value_i64(&v) == Some(1) {
+                    out.hosts_sealed += 1;
+                } else {
+                    out.hosts_skipped += 1;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// From one seal read of `host`: the commit's arguments and how many
+    /// ticks it seals, or `None` when nothing is below `before`.
+    fn seal_plan(
+        &self,
+        host: &HostName,
+        reply: Value,
+        before: Millis,
+    ) -> Result<Option<(Vec<Value>, usize)>, StoreError> {
+        let stream = self.inner.keys.ticks(host);
+        let mut parts = reply.into_array().into_iter();
+        let (Some(last), Some(generation), Some(entries)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(self.corrupt(&stream, "unexpected reply to the seal read"));
+        };
+        let entries = entries.into_array();
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        let mut existing: BTreeMap<Millis, Vec<(Millis, Values)>> = BTreeMap::new();
+        let rest: Vec<Value> = parts.collect();
+        for pair in rest.chunks_exact(2) {
+            let w = value_i64(&pair[0]).ok_or_else(|| self.corrupt(&stream, "bad chunk window"))?;
+            let ticks = chunk::decode(pair[1].as_bytes().unwrap_or_default())
+                .map_err(|e| self.corrupt(&self.inner.keys.chunks(host), &e.to_string()))?;
+            existing.insert(w, ticks);
+        }
+        let mut added: BTreeMap<Millis, Vec<(Millis, Values)>> = BTreeMap::new();
+        let mut late_ids: Vec<Value> = Vec::new();
+        let sealed = entries.len();
+        for entry in &entries {
+            let e = parse_entry(entry).map_err(|m| self.corrupt(&stream, &m))?;
+            if e.late_ts.is_some() {
+                late_ids.push(e.id.to_string().into());
+            }
+            let t = e.into_tick(host).map_err(|m| self.corrupt(&stream, &m))?;
+            added
+                .entry(chunk::window_of(t.ts))
+                .or_default()
+                .push((t.ts, t.into_parts().2));
+        }
+        let mut args: Vec<Value> = vec![
+            last.as_string().unwrap_or_default().into(),
+            generation.as_string().unwrap_or_default().into(),
+            Value::Integer(before),
+            Value::Integer(late_ids.len() as i64),
+        ];
+        args.append(&mut late_ids);
+        for (w, mut ticks) in added {
+            // In arrival order the first of two equal `ts` wins; the sort is
+            // stable.
+            ticks.sort_by_key(|(ts, _)| *ts);
+            ticks.dedup_by_key(|(ts, _)| *ts);
+            let (merged, _) = chunk::merge(existing.remove(&w).unwrap_or_default(), ticks);
+            let refs: Vec<(Millis, &Values)> = merged.iter().map(|(t, v)| (*t, v)).collect();
+            args.push(Value::Integer(w));
+            args.push(Value::Bytes(chunk::encode(&refs).into()));
+        }
+        Ok(Some((args, sealed)))
+    }
 }
+
+/// Hosts sealed per round trip by [`TickStore::seal`].
+const SEAL_HOSTS_PER_ROUND: usize = 64;
 
 impl TickStore for RedisStore {
     type Cursor = RedisCursor;
@@ -615,6 +939,10 @@ impl TickStore for RedisStore {
         before: Millis,
     ) -> impl Future<Output = Result<PruneOutcome, StoreError>> + Send {
         self.prune_before(before)
+    }
+
+    fn seal(&self, before: Millis) -> impl Future<Output = Result<SealOutcome, StoreError>> + Send {
+        self.seal_streams(before)
     }
 }
 

@@ -62,12 +62,12 @@ async fn acl_user_connects_and_the_password_never_shows() {
 #[tokio::test]
 async fn a_newer_layout_is_refused() {
     let server = RedisServer::start();
-    assert_eq!(server.cli(&["set", "bp:layout", "3"]).trim(), "OK");
+    assert_eq!(server.cli(&["set", "bp:layout", "4"]).trim(), "OK");
     let err = connect(&server.url(), "bp").await.unwrap_err();
     match &err {
         RedisStoreError::Incompatible(m) => {
             assert!(
-                m.contains("bp:layout") && m.contains("\"3\"") && m.contains("layouts 1 and 2"),
+                m.contains("bp:layout") && m.contains("\"4\"") && m.contains("layouts 1 to 3"),
                 "{m}"
             );
         }

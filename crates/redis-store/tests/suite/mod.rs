@@ -53,6 +53,7 @@ pub const CASES: &[&str] = &[
     "prune_removes_old_ticks_and_hosts",
     "bad_ticks_are_refused",
     "large_batches",
+    "sealed_chunks_read_back_and_keep_duplicates",
 ];
 
 /// Runs the case called `name`.
@@ -68,6 +69,9 @@ pub async fn run<S: TickStore>(name: &str, s: &S) {
         "prune_removes_old_ticks_and_hosts" => prune_removes_old_ticks_and_hosts(s).await,
         "bad_ticks_are_refused" => bad_ticks_are_refused(s).await,
         "large_batches" => large_batches(s).await,
+        "sealed_chunks_read_back_and_keep_duplicates" => {
+            sealed_chunks_read_back_and_keep_duplicates(s).await;
+        }
         other => panic!("no case {other}"),
     }
 }
@@ -379,4 +383,259 @@ pub async fn large_batches<S: TickStore>(s: &S) {
     assert!(s.read_new(&all.cursor).await.unwrap().ticks.is_empty());
     let day = s.range(&host("big"), 0, 86_400_000 - 1).await.unwrap();
     assert_eq!(day.len(), 8_640);
+}
+
+/// Sealing (stores with chunks; a no-op elsewhere, where every step below
+/// holds as well): ticks over three windows, in order and late, sealed
+/// twice; reads across chunk edges; duplicates of sealed ticks; a late tick
+/// past a sealed chunk; prune through a chunk.
+pub async fn sealed_chunks_read_back_and_keep_duplicates<S: TickStore>(s: &S) {
+    use metrics_model::chunk::CHUNK_MS;
+    let w = CHUNK_MS;
+    // Every 60 s over three windows; every 7th held back, sent late.
+    let all: Vec<Tick> = (0..(3 * w / 60_000))
+        .map(|i| tick("a", 30_000 + i * 60_000, i as f64))
+        .collect();
+    let (late, first): (Vec<Tick>, Vec<Tick>) = all
+        .iter()
+        .cloned()
+        .enumerate()
+        .partition(|(i, _)| i % 7 == 3)
+        .into_parts();
+    assert_eq!(s.append(&first).await.unwrap().written, first.len());
+    let cursor = s.cursor_now().await.unwrap();
+    let sealed = s.seal(2 * w + 12_345).await.unwrap();
+    assert!(sealed.hosts_skipped == 0, "{sealed:?}");
+    assert_eq!(s.range(&host("a"), 0, i64::MAX).await.unwrap(), first);
+    // Late ticks, into the sealed windows and the open one.
+    let out = s.append(&late).await.unwrap();
+    assert_eq!((out.written, out.duplicates), (late.len(), 0));
+    let new = s.read_new(&cursor).await.unwrap();
+    assert_eq!(
+        keyed(&new.ticks),
+        keyed(&late),
+        "read_new sees the late ticks"
+    );
+    assert_eq!(s.range(&host("a"), 0, i64::MAX).await.unwrap(), all);
+    // Duplicates of sealed ticks, and of late ones: the first stays.
+    let again: Vec<Tick> = [5usize, 3, 200, 10]
+        .iter()
+        .map(|&i| tick("a", all[i].ts, -1.0))
+        .collect();
+    let out = s.append(&again).await.unwrap();
+    assert_eq!((out.written, out.duplicates), (0, 4));
+    // Seal again: the late ticks join their chunks; nothing changes.
+    s.seal(3 * w).await.unwrap();
+    assert_eq!(s.range(&host("a"), 0, i64::MAX).await.unwrap(), all);
+    let out = s.append(&again).await.unwrap();
+    assert_eq!(
+        (out.written, out.duplicates),
+        (0, 4),
+        "duplicates after the second seal"
+    );
+    // Reads across a chunk edge.
+    let (from, to) = (w - 150_000, w + 150_000);
+    let want: Vec<Tick> = all
+        .iter()
+        .filter(|t| (from..=to).contains(&t.ts))
+        .cloned()
+        .collect();
+    assert!(want.len() >= 4);
+    assert_eq!(s.range(&host("a"), from, to).await.unwrap(), want);
+    assert_eq!(
+        stamps(&s.range(&host("a"), all[9].ts, all[9].ts).await.unwrap()),
+        vec![all[9].ts]
+    );
+    // A tick past the sealed chunks, new: written, read back.
+    let fresh = tick("a", 45_000, 77.0);
+    assert_eq!(
+        s.append(std::slice::from_ref(&fresh))
+            .await
+            .unwrap()
+            .written,
+        1
+    );
+    assert_eq!(
+        s.range(&host("a"), 40_000, 50_000).await.unwrap(),
+        vec![fresh.clone()]
+    );
+    // Prune through the middle of the second window.
+    let cut = w + w / 2 + 1;
+    let out = s.prune(cut).await.unwrap();
+    let kept: Vec<Tick> = all.iter().filter(|t| t.ts >= cut).cloned().collect();
+    assert_eq!(out.ticks_removed, all.len() + 1 - kept.len());
+    assert_eq!(s.range(&host("a"), 0, i64::MAX).await.unwrap(), kept);
+    // Prune everything: the host is gone.
+    let out = s.prune(4 * w).await.unwrap();
+    assert_eq!((out.ticks_removed, out.hosts_removed), (kept.len(), 1));
+    assert!(s.hosts().await.unwrap().is_empty());
+    assert!(s.range(&host("a"), 0, i64::MAX).await.unwrap().is_empty());
+}
+
+trait IntoParts<T> {
+    fn into_parts(self) -> (Vec<T>, Vec<T>);
+}
+
+impl<T> IntoParts<T> for (Vec<(usize, T)>, Vec<(usize, T)>) {
+    fn into_parts(self) -> (Vec<T>, Vec<T>) {
+        (
+            self.0.into_iter().map(|(_, t)| t).collect(),
+            self.1.into_iter().map(|(_, t)| t).collect(),
+        )
+    }
+}
+
+/// The property test of sealed chunks (issue 18): any sequence of appends
+/// (in order, shuffled, duplicated, late past a sealed chunk) and seals
+/// reads back exactly — values bit for bit, the first tick seen for a
+/// (host, `ts`) kept — and every append counts exactly its duplicates.
+pub mod property {
+    use std::collections::BTreeMap;
+
+    use metrics_model::chunk::CHUNK_MS;
+    use metrics_model::store::TickStore;
+    use metrics_model::{Key, Tick, Values};
+    use proptest::prelude::*;
+
+    /// A tick to append: host index, `ts`, (key index, value) pairs.
+    pub type PlannedTick = (usize, i64, Vec<(usize, f64)>);
+
+    /// One step.
+    #[derive(Debug, Clone)]
+    pub enum Op {
+        /// Append these ticks (host index, `ts`, values) in one call.
+        Append(Vec<PlannedTick>),
+        /// Seal before this many windows.
+        Seal(i64),
+    }
+
+    const HOSTS: [&str; 2] = ["p-a", "p-b"];
+    const KEYS: [&str; 6] = [
+        "cpu.usage",
+        "mem.free",
+        "errors.count",
+        "disk.usage[/var]",
+        "custom.queue[orders]",
+        "custom.depth",
+    ];
+
+    fn value() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            (-10_000i64..10_000).prop_map(|m| m as f64 / 100.0),
+            (0u32..50).prop_map(f64::from),
+            any::<f64>().prop_filter("finite", |v| v.is_finite()),
+            Just(-0.0),
+        ]
+    }
+
+    fn ts() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            // Regular ticks (duplicates likely), and any millisecond.
+            (0i64..(4 * CHUNK_MS / 600_000)).prop_map(|i| i * 600_000),
+            0i64..(4 * CHUNK_MS),
+        ]
+    }
+
+    /// Sequences of appends and seals.
+    pub fn ops() -> impl Strategy<Value = Vec<Op>> {
+        let tick = (
+            0..HOSTS.len(),
+            ts(),
+            proptest::collection::vec((0..KEYS.len(), value()), 0..KEYS.len()),
+        );
+        let op = prop_oneof![
+            3 => proptest::collection::vec(tick, 1..25).prop_map(Op::Append),
+            1 => (1i64..=4).prop_map(Op::Seal),
+        ];
+        proptest::collection::vec(op, 1..12)
+    }
+
+    fn make(h: usize, ts: i64, values: &[(usize, f64)]) -> Tick {
+        let vals: Values = values
+            .iter()
+            .map(|(k, v)| (Key::parse_tick_key(KEYS[*k]).unwrap(), *v))
+            .collect();
+        Tick::from_values(HOSTS[h].parse().unwrap(), ts, vals)
+    }
+
+    fn bits(t: &Tick) -> (String, i64, Vec<(String, u64)>) {
+        (
+            t.host.to_string(),
+            t.ts,
+            t.values()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_bits()))
+                .collect(),
+        )
+    }
+
+    /// Runs `ops` on an empty store `s` and checks it against the model.
+    pub async fn check<S: TickStore>(s: &S, ops: &[Op]) -> Result<(), String> {
+        let mut model: BTreeMap<(usize, i64), Tick> = BTreeMap::new();
+        for (step, op) in ops.iter().enumerate() {
+            match op {
+                Op::Append(list) => {
+                    let ticks: Vec<Tick> = list.iter().map(|(h, ts, v)| make(*h, *ts, v)).collect();
+                    let mut fresh = 0;
+                    // Within one call the first of two equal (host, ts) wins.
+                    for (t, (h, ts, _)) in ticks.iter().zip(list) {
+                        if let std::collections::btree_map::Entry::Vacant(e) =
+                            model.entry((*h, *ts))
+                        {
+                            e.insert(t.clone());
+                            fresh += 1;
+                        }
+                    }
+                    let out = s
+                        .append(&ticks)
+                        .await
+                        .map_err(|e| format!("step {step}: {e}"))?;
+                    if (out.written, out.duplicates) != (fresh, ticks.len() - fresh) {
+                        return Err(format!(
+                            "step {step}: append counted {out:?}, want {fresh} written of {}",
+                            ticks.len()
+                        ));
+                    }
+                }
+                Op::Seal(windows) => {
+                    s.seal(windows * CHUNK_MS)
+                        .await
+                        .map_err(|e| format!("step {step}: {e}"))?;
+                }
+            }
+            for (h, name) in HOSTS.iter().enumerate() {
+                let got = s
+                    .range(&name.parse().unwrap(), 0, i64::MAX)
+                    .await
+                    .map_err(|e| format!("step {step}: {e}"))?;
+                let want: Vec<_> = model
+                    .range((h, i64::MIN)..=(h, i64::MAX))
+                    .map(|(_, t)| bits(t))
+                    .collect();
+                let got: Vec<_> = got.iter().map(bits).collect();
+                if got != want {
+                    return Err(format!(
+                        "step {step}, host {name}: read back\n{got:?}\nwant\n{want:?}"
+                    ));
+                }
+            }
+        }
+        // A window's worth read alone, across a chunk edge.
+        let (from, to) = (CHUNK_MS - 900_000, CHUNK_MS + 900_000);
+        let got: Vec<_> = s
+            .range(&HOSTS[0].parse().unwrap(), from, to)
+            .await
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(bits)
+            .collect();
+        let want: Vec<_> = model
+            .range((0, from)..=(0, to))
+            .map(|(_, t)| bits(t))
+            .collect();
+        if got != want {
+            return Err(format!("partial range: {got:?} want {want:?}"));
+        }
+        Ok(())
+    }
 }
