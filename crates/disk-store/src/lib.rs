@@ -907,13 +907,17 @@ impl DiskStore {
             .map_err(|x| self.err("reading ticks", x))?;
         let mut out = Vec::new();
         let first = chunk::window_of(from.max(0));
+        let mut blobs = Vec::new();
         for item in chunks
             .range((host.as_str(), first)..=(host.as_str(), to))
             .map_err(e)?
         {
             let (k, v) = item.map_err(e)?;
-            let (_, w) = k.value();
-            let ticks = chunk::decode(v.value()).map_err(|x| {
+            blobs.push((k.value().1, v));
+        }
+        let bytes: Vec<&[u8]> = blobs.iter().map(|(_, v)| v.value()).collect();
+        for ((w, _), ticks) in blobs.iter().zip(chunk::decode_many(&bytes)) {
+            let ticks = ticks.map_err(|x| {
                 self.err(
                     "reading ticks",
                     format!("sealed chunk of {host} at {w}: {x}"),

@@ -16,7 +16,11 @@
 //!   interfaces × rx/tx/errors, 1 watched process × count/cpu/mem:
 //!   `metrics_model::synthetic::node_ticks_wide`), 86,400 ticks again, in
 //!   order and shuffled, each under its own scope (layout 2's keyed
-//!   section), with its one-day range read.
+//!   section), with its one-day range read;
+//! - layout 3: each of those four stores again after the janitor's seal at
+//!   the end of the 10 days (every window that ended an hour before the
+//!   last tick becomes a compressed chunk; the last hours stay in the
+//!   stream), with the seal's time and the one-day range read from chunks.
 //!
 //! `cargo run --release -p redis-store --example bytes_per_sample`
 
@@ -77,6 +81,50 @@ async fn load(server: &RedisServer, store: &RedisStore, ticks: &[Tick]) -> Res<(
     }
     let rate = ticks.len() as f64 / t0.elapsed().as_secs_f64();
     Ok((used_memory(server) - m0, rate))
+}
+
+/// When the janitor seals: `Live`, right after the last tick (the last 1–3
+/// hours stay in the stream, as on a node that keeps sending); `Quiet`,
+/// three hours later (every window sealed, late entries included: an
+/// out-of-order entry is sealed once the window boundary passes its stream
+/// ID, which is near the newest tick at its arrival).
+#[derive(Clone, Copy)]
+enum SealAt {
+    Live,
+    Quiet,
+}
+
+/// Seals `store` at `at` and reports its memory: `loaded` (what its load
+/// took) plus the change the seal made; with the seal's time.
+async fn seal_and_report(
+    server: &RedisServer,
+    store: &RedisStore,
+    loaded: i64,
+    samples: f64,
+    at: SealAt,
+    label: &str,
+) -> Res<i64> {
+    let end = START + TICKS * STEP;
+    let now = match at {
+        SealAt::Live => end,
+        SealAt::Quiet => end + metrics_model::chunk::SEAL_AFTER_MS + metrics_model::chunk::CHUNK_MS,
+    };
+    let m0 = used_memory(server);
+    let t0 = Instant::now();
+    let out = store.seal(metrics_model::chunk::seal_boundary(now)).await?;
+    let took = t0.elapsed();
+    let bytes = loaded + used_memory(server) - m0;
+    report_of(
+        label,
+        bytes,
+        samples,
+        &format!(
+            "  seal {:.0} ms ({} ticks into chunks)",
+            took.as_secs_f64() * 1e3,
+            out.ticks_sealed
+        ),
+    );
+    Ok(bytes)
 }
 
 async fn range_reads(store: &RedisStore, host: &HostName, label: &str) -> Res<()> {
@@ -140,6 +188,7 @@ async fn load_plain_stream(server: &RedisServer, client: &Client, ticks: &[Tick]
 }
 
 #[tokio::main]
+#[allow(clippy::too_many_lines)] // one measurement after another, in the order printed
 async fn main() -> Res<()> {
     let server = RedisServer::start();
     let url = RedisUrl::parse(&server.url())?;
@@ -158,6 +207,7 @@ async fn main() -> Res<()> {
 
     let store = RedisStore::connect(RedisOptions::new(url.clone(), "bp")).await?;
     let (bytes, rate) = load(&server, &store, &data).await?;
+    let plain_bytes = bytes;
     report(
         "store layout 1, in order:",
         bytes,
@@ -169,6 +219,7 @@ async fn main() -> Res<()> {
     Rng(99).shuffle(&mut shuffled);
     let shuffled_store = RedisStore::connect(RedisOptions::new(url, "shuffled")).await?;
     let (bytes, rate) = load(&server, &shuffled_store, &shuffled).await?;
+    let shuffled_bytes = bytes;
     report(
         "store layout 1, shuffled:",
         bytes,
@@ -178,6 +229,38 @@ async fn main() -> Res<()> {
         .range(&host, START, START + TICKS * STEP)
         .await?;
     assert!(back == data, "a shuffled import must give the same data");
+    let live = seal_and_report(
+        &server,
+        &store,
+        plain_bytes,
+        SAMPLES,
+        SealAt::Live,
+        "layout 3, in order, live:",
+    )
+    .await?;
+    seal_and_report(
+        &server,
+        &store,
+        live,
+        SAMPLES,
+        SealAt::Quiet,
+        "layout 3, in order, sealed:",
+    )
+    .await?;
+    seal_and_report(
+        &server,
+        &shuffled_store,
+        shuffled_bytes,
+        SAMPLES,
+        SealAt::Quiet,
+        "layout 3, shuffled, sealed:",
+    )
+    .await?;
+    range_reads(&store, &host, "sealed: ").await?;
+    let back = shuffled_store
+        .range(&host, START, START + TICKS * STEP)
+        .await?;
+    assert!(back == data, "sealed chunks must give the same data");
 
     let client = Builder::from_config(Config::from_url(&server.url())?).build()?;
     client.init().await?;
@@ -202,6 +285,7 @@ async fn main() -> Res<()> {
     let wide_store =
         RedisStore::connect(RedisOptions::new(RedisUrl::parse(&server.url())?, "wide")).await?;
     let (bytes, rate) = load(&server, &wide_store, &wide).await?;
+    let wide_bytes = bytes;
     report_of(
         "larger tick, in order:",
         bytes,
@@ -217,6 +301,7 @@ async fn main() -> Res<()> {
     ))
     .await?;
     let (bytes, rate) = load(&server, &wide_shuffled, &shuffled).await?;
+    let wide_shuffled_bytes = bytes;
     report_of(
         "larger tick, shuffled:",
         bytes,
@@ -227,5 +312,40 @@ async fn main() -> Res<()> {
         .range(&host, START, START + TICKS * STEP)
         .await?;
     assert!(back == wide, "a shuffled import must give the same data");
+    let live = seal_and_report(
+        &server,
+        &wide_store,
+        wide_bytes,
+        wide_samples,
+        SealAt::Live,
+        "larger tick, in order, live:",
+    )
+    .await?;
+    seal_and_report(
+        &server,
+        &wide_store,
+        live,
+        wide_samples,
+        SealAt::Quiet,
+        "larger tick, in order, sealed:",
+    )
+    .await?;
+    seal_and_report(
+        &server,
+        &wide_shuffled,
+        wide_shuffled_bytes,
+        wide_samples,
+        SealAt::Quiet,
+        "larger tick, shuffled, sealed:",
+    )
+    .await?;
+    range_reads(&wide_store, &host, "larger tick sealed: ").await?;
+    for (store, what) in [(&wide_store, "in order"), (&wide_shuffled, "shuffled")] {
+        let back = store.range(&host, START, START + TICKS * STEP).await?;
+        assert!(
+            back == wide,
+            "sealed chunks ({what}) must give the same data"
+        );
+    }
     Ok(())
 }

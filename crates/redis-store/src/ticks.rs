@@ -482,12 +482,10 @@ impl RedisStore {
             other => other.into_array(),
         };
         let mut out = Vec::new();
-        for blob in blobs {
-            let Some(bytes) = blob.as_bytes() else {
-                continue;
-            };
-            let ticks = chunk::decode(bytes)
-                .map_err(|e| self.corrupt(&self.inner.keys.chunks(host), &e.to_string()))?;
+        let bytes: Vec<&[u8]> = blobs.iter().filter_map(Value::as_bytes).collect();
+        for ticks in chunk::decode_many(&bytes) {
+            let ticks =
+                ticks.map_err(|e| self.corrupt(&self.inner.keys.chunks(host), &e.to_string()))?;
             for (ts, values) in ticks {
                 if (from..=to).contains(&ts) {
                     out.push(Tick::from_values(host.clone(), ts, values));
