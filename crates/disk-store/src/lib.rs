@@ -80,6 +80,9 @@ fn readable_layout(v: &[u8]) -> bool {
 /// ticks whose entries were cut (they stay stored and range-readable).
 pub const ARRIVAL_KEEP_MS: i64 = 3_600_000;
 
+/// Ticks sealed per write transaction by [`TickStore::seal`].
+const SEAL_BATCH: usize = 7_200;
+
 /// A prune that cuts at least this many arrival entries compacts the file
 /// afterwards, so an import's index does not stay as free pages.
 const COMPACT_AFTER: usize = 20_000;
@@ -1187,15 +1190,54 @@ impl DiskStore {
 
     /// Seals every host's ticks with `ts < before` (a window boundary) into
     /// chunks, merged with the chunk already sealed for their window (its
-    /// ticks win: they were stored first). One write transaction.
+    /// ticks win: they were stored first). One write transaction per host
+    /// and [`SEAL_BATCH`] ticks, so memory stays bounded on the first pass
+    /// over a long history.
     fn seal_sync(&self, before: Millis) -> Result<SealOutcome, StoreError> {
         let mut out = SealOutcome::default();
         let before = chunk::window_of(before.max(0));
         if before <= 0 {
             return Ok(out);
         }
+        let names: Vec<String> = {
+            let e = |e: redb::StorageError| self.err("sealing ticks", e);
+            let txn = self.read()?;
+            let hosts = txn
+                .open_table(HOSTS)
+                .map_err(|x| self.err("sealing ticks", x))?;
+            hosts
+                .iter()
+                .map_err(e)?
+                .map(|i| i.map(|(k, _)| k.value().to_owned()))
+                .collect::<Result<_, _>>()
+                .map_err(e)?
+        };
+        for h in &names {
+            let mut any = false;
+            loop {
+                let n = self.seal_batch(h, before)?;
+                out.ticks_sealed += n;
+                any |= n > 0;
+                if n < SEAL_BATCH {
+                    break;
+                }
+            }
+            if any {
+                out.hosts_sealed += 1;
+            }
+        }
+        if out.ticks_sealed >= COMPACT_AFTER {
+            self.compact();
+        }
+        Ok(out)
+    }
+
+    /// Seals up to [`SEAL_BATCH`] of `h`'s oldest ticks below `before`, in
+    /// one write transaction. Returns how many.
+    fn seal_batch(&self, h: &str, before: Millis) -> Result<usize, StoreError> {
         let e = |e: redb::StorageError| self.err("sealing ticks", e);
         let txn = self.write()?;
+        let mut sealed = 0;
         {
             let mut table = txn
                 .open_table(TICKS)
@@ -1203,59 +1245,45 @@ impl DiskStore {
             let mut chunks = txn
                 .open_table(CHUNKS)
                 .map_err(|x| self.err("sealing ticks", x))?;
-            let hosts = txn
-                .open_table(HOSTS)
-                .map_err(|x| self.err("sealing ticks", x))?;
-            let names: Vec<String> = hosts
-                .iter()
+            let mut by_window: BTreeMap<Millis, Vec<(Millis, Values)>> = BTreeMap::new();
+            for item in table
+                .range((h, i64::MIN)..(h, before))
                 .map_err(e)?
-                .map(|i| i.map(|(k, _)| k.value().to_owned()))
-                .collect::<Result<_, _>>()
-                .map_err(e)?;
-            for h in &names {
-                let mut by_window: BTreeMap<Millis, Vec<(Millis, Values)>> = BTreeMap::new();
-                for item in table
-                    .range((h.as_str(), i64::MIN)..(h.as_str(), before))
-                    .map_err(e)?
-                {
-                    let (k, v) = item.map_err(e)?;
-                    let ts = k.value().1;
-                    let values = codec::decode(v.value())
-                        .map_err(|x| self.err("sealing ticks", format!("tick {h} at {ts}: {x}")))?;
-                    by_window
-                        .entry(chunk::window_of(ts))
-                        .or_default()
-                        .push((ts, values));
+                .take(SEAL_BATCH)
+            {
+                let (k, v) = item.map_err(e)?;
+                let ts = k.value().1;
+                let values = codec::decode(v.value())
+                    .map_err(|x| self.err("sealing ticks", format!("tick {h} at {ts}: {x}")))?;
+                by_window
+                    .entry(chunk::window_of(ts))
+                    .or_default()
+                    .push((ts, values));
+            }
+            for (w, ticks) in by_window {
+                for (ts, _) in &ticks {
+                    table.remove((h, *ts)).map_err(e)?;
                 }
-                if by_window.is_empty() {
-                    continue;
-                }
-                for (w, ticks) in by_window {
-                    for (ts, _) in &ticks {
-                        table.remove((h.as_str(), *ts)).map_err(e)?;
-                    }
-                    out.ticks_sealed += ticks.len();
-                    let old = match chunks.get((h.as_str(), w)).map_err(e)? {
-                        Some(blob) => chunk::decode(blob.value()).map_err(|x| {
-                            self.err("sealing ticks", format!("sealed chunk of {h} at {w}: {x}"))
-                        })?,
-                        None => Vec::new(),
-                    };
-                    let (merged, _) = chunk::merge(old, ticks);
-                    let refs: Vec<(Millis, &Values)> =
-                        merged.iter().map(|(t, v)| (*t, v)).collect();
-                    chunks
-                        .insert((h.as_str(), w), chunk::encode(&refs).as_slice())
-                        .map_err(e)?;
-                }
-                out.hosts_sealed += 1;
+                sealed += ticks.len();
+                let old = match chunks.get((h, w)).map_err(e)? {
+                    Some(blob) => chunk::decode(blob.value()).map_err(|x| {
+                        self.err("sealing ticks", format!("sealed chunk of {h} at {w}: {x}"))
+                    })?,
+                    None => Vec::new(),
+                };
+                let (merged, _) = chunk::merge(old, ticks);
+                let refs: Vec<(Millis, &Values)> = merged.iter().map(|(t, v)| (*t, v)).collect();
+                chunks
+                    .insert((h, w), chunk::encode(&refs).as_slice())
+                    .map_err(e)?;
             }
         }
-        txn.commit().map_err(|x| self.err("sealing ticks", x))?;
-        if out.ticks_sealed >= COMPACT_AFTER {
-            self.compact();
+        if sealed == 0 {
+            txn.abort().map_err(|x| self.err("sealing ticks", x))?;
+            return Ok(0);
         }
-        Ok(out)
+        txn.commit().map_err(|x| self.err("sealing ticks", x))?;
+        Ok(sealed)
     }
 
     /// Drops every entry of the arrival index (readers by arrival then see

@@ -134,17 +134,17 @@ return {written, dups}
 ";
 
 /// `KEYS`: ticks stream, late index, chunks hash. `ARGV`: `before` (a
-/// window boundary). What sealing the entries with a stream ID below
-/// `before` needs, read at one instant: `{last generated ID, generation,
-/// entries (as XRANGE gives them), window1, chunk1, window2, chunk2…}` —
-/// the existing chunks of the windows those entries fall in.
+/// window boundary), `count`. What sealing the first `count` entries with a
+/// stream ID below `before` needs, read at one instant: `{last generated
+/// ID, generation, entries (as XRANGE gives them), window1, chunk1, window2,
+/// chunk2…}` — the existing chunks of the windows those entries fall in.
 pub fn seal_read() -> String {
     format!("{CHUNK_LUA}{SEAL_READ_BODY}")
 }
 
 const SEAL_READ_BODY: &str = r"
 local stream, late, chunks, before = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
-local entries = redis.call('XRANGE', stream, '-', '(' .. before .. '-0')
+local entries = redis.call('XRANGE', stream, '-', '(' .. before .. '-0', 'COUNT', ARGV[2])
 local out = {last_id(stream), redis.call('HGET', chunks, 'g') or '0', entries}
 local seen = {}
 for _, e in ipairs(entries) do
@@ -167,15 +167,16 @@ return out
 ";
 
 /// `KEYS`: ticks stream, late index, chunks hash. `ARGV`: the last
-/// generated ID and the generation read before (`''`: do not check the
-/// stream), `before` (`''`: write chunks only), late IDs sealed (`n`, then
-/// `n` IDs), then `window1, chunk1, …` (an empty chunk deletes the window).
-/// Returns 1 when written, 0 when the stream or the chunks changed since
-/// the read (nothing written; the caller retries later).
+/// generated ID (`''`: do not check the stream) and the generation read
+/// before, the stream ID to trim to (`''`: no trim), the sealed horizon
+/// (`''`: unchanged), late IDs sealed (`n`, then `n` IDs), then `window1,
+/// chunk1, …` (an empty chunk deletes the window). Returns 1 when written,
+/// 0 when the stream or the chunks changed since the read (nothing
+/// written; the caller retries later).
 ///
-/// Sealing trims every entry with an ID below `before`, removes the
+/// Sealing trims every entry with an ID below the trim ID, removes the
 /// sealed late entries from the late index, raises `h` (the sealed
-/// horizon) to `before`, writes the chunks and bumps the generation `g`.
+/// horizon), writes the chunks and bumps the generation `g`.
 pub fn seal_commit() -> String {
     format!("{CHUNK_LUA}{SEAL_COMMIT_BODY}")
 }
@@ -184,17 +185,18 @@ const SEAL_COMMIT_BODY: &str = r"
 local stream, late, chunks = KEYS[1], KEYS[2], KEYS[3]
 if ARGV[1] ~= '' and last_id(stream) ~= ARGV[1] then return 0 end
 if (redis.call('HGET', chunks, 'g') or '0') ~= ARGV[2] then return 0 end
-local before = ARGV[3]
-local n = tonumber(ARGV[4])
-if before ~= '' then
-  redis.call('XTRIM', stream, 'MINID', before)
-  for i = 5, 4 + n, 500 do
-    redis.call('ZREM', late, unpack(ARGV, i, math.min(i + 499, 4 + n)))
+local n = tonumber(ARGV[5])
+if ARGV[3] ~= '' then
+  redis.call('XTRIM', stream, 'MINID', ARGV[3])
+  for i = 6, 5 + n, 500 do
+    redis.call('ZREM', late, unpack(ARGV, i, math.min(i + 499, 5 + n)))
   end
-  local h = tonumber(redis.call('HGET', chunks, 'h') or '0')
-  if tonumber(before) > h then redis.call('HSET', chunks, 'h', before) end
 end
-for i = 5 + n, #ARGV, 2 do
+if ARGV[4] ~= '' then
+  local h = tonumber(redis.call('HGET', chunks, 'h') or '0')
+  if tonumber(ARGV[4]) > h then redis.call('HSET', chunks, 'h', ARGV[4]) end
+end
+for i = 6 + n, #ARGV, 2 do
   if ARGV[i + 1] == '' then
     redis.call('HDEL', chunks, ARGV[i])
   else

@@ -731,8 +731,13 @@ impl RedisStore {
             .await
             .map_err(|e| self.err("reading sealed chunks", &e))?
             .into_array();
-        let mut commit: Vec<Value> =
-            vec!["".into(), generation.into(), "".into(), Value::Integer(0)];
+        let mut commit: Vec<Value> = vec![
+            "".into(),
+            generation.into(),
+            "".into(),
+            "".into(),
+            Value::Integer(0),
+        ];
         let (mut cut, mut left) = (0, 0);
         for (w, blob) in windows.iter().zip(blobs) {
             let Some(bytes) = blob.as_bytes() else {
@@ -773,16 +778,38 @@ impl RedisStore {
 
     /// Seals every host's stream entries with an ID below `before` (a
     /// window boundary) into chunks, [`SEAL_HOSTS_PER_ROUND`] hosts per
-    /// round trip (one read, one commit).
+    /// round trip (one read, one commit) and at most [`SEAL_READ_MAX`]
+    /// entries per host and round (a host with more, the first pass after an
+    /// upgrade, comes back in a later round), so that no reply grows with
+    /// the data.
     async fn seal_streams(&self, before: Millis) -> Result<SealOutcome, StoreError> {
         let mut out = SealOutcome::default();
         let before = chunk::window_of(before.max(0));
         if before <= 0 {
             return Ok(out);
         }
-        let hosts = self.registry().await?;
+        let mut hosts = self.registry().await?;
+        while !hosts.is_empty() {
+            let mut again = Vec::new();
+            for group in hosts.chunks(SEAL_HOSTS_PER_ROUND) {
+                self.seal_group(group, before, &mut out, &mut again).await?;
+            }
+            hosts = again;
+        }
+        Ok(out)
+    }
+
+    /// One round of [`Self::seal_streams`] over `group`; hosts with more to
+    /// seal go to `again`.
+    async fn seal_group(
+        &self,
+        group: &[HostInfo],
+        before: Millis,
+        out: &mut SealOutcome,
+        again: &mut Vec<HostInfo>,
+    ) -> Result<(), StoreError> {
         let keys = &self.inner.keys;
-        for group in hosts.chunks(SEAL_HOSTS_PER_ROUND) {
+        {
             let calls: Vec<_> = group
                 .iter()
                 .map(|h| {
@@ -793,15 +820,16 @@ impl RedisStore {
                             keys.late(&h.host),
                             keys.chunks(&h.host),
                         ],
-                        vec![Value::Integer(before)],
+                        vec![Value::Integer(before), Value::Integer(SEAL_READ_MAX as i64)],
                     )
                 })
                 .collect();
             let mut commits = Vec::new();
+            let mut more = Vec::new();
             for (h, r) in group.iter().zip(self.eval_many(&calls).await) {
                 let v = r.map_err(|e| self.err("reading ticks to seal", &e))?;
                 if let Some((args, sealed)) = self.seal_plan(&h.host, v, before)? {
-                    out.ticks_sealed += sealed;
+                    more.push((sealed, (sealed >= SEAL_READ_MAX).then(|| h.clone())));
                     commits.push((
                         &self.inner.seal_commit,
                         vec![
@@ -814,19 +842,21 @@ impl RedisStore {
                 }
             }
             if commits.is_empty() {
-                continue;
+                return Ok(());
             }
             self.ensure_layout(3).await?;
-            for r in self.eval_many(&commits).await {
+            for (r, (sealed, more)) in self.eval_many(&commits).await.into_iter().zip(more) {
                 let v = r.map_err(|e| self.err("sealing ticks", &e))?;
                 if value_i64(&v) == Some(1) {
+                    out.ticks_sealed += sealed;
                     out.hosts_sealed += 1;
+                    again.extend(more);
                 } else {
                     out.hosts_skipped += 1;
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// From one seal read of `host`: the commit's arguments and how many
@@ -859,8 +889,10 @@ impl RedisStore {
         let mut added: BTreeMap<Millis, Vec<(Millis, Values)>> = BTreeMap::new();
         let mut late_ids: Vec<Value> = Vec::new();
         let sealed = entries.len();
+        let mut last_read = StreamId::default();
         for entry in &entries {
             let e = parse_entry(entry).map_err(|m| self.corrupt(&stream, &m))?;
+            last_read = e.id;
             if e.late_ts.is_some() {
                 late_ids.push(e.id.to_string().into());
             }
@@ -870,9 +902,17 @@ impl RedisStore {
                 .or_default()
                 .push((t.ts, t.into_parts().2));
         }
+        // Trim what was read: all below `before`, or up to the last entry
+        // read when the read stopped at its count.
+        let trim = if sealed >= SEAL_READ_MAX {
+            format!("{}-{}", last_read.ms, last_read.seq + 1)
+        } else {
+            format!("{before}-0")
+        };
         let mut args: Vec<Value> = vec![
             last.as_string().unwrap_or_default().into(),
             generation.as_string().unwrap_or_default().into(),
+            trim.into(),
             Value::Integer(before),
             Value::Integer(late_ids.len() as i64),
         ];
@@ -892,7 +932,10 @@ impl RedisStore {
 }
 
 /// Hosts sealed per round trip by [`TickStore::seal`].
-const SEAL_HOSTS_PER_ROUND: usize = 64;
+const SEAL_HOSTS_PER_ROUND: usize = 16;
+
+/// Stream entries read per host and round by [`TickStore::seal`].
+const SEAL_READ_MAX: usize = 10_000;
 
 impl TickStore for RedisStore {
     type Cursor = RedisCursor;

@@ -416,3 +416,39 @@ async fn a_lost_registry_is_refilled_from_the_tick_streams() {
     .unwrap();
     assert_eq!((out.ticks_removed, out.hosts_removed), (4, 2));
 }
+
+/// The first seal of a long stream (the first janitor pass after an
+/// upgrade) goes in rounds of bounded reads (10,000 entries per host and
+/// round); the result is the same as one read.
+#[tokio::test]
+async fn a_long_stream_is_sealed_in_bounded_rounds() {
+    use metrics_model::chunk::CHUNK_MS;
+    let server = RedisServer::start();
+    let store = connect(&server.url(), "bp").await.unwrap();
+    // 25,000 one-second ticks: a little under 7 hours, 4 windows.
+    let ticks: Vec<Tick> = (0..25_000)
+        .map(|i| tick("long", 1_000 + i * 1_000, i as f64))
+        .collect();
+    for batch in ticks.chunks(1000) {
+        store.append(batch).await.unwrap();
+    }
+    let out = store.seal(4 * CHUNK_MS).await.unwrap();
+    assert_eq!(
+        (out.ticks_sealed, out.hosts_skipped),
+        (25_000, 0),
+        "{out:?}"
+    );
+    assert!(out.hosts_sealed >= 3, "three rounds at least: {out:?}");
+    assert_eq!(server.cli(&["xlen", "bp:ticks:{long}"]).trim(), "0");
+    assert_eq!(
+        server.cli(&["hlen", "bp:chunks:{long}"]).trim(),
+        "6",
+        "4 windows, h and g"
+    );
+    assert_eq!(
+        store.range(&host("long"), 0, i64::MAX).await.unwrap(),
+        ticks
+    );
+    let out = store.append(&ticks[..1000]).await.unwrap();
+    assert_eq!((out.written, out.duplicates), (0, 1000));
+}
