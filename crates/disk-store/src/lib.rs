@@ -897,9 +897,17 @@ impl DiskStore {
         if from > to {
             return Ok(Vec::new());
         }
-        // Held through the file read: an append that writes the kept ticks
-        // meanwhile would otherwise hide them from both.
-        let spill = self.spill_lock();
+        // The ticks kept in memory, copied before the file is read: one that
+        // an append writes meanwhile is then in the copy or in the file
+        // (both: the file's wins), never in neither. Not holding the lock
+        // through the read keeps appends from waiting on a slow file.
+        let kept: Vec<Tick> = self
+            .spill_lock()
+            .ticks
+            .iter()
+            .filter(|(_, t)| &t.host == host && (from..=to).contains(&t.ts))
+            .map(|(_, t)| t.clone())
+            .collect();
         let e = |e: redb::StorageError| self.err("reading ticks", e);
         let txn = self.read()?;
         let table = txn
@@ -945,17 +953,11 @@ impl DiskStore {
         if sealed > 0 {
             out.sort_by_key(|t| t.ts);
         }
-        // Ticks kept in memory are not in the file (a tick with the same
-        // key never is: the file wins when they are written).
-        let before = out.len();
-        out.extend(
-            spill
-                .ticks
-                .iter()
-                .filter(|(_, t)| &t.host == host && (from..=to).contains(&t.ts))
-                .map(|(_, t)| t.clone()),
-        );
-        if out.len() > before {
+        // A kept tick is not in the file unless an append wrote it since the
+        // copy (the file wins when they are written).
+        if !kept.is_empty() {
+            let stored: HashSet<Millis> = out.iter().map(|t| t.ts).collect();
+            out.extend(kept.into_iter().filter(|t| !stored.contains(&t.ts)));
             out.sort_by_key(|t| t.ts);
         }
         Ok(out)
@@ -1032,8 +1034,13 @@ impl DiskStore {
     }
 
     fn hosts_sync(&self) -> Result<Vec<HostInfo>, StoreError> {
-        // Held through the file read, as in `range_sync`.
-        let spill = self.spill_lock();
+        // Copied before the file read, as in `range_sync`.
+        let kept: Vec<(HostName, Millis)> = self
+            .spill_lock()
+            .ticks
+            .iter()
+            .map(|(_, t)| (t.host.clone(), t.ts))
+            .collect();
         let e = |e: redb::StorageError| self.err("reading hosts", e);
         let txn = self.read()?;
         let hosts = txn
@@ -1052,12 +1059,12 @@ impl DiskStore {
                 }
             }
         }
-        for (_, t) in &spill.ticks {
-            match out.iter_mut().find(|h| h.host == t.host) {
-                Some(h) => h.last_seen = h.last_seen.max(t.ts),
+        for (host, ts) in kept {
+            match out.iter_mut().find(|h| h.host == host) {
+                Some(h) => h.last_seen = h.last_seen.max(ts),
                 None => out.push(HostInfo {
-                    host: t.host.clone(),
-                    last_seen: t.ts,
+                    host,
+                    last_seen: ts,
                 }),
             }
         }
