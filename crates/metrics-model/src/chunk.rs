@@ -25,7 +25,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::codec::DecodeError;
+use crate::codec::{DecodeError, get_varint, put_varint};
 use crate::key::Key;
 use crate::tick::Values;
 use crate::time::Millis;
@@ -388,29 +388,6 @@ fn zigzag(v: i64) -> u64 {
 
 fn unzigzag(z: u64) -> i64 {
     ((z >> 1) as i64) ^ -((z & 1) as i64)
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn get_varint(input: &mut &[u8]) -> Result<u64, DecodeError> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let Some((&b, rest)) = input.split_first() else {
-            return Err(DecodeError("varint cut short"));
-        };
-        *input = rest;
-        v |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Ok(v);
-        }
-    }
-    Err(DecodeError("varint too long"))
 }
 
 #[cfg(test)]

@@ -310,7 +310,7 @@ fn get_number(input: &mut &[u8]) -> Result<f64, DecodeError> {
     Ok(m as f64 / POW10[scale as usize])
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -318,7 +318,7 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn get_varint(input: &mut &[u8]) -> Result<u64, DecodeError> {
+pub(crate) fn get_varint(input: &mut &[u8]) -> Result<u64, DecodeError> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
         let Some((&b, rest)) = input.split_first() else {
