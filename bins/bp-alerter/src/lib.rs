@@ -177,7 +177,7 @@ pub async fn run(
                 collector: None,
                 hooks: hooks_rx,
             };
-            serve(store.clone(), store, setup, &cfg, stopped(), rooms).await
+            Box::pin(serve(store.clone(), store, setup, &cfg, stopped(), rooms)).await
         }
     }
 }

@@ -261,7 +261,12 @@ async fn lead<T: TickStore, A: AlertStore>(
     };
     if matches!(standing, Standing::Rebuild) {
         info!(holder = %setup.holder, token, "this alerter is now active (holds the lease)");
-        *leader = build_leader(ticks, alerts, config, token, &grant.epoch, now)
+        let lease = Lease {
+            holder: &setup.holder,
+            token,
+            ttl_ms: lease_ttl_ms(config.alerting.watcher_interval.as_millis_i64()),
+        };
+        *leader = build_leader(ticks, alerts, config, &lease, &grant.epoch, now)
             .await
             .map_err(|e| {
                 setup.stats.store_errors.fetch_add(1, Ordering::Relaxed);
@@ -337,14 +342,58 @@ async fn write_back<C, A: AlertStore>(
 
 /// Becomes leader: the engine rebuilt from the stores (incident states,
 /// last evaluated instant, and the ticks the next instants need).
+/// The lease a leader is being built under.
+struct Lease<'a> {
+    holder: &'a str,
+    token: u64,
+    ttl_ms: u64,
+}
+
+/// Renews `lease` every third of its TTL, for as long as it is polled (the
+/// state of a large cluster can take longer to rebuild than one TTL).
+/// Returns why it stopped: the lease went to another holder or was lost
+/// ([`StoreError::Fenced`]), or the store could not be reached for as long
+/// as the lease lasts.
+async fn keep_lease<A: AlertStore>(alerts: &Mirrored<A>, lease: &Lease<'_>) -> StoreError {
+    let every = std::time::Duration::from_millis((lease.ttl_ms / 3).max(100));
+    let ttl = std::time::Duration::from_millis(lease.ttl_ms);
+    let mut renewed_at = Instant::now();
+    loop {
+        tokio::time::sleep(every).await;
+        let request = LeaseRequest {
+            holder: lease.holder,
+            ttl_ms: lease.ttl_ms,
+            known_epoch: None,
+            grace_ms: 2 * lease.ttl_ms,
+        };
+        match alerts.acquire(request).await {
+            Ok(g) if g.renewed && g.token == Some(lease.token) => {
+                renewed_at = Instant::now();
+                debug!("lease renewed while the state is rebuilt");
+            }
+            Ok(_) => {
+                return StoreError::Fenced {
+                    holder: lease.holder.to_owned(),
+                    token: lease.token,
+                };
+            }
+            Err(e) if renewed_at.elapsed() + every >= ttl => return e,
+            Err(e) => {
+                warn!(error = %e, "cannot renew the lease while the state is rebuilt; retrying");
+            }
+        }
+    }
+}
+
 async fn build_leader<T: TickStore, A: AlertStore>(
     ticks: &T,
     alerts: &Mirrored<A>,
     config: &Config,
-    token: u64,
+    lease: &Lease<'_>,
     epoch: &str,
     now: Millis,
 ) -> Result<Leader<T::Cursor>, StoreError> {
+    let token = lease.token;
     let w = config.alerting.watcher_interval.as_millis_i64();
     let delay = config.alerting.evaluation_delay.as_millis_i64();
     let snapshot = alerts
@@ -367,26 +416,30 @@ async fn build_leader<T: TickStore, A: AlertStore>(
             "the alerter was down longer than catchUpLimit; instants before it are not evaluated"
         );
     }
-    let (mut engine, loaded) = rebuild(
-        ticks,
-        &Rebuild {
-            rules: config.alerting.rules.clone(),
-            options: EngineOptions {
-                retention: Some(config.monitoring.retention_period),
-            },
-            resume_after: first - w,
-            from: first - w - config.alerting.rules.max_timeframe().as_millis_i64(),
-            to: Millis::MAX,
-            seen_after: now - config.monitoring.retention_period.as_millis_i64(),
+    let plan = Rebuild {
+        rules: config.alerting.rules.clone(),
+        options: EngineOptions {
+            retention: Some(config.monitoring.retention_period),
         },
-    )
-    .await?;
+        resume_after: first - w,
+        from: first - w - config.alerting.rules.max_timeframe().as_millis_i64(),
+        to: Millis::MAX,
+        seen_after: now - config.monitoring.retention_period.as_millis_i64(),
+    };
+    let started = Instant::now();
+    // The lease is renewed while the ticks are read, so that a rebuild
+    // longer than one TTL does not lose it (and start over, forever).
+    let (mut engine, loaded) = tokio::select! {
+        rebuilt = rebuild(ticks, &plan) => rebuilt?,
+        lost = keep_lease(alerts, lease) => return Err(lost),
+    };
     let gate = NotifyGate::with_held(persist::held_opens(&restored.states));
     persist::restore_into(&mut engine, restored.states);
     info!(
         ticks = loaded,
         resume_at = first,
         held_opens = gate.len(),
+        took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         "alerter state rebuilt from the store"
     );
     Ok(Leader {
