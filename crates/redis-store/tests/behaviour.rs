@@ -49,6 +49,7 @@ both!(
     bad_ticks_are_refused,
     large_batches,
     sealed_chunks_read_back_and_keep_duplicates,
+    read_new_over_many_hosts,
 );
 
 /// The property test of sealed chunks against a real `redis-server` (one
@@ -85,6 +86,6 @@ fn any_appends_and_seals_read_back_exactly_in_redis() {
 #[test]
 fn every_case_is_listed() {
     // `suite::CASES` drives the cluster run; keep it in step with `both!`.
-    assert_eq!(suite::CASES.len(), 11);
+    assert_eq!(suite::CASES.len(), 12);
     let _ = MemoryStore::new();
 }

@@ -54,6 +54,7 @@ pub const CASES: &[&str] = &[
     "bad_ticks_are_refused",
     "large_batches",
     "sealed_chunks_read_back_and_keep_duplicates",
+    "read_new_over_many_hosts",
 ];
 
 /// Runs the case called `name`.
@@ -72,6 +73,7 @@ pub async fn run<S: TickStore>(name: &str, s: &S) {
         "sealed_chunks_read_back_and_keep_duplicates" => {
             sealed_chunks_read_back_and_keep_duplicates(s).await;
         }
+        "read_new_over_many_hosts" => read_new_over_many_hosts(s).await,
         other => panic!("no case {other}"),
     }
 }
@@ -383,6 +385,39 @@ pub async fn large_batches<S: TickStore>(s: &S) {
     assert!(s.read_new(&all.cursor).await.unwrap().ticks.is_empty());
     let day = s.range(&host("big"), 0, 86_400_000 - 1).await.unwrap();
     assert_eq!(day.len(), 8_640);
+}
+
+/// `read_new` over more hosts than one read command takes (the Redis store
+/// reads up to 1,024 streams per `XREAD`, grouped by hash slot on a
+/// cluster): every tick once, then only what arrived after the cursor,
+/// a new host included.
+pub async fn read_new_over_many_hosts<S: TickStore>(s: &S) {
+    let names: Vec<String> = (0..2_600).map(|i| format!("many-{i:04}")).collect();
+    let ticks: Vec<Tick> = names
+        .iter()
+        .enumerate()
+        .flat_map(|(i, h)| [tick(h, 1_000_000, i as f64), tick(h, 1_010_000, i as f64)])
+        .collect();
+    assert_eq!(s.append(&ticks).await.unwrap().written, 5_200);
+    let all = s.read_new(&S::Cursor::default()).await.unwrap();
+    assert_eq!(all.ticks.len(), 5_200);
+    assert_eq!(keyed(&all.ticks), keyed(&ticks));
+    for t in &all.ticks {
+        let i: usize = t.host.as_str()[5..].parse().unwrap();
+        assert_eq!(tag(t), i as f64, "{} carries another host's values", t.host);
+    }
+    // Every third host sends one more tick; a new host arrives.
+    let mut more: Vec<Tick> = names
+        .iter()
+        .step_by(3)
+        .map(|h| tick(h, 1_020_000, 7.0))
+        .collect();
+    more.push(tick("many-new", 1_020_000, 8.0));
+    s.append(&more).await.unwrap();
+    let next = s.read_new(&all.cursor).await.unwrap();
+    assert_eq!(keyed(&next.ticks), keyed(&more));
+    assert_eq!(next.ticks.len(), more.len());
+    assert!(s.read_new(&next.cursor).await.unwrap().ticks.is_empty());
 }
 
 /// Sealing (stores with chunks; a no-op elsewhere, where every step below
