@@ -166,9 +166,15 @@ async fn run(redis: &RedisServer, nodes: usize, hours: usize, rounds: usize) {
             let url = format!("{base}{p}");
             set.spawn(async move {
                 let t = Instant::now();
-                let r = client.get(url).send().await.unwrap();
-                assert_eq!(r.status().as_u16(), 200);
+                let r = client.get(&url).send().await.unwrap();
+                let status = r.status().as_u16();
                 let body = r.bytes().await.unwrap();
+                assert_eq!(
+                    status,
+                    200,
+                    "{url}: {}",
+                    String::from_utf8_lossy(&body[..body.len().min(500)])
+                );
                 (i, t.elapsed(), body.len())
             });
         }
