@@ -71,11 +71,6 @@ use test_support::{RedisCluster, RedisServer};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::{Notify, watch};
 
-/// The allocator of the `bp-alerter` binary, so that the alerter measured
-/// here allocates as the shipped one does.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const STEP: i64 = 10_000;
 const DELAY_MS: i64 = 1_000;
 const SCOPE: &str = "bench";

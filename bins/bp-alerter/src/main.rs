@@ -10,12 +10,6 @@ use bp_alerter::{EXIT_BAD_INPUT, RunConfig, Storage, offline};
 use clap::Parser;
 use metrics_model::{Deployment, HostName, Mode};
 
-/// mimalloc rather than glibc's malloc: with 100,000 hosts, allocation was
-/// the alerter's largest cost (about a quarter of its CPU in a profile)
-/// and mimalloc cut the pass time and the RSS (docs/benchmarks.md, "Scale").
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn silence_command(args: &RunArgs, api: Option<&str>, op: &bp_alerter::silence_cli::Op) -> u8 {
     match bp_alerter::silence_cli::target(
         api,
