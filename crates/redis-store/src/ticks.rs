@@ -626,6 +626,14 @@ impl RedisStore {
         let mut out: Vec<Result<Value, Error>> = (0..hosts.len())
             .map(|_| Ok(Value::Array(Vec::new())))
             .collect();
+        // Each host's stream key, once: a search of the group per reply
+        // stream (building its keys again) was quadratic, 1,024 streams per
+        // group on one server.
+        let index: std::collections::HashMap<String, usize> = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, (h, _))| (self.inner.keys.ticks(h), i))
+            .collect();
         for (group, result) in groups.iter().zip(results) {
             let streams = match result {
                 Ok(Value::Null) => continue,
@@ -660,12 +668,11 @@ impl RedisStore {
                 }
             };
             for (key, entries) in streams {
-                let at = key.and_then(|k| {
-                    group
-                        .iter()
-                        .find(|&&i| self.inner.keys.ticks(&hosts[i].0) == k)
-                });
-                if let Some(&i) = at {
+                // Groups hold increasing indices (`queue_reads`).
+                let at = key
+                    .and_then(|k| index.get(&k).copied())
+                    .filter(|i| group.binary_search(i).is_ok());
+                if let Some(i) = at {
                     out[i] = Ok(entries);
                 } else {
                     let e = Error::new(
