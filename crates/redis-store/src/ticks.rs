@@ -521,14 +521,14 @@ impl RedisStore {
             )
             .await
             .map_err(|e| self.err("reading the host registry", &e))?;
-        let groups = self.queue_reads(&pipeline, &known).await?;
+        let (groups, keys) = self.queue_reads(&pipeline, &known).await?;
         let mut results = replies(&pipeline, groups.len() + 1).await.into_iter();
         let raw = results
             .next()
             .unwrap_or_else(|| Err(Error::new(ErrorKind::Unknown, "no registry reply")))
             .map_err(|e| self.err("reading the host registry", &e))?
             .into_array();
-        let results = self.split_reads(&groups, &known, results.collect());
+        let results = split_reads(&groups, keys, results.collect());
         let registry = self.parse_registry(&raw);
         let listed: std::collections::HashSet<&HostName> =
             registry.iter().map(|h| &h.host).collect();
@@ -546,9 +546,9 @@ impl RedisStore {
         pending.append(&mut page.more);
         while !pending.is_empty() {
             let pipeline = self.inner.client.pipeline();
-            let groups = self.queue_reads(&pipeline, &pending).await?;
+            let (groups, keys) = self.queue_reads(&pipeline, &pending).await?;
             let results = replies(&pipeline, groups.len()).await;
-            let results = self.split_reads(&groups, &pending, results);
+            let results = split_reads(&groups, keys, results);
             for ((host, pos), r) in std::mem::take(&mut pending).into_iter().zip(results) {
                 self.take_page(host, pos, r, &mut page)?;
             }
@@ -568,12 +568,13 @@ impl RedisStore {
     /// to [`XREAD_KEYS`] streams per command). 100,000 hosts are about
     /// 16,000 commands on a cluster instead of 100,000 `XRANGE`s, which
     /// is what the client spent its time on. Returns the indices into
-    /// `hosts` of each command, in the order queued.
+    /// `hosts` of each command, in the order queued, and each host's stream
+    /// key.
     async fn queue_reads(
         &self,
         pipeline: &fred::clients::Pipeline<Client>,
         hosts: &[(HostName, Option<StreamId>)],
-    ) -> Result<Vec<Vec<usize>>, StoreError> {
+    ) -> Result<(Vec<Vec<usize>>, Vec<String>), StoreError> {
         let keys: Vec<String> = hosts
             .iter()
             .map(|(h, _)| self.inner.keys.ticks(h))
@@ -612,80 +613,7 @@ impl RedisStore {
                 .await
                 .map_err(|e| self.err("reading new ticks", &e))?;
         }
-        Ok(groups)
-    }
-
-    /// Splits the replies of [`Self::queue_reads`] into one reply per host
-    /// (its entries, as an `XRANGE` would return them), in `hosts` order.
-    fn split_reads(
-        &self,
-        groups: &[Vec<usize>],
-        hosts: &[(HostName, Option<StreamId>)],
-        results: Vec<Result<Value, Error>>,
-    ) -> Vec<Result<Value, Error>> {
-        let mut out: Vec<Result<Value, Error>> = (0..hosts.len())
-            .map(|_| Ok(Value::Array(Vec::new())))
-            .collect();
-        // Each host's stream key, once: a search of the group per reply
-        // stream (building its keys again) was quadratic, 1,024 streams per
-        // group on one server.
-        let index: std::collections::HashMap<String, usize> = hosts
-            .iter()
-            .enumerate()
-            .map(|(i, (h, _))| (self.inner.keys.ticks(h), i))
-            .collect();
-        for (group, result) in groups.iter().zip(results) {
-            let streams = match result {
-                Ok(Value::Null) => continue,
-                Ok(Value::Map(map)) => map
-                    .inner()
-                    .into_iter()
-                    .map(|(k, v)| (k.as_str().map(str::to_owned), v))
-                    .collect::<Vec<_>>(),
-                Ok(Value::Array(pairs)) => pairs
-                    .into_iter()
-                    .map(|pair| {
-                        let mut pair = pair.into_array().into_iter();
-                        let key = pair.next().and_then(Value::into_string);
-                        (key, pair.next().unwrap_or(Value::Null))
-                    })
-                    .collect(),
-                Ok(other) => {
-                    let e = Error::new(
-                        ErrorKind::Protocol,
-                        format!("unexpected XREAD reply {:?}", other.kind()),
-                    );
-                    for &i in group {
-                        out[i] = Err(e.clone());
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    for &i in group {
-                        out[i] = Err(e.clone());
-                    }
-                    continue;
-                }
-            };
-            for (key, entries) in streams {
-                // Groups hold increasing indices (`queue_reads`).
-                let at = key
-                    .and_then(|k| index.get(&k).copied())
-                    .filter(|i| group.binary_search(i).is_ok());
-                if let Some(i) = at {
-                    out[i] = Ok(entries);
-                } else {
-                    let e = Error::new(
-                        ErrorKind::Protocol,
-                        "XREAD returned a stream that was not asked for",
-                    );
-                    for &i in group {
-                        out[i] = Err(e.clone());
-                    }
-                }
-            }
-        }
-        out
+        Ok((groups, keys))
     }
 
     /// Takes one `XRANGE` reply of `host` (read after `pos`) into `page`.
@@ -1109,6 +1037,72 @@ struct Page {
     positions: BTreeMap<HostName, StreamId>,
     /// Hosts with a full page: read again from their last position.
     more: Vec<(HostName, Option<StreamId>)>,
+}
+
+/// Splits the replies of [`RedisStore::queue_reads`] into one reply per
+/// host (its entries, as an `XRANGE` would return them), in the order of
+/// `keys` (the hosts' stream keys).
+fn split_reads(
+    groups: &[Vec<usize>],
+    keys: Vec<String>,
+    results: Vec<Result<Value, Error>>,
+) -> Vec<Result<Value, Error>> {
+    let mut out: Vec<Result<Value, Error>> = (0..keys.len())
+        .map(|_| Ok(Value::Array(Vec::new())))
+        .collect();
+    // Found by key: a search of the group per reply stream was quadratic
+    // (1,024 streams per group on one server).
+    let index: std::collections::HashMap<String, usize> =
+        keys.into_iter().enumerate().map(|(i, k)| (k, i)).collect();
+    for (group, result) in groups.iter().zip(results) {
+        let fail = |out: &mut Vec<Result<Value, Error>>, e: Error| {
+            for &i in group {
+                out[i] = Err(e.clone());
+            }
+        };
+        let streams: Vec<(Option<String>, Value)> = match result {
+            Ok(Value::Null) => continue,
+            Ok(Value::Map(map)) => map
+                .inner()
+                .into_iter()
+                .map(|(k, v)| (k.as_str().map(str::to_owned), v))
+                .collect(),
+            Ok(Value::Array(pairs)) => pairs
+                .into_iter()
+                .map(|pair| {
+                    let mut pair = pair.into_array().into_iter();
+                    let key = pair.next().and_then(Value::into_string);
+                    (key, pair.next().unwrap_or(Value::Null))
+                })
+                .collect(),
+            Ok(other) => {
+                let what = format!("unexpected XREAD reply {:?}", other.kind());
+                fail(&mut out, Error::new(ErrorKind::Protocol, what));
+                continue;
+            }
+            Err(e) => {
+                fail(&mut out, e);
+                continue;
+            }
+        };
+        for (key, entries) in streams {
+            // Groups hold increasing indices (`queue_reads`).
+            match key
+                .and_then(|k| index.get(&k).copied())
+                .filter(|i| group.binary_search(i).is_ok())
+            {
+                Some(i) => out[i] = Ok(entries),
+                None => fail(
+                    &mut out,
+                    Error::new(
+                        ErrorKind::Protocol,
+                        "XREAD returned a stream that was not asked for",
+                    ),
+                ),
+            }
+        }
+    }
+    out
 }
 
 /// Sends `pipeline` and returns exactly `n` replies (missing ones are
