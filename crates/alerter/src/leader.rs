@@ -340,8 +340,6 @@ async fn write_back<C, A: AlertStore>(
     Ok(())
 }
 
-/// Becomes leader: the engine rebuilt from the stores (incident states,
-/// last evaluated instant, and the ticks the next instants need).
 /// The lease a leader is being built under.
 struct Lease<'a> {
     holder: &'a str,
@@ -385,6 +383,8 @@ async fn keep_lease<A: AlertStore>(alerts: &Mirrored<A>, lease: &Lease<'_>) -> S
     }
 }
 
+/// Becomes leader: the engine rebuilt from the stores (incident states,
+/// last evaluated instant, and the ticks the next instants need).
 async fn build_leader<T: TickStore, A: AlertStore>(
     ticks: &T,
     alerts: &Mirrored<A>,

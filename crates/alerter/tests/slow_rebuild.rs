@@ -22,7 +22,7 @@ use rules_engine::Config;
 use tokio::sync::{Notify, watch};
 
 mod common;
-use common::eventually;
+use common::{CONFIG, eventually};
 
 /// Every `range` read takes [`SlowRanges::delay`].
 #[derive(Clone)]
@@ -67,32 +67,21 @@ impl TickStore for SlowRanges {
     }
 }
 
-const CONFIG: &str = r#"{
-  "monitoring": { "collectionInterval": "1s" },
-  "alerting": {
-    "watcherInterval": "1s",
-    "evaluationDelay": "100ms",
-    "rules": [
-      { "name": "High CPU", "field": "cpu.usage", "aggregation": "avg",
-        "operand": "equalOrMoreThan", "value": 80, "timeframe": "5s" }
-    ]
-  }
-}"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_longer_than_the_lease_ttl_keeps_the_lease_and_then_evaluates() {
     let config = Arc::new(Config::from_json_text(CONFIG, "test").expect("valid config"));
-    // The lease lasts 1.5 s at a 1 s watcher interval; a rebuild takes 4 s.
+    // The lease lasts 1 s at a 200 ms watcher interval (its minimum); a
+    // rebuild takes 3 s.
     let ticks = SlowRanges {
         inner: MemoryStore::new(),
-        delay: Duration::from_secs(4),
+        delay: Duration::from_secs(3),
         ranges: Arc::default(),
     };
     let host: HostName = "node-a".parse().unwrap();
     let field: Key = "cpu.usage".parse().unwrap();
-    let now = floor_to(now_ms(), 1_000);
+    let now = floor_to(now_ms(), 200);
     let history: Vec<Tick> = (0..10)
-        .map(|k| Tick::new(host.clone(), now - k * 1_000, [(field.clone(), 10.0)]))
+        .map(|k| Tick::new(host.clone(), now - k * 200, [(field.clone(), 10.0)]))
         .collect();
     ticks.append(&history).await.unwrap();
 

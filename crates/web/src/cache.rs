@@ -227,12 +227,11 @@ pub struct SeriesCache {
 }
 
 /// Long node reads (a whole raw tier, a rollup's days) at once, over every
-/// request. The
-/// first 7-day view of 200 nodes reads about 1 GB of ticks to build the
-/// rollups; all nodes at once, their replies queued on the store's one
-/// connection ahead of every other command, and the other requests of the
-/// page (incidents, in the benchmark) timed out behind them. The alerter
-/// shares that connection in the same process.
+/// request. The first 7-day view of 200 nodes reads about 1 GB of ticks to
+/// build the rollups; all nodes at once, their replies queued on the
+/// store's one connection ahead of every other command, and the other
+/// requests of the page (incidents, in the benchmark) timed out behind
+/// them. The alerter shares that connection in the same process.
 pub const STORE_READS_IN_FLIGHT: usize = 8;
 
 /// One node's cached data. Lock it through [`SeriesCache::host`].

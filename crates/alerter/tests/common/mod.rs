@@ -4,7 +4,6 @@ use std::time::Duration;
 
 /// One rule over 200 ms ticks and instants: CPU at or above 80 on average
 /// over 1 s.
-#[allow(dead_code)] // not every test file uses it
 pub const CONFIG: &str = r#"{
   "monitoring": { "collectionInterval": "200ms" },
   "alerting": {
